@@ -1,0 +1,31 @@
+# The two commands of the README. Each creates (or reuses) the virtual environment
+# under the checkout and installs everything from the project's own files.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: drill test test-unit venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## make drill: bring the national system up, exercise it, fail one service over, check, tear down
+drill: $(STAMP)
+	$(BIN)/paydar drill
+
+## make test: the whole suite (unit + integration with real processes); CI runs exactly this
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## make test-unit: the quick loop while iterating (CI never runs less than `make test`)
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache
