@@ -1,0 +1,135 @@
+"""HTTP API of the regional gateway: the single window citizens use for every service.
+
+Citizens:        GET/PUT /v1/services/{service}/documents/{doc_id}
+                 GET     /v1/services/{service}/documents?citizen_id=
+                 GET     /v1/services                      (what is served, and where)
+Control:         GET/POST /v1/routing-table                (table signed k-of-n by controllers)
+Health:          /livez /readyz /state /metrics
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.router import HOP_HEADER, Router
+from infra.errors import TableRejected
+from infra.routing import TableGuard
+from infra.web import LoadShedder, json_error
+from node.models import DOC_ID_PATTERN
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+ROUTER = web.AppKey("router", Router)
+HEALTH_PATHS = frozenset({"/livez", "/readyz", "/state", "/metrics", "/v1/routing-table"})
+_DOC_ID = re.compile(DOC_ID_PATTERN)
+
+
+async def documents(request: web.Request) -> web.Response:
+    router = request.app[ROUTER]
+    service = request.match_info["service"]
+    if service not in router.f.guard.known_services:
+        known = ", ".join(sorted(router.f.guard.known_services))
+        return json_error(404, f"unknown service {service[:40]!r}; known services: {known}")
+    doc_id = request.match_info.get("doc_id")
+    if doc_id is not None and not _DOC_ID.match(doc_id):
+        return json_error(400, f"invalid document id {doc_id[:40]!r}: use 1-128 letters, digits, '.', '_' or '-'")
+    if doc_id is None and request.method != "GET":
+        return json_error(405, "only GET lists documents; PUT a document at /documents/{doc_id}")
+    route = router.table.table.route(service)
+    if request.method == "PUT" and not route.writable:
+        return _count(router, service, request.method, web.json_response(
+            {"error": f"service {service} is read-only (table v{router.table.table.version}): no safe primary; "
+                      "reads still work, retry the write later"}, status=503, headers={"Retry-After": "2"}))
+    body = await request.read() if request.method == "PUT" else None
+    path = f"/v1/documents/{doc_id}" if doc_id else "/v1/documents"
+    hop = 1 if request.headers.get(HOP_HEADER) else 0
+    answer = await router.forward(request.method, service, path, request.query_string, body, hop)
+    if answer is None:
+        response = web.json_response(
+            {"error": f"no region could serve service {service} from {router.region}; retry shortly"},
+            status=503, headers={"Retry-After": "1"})
+    else:
+        headers = {"X-Paydar-Served-By": answer.region}
+        if answer.retry_after:
+            headers["Retry-After"] = answer.retry_after
+        response = web.Response(body=answer.body, status=answer.status, headers=headers,
+                                content_type="application/json")
+    return _count(router, service, request.method, response)
+
+
+def _count(router: Router, service: str, method: str, response: web.Response) -> web.Response:
+    outcome = "ok" if response.status < 400 else ("client_error" if response.status < 500 else "unavailable")
+    router.metrics.requests.labels(region=router.region, service=service, method=method, outcome=outcome).inc()
+    return response
+
+
+async def services(request: web.Request) -> web.Response:
+    router = request.app[ROUTER]
+    table = router.table.table
+    return web.json_response({"region": router.region, "table_version": table.version, "services": {
+        sid: route.model_dump(mode="json") for sid, route in table.services.items()}})
+
+
+async def get_table(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ROUTER].table.model_dump(mode="json"))
+
+
+async def post_table(request: web.Request) -> web.Response:
+    router = request.app[ROUTER]
+    if request.content_length is not None and request.content_length > 1024 * 1024:
+        return json_error(413, "routing table larger than 1 MiB")
+    try:
+        signers = router.offer_table(TableGuard.parse(await request.read()), source="push")
+    except TableRejected as exc:
+        return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
+                          held_version=router.table.table.version)
+    return web.json_response({"accepted": True, "version": router.table.table.version, "signers": sorted(signers)})
+
+
+async def livez(_: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ready", "table_version": request.app[ROUTER].table.table.version})
+
+
+async def state(request: web.Request) -> web.Response:
+    router = request.app[ROUTER]
+    table = router.table.table
+    return web.json_response({
+        "component": router.config.component, "region": router.region, "role": "gateway",
+        "table_version": table.version, "table_expires_at": table.expires_at,
+        "signers": sorted(router.f.guard.signers),
+        "services": {sid: route.model_dump(mode="json") for sid, route in table.services.items()}})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[ROUTER].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(router: Router) -> web.Application:
+    """The gateway's aiohttp application; limits come from the topology."""
+    limits = router.f.topology.limits
+    shedder = LoadShedder(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
+                          exempt=HEALTH_PATHS, on_shed=router.metrics.shed.inc)
+    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[shedder.middleware])
+    app[ROUTER] = router
+    app.router.add_route("*", "/v1/services/{service}/documents/{doc_id}", documents)
+    app.router.add_get("/v1/services/{service}/documents", documents)
+    app.router.add_get("/v1/services", services)
+    app.router.add_get("/v1/routing-table", get_table)
+    app.router.add_post("/v1/routing-table", post_table)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/state", state)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+

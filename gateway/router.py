@@ -1,0 +1,140 @@
+"""How a gateway reaches a service: primary first, replicas for reads, other regions last.
+
+Requests go to the service's primary from the signed table this gateway holds. Reads fall
+back to a healthy replica (this region's first) and are then marked stale by the node. When
+no upstream answers from here, idempotent requests (GET, PUT) are retried once through the
+gateways of the other regions, which may still reach the primary over their own links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from gateway.config import GatewayConfig
+from gateway.metrics import GatewayMetrics
+from infra.component import Foundation
+from infra.errors import TableRejected
+from infra.routing import SignedTable
+
+__all__ = ["HOP_HEADER", "Router", "Upstream"]
+
+log = logging.getLogger(__name__)
+HOP_HEADER = "X-Paydar-Hop"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A response worth returning to the citizen."""
+
+    status: int
+    body: bytes
+    region: str
+    retry_after: str | None = None
+
+
+class Router:
+    """Routes citizen requests for one gateway."""
+
+    def __init__(self, *, config: GatewayConfig, foundation: Foundation, metrics: GatewayMetrics) -> None:
+        self.config = config
+        self.f = foundation
+        self.metrics = metrics
+        self.region = config.region
+        timeout = foundation.topology.limits.replication_timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout + 1.5, connect=1.0)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), timeout=self._timeout)
+        self.metrics.table_version.set(self.table.table.version)
+
+    async def stop(self) -> None:
+        if self.session:
+            await self.session.close()
+
+    @property
+    def table(self) -> SignedTable:
+        assert self.f.guard.current is not None
+        return self.f.guard.current
+
+    def offer_table(self, signed: SignedTable, source: str) -> frozenset[str]:
+        """Adopt a newer, properly signed table; raise ``TableRejected`` with the reason otherwise."""
+        try:
+            signers = self.f.guard.accept(signed)
+        except TableRejected as exc:
+            self.metrics.tables_refused.labels(region=self.region, reason=exc.reason).inc()
+            if exc.reason != "not-newer":
+                log.warning("routing table refused source=%s reason=%s detail=%s", source, exc.reason, exc)
+            raise
+        self.f.persist_table()
+        self.metrics.table_version.set(signed.table.version)
+        log.info("routing table adopted version=%d source=%s signers=%d", signed.table.version, source, len(signers))
+        return signers
+
+    async def forward(self, method: str, service: str, path: str, query: str, body: bytes | None,
+                      hop: int) -> Upstream | None:
+        """The first usable upstream answer, or None when no region could answer."""
+        for _ in range(2):  # a second pass only after learning a newer table from a node
+            route = self.table.table.route(service)
+            candidates = [route.primary] if route.primary else []
+            if method == "GET":
+                replicas = sorted(route.standbys, key=lambda r: r != self.region)
+                candidates += [r for r in replicas if r not in candidates]
+            learned = False
+            for region in candidates:
+                answer = await self._call(method, self.config.nodes[service][region] + path, query, body, region)
+                if answer is None or answer.status >= 500 and method == "GET":
+                    continue
+                if answer.status == 409 and method == "PUT" and self._learn_table(answer.body, region):
+                    learned = True
+                    break
+                return answer
+            if not learned:
+                break
+        if hop == 0:
+            return await self._via_other_regions(method, service, path, query, body)
+        return None
+
+    def _learn_table(self, body: bytes, region: str) -> bool:
+        """A node refused as not-primary and sent its table: adopt it if it is newer and valid."""
+        try:
+            raw = json.loads(body).get("table")
+            if raw is None:
+                return False
+            self.offer_table(SignedTable.model_validate(raw), source=f"node in {region}")
+            return True
+        except (TableRejected, ValueError, AttributeError):
+            return False
+
+    async def _via_other_regions(self, method: str, service: str, path: str, query: str,
+                                 body: bytes | None) -> Upstream | None:
+        for region, url in self.config.gateways.items():
+            answer = await self._call(method, f"{url}/v1/services/{service}{path}", query, body, region,
+                                      headers={HOP_HEADER: "1"})
+            if answer is not None and answer.status < 500:
+                log.info("served through another region service=%s via=%s", service, region)
+                return answer
+        return None
+
+    async def _call(self, method: str, url: str, query: str, body: bytes | None, region: str,
+                    headers: dict[str, str] | None = None) -> Upstream | None:
+        assert self.session is not None
+        started = time.monotonic()
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        try:
+            async with self.session.request(method, f"{url}?{query}" if query else url, data=body,
+                                            headers=sent) as response:
+                payload = await response.read()
+                return Upstream(response.status, payload, region, response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.info("upstream unreachable region=%s error=%s", region, type(exc).__name__)
+            return None
+        finally:
+            self.metrics.upstream_seconds.labels(region=self.region, target_region=region).observe(
+                time.monotonic() - started)

@@ -1,0 +1,89 @@
+"""What every long-running Paydar component is given at start, and how it loads it.
+
+The local realizer (and, in production, the Pulumi program) writes one JSON config per
+component; the component loads the topology model, the trust root, its own key and the
+routing table it must obey from the paths named there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from infra.errors import PaydarError, TableRejected
+from infra.files import read_secret, write_json_atomic
+from infra.identity import TrustRoot, load_private_key
+from infra.routing import SignedTable, TableGuard
+from infra.signing import Signer
+from infra.topology import NationalTopology, load_topology
+
+__all__ = ["ComponentConfig", "Foundation", "load_foundation"]
+
+log = logging.getLogger(__name__)
+
+
+class ComponentConfig(BaseModel):
+    """Fields common to every component's config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    component: str
+    region: str
+    host: str = "127.0.0.1"
+    port: int
+    data_dir: Path
+    topology: Path
+    trust_root: Path
+    key: Path
+    admin_token_file: Path
+    table: Path
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, path: str | Path) -> ComponentConfig:
+        try:
+            return cls.model_validate_json(Path(path).read_bytes())
+        except OSError as exc:
+            raise PaydarError(f"cannot read component config {path}: {exc.strerror}") from None
+
+
+@dataclass
+class Foundation:
+    """The loaded model, identities and routing guard of one component."""
+
+    topology: NationalTopology
+    trust: TrustRoot
+    signer: Signer
+    guard: TableGuard
+    admin_token: str
+    table_store: Path
+
+    def persist_table(self) -> None:
+        """Keep the table in force on disk so a restart obeys it (fail static)."""
+        if self.guard.current is not None:
+            write_json_atomic(self.table_store, self.guard.current.model_dump(mode="json"))
+
+
+def load_foundation(config: ComponentConfig) -> Foundation:
+    """Load topology, trust root, key, admin token and the newest valid table on disk."""
+    topology = load_topology(config.topology)
+    trust = TrustRoot.load(config.trust_root)
+    guard = TableGuard(trust=trust, threshold=topology.control.threshold,
+                       known_services=[s.id for s in topology.services])
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    table_store = config.data_dir / "table.json"
+    for source in (config.table, table_store):
+        if not source.exists():
+            continue
+        try:
+            guard.restore(SignedTable.model_validate_json(source.read_bytes()))
+        except (TableRejected, ValueError) as exc:
+            log.warning("ignoring routing table file=%s reason=%s", source, exc)
+    if guard.current is None:
+        raise PaydarError(f"no valid routing table at {config.table}; run `paydar up` to create one")
+    return Foundation(topology=topology, trust=trust, signer=Signer(load_private_key(config.key)),
+                      guard=guard, admin_token=read_secret(config.admin_token_file),
+                      table_store=table_store)

@@ -1,0 +1,73 @@
+"""Exceptions of the model of the system and its identities.
+
+The tree::
+
+    PaydarError                      anything Paydar raises on purpose
+    ├── TopologyError                national.yaml is unreadable or invalid (carries every issue)
+    ├── IdentityError                a key or the trust root is missing, unreadable or unsafe
+    ├── SignatureError               a signature does not verify
+    │   └── ThresholdNotMet          fewer than k valid signatures from distinct keys of a role
+    └── TableRejected                a routing table is refused (reason is a TableRejection)
+
+Every message says what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PaydarError(Exception):
+    """Base of every error Paydar raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem in a declarative input: where, what, and how to fix it."""
+
+    location: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+
+class TopologyError(PaydarError):
+    """The topology file cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, source: str, issues: list[Issue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} problem(s):\n{lines}")
+
+
+class IdentityError(PaydarError):
+    """A key or the trust root is missing, unreadable or has unsafe permissions."""
+
+
+class SignatureError(PaydarError):
+    """A signature is malformed or does not verify."""
+
+
+class ThresholdNotMet(SignatureError):
+    """Fewer than ``required`` valid signatures from distinct trusted keys."""
+
+    def __init__(self, role: str, valid: int, required: int, detail: str = "") -> None:
+        self.role = role
+        self.valid = valid
+        self.required = required
+        extra = f"; {detail}" if detail else ""
+        super().__init__(
+            f"{valid} of {required} required valid {role} signatures{extra}"
+        )
+
+
+class TableRejected(PaydarError):
+    """A routing table was refused; ``reason`` names the rule, the message has the numbers."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)

@@ -1,0 +1,147 @@
+"""The plan of a local realization: every component, its port, and how regions reach it.
+
+Built from the topology model and a port allocator, saved as ``realization.json``; `up`,
+`status`, `down`, the CLI, tests and chaos all read it from there. Cross-region traffic is
+addressed to the link proxy of the (source region -> destination region) path, so a node in
+one region reaches another region only through a link that chaos can cut.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from infra.local.ports import PortAllocator
+from infra.topology import NationalTopology
+
+__all__ = ["ComponentKind", "LinkPlan", "Plan", "PlannedComponent", "build_plan"]
+
+HOST = "127.0.0.1"
+
+
+class ComponentKind(StrEnum):
+    NODE = "node"
+    GATEWAY = "gateway"
+    LINK = "link"
+    VAULT = "vault"
+
+
+class PlannedComponent(BaseModel):
+    """One supervised process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    kind: ComponentKind
+    region: str | None = None
+    service: str | None = None
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+class LinkPlan(BaseModel):
+    """The proxy on one directed inter-region path; ``routes`` maps component id -> listen port."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    source: str
+    target: str
+    admin_port: int
+    routes: dict[str, int]
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.admin_port}"
+
+
+class VaultPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    s3: int
+    master: int
+    volume: int
+    filer: int
+    admin: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.s3}"
+
+
+class Plan(BaseModel):
+    """Everything `up` starts, with ports; the address book of the realization."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state_dir: Path
+    components: tuple[PlannedComponent, ...]
+    links: tuple[LinkPlan, ...]
+    vault: VaultPlan
+
+    def component(self, component_id: str) -> PlannedComponent:
+        for component in self.components:
+            if component.id == component_id:
+                return component
+        raise KeyError(f"no component {component_id!r} in this realization")
+
+    def of_kind(self, kind: ComponentKind) -> list[PlannedComponent]:
+        return [c for c in self.components if c.kind is kind]
+
+    def link(self, source: str, target: str) -> LinkPlan:
+        for link in self.links:
+            if link.source == source and link.target == target:
+                return link
+        raise KeyError(f"no link {source}->{target} in this realization")
+
+    def url_from(self, region: str | None, component_id: str) -> str:
+        """How ``region`` reaches a component: directly at home, else through the link proxy."""
+        target = self.component(component_id)
+        if region is None or target.region in (None, region):
+            return target.url
+        return f"http://{HOST}:{self.link(region, target.region).routes[component_id]}"
+
+    def gateway(self, region: str) -> PlannedComponent:
+        return self.component(gateway_id(region))
+
+    def node(self, service: str, region: str) -> PlannedComponent:
+        return self.component(node_id(service, region))
+
+
+def node_id(service: str, region: str) -> str:
+    return f"node.{service}.{region}"
+
+
+def gateway_id(region: str) -> str:
+    return f"gateway.{region}"
+
+
+def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator | None = None) -> Plan:
+    """Allocate a port for every component and listener of the realization."""
+    ports = ports or PortAllocator()
+    components: list[PlannedComponent] = []
+    for region in topology.region_names:
+        components.append(PlannedComponent(id=gateway_id(region), kind=ComponentKind.GATEWAY, region=region,
+                                           port=ports.take()))
+        for service in topology.services_in(region):
+            components.append(PlannedComponent(id=node_id(service.id, region), kind=ComponentKind.NODE,
+                                               region=region, service=service.id, port=ports.take()))
+    links = []
+    for source in topology.region_names:
+        for target in topology.region_names:
+            if source == target:
+                continue
+            routes = {c.id: ports.take() for c in components if c.region == target}
+            link = LinkPlan(id=f"link.{source}.{target}", source=source, target=target,
+                            admin_port=ports.take(), routes=routes)
+            links.append(link)
+            components.append(PlannedComponent(id=link.id, kind=ComponentKind.LINK, port=link.admin_port))
+    vault = VaultPlan(s3=ports.take_pair(), master=ports.take_pair(), volume=ports.take_pair(),
+                      filer=ports.take_pair(), admin=ports.take_pair())
+    components.append(PlannedComponent(id="vault", kind=ComponentKind.VAULT, port=vault.s3))
+    return Plan(state_dir=state_dir, components=tuple(components), links=tuple(links), vault=vault)

@@ -1,0 +1,256 @@
+"""The local realization: `up`, `down` and `status` of a whole national system on 127.0.0.1.
+
+`up` generates identities (per component, 0600), plans ports, writes one config per
+component and a supervisord config, starts supervisord and waits until every component
+answers, then provisions the vault's locked buckets. On failure it reports the failing
+components with the tail of their logs and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.errors import PaydarError
+from infra.files import read_secret, write_json_atomic, write_secret
+from infra.identity import KeyStore
+from infra.local import vault
+from infra.local.layout import StateLayout
+from infra.local.plan import ComponentKind, Plan, PlannedComponent, build_plan
+from infra.local.supervisor import Program, Supervisor, render_config
+from infra.routing import SignedTable, initial_table, sign_table
+from infra.topology import NationalTopology, load_topology
+
+__all__ = ["AlreadyRunning", "Realization", "UpFailed", "down", "load_realization", "up"]
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT = 90.0
+Progress = Callable[[str, int, int], None]
+
+
+class AlreadyRunning(PaydarError):
+    """`up` on a state directory whose system is running."""
+
+
+class UpFailed(PaydarError):
+    """Some component did not become ready; ``diagnostics`` has each one's log tail."""
+
+    def __init__(self, message: str, diagnostics: dict[str, str]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__(message)
+
+
+@dataclass
+class Realization:
+    """A running (or planned) local national system, as the CLI, tests and chaos see it."""
+
+    layout: StateLayout
+    topology: NationalTopology
+    plan: Plan
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.layout)
+
+    def admin_token(self) -> str:
+        return read_secret(self.layout.admin_token)
+
+    def link_token(self) -> str:
+        return read_secret(self.layout.link_token)
+
+    def vault_admin(self) -> vault.S3Identity:
+        return vault.S3Identity(**json.loads(self.layout.vault_admin.read_text()))
+
+    def keystore(self) -> KeyStore:
+        return KeyStore(self.layout.keys)
+
+
+def load_realization(state_dir: Path) -> Realization:
+    """The realization recorded in ``state_dir``; a clear error when there is none."""
+    layout = StateLayout(state_dir)
+    if not layout.realization.exists():
+        raise PaydarError(f"no realization in {state_dir}; start one with `paydar up --state-dir {state_dir}`")
+    plan = Plan.model_validate_json(layout.realization.read_bytes())
+    return Realization(layout=layout, topology=load_topology(layout.topology), plan=plan)
+
+
+def up(config: Path, state_dir: Path, progress: Progress = lambda *_: None) -> Realization:
+    """Start the national system of ``config`` under ``state_dir`` and wait until it is ready."""
+    topology = load_topology(config)
+    layout = StateLayout(state_dir.resolve())
+    running = Supervisor(layout).pid()
+    if running is not None:
+        raise AlreadyRunning(f"a national system is already running from {layout.root} (supervisord pid "
+                             f"{running}); see `paydar status` or stop it with `paydar down`")
+    layout.make_dirs()
+    _check_same_topology(layout, topology)
+    shutil.copyfile(config, layout.topology)
+    realization = Realization(layout=layout, topology=topology, plan=build_plan(topology, layout.root))
+    _write_identities(realization)
+    write_json_atomic(layout.realization, realization.plan.model_dump(mode="json"))
+    programs = _write_component_configs(realization)
+    password = write_secret(layout.supervisor_password)
+    conf = render_config(layout, programs, password)
+    layout.supervisor_conf.write_text(conf)
+    layout.supervisor_conf.chmod(0o600)
+    realization.supervisor.start()
+    try:
+        _wait_ready(realization, progress)
+        client = vault.vault_client(realization.plan.vault.endpoint, realization.vault_admin())
+        vault.provision_buckets(client, [vault.bucket_name(s.id) for s in topology.services],
+                                topology.vault.retention_days)
+    except BaseException:
+        realization.supervisor.shutdown()
+        raise
+    return realization
+
+
+def down(state_dir: Path) -> tuple[int, list[int]]:
+    """Stop exactly what `up` started; returns (programs stopped, PIDs that had to be killed)."""
+    layout = StateLayout(state_dir.resolve())
+    supervisor = Supervisor(layout)
+    if supervisor.pid() is None:
+        return 0, []
+    count = len(supervisor.processes())
+    return count, supervisor.shutdown()
+
+
+def _check_same_topology(layout: StateLayout, topology: NationalTopology) -> None:
+    if not layout.table.exists():
+        return
+    held = SignedTable.model_validate_json(layout.table.read_bytes()).table
+    wanted = {s.id for s in topology.services}
+    if set(held.services) != wanted:
+        raise PaydarError(f"{layout.root} holds a system with services {sorted(held.services)}, but the "
+                          f"topology declares {sorted(wanted)}; use a fresh --state-dir for a different topology")
+
+
+def _write_identities(realization: Realization) -> None:
+    """Keys for every component (and the controllers and probers to come), trust root, secrets."""
+    layout, topology = realization.layout, realization.topology
+    components = [c.id for c in realization.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)]
+    components += [f"{role}.{region}" for role in ("controller", "prober") for region in topology.region_names]
+    keystore = KeyStore(layout.keys)
+    write_json_atomic(layout.trust_root, keystore.build_trust_root(components).model_dump(mode="json"))
+    write_secret(layout.admin_token)
+    write_secret(layout.link_token)
+    if not layout.vault_admin.exists():
+        admin = vault.new_identity("paydar-admin", ["Admin", "Read", "Write", "List", "Tagging"])
+        write_json_atomic(layout.vault_admin, admin.__dict__ | {"actions": list(admin.actions)}, mode=0o600)
+    write_json_atomic(layout.vault_s3_config, vault.render_s3_config([realization.vault_admin()]), mode=0o600)
+    if not layout.table.exists():
+        signers = [keystore.signer(f"controller.{r}") for r in topology.region_names[: topology.control.threshold]]
+        signed = sign_table(initial_table(topology, time.time()), signers)
+        write_json_atomic(layout.table, signed.model_dump(mode="json"))
+
+
+def _common(realization: Realization, component: PlannedComponent) -> dict[str, Any]:
+    layout = realization.layout
+    return {
+        "component": component.id, "region": component.region, "port": component.port,
+        "data_dir": str(layout.data(component.id)), "topology": str(layout.topology),
+        "trust_root": str(layout.trust_root), "key": str(KeyStore(layout.keys).path(component.id)),
+        "admin_token_file": str(layout.admin_token), "table": str(layout.table),
+    }
+
+
+def _write_component_configs(realization: Realization) -> list[Program]:
+    layout, plan, topology = realization.layout, realization.plan, realization.topology
+    python = sys.executable
+    programs = []
+    for component in plan.components:
+        path = layout.config(component.id)
+        if component.kind is ComponentKind.NODE:
+            assert component.service and component.region
+            service = topology.service(component.service)
+            peers = {r: plan.url_from(component.region, f"node.{service.id}.{r}")
+                     for r in service.regions if r != component.region}
+            config: dict[str, Any] = _common(realization, component) | {"service": service.id, "peers": peers}
+            module = "node"
+        elif component.kind is ComponentKind.GATEWAY:
+            region = component.region
+            nodes = {s.id: {r: plan.url_from(region, f"node.{s.id}.{r}") for r in s.regions}
+                     for s in topology.services}
+            gateways = {r: plan.url_from(region, f"gateway.{r}") for r in topology.region_names if r != region}
+            config = _common(realization, component) | {"nodes": nodes, "gateways": gateways}
+            module = "gateway"
+        elif component.kind is ComponentKind.LINK:
+            link = next(li for li in plan.links if li.id == component.id)
+            config = {"link": f"{link.source}->{link.target}", "host": "127.0.0.1", "admin_port": link.admin_port,
+                      "token_file": str(layout.link_token),
+                      "routes": [{"name": cid, "listen_port": port, "target_port": plan.component(cid).port}
+                                 for cid, port in link.routes.items()]}
+            module = "infra.local.linkproxy"
+        else:
+            v = plan.vault
+            ports = vault.VaultPorts(s3=v.s3, master=v.master, volume=v.volume, filer=v.filer, admin=v.admin)
+            weed = str(Path(python).with_name("weed"))
+            command = vault.weed_command(weed, layout.vault_dir, ports, layout.vault_s3_config)
+            programs.append(Program(name=component.id, command=command, log=layout.log(component.id),
+                                    priority=100, stop_wait_seconds=20))
+            continue
+        write_json_atomic(path, config)
+        programs.append(Program(name=component.id, command=[python, "-m", module, "--config", str(path)],
+                                log=layout.log(component.id), priority=200 if module != "node" else 300))
+    return programs
+
+
+def probe(realization: Realization, component: PlannedComponent, timeout: float = 1.0) -> bool:
+    """True when the component answers its readiness check."""
+    if component.kind is ComponentKind.VAULT:
+        try:
+            vault.vault_client(realization.plan.vault.endpoint, realization.vault_admin(),
+                               timeout=timeout).list_buckets()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            return False
+    path = "/livez" if component.kind is ComponentKind.LINK else "/readyz"
+    try:
+        with urllib.request.urlopen(component.url + path, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _wait_ready(realization: Realization, progress: Progress) -> None:
+    pending = {c.id: c for c in realization.plan.components}
+    total = len(pending)
+    deadline = time.monotonic() + READY_TIMEOUT
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while pending and time.monotonic() < deadline:
+            results = dict(zip(pending, pool.map(lambda c: probe(realization, c), pending.values())))
+            for cid, ready in results.items():
+                if ready:
+                    del pending[cid]
+                    progress(cid, total - len(pending), total)
+            fatal = [p["name"] for p in realization.supervisor.processes() if p["statename"] == "FATAL"]
+            if fatal:
+                raise _up_failed(realization, fatal, "exited repeatedly and were given up")
+            if pending:
+                time.sleep(0.1)
+    if pending:
+        raise _up_failed(realization, sorted(pending), f"did not become ready within {READY_TIMEOUT:.0f}s")
+
+
+def _up_failed(realization: Realization, components: list[str], why: str) -> UpFailed:
+    diagnostics = {cid: tail(realization.layout.log(cid)) for cid in components}
+    return UpFailed(f"{len(components)} component(s) {why}: {', '.join(components)}", diagnostics)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file (or why there are none)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log at {path}: {exc.strerror})"

@@ -1,0 +1,198 @@
+"""Routing tables: who is primary for each service, in which epoch, signed k-of-n.
+
+A node or gateway obeys a table only when at least ``threshold`` distinct controller keys
+have signed that exact table, its version is newer than the one it holds (rollback
+protection, as in The Update Framework), it has not expired, it names only known services,
+and it never routes a service to zero regions. :class:`TableGuard` is the one place those
+rules live; it is pure (the clock is injected) and raises :class:`TableRejected` with a
+:class:`TableRejection` reason and the numbers in the message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from infra.errors import SignatureError, TableRejected
+from infra.identity import Role, TrustRoot
+from infra.signing import Signature, Signer, verify_threshold
+from infra.topology import NationalTopology
+
+__all__ = [
+    "RouteMode",
+    "RoutingTable",
+    "ServiceRoute",
+    "SignedTable",
+    "TableGuard",
+    "TableRejection",
+    "initial_table",
+    "sign_table",
+]
+
+
+class RouteMode(StrEnum):
+    READ_WRITE = "read-write"
+    READ_ONLY = "read-only"
+
+
+class TableRejection(StrEnum):
+    """Why a table was refused; stable names that logs, metrics and tests use."""
+
+    MALFORMED = "malformed"
+    UNDER_SIGNED = "under-signed"
+    NOT_NEWER = "not-newer"
+    EXPIRED = "expired"
+    UNKNOWN_SERVICE = "unknown-service"
+    ZERO_REGIONS = "zero-regions"
+    EPOCH_REGRESSION = "epoch-regression"
+
+
+class ServiceRoute(BaseModel):
+    """Where one service lives in one table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    primary: str | None
+    standbys: tuple[str, ...]
+    epoch: int = Field(ge=1)
+    mode: RouteMode = RouteMode.READ_WRITE
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return ((self.primary,) if self.primary else ()) + self.standbys
+
+    @property
+    def writable(self) -> bool:
+        return self.mode is RouteMode.READ_WRITE and self.primary is not None
+
+
+class RoutingTable(BaseModel):
+    """The unsigned content of a routing table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    issued_at: float
+    expires_at: float
+    reason: str = Field(default="", max_length=500)
+    services: dict[str, ServiceRoute]
+
+    def route(self, service_id: str) -> ServiceRoute:
+        try:
+            return self.services[service_id]
+        except KeyError:
+            raise KeyError(f"service {service_id!r} is not in routing table v{self.version}") from None
+
+
+class SignedTable(BaseModel):
+    """A routing table with its controller signatures, as it travels and is stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: RoutingTable
+    signatures: tuple[Signature, ...] = ()
+
+    def payload(self) -> dict[str, object]:
+        return self.table.model_dump(mode="json")
+
+
+def initial_table(topology: NationalTopology, now: float) -> RoutingTable:
+    """Version 1: every service's preferred region is primary, in epoch 1."""
+    return RoutingTable(
+        version=1, issued_at=now, expires_at=now + topology.control.table_ttl,
+        reason="initial placement from the topology",
+        services={s.id: ServiceRoute(primary=s.home, standbys=s.regions[1:], epoch=1) for s in topology.services})
+
+
+def sign_table(table: RoutingTable, signers: Iterable[Signer]) -> SignedTable:
+    """Sign one table with each signer (distinct controller keys)."""
+    payload = table.model_dump(mode="json")
+    return SignedTable(table=table, signatures=tuple(s.sign(payload) for s in signers))
+
+
+class TableGuard:
+    """Holds the current table and decides whether a candidate may replace it."""
+
+    def __init__(
+        self,
+        *,
+        trust: TrustRoot,
+        threshold: int,
+        known_services: Iterable[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = trust.keys(Role.CONTROLLER)
+        self.threshold = threshold
+        self.known_services = frozenset(known_services)
+        self._clock = clock
+        self.current: SignedTable | None = None
+        self.signers: frozenset[str] = frozenset()
+
+    @staticmethod
+    def parse(raw: bytes | str) -> SignedTable:
+        """Parse a table from JSON; :class:`TableRejected` (malformed) on bad input."""
+        try:
+            return SignedTable.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise TableRejected(TableRejection.MALFORMED,
+                                f"malformed routing table: {where}: {first['msg']}") from None
+
+    def check(self, candidate: SignedTable) -> frozenset[str]:
+        """Raise :class:`TableRejected` unless ``candidate`` may replace the held table.
+
+        Returns the key ids of the controllers whose signatures verified.
+        """
+        table = candidate.table
+        try:
+            signers = verify_threshold(candidate.payload(), candidate.signatures, self._keys,
+                                       self.threshold, Role.CONTROLLER.value)
+        except SignatureError as exc:
+            raise TableRejected(TableRejection.UNDER_SIGNED, f"table v{table.version} refused: {exc}") from None
+        held = self.current.table if self.current else None
+        if held is not None and table.version <= held.version:
+            raise TableRejected(TableRejection.NOT_NEWER,
+                                f"table v{table.version} is not newer than held v{held.version}; rollback refused")
+        now = self._clock()
+        if table.expires_at <= now:
+            raise TableRejected(TableRejection.EXPIRED,
+                                f"table v{table.version} expired {now - table.expires_at:.0f}s ago")
+        unknown = sorted(set(table.services) - self.known_services)
+        if unknown:
+            raise TableRejected(TableRejection.UNKNOWN_SERVICE,
+                                f"table v{table.version} names unknown services: {', '.join(unknown)}")
+        for service_id, route in table.services.items():
+            if not route.regions:
+                raise TableRejected(TableRejection.ZERO_REGIONS,
+                                    f"table v{table.version} routes service {service_id} to zero regions")
+            if held is not None and service_id in held.services and route.epoch < held.services[service_id].epoch:
+                raise TableRejected(TableRejection.EPOCH_REGRESSION,
+                                    f"table v{table.version} lowers the epoch of service {service_id} "
+                                    f"from {held.services[service_id].epoch} to {route.epoch}")
+        return signers
+
+    def restore(self, candidate: SignedTable) -> frozenset[str]:
+        """Adopt a table read back from this component's own disk at start.
+
+        Signatures and services are checked as always, but expiry is not: the last table a
+        component obeyed stays in force until a newer one arrives (fail static).
+        """
+        try:
+            signers = verify_threshold(candidate.payload(), candidate.signatures, self._keys,
+                                       self.threshold, Role.CONTROLLER.value)
+        except SignatureError as exc:
+            raise TableRejected(TableRejection.UNDER_SIGNED, f"stored table refused: {exc}") from None
+        if self.current is None or candidate.table.version > self.current.table.version:
+            self.current, self.signers = candidate, signers
+        return signers
+
+    def accept(self, candidate: SignedTable) -> frozenset[str]:
+        """Check and adopt ``candidate``; the held table is unchanged when it is refused."""
+        signers = self.check(candidate)
+        self.current = candidate
+        self.signers = signers
+        return signers

@@ -1,0 +1,260 @@
+"""The national topology model: regions, vault sites and the service catalog.
+
+``national.yaml`` is parsed here into one validated, frozen model that every other part
+(the local realizer, the Pulumi program, probes, controllers, chaos) reads. Validation
+collects every problem with its location and a hint instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum, StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from infra.errors import Issue, TopologyError
+
+__all__ = [
+    "Ecosystem",
+    "Limits",
+    "NationalTopology",
+    "Region",
+    "Service",
+    "Tier",
+    "load_topology",
+    "parse_duration",
+    "parse_topology",
+]
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+SERVICE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as ``500ms``, ``30s``, ``5m``, ``2h``, ``7d``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value.strip())):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Ecosystem(StrEnum):
+    """Single-window ecosystems of the national programme."""
+
+    IDENTITY = "identity"
+    HEALTH = "health"
+    COMMERCE = "commerce"
+    EDUCATION = "education"
+    WALLET = "wallet"
+    JUDICIARY = "judiciary"
+    SOCIAL_WELFARE = "social-welfare"
+    TAXATION = "taxation"
+
+
+class Tier(IntEnum):
+    """Criticality tier: 1 is the most critical."""
+
+    CRITICAL = 1
+    ESSENTIAL = 2
+    STANDARD = 3
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Model):
+    """A city or region that runs a gateway and one node per hosted service."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str = ""
+
+
+class VaultSite(_Model):
+    """A backup failure domain kept apart from the service regions."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str = ""
+
+
+class Vault(_Model):
+    sites: tuple[VaultSite, ...] = Field(min_length=1)
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
+class Control(_Model):
+    """Routing-table trust: ``threshold`` controller signatures out of one controller per region."""
+
+    threshold: int = Field(default=2, ge=1)
+    table_ttl: Duration = Field(default=7 * 86400.0, gt=0)
+
+
+class Limits(_Model):
+    """Bounds every node and gateway applies."""
+
+    max_inflight_requests: int = Field(default=64, ge=1, le=10_000)
+    max_queued_requests: int = Field(default=256, ge=0, le=100_000)
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=16 * 1024 * 1024)
+    replication_timeout: Duration = Field(default=2.0, gt=0, le=60)
+
+
+class Service(_Model):
+    """One government service, keyed by its service identifier."""
+
+    id: str = Field(pattern=SERVICE_ID_PATTERN)
+    name: str = Field(min_length=1)
+    agency: str = Field(min_length=1)
+    ecosystem: Ecosystem
+    tier: Tier
+    rto: Duration
+    rpo: Duration
+    regions: tuple[str, ...] = Field(min_length=1)
+    sync_replicas: int = Field(ge=0)
+
+    @property
+    def home(self) -> str:
+        """The preferred region: the initial primary."""
+        return self.regions[0]
+
+
+class NationalTopology(_Model):
+    """The validated national system. Build it with :func:`load_topology`."""
+
+    name: str = Field(min_length=1)
+    regions: tuple[Region, ...] = Field(min_length=1)
+    vault: Vault
+    control: Control = Control()
+    limits: Limits = Limits()
+    services: tuple[Service, ...] = Field(min_length=1)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(region.name for region in self.regions)
+
+    def service(self, service_id: str) -> Service:
+        """The service with this identifier; ``KeyError`` names the known ones."""
+        for service in self.services:
+            if service.id == service_id:
+                return service
+        known = ", ".join(s.id for s in self.services)
+        raise KeyError(f"unknown service {service_id!r}; known services: {known}")
+
+    def services_in(self, region: str) -> tuple[Service, ...]:
+        """Services that have a node in ``region``."""
+        return tuple(s for s in self.services if region in s.regions)
+
+
+def _semantic_issues(topo: NationalTopology) -> list[Issue]:
+    """Cross-field rules, one issue per broken rule and place."""
+    issues: list[Issue] = []
+    regions = topo.region_names
+    issues += _duplicates("regions", regions, "region names must be unique")
+    issues += _duplicates("vault.sites", [s.name for s in topo.vault.sites], "site names must be unique")
+    for i, site in enumerate(topo.vault.sites):
+        if site.name in regions:
+            issues.append(Issue(f"vault.sites[{i}].name", f"vault site {site.name!r} is also a service region",
+                                "keep backups in a failure domain apart from the regions they protect"))
+    issues += _duplicates("services", [s.id for s in topo.services], "service identifiers must be unique")
+    if topo.control.threshold > len(regions):
+        issues.append(Issue("control.threshold",
+                            f"threshold {topo.control.threshold} exceeds the {len(regions)} controllers (one per region)",
+                            f"use a threshold between 1 and {len(regions)}; a majority is the safe choice"))
+    for i, service in enumerate(topo.services):
+        where = f"services[{i}] (id {service.id!r})"
+        for j, region in enumerate(service.regions):
+            if region not in regions:
+                issues.append(Issue(f"{where}.regions[{j}]", f"unknown region {region!r}",
+                                    f"declare it under regions, or use one of: {', '.join(regions)}"))
+        if len(set(service.regions)) != len(service.regions):
+            issues.append(Issue(f"{where}.regions", "a region is listed twice", "list each region once"))
+        if len(service.regions) < 2:
+            issues.append(Issue(f"{where}.regions", "the service is in one region only",
+                                "list at least two regions so losing one region does not take the service down"))
+        standbys = len(set(service.regions)) - 1
+        if service.sync_replicas > standbys:
+            issues.append(Issue(f"{where}.sync_replicas",
+                                f"sync_replicas {service.sync_replicas} is larger than the {standbys} standbys available",
+                                f"use at most {standbys}, or host the service in more regions"))
+        if service.rpo == 0 and service.sync_replicas == 0:
+            issues.append(Issue(f"{where}.sync_replicas", "rpo 0s needs at least one synchronous standby",
+                                "set sync_replicas: 1, or declare the data loss the service tolerates as rpo"))
+    return issues
+
+
+def _duplicates(location: str, names: list[str] | tuple[str, ...], message: str) -> list[Issue]:
+    seen: set[str] = set()
+    issues = []
+    for i, name in enumerate(names):
+        if name in seen:
+            issues.append(Issue(f"{location}[{i}]", f"{message}: {name!r} appears twice", "rename or remove one"))
+        seen.add(name)
+    return issues
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _pydantic_issues(error: ValidationError) -> list[Issue]:
+    hints = {
+        "extra_forbidden": "remove it or check its spelling",
+        "missing": "add this field",
+        "string_pattern_mismatch": "use lowercase letters, digits and dashes",
+        "enum": "use one of the listed values",
+    }
+    return [
+        Issue(_location(tuple(err["loc"])), err["msg"], hints.get(err["type"], ""))
+        for err in error.errors()
+    ]
+
+
+def parse_topology(data: Any, source: str = "<topology>") -> NationalTopology:
+    """Validate already-parsed YAML data; raises :class:`TopologyError` with every issue."""
+    if not isinstance(data, dict):
+        raise TopologyError(source, [Issue("(top level)", "expected a mapping with regions, vault and services",
+                                           "start from the example national.yaml")])
+    try:
+        topo = NationalTopology.model_validate(data)
+    except ValidationError as exc:
+        raise TopologyError(source, _pydantic_issues(exc)) from None
+    issues = _semantic_issues(topo)
+    if issues:
+        raise TopologyError(source, issues)
+    return topo
+
+
+def load_topology(path: str | Path) -> NationalTopology:
+    """Read and validate a topology file; raises :class:`TopologyError` naming every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TopologyError(str(path), [Issue("(file)", f"cannot read: {exc.strerror}",
+                                              "pass an existing file with --config")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TopologyError(str(path), [Issue(where, f"not valid YAML: {problem}",
+                                              "check indentation and quoting")]) from None
+    return parse_topology(data, str(path))

@@ -1,0 +1,199 @@
+"""HTTP API of the regional node (the citizen document registry).
+
+Public (through gateways):  GET/PUT /v1/documents/{doc_id}, GET /v1/documents?citizen_id=
+Between nodes:              POST /v1/replicate            (batch signed by the primary's key)
+Control:                    GET/POST /v1/routing-table    (table signed k-of-n by controllers)
+Admin (bearer token):       POST /v1/integrity            (verify the whole chain now)
+Health:                     /livez /readyz /state /metrics
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from infra.errors import SignatureError, TableRejected
+from infra.routing import TableGuard
+from infra.web import LoadShedder, json_error, read_model
+from node.chain import Entry
+from node.errors import IntegrityViolation, WriteRefused
+from node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
+from node.runtime import NodeRuntime
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+RUNTIME = web.AppKey("runtime", NodeRuntime)
+HEALTH_PATHS = frozenset({"/livez", "/readyz", "/state", "/metrics"})
+_DOC_ID = re.compile(DOC_ID_PATTERN)
+MAX_REPLICATION_BYTES = 4 * 1024 * 1024
+
+
+def _document(runtime: NodeRuntime, entry: Entry) -> dict[str, object]:
+    stale = runtime.role is not NodeRole.PRIMARY or not runtime.route.writable
+    return {
+        "doc_id": entry.doc_id, **json.loads(entry.body), "position": entry.position, "epoch": entry.epoch,
+        "hash": entry.hash, "stale": stale,
+        "served_by": {"region": runtime.region, "role": runtime.role.value, "epoch": runtime.epoch},
+    }
+
+
+def _doc_id(request: web.Request) -> str:
+    doc_id = request.match_info["doc_id"]
+    if not _DOC_ID.match(doc_id):
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"invalid document id {doc_id[:40]!r}: use 1-128 "
+                                                           "letters, digits, '.', '_' or '-'"}),
+                                 content_type="application/json")
+    return doc_id
+
+
+async def put_document(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    doc_id = _doc_id(request)
+    document = await read_model(request, DocumentIn)
+    with runtime.metrics.write_seconds.time():
+        try:
+            entry = await runtime.write(doc_id, document)
+        except WriteRefused as exc:
+            outcome = "refused" if exc.status == 409 else "unacknowledged"
+            runtime.metrics.writes.labels(service=runtime.service, region=runtime.region, outcome=outcome).inc()
+            headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
+            body = {k: v for k, v in exc.extra.items() if k != "retry_after"}
+            return web.json_response({"error": str(exc), **body}, status=exc.status, headers=headers)
+    runtime.metrics.writes.labels(service=runtime.service, region=runtime.region, outcome="acknowledged").inc()
+    return web.json_response({"acknowledged": True, **_document(runtime, entry)}, status=200)
+
+
+async def get_document(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    doc_id = _doc_id(request)
+    try:
+        entry = await runtime.read(doc_id)
+    except IntegrityViolation as exc:
+        return json_error(503, f"this replica failed verification and serves nothing ({exc.reason}); "
+                               "read from another region")
+    if entry is None:
+        return json_error(404, f"no document {doc_id!r} in service {runtime.service}")
+    return web.json_response(_document(runtime, entry))
+
+
+async def list_documents(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    citizen_id = request.query.get("citizen_id", "")
+    if not re.fullmatch(r"[0-9]{10}", citizen_id):
+        return json_error(400, "query parameter citizen_id must be a 10-digit national code")
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return json_error(400, "limit must be an integer between 1 and 1000")
+    if not 1 <= limit <= 1000:
+        return json_error(400, "limit must be an integer between 1 and 1000")
+    try:
+        entries = await runtime.list_documents(citizen_id, request.query.get("after", ""), limit)
+    except IntegrityViolation as exc:
+        return json_error(503, f"this replica failed verification ({exc.reason}); read from another region")
+    return web.json_response({"documents": [_document(runtime, e) for e in entries],
+                              "stale": runtime.role is not NodeRole.PRIMARY})
+
+
+async def replicate(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    signed = await read_model(request, SignedBatch)
+    try:
+        reply = await runtime.receive_batch(signed)
+    except SignatureError as exc:
+        log.warning("replication refused: %s", exc)
+        return json_error(403, f"replication refused: {exc}")
+    except IntegrityViolation as exc:
+        return json_error(409, f"replication refused: {exc}")
+    return web.json_response(reply.model_dump(mode="json"))
+
+
+async def get_table(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME].table.model_dump(mode="json"))
+
+
+async def post_table(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if request.content_length is not None and request.content_length > 1024 * 1024:
+        return json_error(413, "routing table larger than 1 MiB")
+    try:
+        candidate = TableGuard.parse(await request.read())
+        signers = await runtime.offer_table(candidate, source="push")
+    except TableRejected as exc:
+        return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
+                          held_version=runtime.table_version)
+    return web.json_response({"accepted": True, "version": runtime.table_version, "signers": sorted(signers),
+                              "role": runtime.role.value, "epoch": runtime.epoch})
+
+
+async def post_integrity(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if not hmac.compare_digest(token.encode(), runtime.f.admin_token.encode()):
+        return json_error(401, "admin endpoint: send Authorization: Bearer <admin token from the state dir>")
+    result = await runtime.verify()
+    return web.json_response({"ok": result.ok, "checked": result.checked, "head_hash": result.head_hash,
+                              "first_bad_position": result.first_bad_position, "reason": result.reason},
+                             status=200 if result.ok else 409)
+
+
+async def livez(_: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if runtime.compromised:
+        return json_error(503, f"compromised: {runtime.compromised}", role=runtime.role.value)
+    return web.json_response({"status": "ready", "role": runtime.role.value, "epoch": runtime.epoch})
+
+
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[RUNTIME].state())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[RUNTIME].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(runtime: NodeRuntime) -> web.Application:
+    """The node's aiohttp application; limits come from the topology."""
+    limits = runtime.f.topology.limits
+    shedder = LoadShedder(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
+                          exempt=HEALTH_PATHS | {"/v1/replicate", "/v1/routing-table"},
+                          on_shed=runtime.metrics.shed.inc)
+    app = web.Application(client_max_size=max(limits.max_body_bytes, MAX_REPLICATION_BYTES),
+                          middlewares=[shedder.middleware, _body_limit(limits.max_body_bytes)])
+    app[RUNTIME] = runtime
+    app.router.add_put("/v1/documents/{doc_id}", put_document)
+    app.router.add_get("/v1/documents/{doc_id}", get_document)
+    app.router.add_get("/v1/documents", list_documents)
+    app.router.add_post("/v1/replicate", replicate)
+    app.router.add_get("/v1/routing-table", get_table)
+    app.router.add_post("/v1/routing-table", post_table)
+    app.router.add_post("/v1/integrity", post_integrity)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/state", state)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _body_limit(max_body: int):  # type: ignore[no-untyped-def]
+    """Citizen-facing bodies are bounded tighter than replication batches."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.path.startswith("/v1/documents") and (request.content_length or 0) > max_body:
+            return json_error(413, f"request body of {request.content_length} bytes exceeds the "
+                                   f"{max_body} byte limit")
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,18 @@
+"""Configuration of one regional node process."""
+
+from __future__ import annotations
+
+from infra.component import ComponentConfig
+
+__all__ = ["NodeConfig"]
+
+
+class NodeConfig(ComponentConfig):
+    """A node serves one service in one region; ``peers`` reach its replicas in other regions.
+
+    Peer URLs go through the link proxies of the local realization, so cutting a link cuts
+    replication like a real network fault would.
+    """
+
+    service: str
+    peers: dict[str, str]

@@ -1,0 +1,57 @@
+"""Prometheus metrics of the regional node, declared in one place on one registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+
+from node.models import NodeRole
+
+__all__ = ["NodeMetrics"]
+
+
+@dataclass
+class NodeMetrics:
+    """Every metric a node exports; labels are bounded (service, region, outcome, peer)."""
+
+    registry: CollectorRegistry
+    role: Enum
+    epoch: Gauge
+    log_position: Gauge
+    acked_position: Gauge
+    writes: Counter
+    write_seconds: Histogram
+    replication_lag: Gauge
+    shed: Counter
+    integrity_ok: Gauge
+    tables_refused: Counter
+
+    @classmethod
+    def create(cls, service: str, region: str, registry: CollectorRegistry | None = None) -> NodeMetrics:
+        reg = registry or CollectorRegistry()
+        labels = {"service": service, "region": region}
+        names = list(labels)
+
+        def bind(metric):  # type: ignore[no-untyped-def]
+            return metric.labels(**labels)
+
+        return cls(
+            registry=reg,
+            role=bind(Enum("paydar_node_role", "Role of this node", names, registry=reg,
+                           states=[r.value for r in NodeRole])),
+            epoch=bind(Gauge("paydar_node_epoch", "Epoch this node obeys", names, registry=reg)),
+            log_position=bind(Gauge("paydar_node_log_position", "Last log position", names, registry=reg)),
+            acked_position=bind(Gauge("paydar_node_acked_position", "Highest acknowledged position known",
+                                      names, registry=reg)),
+            writes=Counter("paydar_node_writes", "Writes by outcome", [*names, "outcome"], registry=reg),
+            write_seconds=bind(Histogram("paydar_node_write_duration_seconds",
+                                         "Time to acknowledge a write", names, registry=reg)),
+            replication_lag=Gauge("paydar_node_replication_lag_entries", "Entries a standby is behind",
+                                  [*names, "peer"], registry=reg),
+            shed=bind(Counter("paydar_node_requests_shed", "Requests shed with 503", names, registry=reg)),
+            integrity_ok=bind(Gauge("paydar_node_integrity_ok", "1 when stored data verifies", names,
+                                    registry=reg)),
+            tables_refused=Counter("paydar_node_tables_refused", "Routing tables refused by reason",
+                                   [*names, "reason"], registry=reg),
+        )

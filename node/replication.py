@@ -1,0 +1,127 @@
+"""Primary → standby log shipping, one :class:`Replicator` per standby.
+
+Each replicator owns one peer: it sends signed batches in order over the peer's link,
+tracks how far the peer matches this log, backs off past a divergent tail (the
+unacknowledged writes of an older epoch), and sends heartbeats when idle so that a deposed
+primary learns of a newer epoch from the standby's reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch
+
+if TYPE_CHECKING:
+    from node.runtime import NodeRuntime
+
+__all__ = ["Replicator"]
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 0.5
+MAX_BATCH_BYTES = 1_000_000
+
+
+class Replicator:
+    """Ships this primary's log to the standby in ``region`` at ``url``."""
+
+    def __init__(self, *, runtime: NodeRuntime, region: str, url: str, session: aiohttp.ClientSession,
+                 on_progress: Callable[[], Awaitable[None]]) -> None:
+        self.runtime = runtime
+        self.region = region
+        self.url = url.rstrip("/") + "/v1/replicate"
+        self.session = session
+        self.matched = 0
+        self.reachable = False
+        self._next: int | None = None
+        self._backoff = 1
+        self._peer_table_version = 0
+        self._wake = asyncio.Event()
+        self._on_progress = on_progress
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"replicator-{self.region}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._ship()
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                if self.reachable:
+                    log.warning("standby unreachable peer=%s error=%s", self.region, exc or type(exc).__name__)
+                self.reachable = False
+            except Exception:  # a bug must not kill replication silently
+                log.exception("replication round failed peer=%s", self.region)
+
+    async def _ship(self) -> None:
+        """Send batches until the peer matches our head (or a round fails)."""
+        for _ in range(1000):  # bounded: a batch per iteration
+            if not self.runtime.may_replicate():
+                return
+            head = await self.runtime.head_position()
+            start = self._next if self._next is not None else head + 1
+            batch = await self.runtime.build_batch(
+                start, include_table=self._peer_table_version < self.runtime.table_version,
+                max_bytes=MAX_BATCH_BYTES)
+            reply = await self._send(batch)
+            self.reachable = True
+            if not await self._handle(batch, reply, head):
+                return
+            if self.matched >= head and not batch.entries:
+                return
+
+    async def _send(self, batch: ReplicationBatch) -> ReplicationReply:
+        signed = SignedBatch(batch=batch, signature=self.runtime.sign(batch.model_dump(mode="json")))
+        timeout = aiohttp.ClientTimeout(total=self.runtime.replication_timeout)
+        async with self.session.post(self.url, data=signed.model_dump_json(), timeout=timeout,
+                                     headers={"Content-Type": "application/json"}) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise ValueError(f"standby answered {response.status}: {body[:200]!r}")
+            return ReplicationReply.model_validate_json(body)
+
+    async def _handle(self, batch: ReplicationBatch, reply: ReplicationReply, head: int) -> bool:
+        """Update our view of the peer; True to keep shipping in this round."""
+        self._peer_table_version = reply.table_version
+        if reply.status is ReplyStatus.OK:
+            self.matched = reply.matched
+            self._next = reply.matched + 1
+            self._backoff = 1
+            await self._on_progress()
+            return self.matched < head
+        if reply.status is ReplyStatus.MISMATCH:
+            # Step back past the divergent tail, doubling the step each time.
+            base = min(reply.position, head, (self._next or head + 1) - 1)
+            self._next = max(1, base - self._backoff + 1)
+            self._backoff *= 2
+            return True
+        if reply.status is ReplyStatus.NEED_TABLE:
+            self._peer_table_version = 0
+            return True
+        # stale-epoch or not-primary: the peer knows a newer table; learn it and stop.
+        log.warning("standby refused replication peer=%s status=%s detail=%s",
+                    self.region, reply.status, reply.detail)
+        if reply.table is not None:
+            await self.runtime.offer_table(reply.table, source=f"standby {self.region}")
+        return False

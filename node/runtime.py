@@ -1,0 +1,362 @@
+"""The regional node's behaviour: role from the signed table, fenced writes, replication.
+
+Everything here runs on one asyncio loop; SQLite work runs on one dedicated thread.
+The rules:
+- The role comes only from a routing table signed by ``threshold`` controllers.
+- The primary acknowledges a write only once it is durable here and on ``sync_replicas``
+  standbys.
+- A standby refuses replication from an epoch lower than its own, and answers with its
+  newer table so the deposed primary steps down at once.
+- A node whose data fails verification is compromised: it serves nothing it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import aiohttp
+
+from infra.component import Foundation
+from infra.errors import SignatureError, TableRejected
+from infra.routing import ServiceRoute, SignedTable, TableRejection
+from infra.signing import Signature, canonical_json, verify
+from node.chain import Entry
+from node.config import NodeConfig
+from node.errors import IntegrityViolation, LogMismatch, WriteRefused
+from node.metrics import NodeMetrics
+from node.models import MAX_BATCH_ENTRIES, DocumentIn, NodeRole, ReplicationBatch, ReplicationReply, \
+    ReplyStatus, SignedBatch
+from node.replication import Replicator
+from node.store import DocumentStore, VerifyResult
+
+__all__ = ["NodeRuntime"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class NodeRuntime:
+    """State and behaviour of one node; the HTTP layer (``node.app``) only translates."""
+
+    def __init__(self, *, config: NodeConfig, foundation: Foundation, metrics: NodeMetrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.f = foundation
+        self.metrics = metrics
+        self.service = config.service
+        self.region = config.region
+        self.sync_replicas = foundation.topology.service(config.service).sync_replicas
+        self.replication_timeout = foundation.topology.limits.replication_timeout
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self.store: DocumentStore | None = None
+        self.role = NodeRole.DETACHED
+        self.compromised: str | None = None
+        self.acked_position = 0
+        self.known_acked = 0
+        self._acked = asyncio.Condition()
+        self._append = asyncio.Lock()
+        self.replicators: dict[str, Replicator] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = await self.db(DocumentStore, self.config.data_dir / "registry.sqlite3", self.service)
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        result = await self.verify()
+        log.info("chain verified at start ok=%s entries=%d", result.ok, result.checked)
+        await self._reconfigure()
+
+    async def stop(self) -> None:
+        for replicator in self.replicators.values():
+            await replicator.stop()
+        if self.session:
+            await self.session.close()
+        if self.store:
+            await self.db(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _store(self) -> DocumentStore:
+        assert self.store is not None, "node not started"
+        return self.store
+
+    # -- routing table and role ----------------------------------------------------------
+
+    @property
+    def table(self) -> SignedTable:
+        assert self.f.guard.current is not None
+        return self.f.guard.current
+
+    @property
+    def table_version(self) -> int:
+        return self.table.table.version
+
+    @property
+    def route(self) -> ServiceRoute:
+        return self.table.table.route(self.service)
+
+    @property
+    def epoch(self) -> int:
+        return self.route.epoch
+
+    def _role_from_table(self) -> NodeRole:
+        route = self.route
+        if route.primary == self.region and route.writable:
+            return NodeRole.PRIMARY
+        if self.region in route.regions:
+            return NodeRole.STANDBY
+        return NodeRole.DETACHED
+
+    async def offer_table(self, signed: SignedTable, *, source: str) -> frozenset[str]:
+        """Adopt a newer table signed by enough controllers; raise ``TableRejected`` otherwise."""
+        try:
+            signers = self.f.guard.accept(signed)
+        except TableRejected as exc:
+            self.metrics.tables_refused.labels(service=self.service, region=self.region,
+                                               reason=exc.reason).inc()
+            if exc.reason != TableRejection.NOT_NEWER:
+                log.warning("routing table refused source=%s reason=%s detail=%s", source, exc.reason, exc)
+            raise
+        self.f.persist_table()
+        log.info("routing table adopted version=%d epoch=%d source=%s signers=%d",
+                 self.table_version, self.epoch, source, len(signers))
+        await self._reconfigure()
+        return signers
+
+    async def _reconfigure(self) -> None:
+        """Align role and replicators with the held table."""
+        previous, self.role = self.role, self._role_from_table()
+        self.metrics.role.state(self.role.value)
+        self.metrics.epoch.set(self.epoch)
+        wanted = set(self.route.standbys) if self.role is NodeRole.PRIMARY else set()
+        for region in set(self.replicators) - wanted:
+            await self.replicators.pop(region).stop()
+        for region in wanted - set(self.replicators):
+            replicator = Replicator(runtime=self, region=region, url=self.config.peers[region],
+                                    session=self._session(), on_progress=self._recompute_acked)
+            self.replicators[region] = replicator
+            replicator.start()
+        if self.role is NodeRole.PRIMARY and previous is not NodeRole.PRIMARY:
+            # Everything this node holds must survive from now on: count it as acknowledged.
+            self.acked_position = (await self.head_position())
+        if previous is not self.role:
+            log.info("role changed from=%s to=%s epoch=%d", previous, self.role, self.epoch)
+        async with self._acked:
+            self._acked.notify_all()
+
+    def _session(self) -> aiohttp.ClientSession:
+        assert self.session is not None
+        return self.session
+
+    def may_replicate(self) -> bool:
+        return self.role is NodeRole.PRIMARY and self.compromised is None
+
+    # -- primary: writes -----------------------------------------------------------------
+
+    async def head_position(self) -> int:
+        return (await self.db(self._store().head))[0]
+
+    def sign(self, payload: Any) -> Signature:
+        return self.f.signer.sign(payload)
+
+    async def build_batch(self, start: int, *, include_table: bool, max_bytes: int) -> ReplicationBatch:
+        store = self._store()
+
+        def collect() -> tuple[list[Entry], int, str, int]:
+            head = store.head()[0]
+            prev_position = max(0, start - 1)
+            prev_hash = store.hash_at(prev_position)
+            if prev_hash is None:  # asked beyond our head: probe from our head
+                prev_position, prev_hash = store.head()
+            entries = store.entries_from(prev_position + 1, max_entries=MAX_BATCH_ENTRIES, max_bytes=max_bytes)
+            return entries, prev_position, prev_hash, head
+
+        entries, prev_position, prev_hash, head = await self.db(collect)
+        return ReplicationBatch(
+            service=self.service, sender=self.config.component, epoch=self.epoch,
+            table_version=self.table_version, acked_position=self.acked_position, head_position=head,
+            prev_position=prev_position, prev_hash=prev_hash, entries=entries,
+            table=self.table if include_table else None)
+
+    async def write(self, doc_id: str, document: DocumentIn) -> Entry:
+        """Append and replicate one write; return it once acknowledged."""
+        self._check_writable()
+        epoch = self.epoch
+        body = canonical_json(document.model_dump(mode="json")).decode("utf-8")
+        async with self._append:
+            self._check_writable()
+            try:
+                entry = await self.db(lambda: self._store().append(
+                    epoch=epoch, doc_id=doc_id, body=body, written_ms=int(self._clock() * 1000)))
+            except sqlite3.DatabaseError as exc:
+                self._mark_compromised(f"database unusable: {exc}")
+                raise WriteRefused(503, "this node's storage is unusable; the write was not accepted") from None
+        self.metrics.log_position.set(entry.position)
+        for replicator in self.replicators.values():
+            replicator.wake()
+        await self._wait_acked(entry.position, epoch)
+        return entry
+
+    def _check_writable(self) -> None:
+        if self.compromised:
+            raise WriteRefused(503, f"node is compromised ({self.compromised}); writes go elsewhere")
+        route = self.route
+        if not route.writable:
+            raise WriteRefused(503, f"service {self.service} is read-only in table v{self.table_version}: "
+                                    "no safe primary; retry after failover", retry_after=2)
+        if self.role is not NodeRole.PRIMARY:
+            raise WriteRefused(409, f"node {self.region} is {self.role} for service {self.service} in epoch "
+                                    f"{self.epoch}; the primary is {route.primary}",
+                               primary=route.primary, table=self.table.model_dump(mode="json"))
+
+    async def _wait_acked(self, position: int, epoch: int) -> None:
+        deadline = self.replication_timeout
+
+        def settled() -> bool:
+            return self.acked_position >= position or self.epoch != epoch or self.role is not NodeRole.PRIMARY
+
+        async with self._acked:
+            try:
+                await asyncio.wait_for(self._acked.wait_for(settled), deadline)
+            except TimeoutError:
+                pass
+        if self.epoch != epoch or self.role is not NodeRole.PRIMARY:
+            raise WriteRefused(503, f"write at position {position} NOT acknowledged: this node left epoch "
+                                    f"{epoch} while waiting; retry through a gateway")
+        if self.acked_position < position:
+            raise WriteRefused(503, f"write at position {position} NOT acknowledged: fewer than "
+                                    f"{self.sync_replicas} standby(s) confirmed it within {deadline:.1f}s; "
+                                    "retry it (PUT is idempotent)", retry_after=1)
+
+    async def _recompute_acked(self) -> None:
+        head = await self.head_position()
+        matches = sorted((r.matched for r in self.replicators.values()), reverse=True)
+        for region, replicator in self.replicators.items():
+            self.metrics.replication_lag.labels(service=self.service, region=self.region,
+                                                peer=region).set(max(0, head - replicator.matched))
+        if self.sync_replicas == 0:
+            candidate = head
+        elif len(matches) >= self.sync_replicas:
+            candidate = matches[self.sync_replicas - 1]
+        else:
+            candidate = 0
+        if candidate > self.acked_position:
+            self.acked_position = min(candidate, head)
+            self.metrics.acked_position.set(self.acked_position)
+            async with self._acked:
+                self._acked.notify_all()
+
+    # -- standby: replication ------------------------------------------------------------
+
+    async def receive_batch(self, signed: SignedBatch) -> ReplicationReply:
+        """Verify and apply a primary's batch; raise ``SignatureError`` on a bad signature."""
+        batch = signed.batch
+        expected = f"node.{self.service}."
+        if batch.service != self.service or not batch.sender.startswith(expected):
+            raise SignatureError(f"batch for {batch.service} from {batch.sender} is not for this node's service")
+        kid, public_key = self.f.trust.key_of(batch.sender)
+        if signed.signature.key_id != kid:
+            raise SignatureError(f"batch from {batch.sender} is signed by another key ({signed.signature.key_id})")
+        verify(batch.model_dump(mode="json"), signed.signature, public_key)
+        if batch.table is not None:
+            try:
+                await self.offer_table(batch.table, source=batch.sender)
+            except TableRejected:
+                pass
+        return await self._apply_batch(batch)
+
+    async def _apply_batch(self, batch: ReplicationBatch) -> ReplicationReply:
+        sender_region = batch.sender.split(".", 2)[2]
+        if batch.epoch < self.epoch:
+            return await self._reply(ReplyStatus.STALE_EPOCH, f"epoch {batch.epoch} < {self.epoch}")
+        if batch.epoch > self.epoch:
+            return await self._reply(ReplyStatus.NEED_TABLE, f"epoch {batch.epoch} unknown here")
+        if self.route.primary != sender_region or self.role is NodeRole.PRIMARY:
+            return await self._reply(ReplyStatus.NOT_PRIMARY, f"{sender_region} is not primary in v{self.table_version}")
+        if self.compromised:
+            raise IntegrityViolation(0, f"node is compromised ({self.compromised}) and accepts no replication")
+        try:
+            matched = await self.db(lambda: self._store().apply(
+                batch.entries, prev_position=batch.prev_position, prev_hash=batch.prev_hash,
+                sender_epoch=batch.epoch, sender_head=batch.head_position))
+        except LogMismatch:
+            return await self._reply(ReplyStatus.MISMATCH, "previous entry differs")
+        self.known_acked = max(self.known_acked, min(batch.acked_position, matched))
+        self.metrics.acked_position.set(self.known_acked)
+        return await self._reply(ReplyStatus.OK, matched=matched)
+
+    async def _reply(self, status: ReplyStatus, detail: str = "", matched: int = 0) -> ReplicationReply:
+        position, head_hash = await self.db(self._store().head)
+        self.metrics.log_position.set(position)
+        newer = status in (ReplyStatus.STALE_EPOCH, ReplyStatus.NOT_PRIMARY)
+        return ReplicationReply(status=status, matched=matched, position=position, head_hash=head_hash,
+                                epoch=self.epoch, table_version=self.table_version,
+                                table=self.table if newer else None, detail=detail)
+
+    # -- reads and integrity -------------------------------------------------------------
+
+    async def read(self, doc_id: str) -> Entry | None:
+        return await self._guarded(lambda: self._store().document(doc_id))
+
+    async def list_documents(self, citizen_id: str, after: str, limit: int) -> list[Entry]:
+        return await self._guarded(lambda: self._store().documents_of(citizen_id, after=after, limit=limit))
+
+    async def _guarded(self, fn: Callable[[], T]) -> T:
+        if self.compromised:
+            raise IntegrityViolation(0, self.compromised)
+        try:
+            return await self.db(fn)
+        except IntegrityViolation as exc:
+            self._mark_compromised(str(exc))
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._mark_compromised(f"database unusable: {exc}")
+            raise IntegrityViolation(0, f"database unusable: {exc}") from None
+
+    async def verify(self) -> VerifyResult:
+        """Verify the whole chain now; a failure marks the node compromised."""
+        try:
+            result = await self.db(self._store().verify_chain)
+        except sqlite3.DatabaseError as exc:
+            result = VerifyResult(False, 0, "", None, f"database unusable: {exc}")
+        if not result.ok:
+            self._mark_compromised(f"chain verification failed at position {result.first_bad_position}: "
+                                   f"{result.reason}")
+        else:
+            self.metrics.integrity_ok.set(1)
+        return result
+
+    def _mark_compromised(self, reason: str) -> None:
+        if self.compromised is None:
+            log.error("node compromised: %s; it will serve no data until restored", reason)
+        self.compromised = reason
+        self.metrics.integrity_ok.set(0)
+
+    async def state(self) -> dict[str, object]:
+        try:
+            position, head_hash = await self.db(self._store().head)
+        except sqlite3.DatabaseError:
+            position, head_hash = -1, ""
+        route = self.route
+        return {
+            "component": self.config.component, "service": self.service, "region": self.region,
+            "role": self.role.value, "epoch": self.epoch, "mode": route.mode.value,
+            "primary": route.primary, "table_version": self.table_version,
+            "log_position": position, "chain_head": head_hash,
+            "acked_position": max(self.acked_position, self.known_acked),
+            "compromised": self.compromised, "sync_replicas": self.sync_replicas,
+            "standbys": {region: {"matched": r.matched, "reachable": r.reachable}
+                         for region, r in self.replicators.items()},
+        }

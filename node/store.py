@@ -1,0 +1,219 @@
+"""Durable document store: SQLite in WAL mode holding the hash-chained log.
+
+The log is the truth; ``documents`` is an index from document id to the position of its
+latest version. All methods are synchronous and must run on the node's single database
+thread (SQLite connections are not shared across threads here).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.chain import GENESIS_HASH, Entry, entry_hash
+from node.errors import IntegrityViolation, LogMismatch
+
+__all__ = ["DocumentStore", "VerifyResult"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    position INTEGER PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    doc_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    written_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    citizen_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_by_citizen ON documents (citizen_id, doc_id);
+"""
+_COLUMNS = "position, epoch, doc_id, body, prev_hash, hash, written_ms"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of a full chain verification."""
+
+    ok: bool
+    checked: int
+    head_hash: str
+    first_bad_position: int | None = None
+    reason: str = ""
+
+
+def _row_entry(row: Sequence[object]) -> Entry:
+    position, epoch, doc_id, body, prev_hash, hash_, written_ms = row
+    return Entry.model_construct(position=position, epoch=epoch, doc_id=doc_id, body=body,
+                                 prev_hash=prev_hash, hash=hash_, written_ms=written_ms)
+
+
+class DocumentStore:
+    """The node's log and document index in one SQLite database."""
+
+    def __init__(self, path: Path, service: str) -> None:
+        self.path = path
+        self.service = service
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a write is on disk before it is acknowledged, even across power loss.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        """(position, hash) of the last entry; (0, genesis) when empty."""
+        row = self._db.execute("SELECT position, hash FROM log ORDER BY position DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def entry_at(self, position: int) -> Entry | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM log WHERE position = ?", (position,)).fetchone()
+        return _row_entry(row) if row else None
+
+    def hash_at(self, position: int) -> str | None:
+        if position == 0:
+            return GENESIS_HASH
+        row = self._db.execute("SELECT hash FROM log WHERE position = ?", (position,)).fetchone()
+        return row[0] if row else None
+
+    def entries_from(self, position: int, *, max_entries: int, max_bytes: int) -> list[Entry]:
+        """Consecutive entries starting at ``position``, bounded in count and bytes."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM log WHERE position >= ? ORDER BY position LIMIT ?",
+                                (position, max_entries)).fetchall()
+        entries, size = [], 0
+        for row in rows:
+            size += len(row[3])
+            if entries and size > max_bytes:
+                break
+            entries.append(_row_entry(row))
+        return entries
+
+    def document(self, doc_id: str) -> Entry | None:
+        """The latest version of a document, verified against the chain before it is returned."""
+        row = self._db.execute("SELECT position FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        return self._verified_entry(row[0])
+
+    def documents_of(self, citizen_id: str, *, after: str, limit: int) -> list[Entry]:
+        rows = self._db.execute(
+            "SELECT position FROM documents WHERE citizen_id = ? AND doc_id > ? ORDER BY doc_id LIMIT ?",
+            (citizen_id, after, limit)).fetchall()
+        return [self._verified_entry(r[0]) for r in rows]
+
+    def _verified_entry(self, position: int) -> Entry:
+        """An entry whose hash matches its content and its successor's link."""
+        entry = self.entry_at(position)
+        if entry is None:
+            raise IntegrityViolation(position, "the document index points at a missing log entry")
+        if not entry.intact(self.service):
+            raise IntegrityViolation(position, "stored entry does not match its hash")
+        following = self.entry_at(position + 1)
+        if following is not None and following.prev_hash != entry.hash:
+            raise IntegrityViolation(position, "entry is not the one its successor links to")
+        return entry
+
+    def verify_chain(self) -> VerifyResult:
+        """Walk the whole log checking every hash and every link."""
+        prev, checked, expected_position = GENESIS_HASH, 0, 1
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM log ORDER BY position"):
+            entry = _row_entry(row)
+            if entry.position != expected_position:
+                return VerifyResult(False, checked, prev, expected_position, "gap in the log")
+            if entry.prev_hash != prev:
+                return VerifyResult(False, checked, prev, entry.position, "link to the previous entry is broken")
+            if not entry.intact(self.service):
+                return VerifyResult(False, checked, prev, entry.position, "entry does not match its hash")
+            prev, checked, expected_position = entry.hash, checked + 1, expected_position + 1
+        return VerifyResult(True, checked, prev)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, *, epoch: int, doc_id: str, body: str, written_ms: int) -> Entry:
+        """Append one write as the primary; durable when this returns."""
+        position, prev = self.head()
+        entry = Entry(position=position + 1, epoch=epoch, doc_id=doc_id, body=body, prev_hash=prev,
+                      hash=entry_hash(self.service, position + 1, epoch, doc_id, body, prev, written_ms),
+                      written_ms=written_ms)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert(entry)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return entry
+
+    def apply(self, entries: Sequence[Entry], *, prev_position: int, prev_hash: str,
+              sender_epoch: int, sender_head: int) -> int:
+        """Apply a primary's batch as a standby; return the position matched through.
+
+        Entries must continue the chain at ``prev_position``. A local entry that differs from
+        the primary's at the same position is an unacknowledged write of an older epoch:
+        it and everything after it are dropped (truncation never touches the primary's
+        epoch). Entries beyond ``sender_head`` are dropped for the same reason.
+        """
+        if self.hash_at(prev_position) != prev_hash:
+            raise LogMismatch(self.head()[0])
+        expected_prev = prev_hash
+        for entry in entries:
+            if entry.prev_hash != expected_prev or not entry.intact(self.service):
+                raise IntegrityViolation(entry.position, "replicated entry does not continue the chain")
+            expected_prev = entry.hash
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for entry in entries:
+                local = self.entry_at(entry.position)
+                if local is not None and local.hash == entry.hash:
+                    continue
+                if local is not None:
+                    self._truncate_from(entry.position, sender_epoch)
+                self._insert(entry)
+            if self.head()[0] > sender_head:
+                self._truncate_from(sender_head + 1, sender_epoch)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return entries[-1].position if entries else prev_position
+
+    def _insert(self, entry: Entry) -> None:
+        citizen_id = str(json.loads(entry.body).get("citizen_id", ""))
+        self._db.execute(f"INSERT INTO log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (entry.position, entry.epoch, entry.doc_id, entry.body, entry.prev_hash,
+                          entry.hash, entry.written_ms))
+        self._db.execute(
+            "INSERT INTO documents (doc_id, position, citizen_id) VALUES (?, ?, ?) "
+            "ON CONFLICT(doc_id) DO UPDATE SET position = excluded.position, citizen_id = excluded.citizen_id",
+            (entry.doc_id, entry.position, citizen_id))
+
+    def _truncate_from(self, position: int, sender_epoch: int) -> None:
+        newest = self._db.execute("SELECT MAX(epoch) FROM log WHERE position >= ?", (position,)).fetchone()[0]
+        if newest is not None and newest >= sender_epoch:
+            # Two different entries in one epoch would mean two primaries in one epoch.
+            raise IntegrityViolation(position, f"refusing to drop entries of epoch {newest} "
+                                               f"on behalf of a primary of epoch {sender_epoch}")
+        affected = [r[0] for r in self._db.execute(
+            "SELECT DISTINCT doc_id FROM log WHERE position >= ?", (position,))]
+        self._db.execute("DELETE FROM log WHERE position >= ?", (position,))
+        for doc_id in affected:
+            row = self._db.execute(
+                "SELECT position, body FROM log WHERE doc_id = ? ORDER BY position DESC LIMIT 1",
+                (doc_id,)).fetchone()
+            if row is None:
+                self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+            else:
+                citizen_id = str(json.loads(row[1]).get("citizen_id", ""))
+                self._db.execute("UPDATE documents SET position = ?, citizen_id = ? WHERE doc_id = ?",
+                                 (row[0], citizen_id, doc_id))

@@ -1,0 +1,3 @@
+from paydar.cli import main
+
+main()

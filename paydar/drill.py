@@ -1,0 +1,151 @@
+"""`paydar drill` (for now): up, a burst of citizen traffic, a manual failover, a check, down.
+
+The later chaos issue replaces the body with the Chaos Toolkit catalog and the N-1 matrix;
+the shape stays: bring the system up, act on it from outside through public interfaces,
+judge it by citizen-visible invariants, tear down, report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from rich.console import Console
+from rich.table import Table
+
+from chaos.invariants import AckLedger, check_acknowledged
+from failover.manual import FailoverRefused, promote
+from gateway.client import GatewayClient
+from infra.errors import PaydarError
+from infra.local.realizer import Realization, UpFailed, down, up
+
+__all__ = ["DrillReport", "run_drill", "write_burst", "read_back"]
+
+
+@dataclass
+class DrillReport:
+    """Figures of one drill; ``passed`` only when every invariant held."""
+
+    state_dir: str
+    up_seconds: float = 0.0
+    writes_attempted: int = 0
+    writes_acknowledged: int = 0
+    reads_checked: int = 0
+    failover: str = ""
+    failover_seconds: float = 0.0
+    lost: int = 0
+    corrupted: int = 0
+    violations: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and not self.violations and self.writes_acknowledged > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"passed": self.passed}
+
+    def render(self, console: Console) -> None:
+        table = Table(title="paydar drill", show_header=False)
+        table.add_column("figure")
+        table.add_column("value")
+        for key in ("state_dir", "up_seconds", "writes_attempted", "writes_acknowledged", "reads_checked",
+                    "failover", "failover_seconds", "lost", "corrupted"):
+            value = getattr(self, key)
+            table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
+        verdict = "[bold green]PASSED[/]: every acknowledged write readable through every gateway" if self.passed \
+            else f"[bold red]FAILED[/]: {self.error or '; '.join(self.violations[:5]) or 'no write was acknowledged'}"
+        table.add_row("verdict", verdict)
+        console.print(table)
+
+
+def _document(run: str, n: int) -> dict[str, Any]:
+    return {"citizen_id": f"{(n * 7919) % 10**10:010d}", "kind": "national-id-card",
+            "data": {"drill": run, "serial": n}}
+
+
+async def write_burst(realization: Realization, ledger: AckLedger, per_gateway: int, tag: str,
+                      concurrency: int = 16) -> None:
+    """Write ``per_gateway`` fresh documents through every gateway, across all services."""
+    services = [s.id for s in realization.topology.services]
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async def one(region: str, n: int) -> None:
+            client = GatewayClient(session, realization.plan.gateway(region).url)
+            service, doc_id = services[n % len(services)], f"{tag}-{region}-{n}"
+            document = _document(tag, n)
+            async with limit:
+                reply = await client.put(service, doc_id, document)
+            ledger.record(service, doc_id, document, reply.ok and reply.body.get("acknowledged") is True)
+
+        await asyncio.gather(*(one(r, n) for r in realization.topology.region_names for n in range(per_gateway)))
+
+
+async def read_back(realization: Realization, ledger: AckLedger, region: str,
+                    concurrency: int = 16) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """Read every acknowledged document through one region's gateway."""
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        client = GatewayClient(session, realization.plan.gateway(region).url)
+
+        async def one(service: str, doc_id: str) -> tuple[tuple[str, str], dict[str, Any] | None]:
+            async with limit:
+                reply = await client.get(service, doc_id)
+            return (service, doc_id), (reply.body if reply.ok else None)
+
+        pairs = await asyncio.gather(*(one(s, d) for s, d, _ in ledger.acknowledged()))
+    return dict(pairs)
+
+
+def run_drill(*, config: Path, state_dir: Path | None, writes_per_gateway: int, keep: bool,
+              console: Console) -> DrillReport:
+    """Run the drill end to end; the system is always torn down unless ``keep``."""
+    state_dir = state_dir or Path(".paydar/drills") / time.strftime("%Y%m%d-%H%M%S")
+    report = DrillReport(state_dir=str(state_dir))
+    started = time.monotonic()
+    try:
+        with console.status("bringing the national system up"):
+            realization = up(config, state_dir)
+    except (UpFailed, PaydarError) as exc:
+        report.error = f"up failed: {exc}"
+        return report
+    report.up_seconds = time.monotonic() - started
+    try:
+        _exercise(realization, report, writes_per_gateway, console)
+    finally:
+        if not keep:
+            with console.status("tearing down"):
+                down(state_dir)
+    return report
+
+
+def _exercise(realization: Realization, report: DrillReport, per_gateway: int, console: Console) -> None:
+    ledger = AckLedger()
+    console.print(f"burst: {per_gateway} writes through each of {len(realization.topology.regions)} gateways")
+    asyncio.run(write_burst(realization, ledger, per_gateway, "before"))
+    service = realization.topology.services[0]
+    target = service.regions[1]
+    console.print(f"manual failover: service {service.id} {service.home} -> {target}")
+    started = time.monotonic()
+    try:
+        result = promote(realization, service.id, target)
+        report.failover = f"{service.id}: {result.old_primary} -> {result.new_primary} (epoch {result.epoch})"
+    except FailoverRefused as exc:
+        report.error = str(exc)
+        return
+    report.failover_seconds = time.monotonic() - started
+    console.print("burst after failover")
+    asyncio.run(write_burst(realization, ledger, per_gateway, "after"))
+    report.writes_attempted = len(ledger.writes)
+    report.writes_acknowledged = ledger.acknowledged_count
+    for region in realization.topology.region_names:
+        console.print(f"reading every acknowledged write back through gateway {region}")
+        violations = check_acknowledged(ledger, asyncio.run(read_back(realization, ledger, region)))
+        report.reads_checked += report.writes_acknowledged
+        report.lost += sum(1 for v in violations if v.kind.name == "LOST")
+        report.corrupted += sum(1 for v in violations if v.kind.name == "CORRUPTED")
+        report.violations += [f"via {region}: {v}" for v in violations]

@@ -1,0 +1,90 @@
+"""What `paydar status` shows: every component's process, role, epoch, log and health."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from infra.local.plan import ComponentKind, PlannedComponent
+from infra.local.realizer import Realization, probe
+
+__all__ = ["ComponentStatus", "collect_status"]
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One row of `paydar status`."""
+
+    component: str
+    kind: str
+    region: str | None
+    service: str | None
+    process: str
+    pid: int | None
+    health: str
+    role: str | None = None
+    epoch: int | None = None
+    log_position: int | None = None
+    acked_position: int | None = None
+    table_version: int | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, dict[str, Any]] | None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=1.5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, {}
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _status_of(realization: Realization, component: PlannedComponent, process: dict[str, Any]) -> ComponentStatus:
+    base = {"component": component.id, "kind": component.kind.value, "region": component.region,
+            "service": component.service, "process": process.get("statename", "UNKNOWN"),
+            "pid": process.get("pid") or None}
+    if component.kind is ComponentKind.VAULT:
+        return ComponentStatus(**base, health="ready" if probe(realization, component) else "unreachable",
+                               detail=realization.plan.vault.endpoint)
+    if component.kind is ComponentKind.LINK:
+        answer = _get(component.url + "/v1/link", realization.link_token())
+        if answer is None or answer[0] != 200:
+            return ComponentStatus(**base, health="unreachable")
+        link = answer[1]
+        delay = f", delay {link.get('delay_ms')}ms" if link.get("delay_ms") else ""
+        return ComponentStatus(**base, health="ready" if link.get("mode") == "pass" and not delay else "degraded",
+                               detail=f"{link.get('mode')}{delay}")
+    answer = _get(component.url + "/state")
+    if answer is None:
+        return ComponentStatus(**base, health="unreachable")
+    state = answer[1]
+    if component.kind is ComponentKind.GATEWAY:
+        return ComponentStatus(**base, health="ready", role="gateway", table_version=state.get("table_version"))
+    health = "compromised" if state.get("compromised") else "ready"
+    detail = state.get("compromised") or ("read-only" if state.get("mode") == "read-only" else "")
+    return ComponentStatus(**base, health=health, role=state.get("role"), epoch=state.get("epoch"),
+                           log_position=state.get("log_position"), acked_position=state.get("acked_position"),
+                           table_version=state.get("table_version"), detail=detail or "")
+
+
+def collect_status(realization: Realization) -> list[ComponentStatus]:
+    """Ask supervisord and every component, concurrently, with short timeouts."""
+    try:
+        processes = {p["name"]: p for p in realization.supervisor.processes()}
+    except OSError:
+        processes = {}
+    components = list(realization.plan.components)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda c: _status_of(realization, c, processes.get(c.id, {})), components))

@@ -1,0 +1,98 @@
+"""The table guard: threshold, rollback, expiry, unknown services, zero regions, epochs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.errors import TableRejected
+from infra.identity import KeyStore
+from infra.routing import RoutingTable, ServiceRoute, SignedTable, TableGuard, TableRejection, sign_table
+
+REGIONS = ("tehran", "isfahan", "mashhad")
+NOW = 1_000_000.0
+
+
+@pytest.fixture()
+def keystore(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys")
+
+
+@pytest.fixture()
+def guard(keystore: KeyStore) -> TableGuard:
+    trust = keystore.build_trust_root([f"controller.{r}" for r in REGIONS])
+    return TableGuard(trust=trust, threshold=2, known_services=["1101", "2204"], clock=lambda: NOW)
+
+
+def table(version: int, epoch: int = 1, primary: str | None = "tehran", expires: float = NOW + 60,
+          services: dict[str, ServiceRoute] | None = None) -> RoutingTable:
+    route = ServiceRoute(primary=primary, standbys=("isfahan",), epoch=epoch)
+    return RoutingTable(version=version, issued_at=NOW, expires_at=expires,
+                        services=services if services is not None else {"1101": route})
+
+
+def signed(keystore: KeyStore, t: RoutingTable, regions: tuple[str, ...] = REGIONS[:2]) -> SignedTable:
+    return sign_table(t, [keystore.signer(f"controller.{r}") for r in regions])
+
+
+def reason(guard: TableGuard, candidate: SignedTable) -> str:
+    with pytest.raises(TableRejected) as info:
+        guard.accept(candidate)
+    return info.value.reason
+
+
+def test_accepts_threshold_signed_newer_table(guard: TableGuard, keystore: KeyStore) -> None:
+    assert len(guard.accept(signed(keystore, table(1)))) == 2
+    assert guard.accept(signed(keystore, table(2), REGIONS[1:])) and guard.current.table.version == 2
+
+
+def test_under_signed_and_unsigned_refused(guard: TableGuard, keystore: KeyStore) -> None:
+    assert reason(guard, signed(keystore, table(1), REGIONS[:1])) == TableRejection.UNDER_SIGNED
+    assert reason(guard, SignedTable(table=table(1))) == TableRejection.UNDER_SIGNED
+    assert guard.current is None, "a refused table changes nothing"
+
+
+def test_signature_over_another_table_refused(guard: TableGuard, keystore: KeyStore) -> None:
+    good = signed(keystore, table(1))
+    swapped = SignedTable(table=table(1, primary="isfahan"), signatures=good.signatures)
+    assert reason(guard, swapped) == TableRejection.UNDER_SIGNED
+
+
+def test_rollback_and_replay_refused(guard: TableGuard, keystore: KeyStore) -> None:
+    guard.accept(signed(keystore, table(5)))
+    assert reason(guard, signed(keystore, table(4))) == TableRejection.NOT_NEWER
+    assert reason(guard, signed(keystore, table(5))) == TableRejection.NOT_NEWER
+    assert guard.current.table.version == 5
+
+
+def test_expired_refused(guard: TableGuard, keystore: KeyStore) -> None:
+    with pytest.raises(TableRejected, match="expired 10s ago"):
+        guard.accept(signed(keystore, table(1, expires=NOW - 10)))
+
+
+def test_unknown_service_refused(guard: TableGuard, keystore: KeyStore) -> None:
+    route = ServiceRoute(primary="tehran", standbys=("isfahan",), epoch=1)
+    assert reason(guard, signed(keystore, table(1, services={"9999": route}))) == TableRejection.UNKNOWN_SERVICE
+
+
+def test_zero_regions_refused(guard: TableGuard, keystore: KeyStore) -> None:
+    empty = ServiceRoute(primary=None, standbys=(), epoch=1)
+    assert reason(guard, signed(keystore, table(1, services={"1101": empty}))) == TableRejection.ZERO_REGIONS
+
+
+def test_epoch_regression_refused(guard: TableGuard, keystore: KeyStore) -> None:
+    guard.accept(signed(keystore, table(1, epoch=3)))
+    assert reason(guard, signed(keystore, table(2, epoch=2))) == TableRejection.EPOCH_REGRESSION
+
+
+def test_restore_accepts_expired_own_table(guard: TableGuard, keystore: KeyStore) -> None:
+    guard.restore(signed(keystore, table(3, expires=NOW - 1)))
+    assert guard.current.table.version == 3
+    with pytest.raises(TableRejected):
+        guard.restore(signed(keystore, table(4), REGIONS[:1]))
+
+
+def test_malformed_json_is_named() -> None:
+    with pytest.raises(TableRejected, match="malformed routing table: table"):
+        TableGuard.parse(b'{"table": {"version": "x"}}')

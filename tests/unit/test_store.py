@@ -1,0 +1,120 @@
+"""The hash-chained store: append, verify, detect tampering, apply replication, truncate."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from node.chain import GENESIS_HASH, Entry
+from node.errors import IntegrityViolation, LogMismatch
+from node.store import DocumentStore
+
+
+def body(citizen: str = "0012345678", n: int = 0) -> str:
+    return json.dumps({"citizen_id": citizen, "kind": "diploma", "data": {"n": n}}, sort_keys=True)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> DocumentStore:
+    s = DocumentStore(tmp_path / "a.sqlite3", "1101")
+    yield s
+    s.close()
+
+
+def fill(store: DocumentStore, n: int, epoch: int = 1, prefix: str = "d") -> list[Entry]:
+    return [store.append(epoch=epoch, doc_id=f"{prefix}{i}", body=body(n=i), written_ms=i) for i in range(n)]
+
+
+def test_wal_mode_and_chain(store: DocumentStore) -> None:
+    entries = fill(store, 3)
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert entries[0].prev_hash == GENESIS_HASH
+    assert entries[1].prev_hash == entries[0].hash and entries[2].prev_hash == entries[1].hash
+    assert store.head() == (3, entries[2].hash)
+    assert store.verify_chain().ok and store.verify_chain().checked == 3
+
+
+def test_document_latest_version_and_listing(store: DocumentStore) -> None:
+    store.append(epoch=1, doc_id="x", body=body(n=1), written_ms=1)
+    store.append(epoch=1, doc_id="x", body=body(n=2), written_ms=2)
+    assert json.loads(store.document("x").body)["data"] == {"n": 2}
+    assert store.document("absent") is None
+    assert [e.doc_id for e in store.documents_of("0012345678", after="", limit=10)] == ["x"]
+
+
+def test_modified_record_is_detected_on_read_and_verify(store: DocumentStore) -> None:
+    fill(store, 3)
+    store._db.execute("UPDATE log SET body = ? WHERE position = 2", (body(n=99),))
+    with pytest.raises(IntegrityViolation, match="position 2: stored entry does not match its hash"):
+        store.document("d1")
+    result = store.verify_chain()
+    assert (result.ok, result.first_bad_position, result.reason) == (False, 2, "entry does not match its hash")
+
+
+def test_rehashed_record_is_caught_by_the_successor_link(store: DocumentStore) -> None:
+    fill(store, 3)
+    forged = Entry(position=2, epoch=1, doc_id="d1", body=body(n=99), prev_hash=store.hash_at(1),
+                   hash="0" * 64, written_ms=1)
+    forged = forged.model_copy(update={"hash": forged.expected_hash("1101")})
+    store._db.execute("UPDATE log SET body = ?, hash = ? WHERE position = 2", (forged.body, forged.hash))
+    with pytest.raises(IntegrityViolation, match="not the one its successor links to"):
+        store.document("d1")
+    assert store.verify_chain().first_bad_position == 3
+
+
+def test_apply_continues_chain_and_refuses_gaps(tmp_path: Path, store: DocumentStore) -> None:
+    entries = fill(store, 4)
+    standby = DocumentStore(tmp_path / "b.sqlite3", "1101")
+    assert standby.apply(entries[:2], prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=1, sender_head=4) == 2
+    with pytest.raises(LogMismatch) as info:
+        standby.apply(entries[3:], prev_position=3, prev_hash=entries[2].hash, sender_epoch=1, sender_head=4)
+    assert info.value.head == 2
+    assert standby.apply(entries[2:], prev_position=2, prev_hash=entries[1].hash, sender_epoch=1, sender_head=4) == 4
+    assert standby.head() == store.head()
+    standby.close()
+
+
+def test_apply_refuses_entries_that_do_not_verify(tmp_path: Path, store: DocumentStore) -> None:
+    entries = fill(store, 2)
+    bad = entries[1].model_copy(update={"body": body(n=7)})
+    standby = DocumentStore(tmp_path / "b.sqlite3", "1101")
+    with pytest.raises(IntegrityViolation, match="does not continue the chain"):
+        standby.apply([entries[0], bad], prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=1, sender_head=2)
+    assert standby.head() == (0, GENESIS_HASH), "a refused batch changes nothing"
+    standby.close()
+
+
+def test_divergent_tail_of_older_epoch_is_replaced(tmp_path: Path) -> None:
+    old = DocumentStore(tmp_path / "old.sqlite3", "1101")
+    new = DocumentStore(tmp_path / "new.sqlite3", "1101")
+    shared = fill(old, 2)
+    new.apply(shared, prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=1, sender_head=2)
+    fill(old, 2, epoch=1, prefix="unacked")          # old primary's unacknowledged tail
+    fresh = fill(new, 1, epoch=3, prefix="new")      # new primary writes in epoch 3
+    matched = old.apply(fresh, prev_position=2, prev_hash=shared[1].hash, sender_epoch=3, sender_head=3)
+    assert matched == 3 and old.head() == new.head()
+    assert old.document("unacked0") is None, "the unacknowledged write of the old epoch is gone"
+    assert old.verify_chain().ok
+    old.close()
+    new.close()
+
+
+def test_same_epoch_divergence_is_refused(tmp_path: Path) -> None:
+    a = DocumentStore(tmp_path / "a2.sqlite3", "1101")
+    b = DocumentStore(tmp_path / "b2.sqlite3", "1101")
+    fill(a, 1, epoch=2, prefix="a")
+    other = fill(b, 1, epoch=2, prefix="b")
+    with pytest.raises(IntegrityViolation, match="refusing to drop entries of epoch 2"):
+        a.apply(other, prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=2, sender_head=1)
+    a.close()
+    b.close()
+
+
+def test_garbage_database_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite3"
+    path.write_bytes(b"\x17" * 8192)
+    with pytest.raises(sqlite3.DatabaseError):
+        DocumentStore(path, "1101").verify_chain()

@@ -1,0 +1,140 @@
+"""The topology model: the example validates, and every rule has a message that is tested."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.errors import TopologyError
+from infra.topology import load_topology, parse_duration, parse_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def example() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "national.yaml").read_text())
+
+
+def issues_of(data: Any) -> list[str]:
+    with pytest.raises(TopologyError) as info:
+        parse_topology(data, "t.yaml")
+    return [str(issue) for issue in info.value.issues]
+
+
+def test_example_topology_is_valid() -> None:
+    topology = load_topology(ROOT / "national.yaml")
+    assert len(topology.regions) >= 3
+    assert {s.ecosystem.value for s in topology.services} >= {"identity", "health", "commerce", "education"}
+    assert all(len(s.regions) >= 2 for s in topology.services)
+    assert not set(topology.region_names) & {v.name for v in topology.vault.sites}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("5m", 300), ("2h", 7200),
+                                               ("7d", 604800), (12, 12.0)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["soon", "5 minutes", True, "-3s"])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+def test_unknown_region(example: dict[str, Any]) -> None:
+    example["services"][0]["regions"] = ["tehran", "shiraz"]
+    assert issues_of(example) == [
+        "services[0] (id '1101').regions[1]: unknown region 'shiraz' "
+        "(hint: declare it under regions, or use one of: tehran, isfahan, mashhad)"]
+
+
+def test_duplicate_service_id(example: dict[str, Any]) -> None:
+    example["services"][1]["id"] = example["services"][0]["id"]
+    assert issues_of(example) == [
+        "services[1]: service identifiers must be unique: '1101' appears twice (hint: rename or remove one)"]
+
+
+def test_sync_replicas_larger_than_standbys(example: dict[str, Any]) -> None:
+    example["services"][2]["sync_replicas"] = 3
+    assert issues_of(example) == [
+        "services[2] (id '3307').sync_replicas: sync_replicas 3 is larger than the 2 standbys available "
+        "(hint: use at most 2, or host the service in more regions)"]
+
+
+def test_single_region_service(example: dict[str, Any]) -> None:
+    example["services"][3]["regions"] = ["tehran"]
+    example["services"][3]["sync_replicas"] = 0
+    example["services"][3]["rpo"] = "5m"
+    assert issues_of(example) == [
+        "services[3] (id '4412').regions: the service is in one region only (hint: list at least two regions so "
+        "losing one region does not take the service down)"]
+
+
+def test_rpo_zero_needs_a_synchronous_standby(example: dict[str, Any]) -> None:
+    example["services"][0]["sync_replicas"] = 0
+    assert issues_of(example) == [
+        "services[0] (id '1101').sync_replicas: rpo 0s needs at least one synchronous standby "
+        "(hint: set sync_replicas: 1, or declare the data loss the service tolerates as rpo)"]
+
+
+def test_vault_site_inside_a_region(example: dict[str, Any]) -> None:
+    example["vault"]["sites"][0]["name"] = "tehran"
+    assert issues_of(example) == [
+        "vault.sites[0].name: vault site 'tehran' is also a service region "
+        "(hint: keep backups in a failure domain apart from the regions they protect)"]
+
+
+def test_threshold_beyond_controllers(example: dict[str, Any]) -> None:
+    example["control"]["threshold"] = 4
+    assert issues_of(example) == [
+        "control.threshold: threshold 4 exceeds the 3 controllers (one per region) "
+        "(hint: use a threshold between 1 and 3; a majority is the safe choice)"]
+
+
+def test_duplicate_region_and_repeated_region_in_service(example: dict[str, Any]) -> None:
+    example["regions"].append({"name": "tehran"})
+    example["services"][0]["regions"] = ["tehran", "tehran", "isfahan"]
+    found = issues_of(example)
+    assert "regions[3]: region names must be unique: 'tehran' appears twice (hint: rename or remove one)" in found
+    assert "services[0] (id '1101').regions: a region is listed twice (hint: list each region once)" in found
+
+
+def test_schema_errors_name_field_and_fix(example: dict[str, Any]) -> None:
+    broken = copy.deepcopy(example)
+    broken["services"][0]["ecosystem"] = "astrology"
+    broken["services"][1]["colour"] = "blue"
+    del broken["services"][2]["agency"]
+    found = issues_of(broken)
+    assert any(f.startswith("services[0].ecosystem: Input should be 'identity'") for f in found)
+    assert "services[1].colour: Extra inputs are not permitted (hint: remove it or check its spelling)" in found
+    assert "services[2].agency: Field required (hint: add this field)" in found
+
+
+def test_every_issue_is_reported_at_once(example: dict[str, Any]) -> None:
+    example["services"][0]["regions"] = ["nowhere", "tehran"]
+    example["services"][1]["sync_replicas"] = 9
+    assert len(issues_of(example)) == 2
+
+
+def test_not_a_mapping() -> None:
+    assert issues_of(["regions"]) == [
+        "(top level): expected a mapping with regions, vault and services (hint: start from the example national.yaml)"]
+
+
+def test_bad_yaml_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "n.yaml"
+    path.write_text("regions:\n  - name: tehran\n bad: [\n")
+    with pytest.raises(TopologyError) as info:
+        load_topology(path)
+    assert info.value.issues[0].location.startswith("line ")
+    assert "not valid YAML" in info.value.issues[0].message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="cannot read"):
+        load_topology(tmp_path / "absent.yaml")
