@@ -58,7 +58,7 @@ def render_config(layout: StateLayout, programs: list[Program], password: str) -
             f"[program:{program.name}]",
             "command=" + " ".join(_quote(part) for part in program.command),
             f"priority={program.priority}", "autostart=true", "autorestart=true",
-            "startsecs=1", "startretries=10", "stopsignal=TERM",
+            "startsecs=1", "startretries=3", "stopsignal=TERM",
             f"stopwaitsecs={program.stop_wait_seconds}", "stopasgroup=true", "killasgroup=true",
             "redirect_stderr=true", f"stdout_logfile={program.log}",
             "stdout_logfile_maxbytes=10MB", "stdout_logfile_backups=2",

@@ -1,0 +1,113 @@
+"""Real national systems for integration tests: supervisord, SeaweedFS, nodes, gateways, links.
+
+One system per session serves the tests that leave it healthy; destructive tests start a
+small one of their own. Every system is stopped by PID at teardown, even after a failure,
+and the session fails if any process a test started is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.local.realizer import Realization, down, up
+from paydar.bench import process_tree
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTED_PIDS: set[int] = set()
+
+
+def http(method: str, url: str, body: Any = None, *, headers: dict[str, str] | None = None,
+         raw: bytes | None = None, timeout: float = 10.0) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """One HTTP call; returns (status, JSON body, headers) for any status."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = response.read()
+            return response.status, json.loads(payload) if payload else {}, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        try:
+            parsed = json.loads(payload) if payload else {}
+        except ValueError:
+            parsed = {"raw": payload.decode(errors="replace")}
+        return exc.code, parsed, dict(exc.headers)
+
+
+def document(n: int, tag: str = "t") -> dict[str, Any]:
+    return {"citizen_id": f"{n:010d}", "kind": "national-id-card", "data": {"tag": tag, "n": n}}
+
+
+def write_topology(path: Path, **overrides: Any) -> Path:
+    """The example topology with overrides; ``services=[...]`` keeps only those ids."""
+    data = yaml.safe_load((ROOT / "national.yaml").read_text())
+    keep = overrides.pop("services", None)
+    if keep is not None:
+        data["services"] = [s for s in data["services"] if s["id"] in keep]
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _track(realization: Realization) -> None:
+    pid = realization.supervisor.pid()
+    if pid:
+        STARTED_PIDS.update(process_tree(pid))
+
+
+@pytest.fixture(scope="session")
+def national(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
+    """The example national system, shared by tests that leave it healthy."""
+    state = tmp_path_factory.mktemp("national")
+    realization = up(ROOT / "national.yaml", state)
+    _track(realization)
+    try:
+        yield realization
+    finally:
+        down(state)
+
+
+SystemFactory = Callable[..., Realization]
+
+
+@pytest.fixture()
+def start_system(tmp_path: Path) -> Iterator[SystemFactory]:
+    """Start a private system (default: one service, 3 regions) that the test may break."""
+    started: list[Path] = []
+
+    def start(**overrides: Any) -> Realization:
+        overrides.setdefault("services", ["1101"])
+        state = tmp_path / f"state{len(started)}"
+        config = write_topology(tmp_path / f"national{len(started)}.yaml", **overrides)
+        started.append(state)
+        realization = up(config, state)
+        _track(realization)
+        return realization
+
+    yield start
+    for state in started:
+        down(state)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    yield
+    left = sorted(pid for pid in STARTED_PIDS if _alive(pid))
+    assert not left, f"processes started by tests still alive after the session: {left}"

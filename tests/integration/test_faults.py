@@ -1,0 +1,161 @@
+"""Tests that break a private system: failover, fencing, corruption, overload, up/down."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from chaos.invariants import AckLedger, check_acknowledged
+from failover.manual import FailoverRefused, promote
+from infra.local.layout import StateLayout
+from infra.local.realizer import Realization, UpFailed, down, up
+from infra.local.supervisor import Supervisor
+from paydar.bench import process_tree
+from paydar.drill import read_back, write_burst
+from tests.integration.conftest import SystemFactory, document, http, write_topology
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def link_admin(system: Realization, source: str, target: str):  # type: ignore[no-untyped-def]
+    from infra.local.linkadmin import LinkAdmin
+
+    return LinkAdmin(system.plan.link(source, target).admin_url, system.link_token())
+
+
+def node_state(system: Realization, region: str, service: str = "1101") -> dict:
+    return http("GET", system.plan.node(service, region).url + "/state")[1]
+
+
+def test_manual_failover_keeps_every_acknowledged_write_and_fences(start_system: SystemFactory) -> None:
+    system = start_system()
+    ledger = AckLedger()
+    asyncio.run(write_burst(system, ledger, 15, "before"))
+    assert ledger.acknowledged_count == 45
+    # mashhad falls behind: its link from the primary is cut, isfahan keeps confirming writes.
+    link_admin(system, "tehran", "mashhad").cut()
+    asyncio.run(write_burst(system, ledger, 5, "while-cut"))
+    wait_until(lambda: node_state(system, "mashhad")["log_position"] < node_state(system, "tehran")["acked_position"],
+               10, "mashhad to lag behind acknowledged writes")
+    version = http("GET", system.plan.gateway("tehran").url + "/state")[1]["table_version"]
+    with pytest.raises(FailoverRefused, match="candidate lacks acknowledged writes: it holds position"):
+        promote(system, "1101", "mashhad")
+    assert http("GET", system.plan.gateway("tehran").url + "/state")[1]["table_version"] == version, \
+        "a refused promotion changes nothing"
+    link_admin(system, "tehran", "mashhad").heal()
+
+    result = promote(system, "1101", "isfahan")
+    assert (result.old_primary, result.new_primary, result.epoch) == ("tehran", "isfahan", 3)
+    assert node_state(system, "isfahan")["role"] == "primary"
+    assert node_state(system, "tehran")["role"] == "standby"
+    asyncio.run(write_burst(system, ledger, 10, "after"))
+    for region in system.topology.region_names:
+        assert check_acknowledged(ledger, asyncio.run(read_back(system, ledger, region))) == []
+    wait_until(lambda: len({node_state(system, r)["chain_head"] for r in system.topology.region_names}) == 1,
+               10, "every replica to reach the same chain head")
+
+    # The deposed primary's key signing old-epoch replication is refused: fencing.
+    from node.models import ReplicationBatch, SignedBatch
+
+    batch = ReplicationBatch(service="1101", sender="node.1101.tehran", epoch=1, table_version=1, acked_position=0,
+                             head_position=0, prev_position=0, prev_hash="0" * 64)
+    signer = system.keystore().signer("node.1101.tehran")
+    signed = SignedBatch(batch=batch, signature=signer.sign(batch.model_dump(mode="json")))
+    code, reply, _ = http("POST", system.plan.node("1101", "mashhad").url + "/v1/replicate",
+                          raw=signed.model_dump_json().encode())
+    assert code == 200 and reply["status"] == "stale-epoch" and reply["epoch"] == 3
+    assert reply["table"]["table"]["services"]["1101"]["primary"] == "isfahan"
+
+
+def test_no_acknowledgement_without_a_standby(start_system: SystemFactory) -> None:
+    system = start_system()
+    for target in ("isfahan", "mashhad"):
+        link_admin(system, "tehran", target).cut()
+    status, body, headers = http("PUT", system.plan.gateway("tehran").url + "/v1/services/1101/documents/lonely",
+                                 document(1))
+    assert status == 503 and "NOT acknowledged" in body["error"] and headers["Retry-After"]
+    for target in ("isfahan", "mashhad"):
+        link_admin(system, "tehran", target).heal()
+    status, body, _ = http("PUT", system.plan.gateway("tehran").url + "/v1/services/1101/documents/lonely",
+                           document(1))
+    assert status == 200 and body["acknowledged"] is True
+
+
+def test_corrupted_log_entry_is_detected_and_never_served(start_system: SystemFactory) -> None:
+    system = start_system()
+    gateway = system.plan.gateway("isfahan").url
+    for n in range(5):
+        assert http("PUT", f"{gateway}/v1/services/1101/documents/c{n}", document(n))[0] == 200
+    wait_until(lambda: node_state(system, "isfahan")["log_position"] == 5, 10, "isfahan to hold all 5 entries")
+    db = system.layout.data("node.1101.isfahan") / "registry.sqlite3"
+    with sqlite3.connect(db) as conn:  # ransomware-style silent change of one stored record
+        conn.execute("UPDATE log SET body = replace(body, '\"n\":2', '\"n\":666') WHERE position = 3")
+    token = system.admin_token()
+    node = system.plan.node("1101", "isfahan").url
+    assert http("POST", node + "/v1/integrity")[0] == 401
+    code, result, _ = http("POST", node + "/v1/integrity", headers={"Authorization": f"Bearer {token}"})
+    assert code == 409 and result["first_bad_position"] == 3
+    code, ready, _ = http("GET", node + "/readyz")
+    assert code == 503 and "compromised" in ready["error"]
+    code, answer, _ = http("GET", node + "/v1/documents/c2")
+    assert code == 503 and "failed verification" in answer["error"]
+    # Citizens still get the true document from a healthy replica, through every gateway.
+    for region in system.topology.region_names:
+        code, got, _ = http("GET", f"{system.plan.gateway(region).url}/v1/services/1101/documents/c2")
+        assert code == 200 and got["data"]["n"] == 2
+
+
+def test_overload_is_shed_with_503_and_the_node_stays_up(start_system: SystemFactory) -> None:
+    system = start_system(limits={"max_inflight_requests": 2, "max_queued_requests": 0})
+    for target in ("isfahan", "mashhad"):
+        link_admin(system, "tehran", target).set(delay_ms=400)
+    node = system.plan.node("1101", "tehran").url
+
+    async def flood() -> list[tuple[int, str | None]]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            async def one(n: int) -> tuple[int, str | None]:
+                async with session.put(f"{node}/v1/documents/flood-{n}", json=document(n)) as response:
+                    return response.status, response.headers.get("Retry-After")
+            return await asyncio.gather(*(one(n) for n in range(30)))
+
+    results = asyncio.run(flood())
+    shed = [r for r in results if r[0] == 503]
+    assert shed and all(retry == "1" for _, retry in shed), results
+    assert any(status == 200 for status, _ in results), results
+    assert http("GET", node + "/livez")[0] == 200
+    assert node_state(system, "tehran")["role"] == "primary"
+
+
+def test_up_failure_names_component_shows_log_and_cleans_up(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    broken = state / "data" / "node.1101.mashhad" / "registry.sqlite3"
+    broken.mkdir(parents=True)  # a directory where the database file must be: the node cannot start
+    config = write_topology(tmp_path / "n.yaml", services=["1101"])
+    with pytest.raises(UpFailed) as info:
+        up(config, state)
+    assert "node.1101.mashhad" in str(info.value)
+    assert "unable to open database" in info.value.diagnostics["node.1101.mashhad"]
+    assert Supervisor(StateLayout(state.resolve())).pid() is None, "a failed up leaves nothing running"
+
+
+def test_down_stops_exactly_what_up_started(start_system: SystemFactory) -> None:
+    system = start_system()
+    supervisord = system.supervisor.pid()
+    assert supervisord is not None
+    pids = process_tree(supervisord)
+    assert len(pids) >= 1 + 3 + 3 + 6 + 1
+    ports = [c.port for c in system.plan.components]
+    stopped, killed = down(system.layout.root)
+    assert stopped == len(system.plan.components) and killed == []
+    wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), 10, "every started process to exit")
+    import socket
+
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+    assert down(system.layout.root) == (0, [])
