@@ -23,7 +23,8 @@ from infra.topology import load_topology
 __all__ = ["main"]
 
 console = Console(stderr=True)
-out = Console()
+# Tables stay readable when piped (rich would otherwise fold them to 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 200)
 DEFAULT_STATE = Path(os.environ.get("PAYDAR_STATE_DIR", ".paydar/state"))
 DEFAULT_CONFIG = Path(os.environ.get("PAYDAR_CONFIG", "national.yaml"))
 

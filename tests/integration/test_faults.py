@@ -156,6 +156,7 @@ def test_down_stops_exactly_what_up_started(start_system: SystemFactory) -> None
     import socket
 
     for port in ports:
-        with socket.socket() as sock:
+        with socket.socket() as sock:  # free for a server (TIME_WAIT of closed connections aside)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
     assert down(system.layout.root) == (0, [])

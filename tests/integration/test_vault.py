@@ -1,0 +1,295 @@
+"""The local vault on a real SeaweedFS (``weed mini``): buckets are locked, versioned, and
+backups can't be deleted or have their retention shortened, by the admin or by a region.
+
+One weed per module; each test uses its own buckets, so tests don't depend on each other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from infra.local.vault import (
+    GRPC_OFFSET, BucketNotLocked, InvalidBucketName, S3Client, S3Identity, VaultPorts, bucket_name,
+    describe_bucket, new_identity, provision_buckets, render_s3_config, vault_client, wait_ready,
+    weed_command,
+)
+from tests.integration.conftest import STARTED_PIDS
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+WEED = str(Path(sys.executable).with_name("weed"))
+REGION_BUCKET = "paydar-x"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Vault:
+    endpoint: str
+    ports: VaultPorts
+    pid: int
+    admin: S3Identity
+    region: S3Identity
+
+    def client(self, identity: S3Identity) -> S3Client:
+        return vault_client(self.endpoint, identity)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_vault_ports(attempts: int = 100) -> VaultPorts:
+    """Five distinct free ports whose gRPC twins (port + 10000) are free too."""
+    for _ in range(attempts):
+        with ExitStack() as held:  # hold each port until all five are chosen, so they differ
+            ports = []
+            for _ in range(5):
+                sock = held.enter_context(socket.socket())
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+            twins = [p + GRPC_OFFSET for p in ports]
+            if len(set(ports) | set(twins)) == 10 and all(t < 65536 and _bindable(t) for t in twins):
+                return VaultPorts(*ports)
+    raise RuntimeError(f"no 5 free ports with free port+{GRPC_OFFSET} on 127.0.0.1 in {attempts} attempts")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+        log.info("weed %d exited %.1fs after SIGTERM", process.pid, time.monotonic() - started)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+        log.warning("weed %d ignored SIGTERM for %.0fs and was killed", process.pid, grace)
+
+
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
+    root = tmp_path_factory.mktemp("vault")
+    admin = new_identity("paydar-admin", ["Admin", "Read", "Write", "List", "Tagging"])
+    region = new_identity("region-x", [f"Read:{REGION_BUCKET}", f"Write:{REGION_BUCKET}", f"List:{REGION_BUCKET}"])
+    config = root / "s3.json"
+    config.write_text(json.dumps(render_s3_config([admin, region])))
+    config.chmod(0o600)
+    (root / "data").mkdir()
+    ports = free_vault_ports()
+    weed_log = root / "weed.log"
+    with weed_log.open("wb") as out:
+        process = subprocess.Popen(weed_command(WEED, root / "data", ports, config),
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    STARTED_PIDS.add(process.pid)
+    endpoint = f"http://127.0.0.1:{ports.s3}"
+    try:
+        started = time.monotonic()
+        try:
+            wait_ready(endpoint, admin, timeout=20)
+        except Exception:
+            tail = weed_log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"weed did not start (exit code {process.poll()}); log tail:\n{tail}") from None
+        log.info("weed ready %.1fs after spawn", time.monotonic() - started)
+        yield Vault(endpoint=endpoint, ports=ports, pid=process.pid, admin=admin, region=region)
+    finally:
+        stop(process)
+
+
+def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(excinfo.value.response["Error"]["Code"])
+
+
+def listeners(pid: int) -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of every socket the process listens on, from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for proto, listening_state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
+        for line in Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if inode in inodes and state == listening_state:
+                address, port = local.split(":")
+                if len(address) == 8:
+                    address = socket.inet_ntoa(bytes.fromhex(address)[::-1])
+                found.add((proto, address, int(port, 16)))
+    return found
+
+
+# --- the process ---------------------------------------------------------------------------
+
+
+def test_every_weed_flag_exists_in_this_weed() -> None:
+    usage = subprocess.run([WEED, "mini", "-h"], capture_output=True, text=True, timeout=20)
+    text = usage.stdout + usage.stderr
+    command = weed_command(WEED, Path("/d"), VaultPorts(1, 2, 3, 4, 5), Path("/c"))
+    flags = [arg.split("=")[0] for arg in command[command.index("mini") + 1:]]
+    assert [f for f in flags if f"  {f} " not in text and f"  {f}\n" not in text] == []
+
+
+def test_weed_listens_only_on_loopback_and_only_on_its_ports(vault: Vault) -> None:
+    # The admin server binds after S3 answers: wait for the whole set, then check nothing else is there.
+    wait_until(lambda: {port for _, _, port in listeners(vault.pid)} >= vault.ports.listening(), 10,
+               f"weed to listen on all of {sorted(vault.ports.listening())}")
+    seen = listeners(vault.pid)
+    assert {address for _, address, _ in seen} == {"127.0.0.1"}
+    assert {proto for proto, _, _ in seen} == {"tcp"}
+    assert {port for _, _, port in seen} == vault.ports.listening()
+
+
+# --- provisioning --------------------------------------------------------------------------
+
+
+def test_provision_creates_locked_versioned_buckets(vault: Vault) -> None:
+    admin = vault.client(vault.admin)
+    provision_buckets(admin, ["paydar-new-a", "paydar-new-b"], retention_days=3)
+    for bucket in ("paydar-new-a", "paydar-new-b"):
+        assert describe_bucket(admin, bucket) == {"bucket": bucket, "versioning": "Enabled", "object_lock": True,
+                                                  "mode": "COMPLIANCE", "days": 3, "years": None}
+
+
+def test_provisioning_twice_changes_nothing(vault: Vault, caplog: pytest.LogCaptureFixture) -> None:
+    admin = vault.client(vault.admin)
+    provision_buckets(admin, ["paydar-twice"], retention_days=2)
+    before = describe_bucket(admin, "paydar-twice")
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="infra.local.vault"):
+        provision_buckets(admin, ["paydar-twice"], retention_days=2)
+    changes = [r.getMessage() for r in caplog.records if r.name == "infra.local.vault" and r.levelno >= logging.INFO]
+    assert changes == []
+    assert describe_bucket(admin, "paydar-twice") == before
+
+
+def test_bucket_without_object_lock_is_refused(vault: Vault) -> None:
+    admin = vault.client(vault.admin)
+    admin.create_bucket(Bucket="paydar-unlocked")
+    with pytest.raises(BucketNotLocked, match="paydar-unlocked exists without object lock"):
+        provision_buckets(admin, ["paydar-unlocked"], retention_days=1)
+
+
+# --- immutability --------------------------------------------------------------------------
+
+
+def test_locked_version_cannot_be_deleted_even_by_admin_with_bypass(vault: Vault) -> None:
+    admin = vault.client(vault.admin)
+    provision_buckets(admin, ["paydar-immutable"], retention_days=1)
+    version = admin.put_object(Bucket="paydar-immutable", Key="snap", Body=b"backup-1")["VersionId"]
+    head = admin.head_object(Bucket="paydar-immutable", Key="snap", VersionId=version)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] > datetime.now(timezone.utc) + timedelta(hours=23)
+
+    with pytest.raises(ClientError) as refused:
+        admin.delete_object(Bucket="paydar-immutable", Key="snap", VersionId=version, BypassGovernanceRetention=True)
+    assert error_code(refused) == "AccessDenied"
+    batch = admin.delete_objects(Bucket="paydar-immutable", BypassGovernanceRetention=True,
+                                 Delete={"Objects": [{"Key": "snap", "VersionId": version}]})
+    assert [(e["VersionId"], e["Code"]) for e in batch["Errors"]] == [(version, "AccessDenied")]
+    with pytest.raises(ClientError) as not_empty:
+        admin.delete_bucket(Bucket="paydar-immutable")
+    assert error_code(not_empty) == "BucketNotEmpty"
+    # A plain delete only stacks a delete marker; the locked version stays readable.
+    assert admin.delete_object(Bucket="paydar-immutable", Key="snap")["DeleteMarker"] is True
+
+    body = admin.get_object(Bucket="paydar-immutable", Key="snap", VersionId=version)["Body"].read()
+    assert body == b"backup-1"
+
+
+def test_retention_cannot_be_shortened_or_weakened(vault: Vault) -> None:
+    admin = vault.client(vault.admin)
+    provision_buckets(admin, ["paydar-retention"], retention_days=1)
+    version = admin.put_object(Bucket="paydar-retention", Key="snap", Body=b"backup")["VersionId"]
+    before = admin.get_object_retention(Bucket="paydar-retention", Key="snap", VersionId=version)["Retention"]
+    sooner = datetime.now(timezone.utc) + timedelta(minutes=1)
+    later = datetime.now(timezone.utc) + timedelta(days=2)
+
+    for retention in ({"Mode": "COMPLIANCE", "RetainUntilDate": sooner}, {"Mode": "GOVERNANCE", "RetainUntilDate": later}):
+        with pytest.raises(ClientError) as refused:
+            admin.put_object_retention(Bucket="paydar-retention", Key="snap", VersionId=version,
+                                       Retention=retention, BypassGovernanceRetention=True)
+        assert error_code(refused) == "AccessDenied", retention
+    after = admin.get_object_retention(Bucket="paydar-retention", Key="snap", VersionId=version)["Retention"]
+    assert after == before
+
+
+# --- region credentials --------------------------------------------------------------------
+
+
+def test_region_identity_writes_its_bucket_and_nothing_else(vault: Vault) -> None:
+    admin, region = vault.client(vault.admin), vault.client(vault.region)
+    provision_buckets(admin, [REGION_BUCKET, "paydar-other"], retention_days=1)
+    admin.put_object(Bucket="paydar-other", Key="snap", Body=b"other")
+
+    version = region.put_object(Bucket=REGION_BUCKET, Key="snap", Body=b"mine")["VersionId"]
+    assert region.get_object(Bucket=REGION_BUCKET, Key="snap")["Body"].read() == b"mine"
+    denied: dict[str, Callable[[], object]] = {
+        "get outside": lambda: region.get_object(Bucket="paydar-other", Key="snap"),
+        "put outside": lambda: region.put_object(Bucket="paydar-other", Key="snap", Body=b"evil"),
+        "list outside": lambda: region.list_objects_v2(Bucket="paydar-other"),
+        "delete own version": lambda: region.delete_object(Bucket=REGION_BUCKET, Key="snap", VersionId=version,
+                                                           BypassGovernanceRetention=True),
+        "change lock": lambda: region.put_object_lock_configuration(
+            Bucket=REGION_BUCKET, ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}),
+    }
+    codes = {}
+    for name, call in denied.items():
+        with pytest.raises(ClientError) as refused:
+            call()
+        codes[name] = error_code(refused)
+    assert codes == dict.fromkeys(denied, "AccessDenied")
+    assert admin.get_object(Bucket="paydar-other", Key="snap")["Body"].read() == b"other"
+
+
+# --- names and identities ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("service_id", "expected"), [
+    ("1101", "paydar-1101"), ("Tax.Filing_2", "paydar-tax-filing-2"), ("-x-", "paydar-x"), ("a" * 56, "paydar-" + "a" * 56),
+])
+def test_bucket_name(service_id: str, expected: str) -> None:
+    assert bucket_name(service_id) == expected
+
+
+@pytest.mark.parametrize(("service_id", "message"), [
+    ("a" * 57, "is 64 characters, S3 allows at most 63; use a service id of at most 56 characters"),
+    ("..", "has no letter or digit"),
+])
+def test_bad_bucket_name(service_id: str, message: str) -> None:
+    with pytest.raises(InvalidBucketName, match=message):
+        bucket_name(service_id)
+
+
+def test_identity_config_and_secrecy() -> None:
+    identity = new_identity("region-x", ["Write:paydar-x"])
+    assert render_s3_config([identity]) == {"identities": [{
+        "name": "region-x", "credentials": [{"accessKey": identity.access_key, "secretKey": identity.secret_key}],
+        "actions": ["Write:paydar-x"]}]}
+    assert identity.secret_key not in repr(identity)
+    assert new_identity("region-x", []).secret_key != identity.secret_key
+    assert S3Identity(**{**identity.__dict__, "actions": ["Read"]}).actions == ("Read",)
