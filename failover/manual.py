@@ -1,15 +1,10 @@
-"""Manual failover through the signed path: fence, prove, promote, publish.
+"""Operator failover through the controllers' signed path: promote, fence, drain, clear.
 
-Until the controllers of the next issue sign tables themselves, an operator's `paydar
-failover promote` signs with ``threshold`` controller keys from the local state directory
-(a local convenience, named as such). The sequence never risks an acknowledged write:
-
-1. check the candidate with the replicas' current states; refuse early if it lacks writes;
-2. publish a fencing table (service read-only, epoch + 1): the old primary stops
-   acknowledging, and standbys refuse its replication from the old epoch;
-3. re-read the now-stable positions and check again;
-4. publish the promotion table (candidate primary, epoch + 2), or, when the check fails,
-   reinstate the old primary if it is healthy, else leave the service read-only.
+The CLI never signs a table. It posts an *intent* (bearer admin token) to every controller;
+each controller folds it into its own view, and the resulting table is certified only when
+``threshold`` controllers sign it, exactly like an automatic decision. A promotion is checked
+here first (refused, changing nothing, when the candidate provably lacks acknowledged writes)
+and again by every controller after the old primary is fenced.
 """
 
 from __future__ import annotations
@@ -19,28 +14,31 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from failover.controller import Intent, IntentAction
 from failover.promotion import PromotionCheck, ReplicaView, check_promotion
 from infra.errors import PaydarError
-from infra.files import write_json_atomic
 from infra.local.plan import ComponentKind, gateway_id, node_id
 from infra.local.realizer import Realization
-from infra.routing import RouteMode, RoutingTable, ServiceRoute, SignedTable, sign_table
+from infra.routing import RoutingTable, SignedTable
 
-__all__ = ["FailoverRefused", "PromotionResult", "fetch_json", "promote", "publish", "sign_locally"]
+__all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
+           "promote", "send_intent"]
 
 log = logging.getLogger(__name__)
+WAIT_SECONDS = 30.0
 
 
 class FailoverRefused(PaydarError):
     """The failover would risk acknowledged writes (or cannot be proven safe)."""
 
-    def __init__(self, check: PromotionCheck, outcome: str) -> None:
+    def __init__(self, check: PromotionCheck | None, outcome: str) -> None:
         self.check = check
-        super().__init__(f"promotion refused: {check}. {outcome}")
+        super().__init__(f"promotion refused: {check}. {outcome}" if check else outcome)
 
 
 @dataclass
@@ -51,7 +49,6 @@ class PromotionResult:
     epoch: int
     version: int
     check: PromotionCheck
-    published: dict[str, str] = field(default_factory=dict)
 
 
 def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -63,38 +60,8 @@ def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
         return None
 
 
-def sign_locally(realization: Realization, table: RoutingTable) -> SignedTable:
-    """Sign with ``threshold`` controller keys of this state directory (local convenience)."""
-    topology = realization.topology
-    keystore = realization.keystore()
-    regions = topology.region_names[: topology.control.threshold]
-    return sign_table(table, [keystore.signer(f"controller.{r}") for r in regions])
-
-
-def publish(realization: Realization, signed: SignedTable) -> dict[str, str]:
-    """Push a table to every node and gateway; record it as the realization's current table."""
-    targets = [c for c in realization.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)]
-    body = signed.model_dump_json().encode()
-
-    def push(url: str) -> str:
-        request = urllib.request.Request(url + "/v1/routing-table", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=3.0) as response:
-                return "accepted" if response.status == 200 else f"status {response.status}"
-        except urllib.error.HTTPError as exc:
-            return f"refused ({exc.code}): {json.loads(exc.read() or b'{}').get('error', '')}"
-        except (urllib.error.URLError, OSError) as exc:
-            return f"unreachable: {exc}"
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = dict(zip([c.id for c in targets], pool.map(lambda c: push(c.url), targets)))
-    write_json_atomic(realization.layout.table, signed.model_dump(mode="json"))
-    return results
-
-
 def current_table(realization: Realization) -> SignedTable:
-    """The newest table any gateway holds, or the recorded one when none answers."""
+    """The newest table any gateway holds, or the recorded initial one when none answers."""
     best = SignedTable.model_validate_json(realization.layout.table.read_bytes())
     for region in realization.topology.region_names:
         raw = fetch_json(realization.plan.component(gateway_id(region)).url + "/v1/routing-table")
@@ -103,6 +70,49 @@ def current_table(realization: Realization) -> SignedTable:
             if seen.table.version > best.table.version:
                 best = seen
     return best
+
+
+def send_intent(realization: Realization, intent: Intent) -> dict[str, str]:
+    """Post an intent to every controller; raise unless ``threshold`` of them took it."""
+    token = realization.admin_token()
+    body = intent.model_dump_json().encode()
+
+    def post(url: str) -> str:
+        request = urllib.request.Request(url + "/v1/intents", data=body, method="POST", headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=3.0):
+                return "accepted"
+        except urllib.error.HTTPError as exc:
+            try:
+                return f"refused: {json.loads(exc.read()).get('error', exc.code)}"
+            except ValueError:
+                return f"refused ({exc.code})"
+        except (urllib.error.URLError, OSError) as exc:
+            return f"unreachable: {exc}"
+
+    controllers = realization.plan.of_kind(ComponentKind.CONTROLLER)
+    with ThreadPoolExecutor(max_workers=len(controllers)) as pool:
+        outcomes = dict(zip([c.id for c in controllers], pool.map(lambda c: post(c.url), controllers)))
+    taken = sum(1 for o in outcomes.values() if o == "accepted")
+    if taken < realization.topology.control.threshold:
+        detail = "; ".join(f"{c}: {o}" for c, o in outcomes.items())
+        raise PaydarError(f"only {taken} controller(s) took the {intent.action} intent, "
+                          f"{realization.topology.control.threshold} needed: {detail}")
+    return outcomes
+
+
+def _wait_for(realization: Realization, done: Callable[[RoutingTable], bool], what: str,
+              timeout: float = WAIT_SECONDS) -> RoutingTable:
+    deadline = time.monotonic() + timeout
+    while True:
+        table = current_table(realization).table
+        if done(table):
+            return table
+        if time.monotonic() >= deadline:
+            raise PaydarError(f"{what} not reflected in the routing table within {timeout:.0f}s (held v"
+                              f"{table.version}); see `paydar status` for the controllers' view")
+        time.sleep(0.1)
 
 
 def replica_views(realization: Realization, service: str) -> dict[str, ReplicaView]:
@@ -119,19 +129,21 @@ def replica_views(realization: Realization, service: str) -> dict[str, ReplicaVi
         return dict(zip(regions, pool.map(view, regions)))
 
 
-def _next_table(held: RoutingTable, service: str, route: ServiceRoute, reason: str, ttl: float) -> RoutingTable:
-    now = time.time()
-    return RoutingTable(version=held.version + 1, issued_at=now, expires_at=now + ttl, reason=reason,
-                        services={**held.services, service: route})
+def _known(realization: Realization, service: str | None, region: str) -> None:
+    topology = realization.topology
+    if region not in topology.region_names:
+        raise PaydarError(f"unknown region {region!r}; regions: {', '.join(topology.region_names)}")
+    if service is not None:
+        spec = topology.service(service)
+        if region not in spec.regions:
+            raise PaydarError(f"service {service} has no replica in {region}; its regions are "
+                              f"{', '.join(spec.regions)}")
 
 
 def promote(realization: Realization, service: str, region: str) -> PromotionResult:
     """Make ``region`` the primary of ``service`` without losing an acknowledged write."""
-    topology = realization.topology
-    spec = topology.service(service)
-    if region not in spec.regions:
-        raise PaydarError(f"service {service} has no replica in {region}; its regions are {', '.join(spec.regions)}")
-    ttl = topology.control.table_ttl
+    _known(realization, service, region)
+    spec = realization.topology.service(service)
     held = current_table(realization).table
     route = held.route(service)
     old = route.primary
@@ -139,25 +151,42 @@ def promote(realization: Realization, service: str, region: str) -> PromotionRes
                             sync_replicas=spec.sync_replicas)
     if not check.safe:
         raise FailoverRefused(check, "Nothing was changed.")
-    others = tuple(r for r in spec.regions if r != region)
-    fence = _next_table(held, service, ServiceRoute(primary=None, standbys=(region, *others), epoch=route.epoch + 1,
-                                                    mode=RouteMode.READ_ONLY),
-                        f"manual failover of {service}: fencing {old}", ttl)
-    publish(realization, sign_locally(realization, fence))
-    views = replica_views(realization, service)
-    check = check_promotion(region, views, primary=old, sync_replicas=spec.sync_replicas)
-    if check.safe:
-        final = ServiceRoute(primary=region, standbys=others, epoch=route.epoch + 2)
-        reason = f"manual failover of {service}: {old} -> {region}"
-    elif old is not None and views[old].reachable and not views[old].compromised:
-        final = ServiceRoute(primary=old, standbys=tuple(r for r in spec.regions if r != old), epoch=route.epoch + 2)
-        reason = f"manual failover of {service} refused; {old} reinstated"
-    else:
-        raise FailoverRefused(check, f"The service stays read-only in table v{fence.version}.")
-    table = _next_table(fence, service, final, reason, ttl)
-    published = publish(realization, sign_locally(realization, table))
+    send_intent(realization, Intent(action=IntentAction.PROMOTE, region=region, service=service))
+    try:
+        table = _wait_for(realization, lambda t: t.route(service).writable and t.route(service).epoch > route.epoch + 1,
+                          f"promotion of {service} to {region}")
+    except PaydarError:
+        clear(realization, region, service)  # an intent nobody acted on must not fire later by surprise
+        raise
+    final = table.route(service)
     if final.primary != region:
-        raise FailoverRefused(check, f"{old} was reinstated as primary in table v{table.version}.")
+        clear(realization, region, service)
+        raise FailoverRefused(None, f"promotion refused by the controllers after fencing: {final.primary} is "
+                                    f"primary in table v{table.version} (the candidate could not be proven to "
+                                    "hold every acknowledged write)")
     log.info("promoted service=%s from=%s to=%s epoch=%d", service, old, region, final.epoch)
     return PromotionResult(service=service, old_primary=old, new_primary=region, epoch=final.epoch,
-                           version=table.version, check=check, published=published)
+                           version=table.version, check=check)
+
+
+def fence(realization: Realization, service: str, region: str) -> RoutingTable:
+    """Keep ``service`` off ``region`` (a suspect node): it stays a standby, never a primary."""
+    _known(realization, service, region)
+    send_intent(realization, Intent(action=IntentAction.FENCE, region=region, service=service))
+    return _wait_for(realization, lambda t: t.route(service).primary != region and t.route(service).writable,
+                     f"fence of {service} in {region}")
+
+
+def drain(realization: Realization, region: str) -> RoutingTable:
+    """Planned evacuation: every primary in ``region`` moves elsewhere, through the signed path."""
+    _known(realization, None, region)
+    send_intent(realization, Intent(action=IntentAction.DRAIN, region=region))
+    hosted = [s.id for s in realization.topology.services_in(region)]
+    return _wait_for(realization, lambda t: all(t.route(s).primary != region and t.route(s).writable for s in hosted),
+                     f"drain of {region}")
+
+
+def clear(realization: Realization, region: str, service: str | None = None) -> dict[str, str]:
+    """Withdraw the operator intents on ``region`` (and ``service``): undrain, unfence."""
+    _known(realization, service, region)
+    return send_intent(realization, Intent(action=IntentAction.CLEAR, region=region, service=service))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -43,7 +44,7 @@ class ComponentConfig(BaseModel):
     log_level: str = "INFO"
 
     @classmethod
-    def load(cls, path: str | Path) -> ComponentConfig:
+    def load(cls, path: str | Path) -> Self:
         try:
             return cls.model_validate_json(Path(path).read_bytes())
         except OSError as exc:

@@ -51,7 +51,11 @@ class TableRejection(StrEnum):
 
 
 class ServiceRoute(BaseModel):
-    """Where one service lives in one table."""
+    """Where one service lives in one table.
+
+    A fenced route is read-only with no primary; ``fenced`` names the primary it deposed, whose
+    acknowledged writes a promotion must prove it holds.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,6 +63,7 @@ class ServiceRoute(BaseModel):
     standbys: tuple[str, ...]
     epoch: int = Field(ge=1)
     mode: RouteMode = RouteMode.READ_WRITE
+    fenced: str | None = None
 
     @property
     def regions(self) -> tuple[str, ...]:

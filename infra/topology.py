@@ -20,6 +20,7 @@ from infra.errors import Issue, TopologyError
 __all__ = [
     "Ecosystem",
     "Limits",
+    "Probes",
     "NationalTopology",
     "Region",
     "Service",
@@ -98,10 +99,36 @@ class Vault(_Model):
 
 
 class Control(_Model):
-    """Routing-table trust: ``threshold`` controller signatures out of one controller per region."""
+    """Routing-table trust and the failover controllers' judgement.
+
+    ``threshold`` controller signatures (out of one controller per region) make a table;
+    a target is judged down after ``down_after_rounds`` rounds in which a majority of vantage
+    points saw it fail, and up again after ``up_after_rounds`` good rounds (hysteresis).
+    At most ``max_failovers_per_round`` services (default: half the catalog) change primary
+    in one table.
+    """
 
     threshold: int = Field(default=2, ge=1)
     table_ttl: Duration = Field(default=7 * 86400.0, gt=0)
+    interval: Duration = Field(default=0.2, ge=0.05, le=60)
+    down_after_rounds: int = Field(default=2, ge=1, le=100)
+    up_after_rounds: int = Field(default=4, ge=1, le=100)
+    max_failovers_per_round: int | None = Field(default=None, ge=1)
+    observation_max_age: Duration = Field(default=3.0, gt=0, le=600)
+
+    def failover_cap(self, services: int) -> int:
+        """How many services may change primary in one table."""
+        return self.max_failovers_per_round or max(1, (services + 1) // 2)
+
+
+class Probes(_Model):
+    """The probers' schedule: a round every ``interval``, each target bounded by ``timeout``."""
+
+    interval: Duration = Field(default=0.25, ge=0.05, le=60)
+    timeout: Duration = Field(default=0.4, ge=0.05, le=30)
+    max_concurrency: int = Field(default=256, ge=1, le=10_000)
+    canary_interval: Duration = Field(default=5.0, ge=0.1, le=3600)
+    integrity_interval: Duration = Field(default=2.0, ge=0.1, le=3600)
 
 
 class Limits(_Model):
@@ -139,6 +166,7 @@ class NationalTopology(_Model):
     regions: tuple[Region, ...] = Field(min_length=1)
     vault: Vault
     control: Control = Control()
+    probes: Probes = Probes()
     limits: Limits = Limits()
     services: tuple[Service, ...] = Field(min_length=1)
 
@@ -174,6 +202,15 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
         issues.append(Issue("control.threshold",
                             f"threshold {topo.control.threshold} exceeds the {len(regions)} controllers (one per region)",
                             f"use a threshold between 1 and {len(regions)}; a majority is the safe choice"))
+    elif topo.control.threshold * 2 <= len(regions):
+        issues.append(Issue("control.threshold",
+                            f"threshold {topo.control.threshold} is not a majority of the {len(regions)} controllers",
+                            f"use at least {len(regions) // 2 + 1}: with a minority threshold two disjoint groups "
+                            "of controllers could sign conflicting tables"))
+    if topo.control.max_failovers_per_round and topo.control.max_failovers_per_round > len(topo.services):
+        issues.append(Issue("control.max_failovers_per_round",
+                            f"cap {topo.control.max_failovers_per_round} exceeds the {len(topo.services)} services",
+                            "use a cap no larger than the catalog, or leave it out for half the catalog"))
     for i, service in enumerate(topo.services):
         where = f"services[{i}] (id {service.id!r})"
         for j, region in enumerate(service.regions):

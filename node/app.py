@@ -4,6 +4,7 @@ Public (through gateways):  GET/PUT /v1/documents/{doc_id}, GET /v1/documents?ci
 Between nodes:              POST /v1/replicate            (batch signed by the primary's key)
 Control:                    GET/POST /v1/routing-table    (table signed k-of-n by controllers)
 Admin (bearer token):       POST /v1/integrity            (verify the whole chain now)
+Probes:                     GET /v1/chain/{position}      (entry hash, to compare replicas)
 Health:                     /livez /readyz /state /metrics
 """
 
@@ -143,6 +144,22 @@ async def post_integrity(request: web.Request) -> web.Response:
                              status=200 if result.ok else 409)
 
 
+async def chain_hash(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        position = int(request.match_info["position"])
+    except ValueError:
+        return json_error(400, "position must be a non-negative integer")
+    if position < 0:
+        return json_error(400, "position must be a non-negative integer")
+    if runtime.compromised:
+        return json_error(503, f"compromised: {runtime.compromised}")
+    found = await runtime.chain_hash(position)
+    if found is None:
+        return json_error(404, f"no entry at position {position}")
+    return web.json_response({"position": position, "hash": found})
+
+
 async def livez(_: web.Request) -> web.Response:
     return web.json_response({"status": "alive"})
 
@@ -179,6 +196,7 @@ def build_app(runtime: NodeRuntime) -> web.Application:
     app.router.add_get("/v1/routing-table", get_table)
     app.router.add_post("/v1/routing-table", post_table)
     app.router.add_post("/v1/integrity", post_integrity)
+    app.router.add_get("/v1/chain/{position}", chain_hash)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/state", state)

@@ -325,6 +325,10 @@ class NodeRuntime:
             self._mark_compromised(f"database unusable: {exc}")
             raise IntegrityViolation(0, f"database unusable: {exc}") from None
 
+    async def chain_hash(self, position: int) -> str | None:
+        """The chain hash at ``position`` (genesis at 0); None beyond the head."""
+        return await self.db(self._store().hash_at, position)
+
     async def verify(self) -> VerifyResult:
         """Verify the whole chain now; a failure marks the node compromised."""
         try:

@@ -19,7 +19,7 @@ from rich.console import Console
 from gateway.client import GatewayClient
 from infra.local.realizer import Realization, down, up
 
-__all__ = ["bench_up", "process_tree"]
+__all__ = ["bench_up", "percentile", "process_tree"]
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -93,7 +93,7 @@ async def _write_load(realization: Realization, writes: int, concurrency: int) -
     return elapsed, latencies, failures
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
@@ -122,6 +122,6 @@ def bench_up(*, config: Path, writes: int, concurrency: int, idle_seconds: float
         "total_rss_mib": round(rss / 2**20, 1), "idle_cpu_percent_of_one_core": round(idle, 1),
         "sync_replicas": sync, "writes": writes, "concurrency": concurrency, "write_failures": failures,
         "writes_per_second": round(writes / elapsed, 1),
-        "write_p50_ms": round(1000 * _percentile(latencies, 50), 2),
-        "write_p99_ms": round(1000 * _percentile(latencies, 99), 2),
+        "write_p50_ms": round(1000 * percentile(latencies, 50), 2),
+        "write_p99_ms": round(1000 * percentile(latencies, 99), 2),
     }

@@ -10,7 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -20,7 +22,11 @@ from rich.table import Table
 from infra.errors import PaydarError, TopologyError
 from infra.topology import load_topology
 
+if TYPE_CHECKING:
+    from infra.local.realizer import Realization
+
 __all__ = ["main"]
+T = TypeVar("T")
 
 console = Console(stderr=True)
 # Tables stay readable when piped (rich would otherwise fold them to 80 columns).
@@ -34,7 +40,7 @@ state_option = click.option("--state-dir", type=click.Path(path_type=Path), defa
                             show_default=True, help="Where keys, data and logs live (env PAYDAR_STATE_DIR).")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}")
     sys.exit(code)
 
@@ -154,38 +160,82 @@ def failover() -> None:
     """Move a service's primary through the signed routing-table path."""
 
 
+def _operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
+    """Run an operator action against a running realization; errors exit 2, refusals exit 1."""
+    from failover.manual import FailoverRefused
+    from infra.local.realizer import load_realization
+
+    try:
+        return action(load_realization(state_dir))
+    except FailoverRefused as exc:
+        fail(str(exc), 1)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    except PaydarError as exc:
+        fail(str(exc))
+
+
 @failover.command()
 @click.option("--service", required=True, help="Service identifier, e.g. 1101.")
 @click.option("--region", required=True, help="Region whose standby becomes primary.")
 @state_option
 def promote(service: str, region: str, state_dir: Path) -> None:
-    """Promote a standby: fence the old primary, prove no acknowledged write is missing, publish.
+    """Promote a standby: the controllers fence the old primary, prove, then promote.
 
     Refuses (and changes nothing) when the standby lacks acknowledged writes or when that
-    cannot be proven. Signs with the local controller keys of the state directory.
+    cannot be proven. The table is signed by the controllers (k of n), never by this command.
     """
-    from failover.manual import FailoverRefused
     from failover.manual import promote as do_promote
-    from infra.local.realizer import load_realization
 
-    try:
-        realization = load_realization(state_dir)
-        realization.topology.service(service)
-    except KeyError as exc:
-        fail(str(exc.args[0]))
-    except PaydarError as exc:
-        fail(str(exc))
-    try:
-        result = do_promote(realization, service, region)
-    except FailoverRefused as exc:
-        fail(str(exc), 1)
-    except PaydarError as exc:
-        fail(str(exc))
-    refused = {k: v for k, v in result.published.items() if v != "accepted"}
+    result = _operate(state_dir, lambda r: do_promote(r, service, region))
     out.print(f"service {service}: primary {result.old_primary} -> {result.new_primary}, epoch {result.epoch}, "
               f"table v{result.version} ({result.check})")
-    for component, outcome in refused.items():
-        console.print(f"  [yellow]{component}[/]: {outcome} (it will learn the table from its peers)")
+
+
+@failover.command()
+@click.option("--service", required=True, help="Service identifier, e.g. 1101.")
+@click.option("--region", required=True, help="Region whose node must not serve as primary.")
+@state_option
+def fence(service: str, region: str, state_dir: Path) -> None:
+    """Fence one node (a suspect replica): it stays a standby and is never promoted.
+
+    If it is the primary, the service fails over to a standby proven to hold every
+    acknowledged write. Undo with `paydar failover clear --region R --service ID`.
+    """
+    from failover.manual import fence as do_fence
+
+    table = _operate(state_dir, lambda r: do_fence(r, service, region))
+    route = table.route(service)
+    out.print(f"service {service}: {region} fenced; primary {route.primary}, epoch {route.epoch}, table v{table.version}")
+
+
+@failover.command()
+@click.option("--region", required=True, help="Region to evacuate.")
+@state_option
+def drain(region: str, state_dir: Path) -> None:
+    """Planned evacuation: move every primary out of REGION (its nodes stay standbys).
+
+    Each service moves through fence-then-promote, so no acknowledged write is lost.
+    Undo with `paydar failover clear --region R` (primaries do not move back by themselves).
+    """
+    from failover.manual import drain as do_drain
+
+    table = _operate(state_dir, lambda r: do_drain(r, region))
+    moved = ", ".join(f"{sid}->{route.primary}" for sid, route in sorted(table.services.items()))
+    out.print(f"{region} drained in table v{table.version}: {moved}")
+
+
+@failover.command()
+@click.option("--region", required=True, help="Region whose intents to withdraw.")
+@click.option("--service", default=None, help="Only this service's intents (default: all on the region).")
+@state_option
+def clear(region: str, service: str | None, state_dir: Path) -> None:
+    """Withdraw operator intents (undrain, unfence) on REGION."""
+    from failover.manual import clear as do_clear
+
+    outcomes = _operate(state_dir, lambda r: do_clear(r, region, service))
+    out.print(f"intents on {region}{' for ' + service if service else ''} cleared on "
+              f"{sum(o == 'accepted' for o in outcomes.values())} controller(s)")
 
 
 @cli.command()
@@ -225,17 +275,59 @@ def bench_up(config: Path, writes: int, concurrency: int, idle_seconds: float, a
     """Time to all-ready, total RSS, idle CPU, and write throughput/latency through one gateway."""
     from paydar.bench import bench_up as run
 
-    figures = run(config=config, writes=writes, concurrency=concurrency, idle_seconds=idle_seconds,
-                  console=console)
+    _print_figures("paydar bench up", run(config=config, writes=writes, concurrency=concurrency,
+                                          idle_seconds=idle_seconds, console=console), as_json)
+
+
+@bench.command("failover")
+@config_option
+@click.option("--kills", default=10, show_default=True, help="How many times to kill the primary region.")
+@click.option("--service", default=None, help="Service whose primary region is killed (default: the first).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+def bench_failover(config: Path, kills: int, service: str | None, as_json: bool) -> None:
+    """Kill the primary region KILLS times: time to the first acknowledged write, writes lost."""
+    from paydar.bench_failover import bench_failover as run
+
+    try:
+        _print_figures("paydar bench failover", run(config=config, kills=kills, service=service, console=console),
+                       as_json)
+    except PaydarError as exc:
+        fail(str(exc), 1)
+
+
+@bench.command("probes")
+@click.option("--services", default=6000, show_default=True, help="Synthetic catalog size.")
+@click.option("--regions", default=5, show_default=True, help="Regions per service.")
+@click.option("--seconds", default=10.0, show_default=True, help="How long to probe.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+def bench_probes(services: int, regions: int, seconds: float, as_json: bool) -> None:
+    """Sustained probes/s and CPU of the probe engine against minimal real HTTP targets."""
+    from paydar.bench_scale import bench_probes as run
+
+    _print_figures("paydar bench probes", run(services=services, regions=regions, seconds=seconds), as_json)
+
+
+@bench.command("controller")
+@click.option("--services", default=6000, show_default=True, help="Synthetic catalog size.")
+@click.option("--regions", default=5, show_default=True, help="Regions (and probers) per service.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+def bench_controller(services: int, regions: int, as_json: bool) -> None:
+    """Time to judge SERVICES x REGIONS targets from signed observations and sign the next table."""
+    from paydar.bench_scale import bench_controller as run
+
+    _print_figures("paydar bench controller", run(services=services, regions=regions, probers=regions), as_json)
+
+
+def _print_figures(title: str, figures: dict[str, float | int | str], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(figures))
-    else:
-        table = Table(title="paydar bench up")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for key, value in figures.items():
-            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-        out.print(table)
+        return
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    out.print(table)
 
 
 def _with_progress(what: str, job):  # type: ignore[no-untyped-def]

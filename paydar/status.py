@@ -72,6 +72,25 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
     state = answer[1]
     if component.kind is ComponentKind.GATEWAY:
         return ComponentStatus(**base, health="ready", role="gateway", table_version=state.get("table_version"))
+    if component.kind is ComponentKind.PROBER:
+        failing = state.get("failing") or {}
+        canaries = state.get("canaries") or []
+        bad = [c["gateway"] for c in canaries if not c.get("ok")]
+        detail = f"round {state.get('round')}; sees down: {', '.join(sorted(failing)) or 'none'}"
+        if bad:
+            detail += f"; canary failing via {', '.join(bad)}"
+        return ComponentStatus(**base, health="ready", role="prober", detail=detail)
+    if component.kind is ComponentKind.CONTROLLER:
+        last = state.get("last_proposal") or {}
+        detail = (f"signers {len(state.get('signers', []))}; quorum {'ok' if state.get('quorum') else 'LOST'}"
+                  f" ({state.get('peers_reachable')} peers); judged down: {', '.join(state.get('down', [])) or 'none'}")
+        if state.get("intents"):
+            detail += "; intents: " + ", ".join(f"{i['action']} {i.get('service') or ''} {i['region']}".replace("  ", " ")
+                                                for i in state["intents"])
+        if last:
+            detail += f"; last proposal v{last.get('version')} {last.get('outcome')}"
+        return ComponentStatus(**base, health="ready" if state.get("quorum") else "degraded", role="controller",
+                               table_version=state.get("table_version"), detail=detail)
     health = "compromised" if state.get("compromised") else "ready"
     detail = state.get("compromised") or ("read-only" if state.get("mode") == "read-only" else "")
     return ComponentStatus(**base, health=health, role=state.get("role"), epoch=state.get("epoch"),

@@ -24,6 +24,8 @@ HOST = "127.0.0.1"
 class ComponentKind(StrEnum):
     NODE = "node"
     GATEWAY = "gateway"
+    PROBER = "prober"
+    CONTROLLER = "controller"
     LINK = "link"
     VAULT = "vault"
 
@@ -131,6 +133,9 @@ def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator
         for service in topology.services_in(region):
             components.append(PlannedComponent(id=node_id(service.id, region), kind=ComponentKind.NODE,
                                                region=region, service=service.id, port=ports.take()))
+        for kind in (ComponentKind.PROBER, ComponentKind.CONTROLLER):
+            components.append(PlannedComponent(id=f"{kind.value}.{region}", kind=kind, region=region,
+                                               port=ports.take()))
     links = []
     for source in topology.region_names:
         for target in topology.region_names:

@@ -35,6 +35,12 @@ __all__ = ["AlreadyRunning", "Realization", "UpFailed", "down", "load_realizatio
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 90.0
+SIGNING_KINDS = (ComponentKind.NODE, ComponentKind.GATEWAY, ComponentKind.PROBER, ComponentKind.CONTROLLER)
+MODULES = {ComponentKind.NODE: "node", ComponentKind.GATEWAY: "gateway", ComponentKind.PROBER: "probes",
+           ComponentKind.CONTROLLER: "failover", ComponentKind.LINK: "infra.local.linkproxy"}
+# Vault first, links and gateways next, nodes, then the probers and controllers that watch them.
+PRIORITY = {ComponentKind.VAULT: 100, ComponentKind.LINK: 200, ComponentKind.GATEWAY: 200,
+            ComponentKind.NODE: 300, ComponentKind.PROBER: 400, ComponentKind.CONTROLLER: 400}
 Progress = Callable[[str, int, int], None]
 
 
@@ -139,8 +145,7 @@ def _check_same_topology(layout: StateLayout, topology: NationalTopology) -> Non
 def _write_identities(realization: Realization) -> None:
     """Keys for every component (and the controllers and probers to come), trust root, secrets."""
     layout, topology = realization.layout, realization.topology
-    components = [c.id for c in realization.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)]
-    components += [f"{role}.{region}" for role in ("controller", "prober") for region in topology.region_names]
+    components = [c.id for c in realization.plan.components if c.kind in SIGNING_KINDS]
     keystore = KeyStore(layout.keys)
     write_json_atomic(layout.trust_root, keystore.build_trust_root(components).model_dump(mode="json"))
     write_secret(layout.admin_token)
@@ -177,33 +182,52 @@ def _write_component_configs(realization: Realization) -> list[Program]:
             peers = {r: plan.url_from(component.region, f"node.{service.id}.{r}")
                      for r in service.regions if r != component.region}
             config: dict[str, Any] = _common(realization, component) | {"service": service.id, "peers": peers}
-            module = "node"
         elif component.kind is ComponentKind.GATEWAY:
+            config = _common(realization, component) | {
+                "nodes": _nodes_from(realization, component.region),
+                "gateways": _gateways_from(realization, component.region, include_own=False)}
+        elif component.kind is ComponentKind.PROBER:
+            config = _common(realization, component) | {
+                "nodes": _nodes_from(realization, component.region),
+                "gateways": _gateways_from(realization, component.region, include_own=True)}
+        elif component.kind is ComponentKind.CONTROLLER:
             region = component.region
-            nodes = {s.id: {r: plan.url_from(region, f"node.{s.id}.{r}") for r in s.regions}
-                     for s in topology.services}
-            gateways = {r: plan.url_from(region, f"gateway.{r}") for r in topology.region_names if r != region}
-            config = _common(realization, component) | {"nodes": nodes, "gateways": gateways}
-            module = "gateway"
+            config = _common(realization, component) | {
+                "nodes": _nodes_from(realization, region),
+                "gateways": _gateways_from(realization, region, include_own=True),
+                "probers": {f"prober.{r}": plan.url_from(region, f"prober.{r}") for r in topology.region_names},
+                "peers": {f"controller.{r}": plan.url_from(region, f"controller.{r}")
+                          for r in topology.region_names if r != region}}
         elif component.kind is ComponentKind.LINK:
             link = next(li for li in plan.links if li.id == component.id)
             config = {"link": f"{link.source}->{link.target}", "host": "127.0.0.1", "admin_port": link.admin_port,
                       "token_file": str(layout.link_token),
                       "routes": [{"name": cid, "listen_port": port, "target_port": plan.component(cid).port}
                                  for cid, port in link.routes.items()]}
-            module = "infra.local.linkproxy"
         else:
             v = plan.vault
             ports = vault.VaultPorts(s3=v.s3, master=v.master, volume=v.volume, filer=v.filer, admin=v.admin)
             weed = str(Path(python).with_name("weed"))
             command = vault.weed_command(weed, layout.vault_dir, ports, layout.vault_s3_config)
             programs.append(Program(name=component.id, command=command, log=layout.log(component.id),
-                                    priority=100, stop_wait_seconds=20))
+                                    priority=PRIORITY[component.kind], stop_wait_seconds=20))
             continue
         write_json_atomic(path, config)
-        programs.append(Program(name=component.id, command=[python, "-m", module, "--config", str(path)],
-                                log=layout.log(component.id), priority=200 if module != "node" else 300))
+        programs.append(Program(name=component.id, command=[python, "-m", MODULES[component.kind], "--config",
+                                                            str(path)],
+                                log=layout.log(component.id), priority=PRIORITY[component.kind]))
     return programs
+
+
+def _nodes_from(realization: Realization, region: str | None) -> dict[str, dict[str, str]]:
+    """Every node, as ``region`` reaches it."""
+    return {s.id: {r: realization.plan.url_from(region, f"node.{s.id}.{r}") for r in s.regions}
+            for s in realization.topology.services}
+
+
+def _gateways_from(realization: Realization, region: str | None, *, include_own: bool) -> dict[str, str]:
+    return {r: realization.plan.url_from(region, f"gateway.{r}") for r in realization.topology.region_names
+            if include_own or r != region}
 
 
 def probe(realization: Realization, component: PlannedComponent, timeout: float = 1.0) -> bool:

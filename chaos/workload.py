@@ -1,0 +1,82 @@
+"""Concurrent citizen writers that run while a fault is injected (the Jepsen-style history).
+
+Each client writes fresh documents through its gateway in a loop and records in an
+:class:`~chaos.invariants.AckLedger` whether each write was acknowledged. The loop runs on its
+own thread and event loop so a test or benchmark can inject faults from the main thread,
+then stop the writers and check the history with :func:`chaos.invariants.check_acknowledged`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from chaos.invariants import AckLedger
+from gateway.client import GatewayClient
+
+__all__ = ["Workload"]
+
+STOP_TIMEOUT = 30.0
+
+
+@dataclass
+class Workload:
+    """``clients`` writers per gateway URL, spread round-robin over ``services``."""
+
+    gateways: dict[str, str]
+    services: Sequence[str]
+    clients: int = 2
+    tag: str = "w"
+    ledger: AckLedger = field(default_factory=AckLedger)
+    acks: list[tuple[float, str, str]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Workload:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="workload", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> AckLedger:
+        """Stop every writer (bounded by each request's timeout) and return the history."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT)
+            if self._thread.is_alive():
+                raise TimeoutError(f"workload writers did not stop within {STOP_TIMEOUT:.0f}s")
+        return self.ledger
+
+    def acked_after(self, moment: float, service: str | None = None) -> float | None:
+        """Monotonic time of the first acknowledged write after ``moment`` (optionally of one service)."""
+        times = [t for t, s, _ in list(self.acks) if t > moment and service in (None, s)]
+        return min(times) if times else None
+
+    async def _run(self) -> None:
+        serial = itertools.count()
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await asyncio.gather(*(self._client(session, region, url, serial)
+                                   for region, url in self.gateways.items() for _ in range(self.clients)))
+
+    async def _client(self, session: aiohttp.ClientSession, region: str, url: str,
+                      serial: itertools.count[int]) -> None:
+        client = GatewayClient(session, url)
+        while not self._stop.is_set():
+            n = next(serial)
+            service = self.services[n % len(self.services)]
+            doc_id = f"{self.tag}-{region}-{n}"
+            document = {"citizen_id": f"{n % 10**10:010d}", "kind": "national-id-card",
+                        "data": {"workload": self.tag, "serial": n}}
+            reply = await client.put(service, doc_id, document)
+            acknowledged = reply.ok and reply.body.get("acknowledged") is True
+            self.ledger.record(service, doc_id, document, acknowledged)
+            if acknowledged:
+                self.acks.append((time.monotonic(), service, doc_id))
+            elif reply.status in (0, 503):
+                await asyncio.sleep(0.02)  # back off briefly while the service fails over

@@ -1,0 +1,141 @@
+"""`paydar bench failover`: kill the primary region again and again; how long until writes flow?
+
+Each kill SIGKILLs every process of the region that holds the measured service's primary
+(node, gateway, prober, controller) and keeps supervisord from restarting them. Concurrent
+clients write through the gateways of the other regions the whole time; the figure is the
+time from the kill to the first acknowledged write of that service through a surviving
+gateway. The region is restarted and rejoins as standby before the next kill. At the end
+every acknowledged write is read back through every gateway: lost writes are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import tempfile
+import time
+import urllib.request
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from chaos.invariants import ViolationKind, check_acknowledged
+from chaos.workload import Workload
+from infra.errors import PaydarError
+from infra.local.realizer import Realization, down, up
+from paydar.bench import percentile
+from paydar.drill import read_back
+
+__all__ = ["bench_failover"]
+
+STEP_TIMEOUT = 60.0
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return json.loads(response.read())
+
+
+def _await(what: str, predicate: Any, timeout: float = STEP_TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise PaydarError(f"benchmark step timed out after {timeout:.0f}s: {what}")
+
+
+def _primary(realization: Realization, service: str, via: list[str]) -> str | None:
+    for region in via:
+        try:
+            return _get(realization.plan.gateway(region).url + "/state")["services"][service]["primary"]
+        except OSError:
+            continue
+    return None
+
+
+def _kill_region(realization: Realization, region: str) -> float:
+    rpc = realization.supervisor.rpc().supervisor
+    names = [c.id for c in realization.plan.components if c.region == region]
+    pids = [rpc.getProcessInfo(n)["pid"] for n in names]
+    killed_at = time.monotonic()
+    for pid in pids:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+    def stopped(name: str) -> bool:  # keep supervisord from restarting it until the next step
+        if rpc.getProcessInfo(name)["statename"] == "STOPPED":
+            return True
+        try:
+            rpc.stopProcess(name, True)
+        except xmlrpc.client.Fault:  # between exit and restart: try again
+            return False
+        return False
+
+    for name in names:
+        _await(f"{name} to stay stopped", lambda n=name: stopped(n))
+    return killed_at
+
+
+def _restart_region(realization: Realization, region: str, service: str) -> None:
+    rpc = realization.supervisor.rpc().supervisor
+    for component in [c for c in realization.plan.components if c.region == region]:
+        rpc.startProcess(component.id, True)
+    node = realization.plan.node(service, region).url
+    _await(f"{region} to rejoin as standby", lambda: _get(node + "/state")["role"] == "standby")
+
+
+def bench_failover(*, config: Path, kills: int, service: str | None, console: Console) -> dict[str, float | int]:
+    """Bring a fresh system up, kill primary regions ``kills`` times, report the figures."""
+    with tempfile.TemporaryDirectory(prefix="paydar-bench-") as tmp:
+        state_dir = Path(tmp)
+        with console.status("up"):
+            realization = up(config, state_dir)
+        try:
+            return _run(realization, kills, service or realization.topology.services[0].id, console)
+        finally:
+            down(state_dir)
+
+
+def _run(realization: Realization, kills: int, service: str, console: Console) -> dict[str, float | int]:
+    regions = list(realization.topology.service(service).regions)
+    gateways = {r: realization.plan.gateway(r).url for r in realization.topology.region_names}
+    workload = Workload(gateways, [service], clients=2, tag="bench").start()
+    recoveries: list[float] = []
+    try:
+        for n in range(1, kills + 1):
+            victim = _await("a primary", lambda: _primary(realization, service, regions))
+            survivors = [r for r in regions if r != victim]
+            acked = workload.ledger.acknowledged_count
+            _await("writes before the kill", lambda: workload.ledger.acknowledged_count >= acked + 10)
+            killed_at = _kill_region(realization, victim)
+            first = _await("the first acknowledged write after the kill",
+                           lambda: workload.acked_after(killed_at, service))
+            recoveries.append(first - killed_at)
+            new = _primary(realization, service, survivors)
+            console.print(f"kill {n}/{kills}: {victim} down, {new} primary; first acknowledged write after "
+                          f"{recoveries[-1]:.3f}s")
+            _restart_region(realization, victim, service)
+    finally:
+        ledger = workload.stop()
+    lost = corrupted = 0
+    for region in realization.topology.region_names:
+        violations = check_acknowledged(ledger, asyncio.run(read_back(realization, ledger, region)))
+        lost = max(lost, sum(v.kind is ViolationKind.LOST for v in violations))
+        corrupted = max(corrupted, sum(v.kind is ViolationKind.CORRUPTED for v in violations))
+    control, probes = realization.topology.control, realization.topology.probes
+    return {
+        "kills": kills, "probe_interval_s": probes.interval, "probe_timeout_s": probes.timeout,
+        "down_after_rounds": control.down_after_rounds,
+        "recovery_p50_s": round(percentile(recoveries, 50), 3), "recovery_p99_s": round(percentile(recoveries, 99), 3),
+        "recovery_max_s": round(max(recoveries), 3), "writes_acknowledged": ledger.acknowledged_count,
+        "acknowledged_writes_lost": lost, "documents_corrupted": corrupted,
+    }

@@ -1,0 +1,408 @@
+"""Scale benchmarks: the probe engine and the controller path at national catalog size.
+
+:func:`bench_probes` measures how many probes per second the real
+:class:`probes.engine.ProbeEngine` sustains, and at what CPU cost, against
+``services x regions`` node targets. The targets are answered by a hand-written HTTP/1.1
+keep-alive responder (a raw :class:`asyncio.Protocol` that answers every request with one
+fixed ``/state`` document) running in a separate process. A real node or any web framework
+would spend far more CPU per request than the prober does; on a small machine the two
+processes compete for cores, so the target server must cost as little CPU as possible for
+the figure to measure the prober and not the server. Its CPU is reported separately.
+
+:func:`bench_controller` times what one failover controller does with a national-size
+catalog during a region outage: parse and verify every prober's signed round, judge,
+plan the next routes, and sign and check the new routing table.
+
+Both return a dict of figures and print nothing; ``python -m paydar.bench_scale probes|controller``
+prints it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from failover.controller import _votes
+from failover.judge import Judge
+from failover.planner import Overrides, plan
+from infra.identity import Role, TrustedKey, TrustRoot
+from infra.routing import RoutingTable, TableGuard, initial_table, sign_table
+from infra.signing import Signer, public_key_to_b64, verify
+from infra.topology import NationalTopology, parse_topology
+from probes.engine import ProbeEngine, Target
+from probes.models import ObservationRound, SignedObservations, TargetKind, TargetObservation
+
+__all__ = ["bench_controller", "bench_probes", "serve"]
+
+TICKS = os.sysconf("SC_CLK_TCK")
+HOST = "127.0.0.1"
+PROBE_TIMEOUT = 2.0
+READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+
+STATE_BODY = json.dumps({
+    "role": "standby", "epoch": 1, "log_position": 10, "acked_position": 10,
+    "chain_head": "ab" * 32, "table_version": 1, "compromised": None, "standbys": {},
+}, separators=(",", ":")).encode()
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(STATE_BODY)).encode() + b"\r\n\r\n" + STATE_BODY)
+END_OF_HEAD = b"\r\n\r\n"
+MAX_PENDING_BYTES = 64 * 1024
+
+
+# -- the target server (runs in its own process) ----------------------------------------------
+
+
+class _StateResponder(asyncio.Protocol):
+    """Answers every request head on the connection with the fixed node state (keep-alive).
+
+    Requests carry no body (the prober only sends GETs), so a request ends at the blank line
+    after its head; pipelined requests are answered in one write.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        buffer = self.pending + data if self.pending else data
+        requests = buffer.count(END_OF_HEAD)
+        if requests:
+            self.transport.write(RESPONSE * requests)
+            buffer = buffer[buffer.rfind(END_OF_HEAD) + len(END_OF_HEAD):]
+        if len(buffer) > MAX_PENDING_BYTES:  # not a request this responder understands
+            self.transport.close()
+            buffer = b""
+        self.pending = buffer
+
+
+async def _serve(ports: Sequence[int]) -> None:
+    loop = asyncio.get_running_loop()
+    servers = [await loop.create_server(_StateResponder, HOST, port, backlog=1024, reuse_address=True)
+               for port in ports]
+    # Stop when the parent goes away: it holds our stdin open, and EOF means it is gone.
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        await reader.read()
+    finally:
+        for server in servers:
+            server.close()
+
+
+def serve(ports: Sequence[int]) -> None:
+    """Run the fixed-answer HTTP responder on ``ports`` (127.0.0.1) until stdin closes."""
+    asyncio.run(_serve(ports))
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on 127.0.0.1, picked by binding port 0."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _wait_listening(process: subprocess.Popen[bytes], ports: Sequence[int], timeout: float) -> None:
+    """Poll a TCP connect to every port until all accept; bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    waiting = list(ports)
+    while waiting:
+        if process.poll() is not None:
+            raise RuntimeError(f"target server exited with status {process.returncode} before listening")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"target server not listening on {len(waiting)} port(s) after {timeout:.0f}s")
+        try:
+            with socket.create_connection((HOST, waiting[0]), timeout=min(0.5, remaining)):
+                waiting.pop(0)
+        except OSError:
+            # Not listening yet: block on the process for a moment instead of spinning.
+            try:
+                process.wait(timeout=min(0.05, max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _start_server(ports: Sequence[int]) -> subprocess.Popen[bytes]:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "-m", "paydar.bench_scale", "--serve", *map(str, ports)],
+        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server by its PID and reap it; escalate to SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+    for stream in (process.stdin, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+# -- the probe benchmark -------------------------------------------------------------------
+
+
+def _probe_targets(services: int, regions: int, ports: Sequence[int]) -> list[Target]:
+    targets = []
+    for i in range(services):
+        for j in range(regions):
+            port = ports[len(targets) % len(ports)]
+            targets.append(Target(id=f"node.{i}.r{j}", kind=TargetKind.NODE,
+                                  url=f"http://{HOST}:{port}/n/{i}/r{j}"))
+    return targets
+
+
+async def _probe_for(targets: list[Target], seconds: float, max_concurrency: int, chunk: int,
+                     server_pid: int) -> dict[str, float]:
+    engine = ProbeEngine(timeout=PROBE_TIMEOUT, max_concurrency=max_concurrency)
+    # A chunk waits at most its share of timeouts behind the semaphore, plus slack.
+    chunk_timeout = PROBE_TIMEOUT * math.ceil(chunk / max_concurrency) + 10.0
+    try:
+        # Warm-up (not counted): open the keep-alive pool and settle imports and caches.
+        await asyncio.wait_for(engine.probe_all(targets[:chunk]), timeout=chunk_timeout)
+        probes = failures = 0
+        cpu_started, server_started = time.process_time(), _cpu_seconds(server_pid)
+        started = time.perf_counter()
+        deadline = started + seconds
+        offset = 0
+        while time.perf_counter() < deadline:
+            batch = targets[offset:offset + chunk]
+            offset = (offset + chunk) % len(targets)
+            observations = await asyncio.wait_for(engine.probe_all(batch), timeout=chunk_timeout)
+            probes += len(observations)
+            failures += sum(1 for o in observations if not o.ready)
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        server_cpu = _cpu_seconds(server_pid) - server_started
+    finally:
+        await engine.close()
+    return {
+        "targets": len(targets), "max_concurrency": max_concurrency, "chunk": len(targets[:chunk]),
+        "probes": probes, "failures": failures, "rounds": round(probes / len(targets), 2),
+        "wall_seconds": round(wall, 3), "probes_per_second": round(probes / wall, 1),
+        "prober_cpu_seconds": round(cpu, 3), "prober_cpu_cores": round(cpu / wall, 3),
+        "probes_per_cpu_second": round(probes / cpu, 1) if cpu > 0 else math.inf,
+        "server_cpu_cores": round(server_cpu / wall, 3),
+    }
+
+
+def bench_probes(services: int = 6000, regions: int = 5, seconds: float = 10.0, ports: int = 20,
+                 *, max_concurrency: int = 256, chunk: int | None = None) -> dict[str, float]:
+    """Sustained probes per second and CPU of the real probe engine against a synthetic catalog.
+
+    ``services x regions`` node targets spread over ``ports`` listening ports of a minimal
+    HTTP server in a separate process. The engine (timeout 2 s, ``max_concurrency``) probes
+    them in chunks of ``chunk`` (default 8 x concurrency, which bounds memory) round after
+    round for ``seconds`` after one uncounted warm-up chunk.
+    ``prober_cpu_cores`` is this process's CPU seconds per wall second;
+    ``probes_per_cpu_second`` is the rate one fully used core would sustain;
+    ``server_cpu_cores`` is what the target server spent meanwhile.
+    """
+    if services < 1 or regions < 1 or ports < 1 or seconds <= 0 or max_concurrency < 1:
+        raise ValueError("services, regions, ports, max_concurrency and seconds must be positive")
+    chunk = chunk or 8 * max_concurrency
+    listening = _free_ports(ports)
+    targets = _probe_targets(services, regions, listening)
+    server = _start_server(listening)
+    try:
+        _wait_listening(server, listening, READY_TIMEOUT)
+        figures = asyncio.run(_probe_for(targets, seconds, max_concurrency, chunk, server.pid))
+    finally:
+        _stop_server(server)
+    figures["ports"] = ports
+    return figures
+
+
+# -- the controller benchmark --------------------------------------------------------------
+
+
+def _synthetic_topology(services: int, regions: int) -> NationalTopology:
+    names = [f"r{j}" for j in range(regions)]
+    return parse_topology({
+        "name": f"bench {services}x{regions}",
+        "regions": [{"name": n} for n in names],
+        "vault": {"sites": [{"name": "vault-site"}]},
+        "control": {"threshold": regions // 2 + 1},
+        "services": [{
+            "id": f"s{i}", "name": f"Service {i}", "agency": "bench", "ecosystem": "identity", "tier": 1,
+            "rto": "30s", "rpo": "0s", "regions": [names[(i + k) % regions] for k in range(regions)],
+            "sync_replicas": 1,
+        } for i in range(services)],
+    }, source="<bench>")
+
+
+def _observations(topology: NationalTopology, outage: str) -> tuple[TargetObservation, ...]:
+    """What a prober sees of every node while region ``outage`` is unreachable."""
+    seen = []
+    for spec in topology.services:
+        for region in spec.regions:
+            target = f"node.{spec.id}.{region}"
+            if region == outage:
+                seen.append(TargetObservation(target=target, alive=False, ready=False, latency_ms=400.0,
+                                              error="timeout"))
+                continue
+            primary = region == spec.home
+            seen.append(TargetObservation(
+                target=target, alive=True, ready=True, latency_ms=1.5,
+                role="primary" if primary else "standby", epoch=1, position=10, acked=10, head="ab" * 32,
+                table_version=1, lag={r: 0 for r in spec.regions[1:]} if primary else {}))
+    return tuple(seen)
+
+
+def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -> dict[str, float]:
+    """Time one controller judging ``services x regions`` targets and producing a signed table.
+
+    Every node of region ``r0`` is unreachable (a region outage). For ``down_after_rounds``
+    rounds each prober's signed round is parsed from its JSON wire form, its signature
+    verified, turned into votes and folded into the judge (``judge_seconds``); then the next
+    routes are planned (``plan_seconds``), and the version-2 table is built, signed by
+    ``threshold`` controllers and checked by a :class:`~infra.routing.TableGuard` holding
+    version 1 (``sign_seconds``). Building and signing the probers' rounds is the probers'
+    work and is not timed.
+    """
+    if services < 1 or regions < 2 or probers < 1:
+        raise ValueError("need at least one service, two regions and one prober")
+    topology = _synthetic_topology(services, regions)
+    control = topology.control
+    outage = topology.region_names[0]
+    prober_ids = [f"prober.{topology.region_names[j % regions]}.{j}" for j in range(probers)]
+    prober_private = {p: Ed25519PrivateKey.generate() for p in prober_ids}
+    prober_signers = {p: Signer(k) for p, k in prober_private.items()}
+    prober_keys = {p: k.public_key() for p, k in prober_private.items()}
+    controller_keys = [Ed25519PrivateKey.generate() for _ in range(regions)]
+    controllers = [Signer(k) for k in controller_keys]
+    trust = TrustRoot(roles={Role.CONTROLLER: {
+        s.key_id: TrustedKey(component=f"controller.{topology.region_names[j]}",
+                             public_key=public_key_to_b64(k.public_key()))
+        for j, (s, k) in enumerate(zip(controllers, controller_keys))}})
+
+    now = time.time()
+    held = initial_table(topology, now)
+    guard = TableGuard(trust=trust, threshold=control.threshold, known_services=[s.id for s in topology.services],
+                       clock=lambda: now)
+    guard.accept(sign_table(held, controllers[:control.threshold]))
+
+    seen = _observations(topology, outage)
+    rounds = control.down_after_rounds
+    wire: list[dict[str, bytes]] = []
+    for n in range(1, rounds + 1):
+        wire.append({})
+        for j, prober in enumerate(prober_ids):
+            body = ObservationRound(prober=prober, region=topology.region_names[j % regions], round=n,
+                                    started_at=now + n, finished_at=now + n + 0.1, targets=seen)
+            signed = SignedObservations(observations=body,
+                                        signature=prober_signers[prober].sign(body.model_dump(mode="json")))
+            wire[-1][prober] = signed.model_dump_json().encode()
+
+    judge = Judge(prober_ids, down_after=rounds, up_after=control.up_after_rounds)
+    judge_seconds = 0.0
+    for received in wire:
+        started = time.perf_counter()
+        votes = {}
+        for prober, raw in received.items():
+            signed = SignedObservations.model_validate_json(raw)
+            body = signed.observations
+            if body.prober != prober or signed.signature.key_id != prober_signers[prober].key_id:
+                raise RuntimeError(f"round from {prober} names the wrong prober or key")
+            verify(body.model_dump(mode="json"), signed.signature, prober_keys[prober])
+            votes[prober] = _votes(body)
+        judge.judge_round(votes)
+        judge_seconds += time.perf_counter() - started
+
+    cap = control.failover_cap(len(topology.services))
+    started = time.perf_counter()
+    routes, changes = plan(held, topology, down=judge.down(), overrides=Overrides(), views={}, cap=cap)
+    plan_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    proposal = RoutingTable(version=held.version + 1, issued_at=now, expires_at=now + control.table_ttl,
+                            reason="bench: " + "; ".join(map(str, changes))[:400], services=routes)
+    signed_table = sign_table(proposal, controllers[:control.threshold])
+    signers = guard.accept(signed_table)
+    sign_seconds = time.perf_counter() - started
+
+    fenced = sum(1 for c in changes if c.kind == "fence")
+    expected = min(cap, sum(1 for s in topology.services if s.home == outage))
+    if len(signers) != control.threshold or fenced != expected or len(judge.down()) != services:
+        raise RuntimeError(f"unexpected outcome: {len(signers)} signers, {fenced} fenced (expected {expected}), "
+                           f"{len(judge.down())} targets down")
+    return {
+        "services": services, "regions": regions, "targets": len(seen), "probers": probers,
+        "rounds": rounds, "threshold": control.threshold,
+        "wire_bytes_per_round": len(next(iter(wire[0].values()))),
+        "judge_seconds": round(judge_seconds, 4), "plan_seconds": round(plan_seconds, 4),
+        "sign_seconds": round(sign_seconds, 4),
+        "total_seconds": round(judge_seconds + plan_seconds + sign_seconds, 4),
+        "targets_down": len(judge.down()), "services_failed_over": fenced, "failover_cap": cap,
+    }
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``probes`` or ``controller`` prints the figures as JSON; ``--serve`` runs the target server."""
+    parser = argparse.ArgumentParser(prog="python -m paydar.bench_scale", description=__doc__.split("\n")[0])
+    parser.add_argument("--serve", nargs="+", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command")
+    probes = commands.add_parser("probes", help="probe engine throughput and CPU")
+    probes.add_argument("--services", type=int, default=6000)
+    probes.add_argument("--regions", type=int, default=5)
+    probes.add_argument("--seconds", type=float, default=10.0)
+    probes.add_argument("--ports", type=int, default=20)
+    probes.add_argument("--concurrency", type=int, default=256)
+    probes.add_argument("--chunk", type=int, default=None)
+    controller = commands.add_parser("controller", help="judge, plan and sign at catalog scale")
+    controller.add_argument("--services", type=int, default=6000)
+    controller.add_argument("--regions", type=int, default=5)
+    controller.add_argument("--probers", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.command == "probes":
+        figures = bench_probes(args.services, args.regions, args.seconds, args.ports,
+                               max_concurrency=args.concurrency, chunk=args.chunk)
+    elif args.command == "controller":
+        figures = bench_controller(args.services, args.regions, args.probers)
+    else:
+        parser.error("choose probes or controller")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

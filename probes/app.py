@@ -1,0 +1,62 @@
+"""HTTP API of a prober.
+
+Controllers:  GET /v1/observations   (the newest round, signed by this prober's key)
+Health:       /livez /readyz /state /metrics
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from infra.web import json_error
+from probes.prober import Prober
+
+__all__ = ["build_app"]
+
+PROBER = web.AppKey("prober", Prober)
+
+
+async def observations(request: web.Request) -> web.Response:
+    latest = request.app[PROBER].latest
+    if latest is None:
+        return json_error(503, "no probe round has completed yet; retry shortly")
+    return web.Response(body=latest.model_dump_json(), content_type="application/json")
+
+
+async def livez(_: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    prober = request.app[PROBER]
+    if prober.latest is None:
+        return json_error(503, "no probe round has completed yet")
+    return web.json_response({"status": "ready", "round": prober.round})
+
+
+async def state(request: web.Request) -> web.Response:
+    prober = request.app[PROBER]
+    latest = prober.latest.observations if prober.latest else None
+    failing = {o.target: o.error for o in latest.targets if not o.ready} if latest else {}
+    return web.json_response({
+        "component": prober.config.component, "region": prober.config.region, "role": "prober",
+        "round": prober.round, "targets": len(prober.targets), "failing": failing,
+        "canaries": [c.model_dump(mode="json") for c in latest.canaries] if latest else [],
+        "integrity": [i.model_dump(mode="json") for i in latest.integrity if i.diverged] if latest else []})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[PROBER].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(prober: Prober) -> web.Application:
+    app = web.Application(client_max_size=4096)
+    app[PROBER] = prober
+    app.router.add_get("/v1/observations", observations)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/state", state)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,75 @@
+"""A prober that lies: it holds the real prober's key and serves whatever rounds a test scripts.
+
+It takes the place of a real prober (same port, same key), so the controllers pull its
+rounds exactly as they would a compromised prober's. Served with the standard library's
+threading HTTP server so the test keeps full control of every round.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from infra.local.plan import ComponentKind
+from infra.local.realizer import Realization
+from probes.models import ObservationRound, SignedObservations, TargetObservation
+
+Script = Callable[[int, str], bool]  # (round, target id) -> ready?
+
+
+class ScriptedProber:
+    def __init__(self, system: Realization, region: str, script: Script) -> None:
+        self.system = system
+        self.component = f"prober.{region}"
+        self.region = region
+        self.script = script
+        self.round = 10**6  # beyond anything the real prober served
+        self.served = 0
+        self.signer = system.keystore().signer(self.component)
+        self.targets = [c.id for c in system.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)]
+        self._lock = threading.Lock()
+        port = system.plan.component(self.component).port
+        system.supervisor.rpc().supervisor.stopProcess(self.component, True)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedProber:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+    def next_round(self) -> bytes:
+        with self._lock:
+            self.round += 1
+            self.served += 1
+            now = time.time()
+            body = ObservationRound(
+                prober=self.component, region=self.region, round=self.round, started_at=now, finished_at=now,
+                targets=tuple(TargetObservation(target=t, alive=True, ready=self.script(self.round, t), latency_ms=1.0)
+                              for t in self.targets))
+            signed = SignedObservations(observations=body, signature=self.signer.sign(body.model_dump(mode="json")))
+            return signed.model_dump_json().encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        prober = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                body = prober.next_round() if self.path == "/v1/observations" else b'{"status": "alive"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        return Handler

@@ -1,0 +1,73 @@
+"""Majority votes with hysteresis: lies, flapping, missing vantage points."""
+
+from __future__ import annotations
+
+from failover.judge import Health, Judge
+
+PROBERS = ("prober.a", "prober.b", "prober.c")
+T = "node.1101.tehran"
+
+
+def judge(down_after: int = 2, up_after: int = 3) -> Judge:
+    return Judge(PROBERS, down_after=down_after, up_after=up_after)
+
+
+def votes(*ready: bool | None) -> dict[str, dict[str, bool]]:
+    return {p: {T: r} for p, r in zip(PROBERS, ready) if r is not None}
+
+
+def test_majority_for_down_after_rounds() -> None:
+    j = judge()
+    assert j.judge_round(votes(False, False, True)) == []
+    assert j.judge_round(votes(False, False, True)) == [T]
+    assert j.down() == {T}
+
+
+def test_one_liar_cannot_trigger() -> None:
+    j = judge()
+    for _ in range(50):
+        j.judge_round(votes(False, True, True))
+    assert j.down() == frozenset()
+
+
+def test_one_liar_cannot_block() -> None:
+    j = judge()
+    j.judge_round(votes(True, False, False))
+    j.judge_round(votes(True, False, False))
+    assert j.down() == {T}
+
+
+def test_absent_probers_count_against_a_majority() -> None:
+    j = judge()
+    for _ in range(5):
+        j.judge_round(votes(False, None, None))  # one vantage alone is never a majority
+    assert j.down() == frozenset()
+    j.judge_round(votes(False, False, None))
+    j.judge_round(votes(False, False, None))
+    assert j.down() == {T}
+
+
+def test_flapping_faster_than_hysteresis_never_fails_over() -> None:
+    j = judge()
+    for n in range(100):
+        bad = n % 2 == 0
+        j.judge_round(votes(not bad, not bad, not bad))
+    assert j.verdicts[T].health is Health.UP
+
+
+def test_recovery_needs_up_after_good_rounds() -> None:
+    j = judge()
+    for _ in range(2):
+        j.judge_round(votes(False, False, False))
+    for n in range(2):
+        j.judge_round(votes(True, True, True))
+        assert j.down() == {T}, n
+    assert j.judge_round(votes(True, True, True)) == [T]
+    assert j.down() == frozenset()
+
+
+def test_unknown_prober_is_ignored() -> None:
+    j = judge()
+    for _ in range(3):
+        j.judge_round({"prober.rogue": {T: False}, "prober.a": {T: False}})
+    assert j.down() == frozenset()
