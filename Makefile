@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## make drill: bring the national system up, exercise it, fail one service over, check, tear down
+## make drill: bring the national system up, exercise it, fail over by hand and automatically, check, tear down
 drill: $(STAMP)
 	$(BIN)/paydar drill
 

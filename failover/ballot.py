@@ -33,18 +33,29 @@ class Ballot:
                 raise SystemExit(f"cannot read the controller's votes at {path}: {exc}; restore the file "
                                  "from backup (deleting it risks two primaries in one epoch)") from None
 
-    def refusal(self, held: RoutingTable, proposal: RoutingTable) -> str | None:
-        """Why signing ``proposal`` (a successor of ``held``) would break a vote; None if it would not."""
+    def conflicts(self, held: RoutingTable, proposal: RoutingTable) -> dict[str, str]:
+        """Services whose route in ``proposal`` (a successor of ``held``) would break a vote, and why."""
+        found = {}
         for sid, route in proposal.services.items():
             old = held.services.get(sid)
             if old is None or route == old:
                 continue
             if route.epoch <= old.epoch:
-                return f"route of service {sid} changes without raising its epoch {old.epoch}"
+                found[sid] = f"route of service {sid} changes without raising its epoch {old.epoch}"
+                continue
             prior = self.votes.get(f"{sid}@{route.epoch}")
             if prior is not None and prior != _digest(route.model_dump(mode="json")):
-                return f"already signed another route for service {sid} in epoch {route.epoch}"
-        return None
+                found[sid] = f"already signed another route for service {sid} in epoch {route.epoch}"
+        return found
+
+    def refusal(self, held: RoutingTable, proposal: RoutingTable) -> str | None:
+        """Why signing ``proposal`` would break a vote; None if it would not."""
+        return next(iter(self.conflicts(held, proposal).values()), None)
+
+    def highest_epoch(self, service: str) -> int:
+        """The highest epoch this controller ever voted a route of ``service`` in (0: none)."""
+        return max((int(key.rsplit("@", 1)[1]) for key in self.votes if key.rsplit("@", 1)[0] == service),
+                   default=0)
 
     def record(self, held: RoutingTable, proposal: RoutingTable) -> None:
         for sid, route in proposal.services.items():

@@ -34,7 +34,7 @@ from failover.ballot import Ballot
 from failover.config import ControllerConfig
 from failover.judge import Judge
 from failover.metrics import ControllerMetrics
-from failover.planner import Change, Overrides, ReplicaState, fenced_views, plan
+from failover.planner import Change, Overrides, ReplicaState, fenced_views, is_refence, plan, refence
 from infra.component import Foundation
 from infra.errors import PaydarError, SignatureError, TableRejected
 from infra.files import write_json_atomic
@@ -297,10 +297,17 @@ class Controller:
         proposal = RoutingTable(version=held.version + 1, issued_at=now, expires_at=now + self.control.table_ttl,
                                 reason=f"{self.config.component}: " + "; ".join(map(str, changes))[:400],
                                 services=routes)
-        refusal = self.ballot.refusal(held, proposal)
-        if refusal is not None:
-            self._outcome(proposal, "vote-conflict", refusal)
-            return
+        conflicts = self.ballot.conflicts(held, proposal)
+        if conflicts:
+            # Votes on a promotion split: re-fence those services in a fresh epoch instead, so
+            # the next promotion is voted on anew (a re-fence can never lose a write).
+            for sid in conflicts:
+                epoch = max(self.ballot.highest_epoch(sid), held.services[sid].epoch) + 1
+                routes[sid] = refence(held.services[sid], self.topology.service(sid).regions, epoch)
+            self._outcome(proposal, "vote-conflict", "; ".join(conflicts.values()) + "; re-fencing")
+            proposal = proposal.model_copy(update={"services": routes})
+            if self.ballot.conflicts(held, proposal):
+                return
         self.ballot.record(held, proposal)
         payload = proposal.model_dump(mode="json")
         own = self.f.signer.sign(payload)
@@ -362,8 +369,9 @@ class Controller:
         routes, _ = await self.desired()
         if self.table is not held:
             raise Disagreement(f"table v{self.table.version} arrived while considering the proposal")
-        if table.services != routes:
-            differ = sorted(s for s in routes if table.services.get(s) != routes[s])
+        differ = sorted(s for s in routes if table.services.get(s) != routes[s] and not (
+            s in table.services and is_refence(held.services[s], table.services[s], self.topology.service(s).regions)))
+        if differ or set(table.services) != set(routes):
             raise Disagreement(f"my view differs for service(s) {', '.join(differ[:10])}")
         refusal = self.ballot.refusal(held, table)
         if refusal is not None:

@@ -6,7 +6,9 @@ of *all* probers (not just those that answered) report it not ready, good when m
 half report it ready, and otherwise the round says nothing about it. It turns down after
 ``down_after`` consecutive bad rounds and up again after ``up_after`` consecutive good ones,
 so one lying prober can neither trigger nor block a failover and a flapping target causes
-no failover storm.
+no failover storm. A target starts ``unknown`` and is judged up by its first good majority:
+a process still starting must not look like a failure, so an unknown target is judged down
+only after ``startup_grace`` times as many bad rounds.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ __all__ = ["Health", "Judge", "TargetVerdict"]
 
 
 class Health(StrEnum):
+    UNKNOWN = "unknown"
     UP = "up"
     DOWN = "down"
 
 
+STARTUP_GRACE = 5
+
+
 @dataclass
 class TargetVerdict:
-    health: Health = Health.UP
+    health: Health = Health.UNKNOWN
     bad_streak: int = 0
     good_streak: int = 0
     bad_votes: int = 0
@@ -64,11 +70,16 @@ class Judge:
             elif verdict.good_votes >= self.quorum:
                 verdict.good_streak += 1
                 verdict.bad_streak = 0
-            if verdict.health is Health.UP and verdict.bad_streak >= self.down_after:
-                verdict.health = Health.DOWN
-                changed.append(target)
-            elif verdict.health is Health.DOWN and verdict.good_streak >= self.up_after:
+            health = verdict.health
+            if health is Health.UNKNOWN and verdict.good_streak >= 1:
                 verdict.health = Health.UP
+            elif health is Health.UNKNOWN and verdict.bad_streak >= self.down_after * STARTUP_GRACE:
+                verdict.health = Health.DOWN
+            elif health is Health.UP and verdict.bad_streak >= self.down_after:
+                verdict.health = Health.DOWN
+            elif health is Health.DOWN and verdict.good_streak >= self.up_after:
+                verdict.health = Health.UP
+            if verdict.health is not health:
                 changed.append(target)
         return changed
 

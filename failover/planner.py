@@ -25,7 +25,7 @@ from failover.promotion import ReplicaView, check_promotion
 from infra.routing import RouteMode, RoutingTable, ServiceRoute
 from infra.topology import NationalTopology
 
-__all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "plan"]
+__all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "is_refence", "plan", "refence"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,21 @@ def fenced_views(states: Mapping[str, ReplicaState | None], epoch: int) -> dict[
             for region, s in states.items()}
 
 
+def refence(route: ServiceRoute, regions: tuple[str, ...], epoch: int) -> ServiceRoute:
+    """A read-only service fenced again at a higher ``epoch``.
+
+    Always safe (nothing becomes writable); it is how controllers whose votes on a promotion
+    split start over with fresh votes in the next epoch.
+    """
+    return ServiceRoute(primary=None, standbys=regions, epoch=epoch, mode=RouteMode.READ_ONLY,
+                        fenced=route.fenced if not route.writable else route.primary)
+
+
+def is_refence(held: ServiceRoute, proposed: ServiceRoute, regions: tuple[str, ...]) -> bool:
+    """Whether ``proposed`` re-fences the read-only ``held`` route at a higher epoch."""
+    return not held.writable and proposed.epoch > held.epoch and proposed == refence(held, regions, proposed.epoch)
+
+
 def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], overrides: Overrides,
          views: Mapping[str, Mapping[str, ReplicaView]], cap: int) -> tuple[dict[str, ServiceRoute], list[Change]]:
     """The routes of the next table and the changes from ``table`` (empty: nothing to do).
@@ -102,11 +117,14 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
         service_views = views.get(sid)
         if service_views is None:
             continue
-        if move is not None and usable(move):
+        if move is not None and service_views.get(move, ReplicaView(False)).reachable:
             candidates = [move] + ([route.fenced] if route.fenced not in (None, move) else [])
         else:
             candidates = list(spec.regions)
-        for candidate in (c for c in candidates if usable(c)):
+        # Candidates are chosen from the replicas' own answers (and operator intents), never from
+        # this controller's judgement: after fencing those answers are the same for every
+        # controller, so honest controllers pick the same candidate.
+        for candidate in (c for c in candidates if c not in overrides.drained and (sid, c) not in overrides.fenced):
             check = check_promotion(candidate, service_views, primary=route.fenced,
                                     sync_replicas=spec.sync_replicas)
             if check.safe:

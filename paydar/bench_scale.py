@@ -27,9 +27,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -125,13 +128,45 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _wait_listening(process: subprocess.Popen[bytes], ports: Sequence[int], timeout: float) -> None:
+@dataclass
+class _TargetServer:
+    """The target server process and the file its stderr goes to (a file never blocks it)."""
+
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stderr_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-2000:].decode(errors="replace").strip()
+
+
+def _start_server(ports: Sequence[int]) -> _TargetServer:
+    """Start the target server as ``python -m paydar.bench_scale --serve PORT...``."""
+    root = Path(__file__).resolve().parents[1]
+    log = tempfile.TemporaryFile()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "paydar.bench_scale", "--serve", *map(str, ports)],
+            cwd=root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+    except BaseException:
+        log.close()
+        raise
+    return _TargetServer(process, log)
+
+
+def _wait_listening(server: _TargetServer, ports: Sequence[int], timeout: float) -> None:
     """Poll a TCP connect to every port until all accept; bounded by ``timeout``."""
+    process = server.process
     deadline = time.monotonic() + timeout
     waiting = list(ports)
     while waiting:
         if process.poll() is not None:
-            raise RuntimeError(f"target server exited with status {process.returncode} before listening")
+            raise RuntimeError(f"target server exited with status {process.returncode} before listening: "
+                               f"{server.stderr_tail()}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"target server not listening on {len(waiting)} port(s) after {timeout:.0f}s")
@@ -146,25 +181,21 @@ def _wait_listening(process: subprocess.Popen[bytes], ports: Sequence[int], time
                 pass
 
 
-def _start_server(ports: Sequence[int]) -> subprocess.Popen[bytes]:
-    root = Path(__file__).resolve().parents[1]
-    return subprocess.Popen(
-        [sys.executable, "-m", "paydar.bench_scale", "--serve", *map(str, ports)],
-        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _stop_server(process: subprocess.Popen[bytes]) -> None:
+def _stop_server(server: _TargetServer) -> None:
     """Stop the server by its PID and reap it; escalate to SIGKILL if it lingers."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-    for stream in (process.stdin, process.stderr):
-        if stream is not None:
-            stream.close()
+    process = server.process
+    try:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        server.log.close()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -177,7 +208,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _probe_targets(services: int, regions: int, ports: Sequence[int]) -> list[Target]:
-    targets = []
+    targets: list[Target] = []
     for i in range(services):
         for j in range(regions):
             port = ports[len(targets) % len(ports)]
@@ -265,8 +296,8 @@ def _synthetic_topology(services: int, regions: int) -> NationalTopology:
     }, source="<bench>")
 
 
-def _observations(topology: NationalTopology, outage: str) -> tuple[TargetObservation, ...]:
-    """What a prober sees of every node while region ``outage`` is unreachable."""
+def _observations(topology: NationalTopology, outage: str | None) -> tuple[TargetObservation, ...]:
+    """What a prober sees of every node while region ``outage`` (if any) is unreachable."""
     seen = []
     for spec in topology.services:
         for region in spec.regions:
@@ -283,26 +314,60 @@ def _observations(topology: NationalTopology, outage: str) -> tuple[TargetObserv
     return tuple(seen)
 
 
+class _Probers:
+    """Synthetic probers: their keys, and their signed rounds in wire form."""
+
+    def __init__(self, topology: NationalTopology, count: int) -> None:
+        names = topology.region_names
+        self.regions = {f"prober.{names[j % len(names)]}.{j}": names[j % len(names)] for j in range(count)}
+        private = {p: Ed25519PrivateKey.generate() for p in self.regions}
+        self.signers = {p: Signer(k) for p, k in private.items()}
+        self.keys = {p: k.public_key() for p, k in private.items()}
+
+    def wire(self, number: int, seen: tuple[TargetObservation, ...], at: float) -> dict[str, bytes]:
+        """Round ``number`` of every prober, signed as a prober signs it, as JSON bytes."""
+        rounds = {}
+        for prober, region in self.regions.items():
+            body = ObservationRound(prober=prober, region=region, round=number, started_at=at,
+                                    finished_at=at + 0.1, targets=seen)
+            signed = SignedObservations(observations=body,
+                                        signature=self.signers[prober].sign(body.model_dump(mode="json")))
+            rounds[prober] = signed.model_dump_json().encode()
+        return rounds
+
+    def receive(self, received: dict[str, bytes]) -> dict[str, dict[str, bool]]:
+        """The controller's side: parse, check prober and key, verify, turn into votes."""
+        votes = {}
+        for prober, raw in received.items():
+            signed = SignedObservations.model_validate_json(raw)
+            body = signed.observations
+            if body.prober != prober or signed.signature.key_id != self.signers[prober].key_id:
+                raise RuntimeError(f"round from {prober} names the wrong prober or key")
+            verify(body.model_dump(mode="json"), signed.signature, self.keys[prober])
+            votes[prober] = _votes(body)
+        return votes
+
+
 def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -> dict[str, float]:
     """Time one controller judging ``services x regions`` targets and producing a signed table.
 
-    Every node of region ``r0`` is unreachable (a region outage). For ``down_after_rounds``
-    rounds each prober's signed round is parsed from its JSON wire form, its signature
-    verified, turned into votes and folded into the judge (``judge_seconds``); then the next
-    routes are planned (``plan_seconds``), and the version-2 table is built, signed by
-    ``threshold`` controllers and checked by a :class:`~infra.routing.TableGuard` holding
-    version 1 (``sign_seconds``). Building and signing the probers' rounds is the probers'
-    work and is not timed.
+    The judge first folds one round in which every node is ready (the steady state before the
+    outage; its cost is ``healthy_round_seconds``, outside the total). Then every node of
+    region ``r0`` is unreachable (a region outage). For ``down_after_rounds`` rounds each
+    prober's signed round is parsed from its JSON wire form, its signature verified, turned
+    into votes and folded into the judge (``judge_seconds``); then the next routes are planned
+    (``plan_seconds``), and the version-2 table is built, signed by ``threshold`` controllers
+    and checked by a :class:`~infra.routing.TableGuard` holding version 1 (``sign_seconds``).
+    Building and signing the probers' rounds is the probers' work and is not timed.
+    ``total_cpu_seconds`` is this process's CPU time over the timed sections, a check on the
+    wall-clock figures when the machine is busy.
     """
     if services < 1 or regions < 2 or probers < 1:
         raise ValueError("need at least one service, two regions and one prober")
     topology = _synthetic_topology(services, regions)
     control = topology.control
     outage = topology.region_names[0]
-    prober_ids = [f"prober.{topology.region_names[j % regions]}.{j}" for j in range(probers)]
-    prober_private = {p: Ed25519PrivateKey.generate() for p in prober_ids}
-    prober_signers = {p: Signer(k) for p, k in prober_private.items()}
-    prober_keys = {p: k.public_key() for p, k in prober_private.items()}
+    vantage = _Probers(topology, probers)
     controller_keys = [Ed25519PrivateKey.generate() for _ in range(regions)]
     controllers = [Signer(k) for k in controller_keys]
     trust = TrustRoot(roles={Role.CONTROLLER: {
@@ -315,36 +380,27 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
     guard = TableGuard(trust=trust, threshold=control.threshold, known_services=[s.id for s in topology.services],
                        clock=lambda: now)
     guard.accept(sign_table(held, controllers[:control.threshold]))
+    judge = Judge(vantage.regions, down_after=control.down_after_rounds, up_after=control.up_after_rounds)
+
+    healthy = vantage.wire(1, _observations(topology, None), now)
+    started = time.perf_counter()
+    judge.judge_round(vantage.receive(healthy))
+    healthy_seconds = time.perf_counter() - started
+    if judge.down():
+        raise RuntimeError(f"{len(judge.down())} targets judged down in a healthy round")
 
     seen = _observations(topology, outage)
     rounds = control.down_after_rounds
-    wire: list[dict[str, bytes]] = []
-    for n in range(1, rounds + 1):
-        wire.append({})
-        for j, prober in enumerate(prober_ids):
-            body = ObservationRound(prober=prober, region=topology.region_names[j % regions], round=n,
-                                    started_at=now + n, finished_at=now + n + 0.1, targets=seen)
-            signed = SignedObservations(observations=body,
-                                        signature=prober_signers[prober].sign(body.model_dump(mode="json")))
-            wire[-1][prober] = signed.model_dump_json().encode()
-
-    judge = Judge(prober_ids, down_after=rounds, up_after=control.up_after_rounds)
-    judge_seconds = 0.0
+    wire = [vantage.wire(2 + n, seen, now + 1 + n) for n in range(rounds)]
+    judge_seconds = cpu_seconds = 0.0
     for received in wire:
-        started = time.perf_counter()
-        votes = {}
-        for prober, raw in received.items():
-            signed = SignedObservations.model_validate_json(raw)
-            body = signed.observations
-            if body.prober != prober or signed.signature.key_id != prober_signers[prober].key_id:
-                raise RuntimeError(f"round from {prober} names the wrong prober or key")
-            verify(body.model_dump(mode="json"), signed.signature, prober_keys[prober])
-            votes[prober] = _votes(body)
-        judge.judge_round(votes)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        judge.judge_round(vantage.receive(received))
         judge_seconds += time.perf_counter() - started
+        cpu_seconds += time.process_time() - cpu_started
 
     cap = control.failover_cap(len(topology.services))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     routes, changes = plan(held, topology, down=judge.down(), overrides=Overrides(), views={}, cap=cap)
     plan_seconds = time.perf_counter() - started
 
@@ -354,6 +410,7 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
     signed_table = sign_table(proposal, controllers[:control.threshold])
     signers = guard.accept(signed_table)
     sign_seconds = time.perf_counter() - started
+    cpu_seconds += time.process_time() - cpu_started
 
     fenced = sum(1 for c in changes if c.kind == "fence")
     expected = min(cap, sum(1 for s in topology.services if s.home == outage))
@@ -364,9 +421,11 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
         "services": services, "regions": regions, "targets": len(seen), "probers": probers,
         "rounds": rounds, "threshold": control.threshold,
         "wire_bytes_per_round": len(next(iter(wire[0].values()))),
+        "healthy_round_seconds": round(healthy_seconds, 4),
         "judge_seconds": round(judge_seconds, 4), "plan_seconds": round(plan_seconds, 4),
         "sign_seconds": round(sign_seconds, 4),
         "total_seconds": round(judge_seconds + plan_seconds + sign_seconds, 4),
+        "total_cpu_seconds": round(cpu_seconds, 4),
         "targets_down": len(judge.down()), "services_failed_over": fenced, "failover_cap": cap,
     }
 

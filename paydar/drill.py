@@ -1,4 +1,4 @@
-"""`paydar drill` (for now): up, a burst of citizen traffic, a manual failover, a check, down.
+"""`paydar drill` (for now): up, citizen traffic, a manual then an automatic failover, a check, down.
 
 The later chaos issue replaces the body with the Chaos Toolkit catalog and the N-1 matrix;
 the shape stays: bring the system up, act on it from outside through public interfaces,
@@ -18,12 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from chaos.invariants import AckLedger, check_acknowledged
-from failover.manual import FailoverRefused, promote
+from failover.manual import FailoverRefused, current_table, fetch_json, promote
 from gateway.client import GatewayClient
 from infra.errors import PaydarError
 from infra.local.realizer import Realization, UpFailed, down, up
 
 __all__ = ["DrillReport", "run_drill", "write_burst", "read_back"]
+
+AUTO_FAILOVER_TIMEOUT = 30.0
 
 
 @dataclass
@@ -37,6 +39,8 @@ class DrillReport:
     reads_checked: int = 0
     failover: str = ""
     failover_seconds: float = 0.0
+    auto_failover: str = ""
+    auto_failover_seconds: float = 0.0
     lost: int = 0
     corrupted: int = 0
     violations: list[str] = field(default_factory=list)
@@ -54,7 +58,7 @@ class DrillReport:
         table.add_column("figure")
         table.add_column("value")
         for key in ("state_dir", "up_seconds", "writes_attempted", "writes_acknowledged", "reads_checked",
-                    "failover", "failover_seconds", "lost", "corrupted"):
+                    "failover", "failover_seconds", "auto_failover", "auto_failover_seconds", "lost", "corrupted"):
             value = getattr(self, key)
             table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
         verdict = "[bold green]PASSED[/]: every acknowledged write readable through every gateway" if self.passed \
@@ -123,6 +127,32 @@ def run_drill(*, config: Path, state_dir: Path | None, writes_per_gateway: int, 
     return report
 
 
+def _automatic_failover(realization: Realization, report: DrillReport, console: Console) -> None:
+    """Crash one primary node; the controllers must fail its service over on their own."""
+    service = realization.topology.services[1] if len(realization.topology.services) > 1 \
+        else realization.topology.services[0]
+    gateway = realization.plan.gateway(realization.topology.region_names[-1]).url
+    old = current_table(realization).table.route(service.id)
+    node = f"node.{service.id}.{old.primary}"
+    console.print(f"automatic failover: crashing {node} (the primary of {service.id})")
+    rpc = realization.supervisor.rpc().supervisor
+    started = time.monotonic()
+    rpc.stopProcess(node, True)
+    deadline = started + AUTO_FAILOVER_TIMEOUT
+    while True:
+        state = fetch_json(gateway + "/state") or {}
+        now = state.get("services", {}).get(service.id, {})
+        if now.get("primary") not in (None, old.primary) and now.get("mode") == "read-write":
+            break
+        if time.monotonic() >= deadline:
+            raise PaydarError(f"service {service.id} did not fail over within {AUTO_FAILOVER_TIMEOUT:.0f}s "
+                              f"after {node} crashed; last route seen: {now}")
+        time.sleep(0.05)
+    report.auto_failover_seconds = time.monotonic() - started
+    report.auto_failover = f"{service.id}: {old.primary} -> {now['primary']} (epoch {now['epoch']})"
+    rpc.startProcess(node, True)  # it rejoins as a standby of the new epoch
+
+
 def _exercise(realization: Realization, report: DrillReport, per_gateway: int, console: Console) -> None:
     ledger = AckLedger()
     console.print(f"burst: {per_gateway} writes through each of {len(realization.topology.regions)} gateways")
@@ -140,6 +170,13 @@ def _exercise(realization: Realization, report: DrillReport, per_gateway: int, c
     report.failover_seconds = time.monotonic() - started
     console.print("burst after failover")
     asyncio.run(write_burst(realization, ledger, per_gateway, "after"))
+    try:
+        _automatic_failover(realization, report, console)
+    except PaydarError as exc:
+        report.error = str(exc)
+        return
+    console.print("burst after the automatic failover")
+    asyncio.run(write_burst(realization, ledger, per_gateway, "auto"))
     report.writes_attempted = len(ledger.writes)
     report.writes_acknowledged = ledger.acknowledged_count
     for region in realization.topology.region_names:

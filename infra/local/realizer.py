@@ -35,6 +35,7 @@ __all__ = ["AlreadyRunning", "Realization", "UpFailed", "down", "load_realizatio
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 90.0
+CRASH_LOOP_SPAWNS = 3
 SIGNING_KINDS = (ComponentKind.NODE, ComponentKind.GATEWAY, ComponentKind.PROBER, ComponentKind.CONTROLLER)
 MODULES = {ComponentKind.NODE: "node", ComponentKind.GATEWAY: "gateway", ComponentKind.PROBER: "probes",
            ComponentKind.CONTROLLER: "failover", ComponentKind.LINK: "infra.local.linkproxy"}
@@ -250,6 +251,7 @@ def probe(realization: Realization, component: PlannedComponent, timeout: float 
 def _wait_ready(realization: Realization, progress: Progress) -> None:
     pending = {c.id: c for c in realization.plan.components}
     total = len(pending)
+    spawns: dict[str, set[int]] = {}
     deadline = time.monotonic() + READY_TIMEOUT
     with ThreadPoolExecutor(max_workers=8) as pool:
         while pending and time.monotonic() < deadline:
@@ -258,9 +260,17 @@ def _wait_ready(realization: Realization, progress: Progress) -> None:
                 if ready:
                     del pending[cid]
                     progress(cid, total - len(pending), total)
-            fatal = [p["name"] for p in realization.supervisor.processes() if p["statename"] == "FATAL"]
+            processes = realization.supervisor.processes()
+            fatal = [p["name"] for p in processes if p["statename"] == "FATAL"]
             if fatal:
                 raise _up_failed(realization, fatal, "exited repeatedly and were given up")
+            # A process that dies just after startsecs is restarted forever and never turns FATAL.
+            for p in processes:
+                if p["name"] in pending and p["pid"]:
+                    spawns.setdefault(p["name"], set()).add(p["pid"])
+            looping = sorted(name for name, pids in spawns.items() if len(pids) > CRASH_LOOP_SPAWNS)
+            if looping:
+                raise _up_failed(realization, looping, f"crashed and restarted {CRASH_LOOP_SPAWNS} times")
             if pending:
                 time.sleep(0.1)
     if pending:

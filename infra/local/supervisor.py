@@ -130,6 +130,12 @@ class Supervisor:
             return []
         try:
             children = [p["pid"] for p in self.processes() if p["pid"]]
+            # Signal every program at once: supervisord's own shutdown stops them one group
+            # (= one program) at a time, which takes ~0.3 s per process.
+            self.rpc().supervisor.stopAllProcesses(False)
+            deadline = time.monotonic() + timeout / 2
+            while any(_alive(c) for c in children) and time.monotonic() < deadline:
+                time.sleep(0.05)
             self.rpc().supervisor.shutdown()
         except (OSError, xmlrpc.client.Fault):
             children = []

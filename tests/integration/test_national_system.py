@@ -30,7 +30,7 @@ def test_every_component_is_ready_and_loopback_only(national: Realization) -> No
     result = paydar("status", "--state-dir", str(national.layout.root), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(result.stdout)
-    assert len(rows) == len(national.plan.components) == 3 + 12 + 6 + 1
+    assert len(rows) == len(national.plan.components) == 3 + 12 + 3 + 3 + 6 + 1
     assert {r["health"] for r in rows} == {"ready"}
     assert {r["process"] for r in rows} == {"RUNNING"}
     primaries = {(r["service"], r["region"]) for r in rows if r["role"] == "primary"}

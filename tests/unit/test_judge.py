@@ -18,6 +18,7 @@ def votes(*ready: bool | None) -> dict[str, dict[str, bool]]:
 
 def test_majority_for_down_after_rounds() -> None:
     j = judge()
+    j.judge_round(votes(True, True, True))
     assert j.judge_round(votes(False, False, True)) == []
     assert j.judge_round(votes(False, False, True)) == [T]
     assert j.down() == {T}
@@ -32,6 +33,7 @@ def test_one_liar_cannot_trigger() -> None:
 
 def test_one_liar_cannot_block() -> None:
     j = judge()
+    j.judge_round(votes(True, True, True))
     j.judge_round(votes(True, False, False))
     j.judge_round(votes(True, False, False))
     assert j.down() == {T}
@@ -39,6 +41,7 @@ def test_one_liar_cannot_block() -> None:
 
 def test_absent_probers_count_against_a_majority() -> None:
     j = judge()
+    j.judge_round(votes(True, True, True))
     for _ in range(5):
         j.judge_round(votes(False, None, None))  # one vantage alone is never a majority
     assert j.down() == frozenset()
@@ -57,6 +60,7 @@ def test_flapping_faster_than_hysteresis_never_fails_over() -> None:
 
 def test_recovery_needs_up_after_good_rounds() -> None:
     j = judge()
+    j.judge_round(votes(True, True, True))
     for _ in range(2):
         j.judge_round(votes(False, False, False))
     for n in range(2):
@@ -64,6 +68,14 @@ def test_recovery_needs_up_after_good_rounds() -> None:
         assert j.down() == {T}, n
     assert j.judge_round(votes(True, True, True)) == [T]
     assert j.down() == frozenset()
+
+
+def test_a_target_still_starting_gets_a_grace_period() -> None:
+    j = judge(down_after=2)
+    for _ in range(9):
+        j.judge_round(votes(False, False, False))
+    assert j.verdicts[T].health is Health.UNKNOWN and j.down() == frozenset()
+    assert j.judge_round(votes(False, False, False)) == [T], "a node that never came up is judged down at last"
 
 
 def test_unknown_prober_is_ignored() -> None:

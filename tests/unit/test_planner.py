@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from failover.ballot import Ballot
-from failover.planner import Overrides, ReplicaState, fenced_views, plan
+from failover.planner import Overrides, ReplicaState, fenced_views, is_refence, plan, refence
 from failover.promotion import ReplicaView
 from infra.routing import RouteMode, RoutingTable, initial_table
 from infra.topology import NationalTopology, parse_topology
@@ -101,3 +101,22 @@ def test_ballot_signs_one_route_per_service_and_epoch(topology: NationalTopology
     assert again.refusal(fenced, step(fenced, to["isfahan"])) is None, "the same route may be signed again"
     assert "already signed another route for service 1101 in epoch 3" in str(
         again.refusal(fenced, step(fenced, to["mashhad"])))
+
+
+def test_split_votes_are_resolved_by_a_refence(topology: NationalTopology, tmp_path: Path) -> None:
+    table = initial_table(topology, 0)
+    routes, _ = plan(table, topology, down={"node.1101.tehran"}, overrides=Overrides(), views={}, cap=4)
+    held = routes["1101"]
+    regions = topology.service("1101").regions
+    again = refence(held, regions, 5)
+    assert (again.mode, again.primary, again.fenced, again.epoch) == (RouteMode.READ_ONLY, None, "tehran", 5)
+    assert is_refence(held, again, regions)
+    assert not is_refence(held, again.model_copy(update={"primary": "isfahan", "mode": RouteMode.READ_WRITE}), regions)
+    assert not is_refence(table.services["1101"], refence(table.services["1101"], regions, 2), regions), \
+        "a writable route is never re-fenced by a peer's say-so"
+    ballot = Ballot(tmp_path / "votes.json")
+    fenced = step(table, routes)
+    promoted = step(fenced, {**routes, "1101": held.model_copy(update={"primary": "isfahan", "epoch": 3,
+                                                                       "mode": RouteMode.READ_WRITE})})
+    ballot.record(fenced, promoted)
+    assert ballot.highest_epoch("1101") == 3 and ballot.highest_epoch("2204") == 0

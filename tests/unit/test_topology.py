@@ -96,6 +96,24 @@ def test_threshold_beyond_controllers(example: dict[str, Any]) -> None:
         "(hint: use a threshold between 1 and 3; a majority is the safe choice)"]
 
 
+def test_minority_threshold_and_oversized_cap(example: dict[str, Any]) -> None:
+    example["control"].update(threshold=1, max_failovers_per_round=9)
+    assert issues_of(example) == [
+        "control.threshold: threshold 1 is not a majority of the 3 controllers (hint: use at least 2: with a "
+        "minority threshold two disjoint groups of controllers could sign conflicting tables)",
+        "control.max_failovers_per_round: cap 9 exceeds the 4 services "
+        "(hint: use a cap no larger than the catalog, or leave it out for half the catalog)"]
+
+
+def test_probe_and_control_settings_are_validated(example: dict[str, Any]) -> None:
+    example["probes"] = {"interval": "10ms", "timeout": "soon"}
+    example["control"]["down_after_rounds"] = 0
+    problems = issues_of(example)
+    assert any(p.startswith("probes.interval:") for p in problems)
+    assert any(p.startswith("probes.timeout:") and "expected a duration" in p for p in problems)
+    assert any(p.startswith("control.down_after_rounds:") for p in problems)
+
+
 def test_duplicate_region_and_repeated_region_in_service(example: dict[str, Any]) -> None:
     example["regions"].append({"name": "tehran"})
     example["services"][0]["regions"] = ["tehran", "tehran", "isfahan"]
