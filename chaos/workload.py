@@ -34,7 +34,7 @@ class Workload:
     clients: int = 2
     tag: str = "w"
     ledger: AckLedger = field(default_factory=AckLedger)
-    acks: list[tuple[float, str, str]] = field(default_factory=list)
+    acks: list[tuple[float, float, str, str]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -52,9 +52,18 @@ class Workload:
                 raise TimeoutError(f"workload writers did not stop within {STOP_TIMEOUT:.0f}s")
         return self.ledger
 
+    @property
+    def acknowledged(self) -> int:
+        """Writes acknowledged so far; safe to read while the writers run (unlike the ledger)."""
+        return len(self.acks)
+
     def acked_after(self, moment: float, service: str | None = None) -> float | None:
-        """Monotonic time of the first acknowledged write after ``moment`` (optionally of one service)."""
-        times = [t for t, s, _ in list(self.acks) if t > moment and service in (None, s)]
+        """When the first write *sent* after ``moment`` was acknowledged (optionally of one service).
+
+        Writes in flight at ``moment`` do not count: their acknowledgement says nothing about
+        recovery from what happened then.
+        """
+        times = [acked for sent, acked, s, _ in self.acks[:] if sent > moment and service in (None, s)]
         return min(times) if times else None
 
     async def _run(self) -> None:
@@ -73,10 +82,11 @@ class Workload:
             doc_id = f"{self.tag}-{region}-{n}"
             document = {"citizen_id": f"{n % 10**10:010d}", "kind": "national-id-card",
                         "data": {"workload": self.tag, "serial": n}}
+            sent = time.monotonic()
             reply = await client.put(service, doc_id, document)
             acknowledged = reply.ok and reply.body.get("acknowledged") is True
             self.ledger.record(service, doc_id, document, acknowledged)
             if acknowledged:
-                self.acks.append((time.monotonic(), service, doc_id))
+                self.acks.append((sent, time.monotonic(), service, doc_id))
             elif reply.status in (0, 503):
                 await asyncio.sleep(0.02)  # back off briefly while the service fails over

@@ -1,7 +1,8 @@
 """`paydar bench failover`: kill the primary region again and again; how long until writes flow?
 
-Each kill SIGKILLs every process of the region that holds the measured service's primary
-(node, gateway, prober, controller) and keeps supervisord from restarting them. Concurrent
+Each kill freezes then SIGKILLs every process of the region that holds the measured
+service's primary (node, gateway, prober, controller), and keeps supervisord from restarting
+them (a region that is gone stays gone). Concurrent
 clients write through the gateways of the other regions the whole time; the figure is the
 time from the kill to the first acknowledged write of that service through a surviving
 gateway. The region is restarted and rejoins as standby before the next kill. At the end
@@ -17,7 +18,6 @@ import signal
 import tempfile
 import time
 import urllib.request
-import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
@@ -63,25 +63,23 @@ def _primary(realization: Realization, service: str, via: list[str]) -> str | No
 
 
 def _kill_region(realization: Realization, region: str) -> float:
+    """Freeze, then kill, every process of ``region``; returns the moment they froze.
+
+    Freezing first (SIGSTOP) makes the failure instantaneous, and lets supervisord be told to
+    stop them before SIGKILL lands, so it records them as stopped instead of restarting them.
+    """
     rpc = realization.supervisor.rpc().supervisor
     names = [c.id for c in realization.plan.components if c.region == region]
-    pids = [rpc.getProcessInfo(n)["pid"] for n in names]
-    killed_at = time.monotonic()
+    pids = [pid for pid in (rpc.getProcessInfo(n)["pid"] for n in names) if pid]
     for pid in pids:
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-
-    def stopped(name: str) -> bool:  # keep supervisord from restarting it until the next step
-        if rpc.getProcessInfo(name)["statename"] == "STOPPED":
-            return True
-        try:
-            rpc.stopProcess(name, True)
-        except xmlrpc.client.Fault:  # between exit and restart: try again
-            return False
-        return False
-
+        os.kill(pid, signal.SIGSTOP)
+    killed_at = time.monotonic()
     for name in names:
-        _await(f"{name} to stay stopped", lambda n=name: stopped(n))
+        rpc.stopProcess(name, False)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for name in names:
+        _await(f"{name} to stop", lambda n=name: rpc.getProcessInfo(n)["statename"] == "STOPPED")
     return killed_at
 
 
@@ -114,8 +112,8 @@ def _run(realization: Realization, kills: int, service: str, console: Console) -
         for n in range(1, kills + 1):
             victim = _await("a primary", lambda: _primary(realization, service, regions))
             survivors = [r for r in regions if r != victim]
-            acked = workload.ledger.acknowledged_count
-            _await("writes before the kill", lambda: workload.ledger.acknowledged_count >= acked + 10)
+            acked = workload.acknowledged
+            _await("writes before the kill", lambda: workload.acknowledged >= acked + 10)
             killed_at = _kill_region(realization, victim)
             first = _await("the first acknowledged write after the kill",
                            lambda: workload.acked_after(killed_at, service))

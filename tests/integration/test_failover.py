@@ -73,13 +73,13 @@ def test_region_crash_fails_over_and_keeps_every_acknowledged_write(start_system
     system = start_system()
     survivors = ("isfahan", "mashhad")
     with writers(system, survivors) as workload:
-        wait_until(lambda: workload.ledger.acknowledged_count >= 20, 20, "writes before the fault")
+        wait_until(lambda: workload.acknowledged >= 20, 20, "writes before the fault")
         rpc = system.supervisor.rpc().supervisor
         for component in [c.id for c in system.plan.components if c.region == "tehran"]:
             rpc.stopProcess(component, True)
         new = wait_failover_from(system, "tehran", "isfahan")
-        before = workload.ledger.acknowledged_count
-        wait_until(lambda: workload.ledger.acknowledged_count > before + 20, 20, "writes after the failover")
+        before = workload.acknowledged
+        wait_until(lambda: workload.acknowledged > before + 20, 20, "writes after the failover")
     assert new["epoch"] == 3 and new["mode"] == "read-write"
     assert_history_holds(system, workload, survivors)
 
@@ -89,7 +89,7 @@ def test_partitioned_primary_is_fenced_and_rejoins_without_divergence(start_syst
     cuts = [("tehran", "isfahan"), ("tehran", "mashhad"), ("isfahan", "tehran"), ("mashhad", "tehran")]
     survivors = ("isfahan", "mashhad")
     with writers(system, survivors) as workload:
-        wait_until(lambda: workload.ledger.acknowledged_count >= 20, 20, "writes before the partition")
+        wait_until(lambda: workload.acknowledged >= 20, 20, "writes before the partition")
         for source, target in cuts:
             link_admin(system, source, target).cut()
         new = wait_failover_from(system, "tehran", "isfahan")
@@ -97,8 +97,8 @@ def test_partitioned_primary_is_fenced_and_rejoins_without_divergence(start_syst
         status, body, _ = http("PUT", system.plan.node(SERVICE, "tehran").url + "/v1/documents/isolated",
                                document(7, "isolated"))
         assert status in (503, 409) and body.get("acknowledged") is not True, body
-        before = workload.ledger.acknowledged_count
-        wait_until(lambda: workload.ledger.acknowledged_count > before + 20, 20, "writes after the failover")
+        before = workload.acknowledged
+        wait_until(lambda: workload.acknowledged > before + 20, 20, "writes after the failover")
         for source, target in cuts:
             link_admin(system, source, target).heal()
         old = wait_until(lambda: (s := state(system, f"node.{SERVICE}.tehran"))["role"] == "standby"
@@ -116,12 +116,12 @@ def test_hung_primary_is_detected_and_fenced_when_it_resumes(start_system: Syste
     pid = system.supervisor.rpc().supervisor.getProcessInfo(f"node.{SERVICE}.tehran")["pid"]
     survivors = ("isfahan", "mashhad")
     with writers(system, survivors) as workload:
-        wait_until(lambda: workload.ledger.acknowledged_count >= 20, 20, "writes before the hang")
+        wait_until(lambda: workload.acknowledged >= 20, 20, "writes before the hang")
         os.kill(pid, signal.SIGSTOP)
         try:
             new = wait_failover_from(system, "tehran", "isfahan")
-            before = workload.ledger.acknowledged_count
-            wait_until(lambda: workload.ledger.acknowledged_count > before + 20, 20, "writes after the failover")
+            before = workload.acknowledged
+            wait_until(lambda: workload.acknowledged > before + 20, 20, "writes after the failover")
         finally:
             os.kill(pid, signal.SIGCONT)
         resumed = wait_until(lambda: (s := state(system, f"node.{SERVICE}.tehran"))["epoch"] == new["epoch"] and s,
@@ -146,11 +146,11 @@ def test_one_lying_prober_can_neither_trigger_nor_block_a_failover(start_system:
     system.supervisor.rpc().supervisor.startProcess("prober.mashhad", True)
     says_all_up = ScriptedProber(system, "isfahan", lambda *_: True)
     with says_all_up, writers(system, ("isfahan", "mashhad")) as workload:
-        wait_until(lambda: workload.ledger.acknowledged_count >= 10, 20, "writes before the crash")
+        wait_until(lambda: workload.acknowledged >= 10, 20, "writes before the crash")
         system.supervisor.rpc().supervisor.stopProcess(f"node.{SERVICE}.tehran", True)
         wait_failover_from(system, "tehran", "mashhad")
-        before = workload.ledger.acknowledged_count
-        wait_until(lambda: workload.ledger.acknowledged_count > before + 10, 20, "writes after the failover")
+        before = workload.acknowledged
+        wait_until(lambda: workload.acknowledged > before + 10, 20, "writes after the failover")
     assert_history_holds(system, workload, ("isfahan", "mashhad"))
 
 
