@@ -235,7 +235,7 @@ async def _probe_for(targets: list[Target], seconds: float, max_concurrency: int
             offset = (offset + chunk) % len(targets)
             observations = await asyncio.wait_for(engine.probe_all(batch), timeout=chunk_timeout)
             probes += len(observations)
-            failures += sum(1 for o in observations if not o.ready)
+            failures += sum(1 for o in observations if not o.ready)  # not answered, or not 200
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
         server_cpu = _cpu_seconds(server_pid) - server_started
