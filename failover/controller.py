@@ -40,10 +40,10 @@ from infra.errors import PaydarError, SignatureError, TableRejected
 from infra.files import write_json_atomic
 from infra.identity import Role
 from infra.routing import RoutingTable, ServiceRoute, SignedTable
-from infra.signing import Signature, verify, verify_threshold
+from infra.signing import Signature, verify_threshold
 from probes.models import ObservationRound, SignedObservations
 
-__all__ = ["Controller", "Disagreement", "Intent", "IntentAction"]
+__all__ = ["Controller", "Disagreement", "Intent", "IntentAction", "votes_of"]
 
 log = logging.getLogger(__name__)
 MAX_OBSERVATION_BYTES = 64 * 1024 * 1024
@@ -155,7 +155,7 @@ class Controller:
     async def tick(self) -> None:
         fresh = await self._pull_observations()
         if fresh:
-            self.judge.judge_round({p: _votes(r) for p, r in fresh.items()})
+            self.judge.judge_round({p: votes_of(r) for p, r in fresh.items()})
             self.metrics.judgement_rounds.inc()
             self.metrics.targets_down.set(len(self.judge.down()))
         await self._catch_up()
@@ -183,15 +183,7 @@ class Controller:
             return None
         reason = None
         try:
-            signed = SignedObservations.model_validate_json(raw)
-            body = signed.observations
-            kid, key = self.f.trust.key_of(prober)
-            if body.prober != prober:
-                reason = "wrong-prober"
-            elif signed.signature.key_id != kid:
-                reason = "wrong-key"
-            else:
-                verify(body.model_dump(mode="json"), signed.signature, key)
+            body = SignedObservations.model_validate_json(raw).open(prober, self.f.trust)
         except ValidationError:
             reason = "malformed"
         except (SignatureError, PaydarError):
@@ -214,10 +206,10 @@ class Controller:
         """Adopt a newer certified table that some node already holds (a missed publish)."""
         best: tuple[int, str] | None = None
         for body in self.rounds.values():
-            for o in body.targets:
-                if o.target.startswith("node.") and (o.table_version or 0) > self.table.version:
-                    if best is None or (o.table_version or 0) > best[0]:
-                        best = (o.table_version or 0, o.target)
+            for version, holders in body.tables.items():
+                node = next((t for t in holders if t.startswith("node.")), None)
+                if node is not None and version > self.table.version and (best is None or version > best[0]):
+                    best = (version, node)
         if best is None:
             return
         _, service, region = best[1].split(".", 2)
@@ -236,9 +228,9 @@ class Controller:
         now = time.monotonic()
         stale: set[str] = set()
         for body in self.rounds.values():
-            for o in body.targets:
-                if o.table_version is not None and o.table_version < self.table.version:
-                    stale.add(o.target)
+            for version, holders in body.tables.items():
+                if version < self.table.version:
+                    stale.update(holders)
         due = [t for t in sorted(stale) if now - self._pushed.get(t, 0.0) >= REPAIR_EVERY_SECONDS]
         for target in due:
             self._pushed[target] = now
@@ -470,16 +462,17 @@ class Controller:
             "quorum": self.has_quorum, "judgement_rounds": self.judge.rounds,
             "down": sorted(self.judge.down()),
             "probers": {p: {"round": r.round, "age_seconds": round(now - r.finished_at, 3),
-                            "failing": sorted(o.target for o in r.targets if not o.ready)}
+                            "failing": sorted(o.target for o in r.failing)}
                         for p, r in self.rounds.items()},
             "intents": [i.model_dump(mode="json") for i in self.intents],
             "last_proposal": self.last_proposal,
         }
 
 
-def _votes(body: ObservationRound) -> dict[str, bool]:
+def votes_of(body: ObservationRound) -> dict[str, bool]:
     """A prober's round as votes on nodes: ready, and not diverged in the integrity check."""
-    votes = {o.target: o.ready for o in body.targets if o.target.startswith("node.")}
+    votes = dict.fromkeys((t for t in body.ready if t.startswith("node.")), True)
+    votes.update((o.target, False) for o in body.failing if o.target.startswith("node."))
     for check in body.integrity:
         for region in check.diverged:
             votes[f"node.{check.service}.{region}"] = False

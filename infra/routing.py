@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.errors import SignatureError, TableRejected
 from infra.identity import Role, TrustRoot
-from infra.signing import Signature, Signer, verify_threshold
+from infra.signing import Signature, Signer, canonical_json, verify_threshold
 from infra.topology import NationalTopology
 
 __all__ = [
@@ -114,8 +114,8 @@ def initial_table(topology: NationalTopology, now: float) -> RoutingTable:
 
 def sign_table(table: RoutingTable, signers: Iterable[Signer]) -> SignedTable:
     """Sign one table with each signer (distinct controller keys)."""
-    payload = table.model_dump(mode="json")
-    return SignedTable(table=table, signatures=tuple(s.sign(payload) for s in signers))
+    data = canonical_json(table.model_dump(mode="json"))
+    return SignedTable(table=table, signatures=tuple(s.sign_bytes(data) for s in signers))
 
 
 class TableGuard:

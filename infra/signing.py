@@ -30,6 +30,7 @@ __all__ = [
     "public_key_from_b64",
     "public_key_to_b64",
     "verify",
+    "verify_bytes",
     "verify_threshold",
 ]
 
@@ -75,7 +76,11 @@ class Signer:
         self.key_id = key_id(private_key.public_key())
 
     def sign(self, payload: Any) -> Signature:
-        raw = self._key.sign(canonical_json(payload))
+        return self.sign_bytes(canonical_json(payload))
+
+    def sign_bytes(self, data: bytes) -> Signature:
+        """Sign bytes exactly as they travel (large messages: no re-encoding to verify)."""
+        raw = self._key.sign(data)
         return Signature(key_id=self.key_id, sig=base64.b64encode(raw).decode("ascii"))
 
     def __repr__(self) -> str:  # never show key material
@@ -84,9 +89,14 @@ class Signer:
 
 def verify(payload: Any, signature: Signature, public_key: Ed25519PublicKey) -> None:
     """Raise :class:`SignatureError` unless ``signature`` is valid for ``payload``."""
+    verify_bytes(canonical_json(payload), signature, public_key)
+
+
+def verify_bytes(data: bytes, signature: Signature, public_key: Ed25519PublicKey) -> None:
+    """Raise :class:`SignatureError` unless ``signature`` is valid for exactly ``data``."""
     try:
         raw = base64.b64decode(signature.sig, validate=True)
-        public_key.verify(raw, canonical_json(payload))
+        public_key.verify(raw, data)
     except (InvalidSignature, ValueError, binascii.Error):
         raise SignatureError(f"signature by key {signature.key_id} does not verify") from None
 
@@ -105,6 +115,7 @@ def verify_threshold(
     """
     if required < 1:
         raise ValueError("a threshold must be at least 1")
+    data = canonical_json(payload)  # once, not once per signature: tables can be large
     valid: set[str] = set()
     unknown = invalid = 0
     for signature in signatures:
@@ -115,7 +126,7 @@ def verify_threshold(
         if signature.key_id in valid:
             continue
         try:
-            verify(payload, signature, public_key)
+            verify_bytes(data, signature, public_key)
         except SignatureError:
             invalid += 1
             continue

@@ -36,12 +36,12 @@ from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from failover.controller import _votes
+from failover.controller import votes_of
 from failover.judge import Judge
 from failover.planner import Overrides, plan
 from infra.identity import Role, TrustedKey, TrustRoot
 from infra.routing import RoutingTable, TableGuard, initial_table, sign_table
-from infra.signing import Signer, public_key_to_b64, verify
+from infra.signing import Signer, public_key_to_b64
 from infra.topology import NationalTopology, parse_topology
 from probes.engine import ProbeEngine, Target
 from probes.models import ObservationRound, SignedObservations, TargetKind, TargetObservation
@@ -322,29 +322,24 @@ class _Probers:
         self.regions = {f"prober.{names[j % len(names)]}.{j}": names[j % len(names)] for j in range(count)}
         private = {p: Ed25519PrivateKey.generate() for p in self.regions}
         self.signers = {p: Signer(k) for p, k in private.items()}
-        self.keys = {p: k.public_key() for p, k in private.items()}
+        self.trust = TrustRoot(roles={Role.PROBER: {
+            s.key_id: TrustedKey(component=p, public_key=public_key_to_b64(private[p].public_key()))
+            for p, s in self.signers.items()}})
 
     def wire(self, number: int, seen: tuple[TargetObservation, ...], at: float) -> dict[str, bytes]:
         """Round ``number`` of every prober, signed as a prober signs it, as JSON bytes."""
         rounds = {}
         for prober, region in self.regions.items():
-            body = ObservationRound(prober=prober, region=region, round=number, started_at=at,
-                                    finished_at=at + 0.1, targets=seen)
-            signed = SignedObservations(observations=body,
-                                        signature=self.signers[prober].sign(body.model_dump(mode="json")))
-            rounds[prober] = signed.model_dump_json().encode()
+            body = ObservationRound.of(list(seen), prober=prober, region=region, round=number, started_at=at,
+                                       finished_at=at + 0.1)
+            rounds[prober] = SignedObservations.seal(body, self.signers[prober]).model_dump_json().encode()
         return rounds
 
     def receive(self, received: dict[str, bytes]) -> dict[str, dict[str, bool]]:
         """The controller's side: parse, check prober and key, verify, turn into votes."""
         votes = {}
         for prober, raw in received.items():
-            signed = SignedObservations.model_validate_json(raw)
-            body = signed.observations
-            if body.prober != prober or signed.signature.key_id != self.signers[prober].key_id:
-                raise RuntimeError(f"round from {prober} names the wrong prober or key")
-            verify(body.model_dump(mode="json"), signed.signature, self.keys[prober])
-            votes[prober] = _votes(body)
+            votes[prober] = votes_of(SignedObservations.model_validate_json(raw).open(prober, self.trust))
         return votes
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from infra.web import json_error
+from probes.models import ObservationRound
 from probes.prober import Prober
 
 __all__ = ["build_app"]
@@ -37,8 +38,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def state(request: web.Request) -> web.Response:
     prober = request.app[PROBER]
-    latest = prober.latest.observations if prober.latest else None
-    failing = {o.target: o.error for o in latest.targets if not o.ready} if latest else {}
+    latest = ObservationRound.model_validate_json(prober.latest.observations) if prober.latest else None
+    failing = {o.target: o.error for o in latest.failing} if latest else {}
     return web.json_response({
         "component": prober.config.component, "region": prober.config.region, "role": "prober",
         "round": prober.round, "targets": len(prober.targets), "failing": failing,

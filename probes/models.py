@@ -10,7 +10,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.signing import Signature
+from infra.errors import SignatureError
+from infra.identity import TrustRoot
+from infra.signing import Signature, Signer, verify_bytes
 
 __all__ = [
     "CanaryObservation",
@@ -76,18 +78,59 @@ class IntegrityObservation(_Wire):
 
 
 class ObservationRound(_Wire):
-    """Everything one prober saw in one round."""
+    """Everything one prober saw in one round, compact enough for the national catalog.
+
+    Ready targets are listed by id only; every target that is not ready comes with its full
+    observation (why). ``tables`` maps each routing-table version seen to the targets holding
+    it, which is how controllers find components that missed a table.
+    """
 
     prober: str
     region: str
     round: int = Field(ge=1)
     started_at: float
     finished_at: float
-    targets: tuple[TargetObservation, ...]
+    ready: tuple[str, ...]
+    failing: tuple[TargetObservation, ...] = ()
+    tables: dict[int, tuple[str, ...]] = Field(default_factory=dict)
     canaries: tuple[CanaryObservation, ...] = ()
     integrity: tuple[IntegrityObservation, ...] = ()
 
+    @classmethod
+    def of(cls, observations: list[TargetObservation], **fields: object) -> ObservationRound:
+        """Fold full observations into the compact round."""
+        tables: dict[int, list[str]] = {}
+        for o in observations:
+            if o.table_version is not None:
+                tables.setdefault(o.table_version, []).append(o.target)
+        return cls(ready=tuple(o.target for o in observations if o.ready),
+                   failing=tuple(o for o in observations if not o.ready),
+                   tables={v: tuple(t) for v, t in tables.items()}, **fields)  # type: ignore[arg-type]
+
 
 class SignedObservations(_Wire):
-    observations: ObservationRound
+    """A round as it travels: its JSON text, and the prober's signature over exactly that text.
+
+    Signing the bytes as sent (rather than a canonical re-encoding) lets a controller verify a
+    round of the national catalog without re-serialising it; defaults are left out of the text.
+    """
+
+    observations: str
     signature: Signature
+
+    @classmethod
+    def seal(cls, body: ObservationRound, signer: Signer) -> SignedObservations:
+        text = body.model_dump_json(exclude_defaults=True)
+        return cls(observations=text, signature=signer.sign_bytes(text.encode()))
+
+    def open(self, prober: str, trust: TrustRoot) -> ObservationRound:
+        """Verify against ``prober``'s trusted key, then parse; raise ``SignatureError`` or
+        ``ValidationError`` on anything else, including a round that names another prober."""
+        kid, key = trust.key_of(prober)
+        if self.signature.key_id != kid:
+            raise SignatureError(f"round signed by key {self.signature.key_id}, not {prober}'s key {kid}")
+        verify_bytes(self.observations.encode(), self.signature, key)
+        body = ObservationRound.model_validate_json(self.observations)
+        if body.prober != prober:
+            raise SignatureError(f"round from {prober}'s address names prober {body.prober!r}")
+        return body

@@ -106,11 +106,10 @@ class Prober:
         self._last_obs = {o.target: o for o in observations}
         self._schedule_background()
         self.round += 1
-        body = ObservationRound(prober=self.config.component, region=self.config.region, round=self.round,
-                                started_at=started_at, finished_at=self._clock(), targets=tuple(observations),
-                                canaries=self._canaries, integrity=self._integrity)
-        self.latest = SignedObservations(observations=body,
-                                         signature=self.signer.sign(body.model_dump(mode="json")))
+        body = ObservationRound.of(observations, prober=self.config.component, region=self.config.region,
+                                   round=self.round, started_at=started_at, finished_at=self._clock(),
+                                   canaries=self._canaries, integrity=self._integrity)
+        self.latest = SignedObservations.seal(body, self.signer)
         self._export(observations, time.monotonic() - began)
         return self.latest
 

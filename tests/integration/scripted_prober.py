@@ -50,12 +50,11 @@ class ScriptedProber:
             self.round += 1
             self.served += 1
             now = time.time()
-            body = ObservationRound(
-                prober=self.component, region=self.region, round=self.round, started_at=now, finished_at=now,
-                targets=tuple(TargetObservation(target=t, alive=True, ready=self.script(self.round, t), latency_ms=1.0)
-                              for t in self.targets))
-            signed = SignedObservations(observations=body, signature=self.signer.sign(body.model_dump(mode="json")))
-            return signed.model_dump_json().encode()
+            body = ObservationRound.of(
+                [TargetObservation(target=t, alive=True, ready=self.script(self.round, t), latency_ms=1.0)
+                 for t in self.targets],
+                prober=self.component, region=self.region, round=self.round, started_at=now, finished_at=now)
+            return SignedObservations.seal(body, self.signer).model_dump_json().encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         prober = self
