@@ -118,7 +118,7 @@ class Router:
             answer = await self._call(method, f"{url}/v1/services/{service}{path}", query, body, region,
                                       headers={HOP_HEADER: "1"})
             if answer is not None and answer.status < 500:
-                log.info("served through another region service=%s via=%s", service, region)
+                log.debug("served through another region service=%s via=%s", service, region)
                 return answer
         return None
 
@@ -133,7 +133,9 @@ class Router:
                 payload = await response.read()
                 return Upstream(response.status, payload, region, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            log.info("upstream unreachable region=%s error=%s", region, type(exc).__name__)
+            # Per request, so DEBUG: during an outage this fires for every citizen request;
+            # paydar_gateway_upstream_seconds and the probers report the outage itself.
+            log.debug("upstream unreachable region=%s error=%s", region, type(exc).__name__)
             return None
         finally:
             self.metrics.upstream_seconds.labels(region=self.region, target_region=region).observe(

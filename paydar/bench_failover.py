@@ -84,11 +84,21 @@ def _kill_region(realization: Realization, region: str) -> float:
 
 
 def _restart_region(realization: Realization, region: str, service: str) -> None:
+    """Restart every process of ``region``; return once the system is whole and watched again.
+
+    The next kill must hit a healthy system: the node must be a standby again and the
+    region's controller must have judged every node up (a controller that just started has
+    not, and would delay the next judgement by its start-up grace).
+    """
     rpc = realization.supervisor.rpc().supervisor
     for component in [c for c in realization.plan.components if c.region == region]:
         rpc.startProcess(component.id, True)
     node = realization.plan.node(service, region).url
     _await(f"{region} to rejoin as standby", lambda: _get(node + "/state")["role"] == "standby")
+    controller = realization.plan.component(f"controller.{region}").url
+    _await(f"controller.{region} to judge every node up", lambda: (s := _get(controller + "/state"))["quorum"]
+           and not s["down"] and len(s["probers"]) == len(realization.topology.regions)
+           and s["judgement_rounds"] > realization.topology.control.up_after_rounds + 2)
 
 
 def bench_failover(*, config: Path, kills: int, service: str | None, console: Console) -> dict[str, float | int]:
