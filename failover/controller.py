@@ -2,7 +2,8 @@
 
 Every ``control.interval`` a controller
 1. pulls the newest signed round of every prober (refusing unsigned, wrongly signed, replayed
-   or stale rounds) and folds the fresh ones into its :class:`~failover.judge.Judge`;
+   or stale rounds); once a majority of probers delivered new rounds, their latest rounds are
+   one judgement round of its :class:`~failover.judge.Judge`;
 2. catches up with any newer certified table a node holds, and re-pushes its table to
    targets that hold an older one (a healed partition, a restarted process);
 3. computes the next routes with :func:`failover.planner.plan`; when they differ from the
@@ -90,6 +91,7 @@ class Controller:
         self._intents_file = config.data_dir / "intents.json"
         self.intents: list[Intent] = _load_intents(self._intents_file)
         self.rounds: dict[str, ObservationRound] = {}
+        self._unjudged: set[str] = set()
         self.peer_seen: dict[str, float] = {}
         self.last_proposal: dict[str, Any] = {}
         self._clock = clock
@@ -153,9 +155,15 @@ class Controller:
     # -- one tick ------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        fresh = await self._pull_observations()
-        if fresh:
-            self.judge.judge_round({p: votes_of(r) for p, r in fresh.items()})
+        self._unjudged.update(await self._pull_observations())
+        if len(self._unjudged) >= self.judge.quorum:
+            # A judgement round needs new evidence from a majority of probers; it then weighs
+            # every prober's latest round that is not stale (probers' rounds are not in step,
+            # so "new in this tick" alone would rarely give a majority).
+            now = self._clock()
+            latest = {p: r for p, r in self.rounds.items() if now - r.finished_at <= self.control.observation_max_age}
+            self.judge.judge_round({p: votes_of(r) for p, r in latest.items()})
+            self._unjudged.clear()
             self.metrics.judgement_rounds.inc()
             self.metrics.targets_down.set(len(self.judge.down()))
         await self._catch_up()
@@ -169,9 +177,10 @@ class Controller:
         if changes:
             await self._propose(routes, changes)
 
-    async def _pull_observations(self) -> dict[str, ObservationRound]:
+    async def _pull_observations(self) -> set[str]:
+        """Pull every prober's newest round; return the probers that delivered a new one."""
         answers = await asyncio.gather(*(self._fetch_round(p, url) for p, url in self.config.probers.items()))
-        return {r.prober: r for r in answers if r is not None}
+        return {r.prober for r in answers if r is not None}
 
     async def _fetch_round(self, prober: str, url: str) -> ObservationRound | None:
         try:

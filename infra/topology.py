@@ -124,7 +124,7 @@ class Control(_Model):
 class Probes(_Model):
     """The probers' schedule: a round every ``interval``, each target bounded by ``timeout``."""
 
-    interval: Duration = Field(default=0.25, ge=0.05, le=60)
+    interval: Duration = Field(default=0.5, ge=0.05, le=60)
     timeout: Duration = Field(default=0.4, ge=0.05, le=30)
     max_concurrency: int = Field(default=256, ge=1, le=10_000)
     canary_interval: Duration = Field(default=5.0, ge=0.1, le=3600)
