@@ -9,12 +9,11 @@ Health:    /livez /readyz /state /metrics
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from failover.controller import Controller, Disagreement, Intent
 from infra.errors import PaydarError, TableRejected
 from infra.routing import SignedTable, TableGuard
-from infra.web import json_error, read_model
+from infra.web import json_error, livez, metrics_response, read_model
 
 __all__ = ["build_app"]
 
@@ -61,10 +60,6 @@ async def intents(request: web.Request) -> web.Response:
     return web.json_response({"accepted": True, "intents": [i.model_dump(mode="json") for i in held]})
 
 
-async def livez(_: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
-
-
 async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "table_version": request.app[CONTROLLER].table.version})
 
@@ -74,8 +69,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[CONTROLLER].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[CONTROLLER].metrics.registry)
 
 
 def build_app(controller: Controller) -> web.Application:

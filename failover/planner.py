@@ -93,6 +93,7 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
     """
     routes = dict(table.services)
     changes: list[Change] = []
+    fences = 0
     for spec in topology.services:
         sid = spec.id
         route = table.services.get(sid)
@@ -108,7 +109,8 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
             primary = route.primary
             leaving = not usable(primary) or (move is not None and move != primary and usable(move))
             elsewhere = any(usable(r) for r in spec.regions if r != primary)
-            if leaving and elsewhere and sum(c.kind == "fence" for c in changes) < cap:
+            if leaving and elsewhere and fences < cap:
+                fences += 1
                 routes[sid] = ServiceRoute(primary=None, standbys=spec.regions, epoch=route.epoch + 1,
                                            mode=RouteMode.READ_ONLY, fenced=primary)
                 why = f"operator moves it to {move}" if usable(primary) else f"{primary} is down or drained"

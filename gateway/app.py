@@ -13,12 +13,11 @@ import logging
 import re
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.router import HOP_HEADER, Router
 from infra.errors import TableRejected
 from infra.routing import TableGuard
-from infra.web import LoadShedder, json_error
+from infra.web import LoadShedder, json_error, livez, metrics_response
 from node.models import DOC_ID_PATTERN
 
 __all__ = ["build_app"]
@@ -91,10 +90,6 @@ async def post_table(request: web.Request) -> web.Response:
     return web.json_response({"accepted": True, "version": router.table.table.version, "signers": sorted(signers)})
 
 
-async def livez(_: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
-
-
 async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "table_version": request.app[ROUTER].table.table.version})
 
@@ -110,8 +105,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[ROUTER].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[ROUTER].metrics.registry)
 
 
 def build_app(router: Router) -> web.Application:

@@ -1,9 +1,9 @@
-"""HTTP service scaffolding shared by every Paydar process (nodes, gateways, later probers).
+"""HTTP service scaffolding shared by every Paydar process (nodes, gateways, probers, controllers).
 
 One place for: JSON error bodies that say what to do, request-body parsing against a
 pydantic model with 4xx errors naming the field, load shedding (bounded in-flight requests
 and a bounded queue; overload answers 503 + Retry-After instead of falling over), loopback
-binding, and structured logging.
+binding, structured logging, liveness and metrics handlers, and the component entry point.
 """
 
 from __future__ import annotations
@@ -12,19 +12,27 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
 __all__ = [
     "LoadShedder",
+    "Lifecycle",
     "json_error",
+    "livez",
+    "metrics_response",
     "read_model",
     "require_loopback",
+    "run_component",
     "serve",
     "setup_logging",
 ]
+
+if TYPE_CHECKING:
+    from infra.component import ComponentConfig
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,6 +64,16 @@ async def read_model(request: web.Request, model: type[M]) -> M:
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5])
         raise web.HTTPBadRequest(text=_error_text(f"invalid request body: {problems}"),
                                  content_type="application/json") from None
+
+
+async def livez(_: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "alive"})
+
+
+def metrics_response(registry: CollectorRegistry) -> web.Response:
+    """A Prometheus scrape of ``registry``."""
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _error_text(message: str) -> str:
@@ -148,3 +166,56 @@ async def run_until_signalled(start: Callable[[], Awaitable[None]],
     await start()
     await stopping.wait()
     await stop()
+
+
+class Lifecycle(Protocol):
+    """What a component's state object offers its entry point."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound="ComponentConfig")
+
+
+def run_component(description: str, config_type: type[C],
+                  build: Callable[[C], tuple[Lifecycle, web.Application]]) -> None:
+    """The ``python -m <component> --config PATH`` entry point every Paydar component shares.
+
+    ``build`` runs inside the event loop and returns the component's state object and its
+    HTTP application; the state starts before the port opens and stops after it closes.
+    """
+    import argparse
+
+    from infra.errors import PaydarError
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="component config JSON written by `paydar up`")
+    args = parser.parse_args()
+    try:
+        config = config_type.load(args.config)
+    except PaydarError as exc:
+        raise SystemExit(str(exc)) from None
+    setup_logging(config.component, config.log_level)
+    log = logging.getLogger(config.component)
+
+    async def main() -> None:
+        state, app = build(config)
+        runner: web.AppRunner | None = None
+
+        async def start() -> None:
+            nonlocal runner
+            await state.start()
+            runner = await serve(app, config.host, config.port)
+            log.info("serving port=%d", config.port)
+
+        async def stop() -> None:
+            if runner:
+                await runner.cleanup()
+            await state.stop()
+            log.info("stopped")
+
+        await run_until_signalled(start, stop)
+
+    asyncio.run(main())

@@ -16,11 +16,10 @@ import logging
 import re
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from infra.errors import SignatureError, TableRejected
 from infra.routing import TableGuard
-from infra.web import LoadShedder, json_error, read_model
+from infra.web import LoadShedder, json_error, livez, metrics_response, read_model
 from node.chain import Entry
 from node.errors import IntegrityViolation, WriteRefused
 from node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
@@ -160,10 +159,6 @@ async def chain_hash(request: web.Request) -> web.Response:
     return web.json_response({"position": position, "hash": found})
 
 
-async def livez(_: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
-
-
 async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if runtime.compromised:
@@ -176,8 +171,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[RUNTIME].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[RUNTIME].metrics.registry)
 
 
 def build_app(runtime: NodeRuntime) -> web.Application:

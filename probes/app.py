@@ -7,9 +7,8 @@ Health:       /livez /readyz /state /metrics
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from infra.web import json_error
+from infra.web import json_error, livez, metrics_response
 from probes.models import ObservationRound
 from probes.prober import Prober
 
@@ -23,10 +22,6 @@ async def observations(request: web.Request) -> web.Response:
     if latest is None:
         return json_error(503, "no probe round has completed yet; retry shortly")
     return web.Response(body=latest.model_dump_json(), content_type="application/json")
-
-
-async def livez(_: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -48,8 +43,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[PROBER].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[PROBER].metrics.registry)
 
 
 def build_app(prober: Prober) -> web.Application:
