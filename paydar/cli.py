@@ -83,7 +83,7 @@ def validate(file: Path) -> None:
 @config_option
 @state_option
 def up(config: Path, state_dir: Path) -> None:
-    """Start every node, gateway, link proxy and the vault under supervisord, and wait until ready."""
+    """Start every node, gateway, prober, controller, link proxy and the vault under supervisord; wait until ready."""
     from infra.local.realizer import AlreadyRunning, UpFailed
     from infra.local.realizer import up as realize
 
@@ -246,7 +246,7 @@ def clear(region: str, service: str | None, state_dir: Path) -> None:
 @click.option("--keep", is_flag=True, help="Leave the system running afterwards.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report here.")
 def drill(config: Path, state_dir: Path | None, writes: int, keep: bool, json_path: Path | None) -> None:
-    """Up, a burst of writes and reads through every gateway, a manual failover, a check, down."""
+    """Up, writes through every gateway, a manual then an automatic failover, a read-back check, down."""
     from paydar.drill import run_drill
 
     try:
