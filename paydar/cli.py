@@ -56,6 +56,7 @@ def cli(verbose: bool) -> None:
       paydar up                       run the whole national system on 127.0.0.1
       paydar status                   every component: role, epoch, log position, health
       paydar failover promote --service 1101 --region isfahan
+      paydar failover drain --region tehran   planned evacuation through the controllers
       paydar down                     stop exactly what `up` started
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
