@@ -131,6 +131,17 @@ class Probes(_Model):
     integrity_interval: Duration = Field(default=2.0, ge=0.1, le=3600)
 
 
+class Storage(_Model):
+    """How nodes protect their stored data.
+
+    Every ``integrity_interval`` a node re-reads its whole chain from disk and verifies it
+    (ransomware detection); every ``backup_interval`` it puts a verified snapshot in the vault.
+    """
+
+    integrity_interval: Duration = Field(default=5.0, ge=0.1, le=86400)
+    backup_interval: Duration = Field(default=900.0, ge=1, le=7 * 86400)
+
+
 class Limits(_Model):
     """Bounds every node and gateway applies."""
 
@@ -167,6 +178,7 @@ class NationalTopology(_Model):
     vault: Vault
     control: Control = Control()
     probes: Probes = Probes()
+    storage: Storage = Storage()
     limits: Limits = Limits()
     services: tuple[Service, ...] = Field(min_length=1)
 

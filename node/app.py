@@ -4,6 +4,7 @@ Public (through gateways):  GET/PUT /v1/documents/{doc_id}, GET /v1/documents?ci
 Between nodes:              POST /v1/replicate            (batch signed by the primary's key)
 Control:                    GET/POST /v1/routing-table    (table signed k-of-n by controllers)
 Admin (bearer token):       POST /v1/integrity            (verify the whole chain now)
+                            POST /v1/backup               (snapshot to the vault now; the signed manifest)
 Probes:                     GET /v1/chain/{position}      (entry hash, to compare replicas)
 Health:                     /livez /readyz /state /metrics
 """
@@ -20,10 +21,12 @@ from aiohttp import web
 from infra.errors import SignatureError, TableRejected
 from infra.routing import TableGuard
 from infra.web import LoadShedder, json_error, livez, metrics_response, read_model
+from node.backup import BackupUnavailable
 from node.chain import Entry
 from node.errors import IntegrityViolation, WriteRefused
 from node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
 from node.runtime import NodeRuntime
+from vault.s3 import VaultError
 
 __all__ = ["build_app"]
 
@@ -132,11 +135,31 @@ async def post_table(request: web.Request) -> web.Response:
                               "role": runtime.role.value, "epoch": runtime.epoch})
 
 
-async def post_integrity(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
+def _unauthorized(request: web.Request) -> web.Response | None:
+    """A 401 unless the request carries the admin token."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not hmac.compare_digest(token.encode(), runtime.f.admin_token.encode()):
-        return json_error(401, "admin endpoint: send Authorization: Bearer <admin token from the state dir>")
+    if hmac.compare_digest(token.encode(), request.app[RUNTIME].f.admin_token.encode()):
+        return None
+    return json_error(401, "admin endpoint: send Authorization: Bearer <admin token from the state dir>")
+
+
+async def post_backup(request: web.Request) -> web.Response:
+    """Take a backup now; answers once the vault holds the snapshot and its signed manifest."""
+    if (refused := _unauthorized(request)) is not None:
+        return refused
+    try:
+        signed = await request.app[RUNTIME].backups.backup()
+    except BackupUnavailable as exc:
+        return json_error(503, f"no backup taken: {exc}")
+    except VaultError as exc:
+        return json_error(502, f"no backup taken: {exc}")
+    return web.json_response(signed.model_dump(mode="json"))
+
+
+async def post_integrity(request: web.Request) -> web.Response:
+    if (refused := _unauthorized(request)) is not None:
+        return refused
+    runtime = request.app[RUNTIME]
     result = await runtime.verify()
     return web.json_response({"ok": result.ok, "checked": result.checked, "head_hash": result.head_hash,
                               "first_bad_position": result.first_bad_position, "reason": result.reason},
@@ -190,6 +213,7 @@ def build_app(runtime: NodeRuntime) -> web.Application:
     app.router.add_get("/v1/routing-table", get_table)
     app.router.add_post("/v1/routing-table", post_table)
     app.router.add_post("/v1/integrity", post_integrity)
+    app.router.add_post("/v1/backup", post_backup)
     app.router.add_get("/v1/chain/{position}", chain_hash)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

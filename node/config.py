@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from infra.component import ComponentConfig
 
 __all__ = ["NodeConfig"]
@@ -16,3 +18,6 @@ class NodeConfig(ComponentConfig):
 
     service: str
     peers: dict[str, str]
+    vault_endpoint: str | None = None
+    vault_identity: Path | None = None
+    """This region's vault identity (its own backups only); without it the node takes no backups."""

@@ -26,6 +26,12 @@ class NodeMetrics:
     shed: Counter
     integrity_ok: Gauge
     tables_refused: Counter
+    backup_last_success: Gauge
+    backup_age: Gauge
+    backup_size: Gauge
+    backup_position: Gauge
+    backups: Counter
+    backup_seconds: Histogram
 
     @classmethod
     def create(cls, service: str, region: str, registry: CollectorRegistry | None = None) -> NodeMetrics:
@@ -54,4 +60,15 @@ class NodeMetrics:
                                     registry=reg)),
             tables_refused=Counter("paydar_node_tables_refused", "Routing tables refused by reason",
                                    [*names, "reason"], registry=reg),
+            backup_last_success=bind(Gauge("paydar_backup_last_success_timestamp_seconds",
+                                           "Unix time of the last backup the vault confirmed", names, registry=reg)),
+            backup_age=bind(Gauge("paydar_backup_age_seconds",
+                                  "Seconds since the last confirmed backup (-1: none yet)", names, registry=reg)),
+            backup_size=bind(Gauge("paydar_backup_size_bytes", "Size of the last confirmed backup", names,
+                                   registry=reg)),
+            backup_position=bind(Gauge("paydar_backup_log_position", "Log position of the last confirmed backup",
+                                       names, registry=reg)),
+            backups=Counter("paydar_backups", "Backups by outcome", [*names, "outcome"], registry=reg),
+            backup_seconds=bind(Histogram("paydar_backup_duration_seconds", "Snapshot, verify and upload time",
+                                          names, registry=reg, buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300))),
         )

@@ -26,14 +26,22 @@ from infra.component import Foundation
 from infra.errors import SignatureError, TableRejected
 from infra.routing import ServiceRoute, SignedTable, TableRejection
 from infra.signing import Signature, canonical_json, verify
+from node.backup import BackupAgent
 from node.chain import Entry
 from node.config import NodeConfig
 from node.errors import IntegrityViolation, LogMismatch, WriteRefused
 from node.metrics import NodeMetrics
-from node.models import MAX_BATCH_ENTRIES, DocumentIn, NodeRole, ReplicationBatch, ReplicationReply, \
-    ReplyStatus, SignedBatch
+from node.models import (
+    MAX_BATCH_ENTRIES,
+    DocumentIn,
+    NodeRole,
+    ReplicationBatch,
+    ReplicationReply,
+    ReplyStatus,
+    SignedBatch,
+)
 from node.replication import Replicator
-from node.store import DocumentStore, VerifyResult
+from node.store import DocumentStore, VerifyResult, verify_file
 
 __all__ = ["NodeRuntime"]
 
@@ -64,18 +72,25 @@ class NodeRuntime:
         self._append = asyncio.Lock()
         self.replicators: dict[str, Replicator] = {}
         self.session: aiohttp.ClientSession | None = None
+        self.db_path = config.data_dir / "registry.sqlite3"
+        self.backups = BackupAgent(self)
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await self.db(DocumentStore, self.config.data_dir / "registry.sqlite3", self.service)
+        self.store = await self.db(DocumentStore, self.db_path, self.service)
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         result = await self.verify()
         log.info("chain verified at start ok=%s entries=%d", result.ok, result.checked)
         await self._reconfigure()
+        self._tasks = [asyncio.create_task(self._watch_integrity()), asyncio.create_task(self.backups.schedule())]
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for replicator in self.replicators.values():
             await replicator.stop()
         if self.session:
@@ -201,7 +216,7 @@ class NodeRuntime:
                 entry = await self.db(lambda: self._store().append(
                     epoch=epoch, doc_id=doc_id, body=body, written_ms=int(self._clock() * 1000)))
             except sqlite3.DatabaseError as exc:
-                self._mark_compromised(f"database unusable: {exc}")
+                self.mark_compromised(f"database unusable: {exc}")
                 raise WriteRefused(503, "this node's storage is unusable; the write was not accepted") from None
         self.metrics.log_position.set(entry.position)
         for replicator in self.replicators.values():
@@ -319,10 +334,10 @@ class NodeRuntime:
         try:
             return await self.db(fn)
         except IntegrityViolation as exc:
-            self._mark_compromised(str(exc))
+            self.mark_compromised(str(exc))
             raise
         except sqlite3.DatabaseError as exc:
-            self._mark_compromised(f"database unusable: {exc}")
+            self.mark_compromised(f"database unusable: {exc}")
             raise IntegrityViolation(0, f"database unusable: {exc}") from None
 
     async def chain_hash(self, position: int) -> str | None:
@@ -336,13 +351,30 @@ class NodeRuntime:
         except sqlite3.DatabaseError as exc:
             result = VerifyResult(False, 0, "", None, f"database unusable: {exc}")
         if not result.ok:
-            self._mark_compromised(f"chain verification failed at position {result.first_bad_position}: "
+            self.mark_compromised(f"chain verification failed at position {result.first_bad_position}: "
                                    f"{result.reason}")
         else:
             self.metrics.integrity_ok.set(1)
         return result
 
-    def _mark_compromised(self, reason: str) -> None:
+    async def _watch_integrity(self) -> None:
+        """Re-read and verify the whole store from disk every ``storage.integrity_interval``.
+
+        Runs on a thread of its own with a fresh connection (:func:`verify_file`), so a file
+        rewritten under the node is judged as it is on disk, and serving never waits for it.
+        """
+        interval = self.f.topology.storage.integrity_interval
+        while self.compromised is None:
+            await asyncio.sleep(interval)
+            started = time.monotonic()
+            result = await asyncio.to_thread(verify_file, self.db_path, self.service)
+            if not result.ok:
+                self.mark_compromised(f"integrity check failed at position {result.first_bad_position}: "
+                                      f"{result.reason}")
+            log.debug("integrity check ok=%s entries=%d seconds=%.3f", result.ok, result.checked,
+                      time.monotonic() - started)
+
+    def mark_compromised(self, reason: str) -> None:
         if self.compromised is None:
             log.error("node compromised: %s; it will serve no data until restored", reason)
         self.compromised = reason
@@ -361,6 +393,7 @@ class NodeRuntime:
             "log_position": position, "chain_head": head_hash,
             "acked_position": max(self.acked_position, self.known_acked),
             "compromised": self.compromised, "sync_replicas": self.sync_replicas,
+            "backup": self.backups.last.manifest.model_dump(mode="json") if self.backups.last else None,
             "standbys": {region: {"matched": r.matched, "reachable": r.reachable}
                          for region, r in self.replicators.items()},
         }

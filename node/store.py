@@ -16,7 +16,7 @@ from pathlib import Path
 from node.chain import GENESIS_HASH, Entry, entry_hash
 from node.errors import IntegrityViolation, LogMismatch
 
-__all__ = ["DocumentStore", "VerifyResult"]
+__all__ = ["DocumentStore", "VerifyResult", "verify_file", "verify_log"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -53,6 +53,40 @@ def _row_entry(row: Sequence[object]) -> Entry:
     position, epoch, doc_id, body, prev_hash, hash_, written_ms = row
     return Entry.model_construct(position=position, epoch=epoch, doc_id=doc_id, body=body,
                                  prev_hash=prev_hash, hash=hash_, written_ms=written_ms)
+
+
+def verify_log(db: sqlite3.Connection, service: str) -> VerifyResult:
+    """Walk a store's whole log checking every hash and every link; raises ``sqlite3.DatabaseError``."""
+    prev, checked, expected_position = GENESIS_HASH, 0, 1
+    for row in db.execute(f"SELECT {_COLUMNS} FROM log ORDER BY position"):
+        entry = _row_entry(row)
+        if entry.position != expected_position:
+            return VerifyResult(False, checked, prev, expected_position, "gap in the log")
+        if entry.prev_hash != prev:
+            return VerifyResult(False, checked, prev, entry.position, "link to the previous entry is broken")
+        if not entry.intact(service):
+            return VerifyResult(False, checked, prev, entry.position, "entry does not match its hash")
+        prev, checked, expected_position = entry.hash, checked + 1, expected_position + 1
+    return VerifyResult(True, checked, prev)
+
+
+def verify_file(path: Path, service: str) -> VerifyResult:
+    """Verify the store at ``path`` as it is on disk, through a fresh read-only connection.
+
+    A fresh connection has no page cache, so bytes changed under a running node (ransomware
+    rewriting the file) are read and judged, not a cached copy. An unreadable, missing or
+    non-SQLite file is a failed verification, never an exception.
+    """
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    except sqlite3.Error as exc:
+        return VerifyResult(False, 0, "", None, f"database unusable: {exc}")
+    try:
+        return verify_log(db, service)
+    except sqlite3.Error as exc:
+        return VerifyResult(False, 0, "", None, f"database unusable: {exc}")
+    finally:
+        db.close()
 
 
 class DocumentStore:
@@ -104,13 +138,20 @@ class DocumentStore:
         row = self._db.execute("SELECT position FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         if row is None:
             return None
-        return self._verified_entry(row[0])
+        entry = self._verified_entry(row[0])
+        if entry.doc_id != doc_id:
+            raise IntegrityViolation(row[0], f"the document index sends {doc_id!r} to another document's entry")
+        return entry
 
     def documents_of(self, citizen_id: str, *, after: str, limit: int) -> list[Entry]:
         rows = self._db.execute(
-            "SELECT position FROM documents WHERE citizen_id = ? AND doc_id > ? ORDER BY doc_id LIMIT ?",
+            "SELECT position, doc_id FROM documents WHERE citizen_id = ? AND doc_id > ? ORDER BY doc_id LIMIT ?",
             (citizen_id, after, limit)).fetchall()
-        return [self._verified_entry(r[0]) for r in rows]
+        entries = [self._verified_entry(position) for position, _ in rows]
+        for (position, doc_id), entry in zip(rows, entries):
+            if entry.doc_id != doc_id or str(json.loads(entry.body).get("citizen_id", "")) != citizen_id:
+                raise IntegrityViolation(position, "the document index lists an entry of another document")
+        return entries
 
     def _verified_entry(self, position: int) -> Entry:
         """An entry whose hash matches its content and its successor's link."""
@@ -126,17 +167,7 @@ class DocumentStore:
 
     def verify_chain(self) -> VerifyResult:
         """Walk the whole log checking every hash and every link."""
-        prev, checked, expected_position = GENESIS_HASH, 0, 1
-        for row in self._db.execute(f"SELECT {_COLUMNS} FROM log ORDER BY position"):
-            entry = _row_entry(row)
-            if entry.position != expected_position:
-                return VerifyResult(False, checked, prev, expected_position, "gap in the log")
-            if entry.prev_hash != prev:
-                return VerifyResult(False, checked, prev, entry.position, "link to the previous entry is broken")
-            if not entry.intact(self.service):
-                return VerifyResult(False, checked, prev, entry.position, "entry does not match its hash")
-            prev, checked, expected_position = entry.hash, checked + 1, expected_position + 1
-        return VerifyResult(True, checked, prev)
+        return verify_log(self._db, self.service)
 
     # -- writing -------------------------------------------------------------------------
 

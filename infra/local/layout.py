@@ -54,6 +54,15 @@ class StateLayout:
     def vault_admin(self) -> Path:
         return self.secrets / "vault-admin.json"
 
+    def vault_region(self, region: str) -> Path:
+        """The S3 identity of one region's nodes: their own backups, nothing else."""
+        return self.secrets / f"vault-{region}.json"
+
+    @property
+    def restores(self) -> Path:
+        """Where restores stage and verify downloads, and keep the data they replaced."""
+        return self.root / "restores"
+
     @property
     def table(self) -> Path:
         return self.root / "tables" / "current.json"

@@ -8,7 +8,6 @@ components with the tail of their logs and stops everything it started.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -17,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,15 @@ from infra.local.plan import ComponentKind, Plan, PlannedComponent, build_plan
 from infra.local.supervisor import Program, Supervisor, render_config
 from infra.routing import SignedTable, initial_table, sign_table
 from infra.topology import NationalTopology, load_topology
+from vault.s3 import (
+    S3Identity,
+    bucket_name,
+    load_identity,
+    new_identity,
+    provision_buckets,
+    save_identity,
+    vault_client,
+)
 
 __all__ = ["AlreadyRunning", "Realization", "UpFailed", "down", "load_realization", "up"]
 
@@ -76,8 +84,12 @@ class Realization:
     def link_token(self) -> str:
         return read_secret(self.layout.link_token)
 
-    def vault_admin(self) -> vault.S3Identity:
-        return vault.S3Identity(**json.loads(self.layout.vault_admin.read_text()))
+    def vault_admin(self) -> S3Identity:
+        """The vault's admin identity: the operator's, never given to a node."""
+        return load_identity(self.layout.vault_admin)
+
+    def vault_buckets(self) -> list[str]:
+        return [bucket_name(s.id) for s in self.topology.services]
 
     def keystore(self) -> KeyStore:
         return KeyStore(self.layout.keys)
@@ -114,9 +126,8 @@ def up(config: Path, state_dir: Path, progress: Progress = lambda *_: None) -> R
     realization.supervisor.start()
     try:
         _wait_ready(realization, progress)
-        client = vault.vault_client(realization.plan.vault.endpoint, realization.vault_admin())
-        vault.provision_buckets(client, [vault.bucket_name(s.id) for s in topology.services],
-                                topology.vault.retention_days)
+        client = vault_client(realization.plan.vault.endpoint, realization.vault_admin())
+        provision_buckets(client, realization.vault_buckets(), topology.vault.retention_days)
     except BaseException:
         realization.supervisor.shutdown()
         raise
@@ -151,14 +162,26 @@ def _write_identities(realization: Realization) -> None:
     write_json_atomic(layout.trust_root, keystore.build_trust_root(components).model_dump(mode="json"))
     write_secret(layout.admin_token)
     write_secret(layout.link_token)
-    if not layout.vault_admin.exists():
-        admin = vault.new_identity("paydar-admin", ["Admin", "Read", "Write", "List", "Tagging"])
-        write_json_atomic(layout.vault_admin, admin.__dict__ | {"actions": list(admin.actions)}, mode=0o600)
-    write_json_atomic(layout.vault_s3_config, vault.render_s3_config([realization.vault_admin()]), mode=0o600)
+    identities = [_vault_identity(layout.vault_admin, "paydar-admin", ("Admin", "Read", "Write", "List", "Tagging"))]
+    for region in topology.region_names:
+        hosted = [bucket_name(s.id) for s in topology.services if region in s.regions]
+        identities.append(_vault_identity(layout.vault_region(region), f"paydar-region-{region}",
+                                          vault.region_actions(region, hosted)))
+    write_json_atomic(layout.vault_s3_config, vault.render_s3_config(identities), mode=0o600)
     if not layout.table.exists():
         signers = [keystore.signer(f"controller.{r}") for r in topology.region_names[: topology.control.threshold]]
         signed = sign_table(initial_table(topology, time.time()), signers)
         write_json_atomic(layout.table, signed.model_dump(mode="json"))
+
+
+def _vault_identity(path: Path, name: str, actions: tuple[str, ...]) -> S3Identity:
+    """The identity saved at ``path`` (keys kept across restarts), with ``actions`` as the topology now needs."""
+    if path.exists():
+        identity = replace(load_identity(path), actions=actions)
+    else:
+        identity = new_identity(name, actions)
+    save_identity(path, identity)
+    return identity
 
 
 def _common(realization: Realization, component: PlannedComponent) -> dict[str, Any]:
@@ -182,7 +205,9 @@ def _write_component_configs(realization: Realization) -> list[Program]:
             service = topology.service(component.service)
             peers = {r: plan.url_from(component.region, f"node.{service.id}.{r}")
                      for r in service.regions if r != component.region}
-            config: dict[str, Any] = _common(realization, component) | {"service": service.id, "peers": peers}
+            config: dict[str, Any] = _common(realization, component) | {
+                "service": service.id, "peers": peers, "vault_endpoint": plan.vault.endpoint,
+                "vault_identity": str(layout.vault_region(component.region))}
         elif component.kind is ComponentKind.GATEWAY:
             config = _common(realization, component) | {
                 "nodes": _nodes_from(realization, component.region),
@@ -235,8 +260,8 @@ def probe(realization: Realization, component: PlannedComponent, timeout: float 
     """True when the component answers its readiness check."""
     if component.kind is ComponentKind.VAULT:
         try:
-            vault.vault_client(realization.plan.vault.endpoint, realization.vault_admin(),
-                               timeout=timeout).list_buckets()
+            vault_client(realization.plan.vault.endpoint, realization.vault_admin(),
+                         timeout=timeout).list_buckets()
             return True
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False

@@ -1,74 +1,22 @@
-"""The local vault: SeaweedFS's real S3 server (``weed mini``), always driven through boto3.
+"""The local vault: SeaweedFS's real S3 server (``weed mini``) bound to 127.0.0.1.
 
-Backups must survive an attacker who holds one region's credentials, so every service gets
-its own bucket with versioning and object lock, default retention in COMPLIANCE mode (no
-identity, admin included, can delete a locked version or shorten its retention). Buckets are
-created locked from the start because MinIO, the production vault, can only enable object
-lock at creation; SeaweedFS would allow it later, code that relied on that would not port.
-
-The exceptions::
-
-    PaydarError (infra.errors)
-    └── VaultError                 anything this module raises on purpose
-        ├── InvalidBucketName      a service id does not map to a valid S3 bucket name
-        ├── VaultNotReady          the S3 endpoint did not answer before the deadline
-        └── BucketNotLocked        a bucket exists without object lock (can't be fixed in place)
-
-Secret keys never appear in logs or reprs.
+What is SeaweedFS-specific lives here: the command line, the ports, and the identity file
+format with its scoped actions. Everything spoken over S3 is in :mod:`vault.s3`.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import secrets
-import string
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from vault.s3 import S3Identity
 
-from infra.errors import PaydarError
-
-__all__ = [
-    "GRPC_OFFSET", "BucketDescription", "BucketNotLocked", "InvalidBucketName", "S3Client",
-    "S3Identity", "VaultError", "VaultNotReady", "VaultPorts", "bucket_name", "describe_bucket",
-    "new_identity", "provision_buckets", "render_s3_config", "vault_client", "wait_ready",
-    "weed_command",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["GRPC_OFFSET", "VaultPorts", "region_actions", "render_s3_config", "weed_command"]
 
 GRPC_OFFSET = 10000
 """Every weed service also binds gRPC on its HTTP port + this offset."""
-
-S3Client = Any
-"""A boto3 S3 client (boto3 ships no static type for it without mypy-boto3-s3)."""
-
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_BUCKET_PREFIX = "paydar-"
-_LOCK_MODE = "COMPLIANCE"
-
-
-class VaultError(PaydarError):
-    """Base of every error the vault module raises on purpose."""
-
-
-class InvalidBucketName(VaultError, ValueError):
-    """A name is not a valid S3 bucket name; the message gives the rule and the fix."""
-
-
-class VaultNotReady(VaultError):
-    """The S3 endpoint did not answer before the deadline; the message has the last error."""
-
-
-class BucketNotLocked(VaultError):
-    """A bucket exists without object lock: it cannot protect backups and can't be fixed in place."""
 
 
 @dataclass(frozen=True)
@@ -118,33 +66,6 @@ def weed_command(weed_bin: str, data_dir: Path, ports: VaultPorts, s3_config: Pa
     ]
 
 
-@dataclass(frozen=True)
-class S3Identity:
-    """One S3 identity of the vault: its name, keys and SeaweedFS actions.
-
-    Actions are SeaweedFS's: ``Admin``, ``Read``, ``Write``, ``List``, ``Tagging``, each
-    optionally scoped to a bucket (``"Write:paydar-1101"``). The secret key is kept out of
-    ``repr`` so an identity can be logged.
-    """
-
-    name: str
-    access_key: str
-    secret_key: str = field(repr=False)
-    actions: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # Identities are stored as JSON, where the actions come back as a list.
-        object.__setattr__(self, "actions", tuple(self.actions))
-
-
-def new_identity(name: str, actions: Iterable[str]) -> S3Identity:
-    """A new identity with random keys (20-character access key, 40-character secret)."""
-    alphabet = string.ascii_uppercase + string.digits
-    access_key = "PD" + "".join(secrets.choice(alphabet) for _ in range(18))
-    return S3Identity(name=name, access_key=access_key, secret_key=secrets.token_urlsafe(30),
-                      actions=tuple(actions))
-
-
 def render_s3_config(identities: Iterable[S3Identity]) -> dict[str, Any]:
     """SeaweedFS's ``-s3.config`` JSON document for these identities (write it mode 0600)."""
     return {"identities": [
@@ -154,156 +75,13 @@ def render_s3_config(identities: Iterable[S3Identity]) -> dict[str, Any]:
     ]}
 
 
-def vault_client(endpoint_url: str, identity: S3Identity, *, timeout: float = 5.0) -> S3Client:
-    """A boto3 S3 client for the vault: path addressing, short timeouts, few retries."""
-    config = Config(s3={"addressing_style": "path"}, connect_timeout=timeout, read_timeout=timeout,
-                    retries={"mode": "standard", "max_attempts": 2})
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1", config=config,
-                        aws_access_key_id=identity.access_key, aws_secret_access_key=identity.secret_key)
 
 
-def wait_ready(endpoint_url: str, identity: S3Identity, timeout: float, *, interval: float = 0.1) -> None:
-    """Return once ``list_buckets`` succeeds as ``identity``; raise :class:`VaultNotReady` at the deadline."""
-    client = vault_client(endpoint_url, identity, timeout=min(2.0, max(timeout, 0.1)))
-    started = time.monotonic()
-    deadline = started + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            client.list_buckets()
-            log.info("vault at %s ready after %.2fs", endpoint_url, time.monotonic() - started)
-            return
-        except (BotoCoreError, ClientError) as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            raise VaultNotReady(
-                f"vault at {endpoint_url} did not answer list_buckets as identity {identity.name!r} "
-                f"within {timeout:.1f}s; last error: {last!r}; check that weed is running and its log")
-        time.sleep(interval)
+def region_actions(region: str, buckets: Iterable[str]) -> tuple[str, ...]:
+    """A region's SeaweedFS actions: read and write its own prefix of each bucket, nothing else.
 
-
-def bucket_name(service_id: str) -> str:
-    """The vault bucket of a service: ``paydar-<id>``, lowercased, other characters as ``-``.
-
-    Distinct ids can map to one name (``a.b`` and ``a_b``): callers naming many services
-    should check the names are distinct.
+    No ``List``: a node never needs to list, and SeaweedFS scopes ``List`` to a whole bucket,
+    which would show a region the names of every other region's backups. Delete of a locked
+    version and retention changes are refused by COMPLIANCE mode whatever the action.
     """
-    slug = re.sub(r"[^a-z0-9-]", "-", service_id.lower()).strip("-")
-    if not slug:
-        raise InvalidBucketName(
-            f"service id {service_id!r} has no letter or digit to name its vault bucket; "
-            "give the service an id with letters or digits")
-    name = _BUCKET_PREFIX + slug
-    _check_bucket_name(name, f"service id {service_id!r}")
-    return name
-
-
-def _check_bucket_name(name: str, origin: str) -> None:
-    if len(name) > 63:
-        raise InvalidBucketName(
-            f"bucket name {name!r} from {origin} is {len(name)} characters, S3 allows at most 63; "
-            f"use a service id of at most {63 - len(_BUCKET_PREFIX)} characters")
-    if not _BUCKET_RE.fullmatch(name):
-        raise InvalidBucketName(
-            f"bucket name {name!r} from {origin} is not a valid S3 name: 3-63 characters of "
-            "a-z, 0-9 and '-', starting and ending with a letter or digit")
-
-
-def provision_buckets(client: S3Client, buckets: Iterable[str], retention_days: int) -> None:
-    """Make every bucket locked, versioned, with COMPLIANCE default retention; safe to repeat.
-
-    A missing bucket is created with object lock enabled; versioning and the default
-    retention are set only when they differ, so a second call changes nothing. A bucket that
-    exists without object lock raises :class:`BucketNotLocked` rather than being used.
-    """
-    if isinstance(retention_days, bool) or not isinstance(retention_days, int) or retention_days < 1:
-        raise VaultError(f"retention_days must be a whole number of days >= 1, got {retention_days!r}")
-    names = list(buckets)
-    for bucket in names:  # all names first, so a bad one changes nothing
-        _check_bucket_name(bucket, "the caller")
-    for bucket in names:
-        _ensure_locked_bucket(client, bucket)
-        _ensure_versioning(client, bucket)
-        _ensure_default_retention(client, bucket, retention_days)
-
-
-def _ensure_locked_bucket(client: S3Client, bucket: str) -> None:
-    if not _bucket_exists(client, bucket):
-        try:
-            client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-            log.info("vault bucket %s: created with object lock", bucket)
-        except ClientError as exc:
-            if _code(exc) != "BucketAlreadyOwnedByYou":  # else created concurrently: check it below
-                raise
-    if _lock_configuration(client, bucket).get("ObjectLockEnabled") != "Enabled":
-        raise BucketNotLocked(
-            f"vault bucket {bucket} exists without object lock, so its backups could be deleted; "
-            "object lock can only be enabled when a bucket is created (MinIO): move its objects "
-            "elsewhere, delete the bucket, and provision again")
-
-
-def _bucket_exists(client: S3Client, bucket: str) -> bool:
-    try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchBucket"):
-            return False
-        raise
-    return True
-
-
-def _ensure_versioning(client: S3Client, bucket: str) -> None:
-    status = client.get_bucket_versioning(Bucket=bucket).get("Status")
-    if status == "Enabled":
-        log.debug("vault bucket %s: versioning already enabled", bucket)
-        return
-    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    log.info("vault bucket %s: versioning enabled (was %s)", bucket, status or "never enabled")
-
-
-def _ensure_default_retention(client: S3Client, bucket: str, days: int) -> None:
-    current = _lock_configuration(client, bucket).get("Rule", {}).get("DefaultRetention", {})
-    wanted = {"Mode": _LOCK_MODE, "Days": days}
-    if current == wanted:
-        log.debug("vault bucket %s: default retention already %s %d days", bucket, _LOCK_MODE, days)
-        return
-    client.put_object_lock_configuration(
-        Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": wanted}})
-    level = logging.WARNING if current.get("Days", 0) > days else logging.INFO
-    log.log(level, "vault bucket %s: default retention set to %s %d days (was %s); "
-            "versions already stored keep their own retention", bucket, _LOCK_MODE, days, current or "none")
-
-
-def _lock_configuration(client: S3Client, bucket: str) -> dict[str, Any]:
-    try:
-        config: dict[str, Any] = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
-    except ClientError as exc:
-        if _code(exc) == "ObjectLockConfigurationNotFoundError":
-            return {}
-        raise
-    return config
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-class BucketDescription(TypedDict):
-    """What `paydar status` shows of a vault bucket."""
-
-    bucket: str
-    versioning: str
-    object_lock: bool
-    mode: str | None
-    days: int | None
-    years: int | None
-
-
-def describe_bucket(client: S3Client, bucket: str) -> BucketDescription:
-    """Versioning status (``Enabled``, ``Suspended`` or ``Disabled``) and object-lock defaults."""
-    versioning = client.get_bucket_versioning(Bucket=bucket).get("Status", "Disabled")
-    config = _lock_configuration(client, bucket)
-    retention = config.get("Rule", {}).get("DefaultRetention", {})
-    return BucketDescription(
-        bucket=bucket, versioning=versioning, object_lock=config.get("ObjectLockEnabled") == "Enabled",
-        mode=retention.get("Mode"), days=retention.get("Days"), years=retention.get("Years"))
+    return tuple(f"{action}:{bucket}/{region}/*" for bucket in buckets for action in ("Read", "Write"))

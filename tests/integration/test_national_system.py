@@ -160,9 +160,10 @@ def test_tables_that_must_be_refused_by_nodes_and_gateways(national: Realization
 
 
 def test_standby_refuses_replication_signed_by_a_foreign_key(national: Realization) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from infra.signing import Signer
     from node.models import ReplicationBatch, SignedBatch
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     batch = ReplicationBatch(service="1101", sender="node.1101.tehran", epoch=1, table_version=1, acked_position=0,
                              head_position=0, prev_position=0, prev_hash="0" * 64)

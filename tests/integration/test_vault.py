@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.vault import (
-    GRPC_OFFSET, BucketNotLocked, InvalidBucketName, S3Client, S3Identity, VaultPorts, bucket_name,
-    describe_bucket, new_identity, provision_buckets, render_s3_config, vault_client, wait_ready,
-    weed_command,
+from infra.local.vault import GRPC_OFFSET, VaultPorts, render_s3_config, weed_command
+from vault.s3 import (
+    BucketNotLocked, InvalidBucketName, S3Client, S3Identity, bucket_name, describe_bucket, new_identity,
+    provision_buckets, vault_client, wait_ready,
 )
 from tests.integration.conftest import STARTED_PIDS
 from tests.waiting import wait_until
@@ -179,9 +179,9 @@ def test_provisioning_twice_changes_nothing(vault: Vault, caplog: pytest.LogCapt
     provision_buckets(admin, ["paydar-twice"], retention_days=2)
     before = describe_bucket(admin, "paydar-twice")
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="infra.local.vault"):
+    with caplog.at_level(logging.DEBUG, logger="vault.s3"):
         provision_buckets(admin, ["paydar-twice"], retention_days=2)
-    changes = [r.getMessage() for r in caplog.records if r.name == "infra.local.vault" and r.levelno >= logging.INFO]
+    changes = [r.getMessage() for r in caplog.records if r.name == "vault.s3" and r.levelno >= logging.INFO]
     assert changes == []
     assert describe_bucket(admin, "paydar-twice") == before
 

@@ -1,0 +1,153 @@
+"""Finding a backup in the vault and fetching it, verified, before anything can serve it.
+
+Three proofs stand between the vault and a node: the manifest's signature (the node's key in
+the trust root), the downloaded bytes' size and SHA-256 (the ones the manifest names, at the
+pinned version), and the whole hash chain of the store (its length and head must be the
+manifest's). A backup that fails any of them is refused with the reason and the fetched file
+is deleted; nothing is rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.identity import TrustRoot
+from node.store import verify_file
+from vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifests_prefix
+from vault.s3 import S3Client, VaultError, bucket_name
+from vault.snapshot import CHUNK
+
+__all__ = ["Listed", "NoBackup", "RestoreRefused", "choose", "fetch_verified", "list_backups"]
+
+log = logging.getLogger(__name__)
+
+
+class NoBackup(VaultError):
+    """The vault holds no backup matching the request."""
+
+
+class RestoreRefused(VaultError):
+    """The chosen backup did not verify; nothing was restored. The message says why."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One manifest in the vault: verified, or the reason it is not."""
+
+    key: str
+    claimed: BackupManifest | None
+    """What the manifest says, verified or not (None when it does not even parse)."""
+    problem: str | None = None
+
+    @property
+    def verified(self) -> BackupManifest | None:
+        return self.claimed if self.problem is None else None
+
+
+def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str) -> list[Listed]:
+    """Every manifest of ``service`` in ``region``, newest first, each verified or with its problem."""
+    bucket = bucket_name(service)
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=manifests_prefix(region)):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    listed = []
+    for key in sorted(keys, reverse=True):
+        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read(64 * 1024 + 1)
+        try:
+            signed = SignedManifest.parse(raw, key)
+        except ManifestRejected as exc:
+            listed.append(Listed(key, None, str(exc)))
+            continue
+        try:
+            manifest = signed.verified(trust, service=service, bucket=bucket)
+            if manifest.region != region:
+                raise ManifestRejected(f"manifest of region {manifest.region} stored under {region}/")
+        except ManifestRejected as exc:
+            listed.append(Listed(key, signed.manifest, str(exc)))
+            continue
+        listed.append(Listed(key, manifest))
+    return listed
+
+
+def choose(listed: list[Listed], *, service: str, region: str, at: datetime | None = None,
+           position: int | None = None) -> BackupManifest:
+    """The newest manifest at or before ``at`` / ``position`` (the newest of all without either).
+
+    Refuses rather than falls back when that newest one does not verify: silently restoring
+    an older backup would hide the attack. The message lists the verified alternatives.
+    """
+    def fits(entry: Listed) -> bool:
+        m = entry.claimed
+        if m is None:
+            return at is None and position is None
+        return (at is None or m.created <= at) and (position is None or m.position <= position)
+
+    target = ("" if at is None else f" at or before {at.isoformat()}") + \
+             ("" if position is None else f" at or before position {position}")
+    candidates = [entry for entry in listed if fits(entry)]
+    if not candidates:
+        raise NoBackup(f"the vault holds no backup of service {service} from {region}{target}; "
+                       f"`paydar backups list --service {service} --region {region}` shows what it holds, "
+                       f"`paydar backup now --service {service} --region {region}` takes one")
+    newest = candidates[0]
+    if newest.verified is not None:
+        return newest.verified
+    alternatives = [f"position {e.verified.position} ({e.verified.created:%Y-%m-%dT%H:%M:%SZ})"
+                    for e in candidates[1:4] if e.verified is not None]
+    hint = (f"verified older backups: {', '.join(alternatives)}; pick one with --position N after "
+            "investigating" if alternatives else "no older backup verifies either")
+    raise RestoreRefused(f"refusing backup {newest.key}: {newest.problem}. {hint}")
+
+
+def fetch_verified(client: S3Client, manifest: BackupManifest, dest: Path,
+                   progress: Callable[[int], None] = lambda _: None) -> None:
+    """Download the manifest's pinned snapshot to ``dest`` and prove it; raise :class:`RestoreRefused`.
+
+    ``progress`` gets the byte count of each chunk as it arrives. On any refusal ``dest`` is
+    deleted.
+    """
+    try:
+        _download(client, manifest, dest, progress)
+        result = verify_file(dest, manifest.service)
+        if not result.ok:
+            raise RestoreRefused(f"snapshot {manifest.key} does not verify at position {result.first_bad_position}: "
+                                 f"{result.reason}")
+        if (result.checked, result.head_hash) != (manifest.position, manifest.chain_head):
+            raise RestoreRefused(
+                f"snapshot {manifest.key} holds {result.checked} entries with head {result.head_hash[:16]}…, "
+                f"but its manifest says {manifest.position} with head {manifest.chain_head[:16]}…")
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    log.info("backup verified service=%s region=%s position=%d head=%s", manifest.service, manifest.region,
+             manifest.position, manifest.chain_head[:16])
+
+
+def _download(client: S3Client, manifest: BackupManifest, dest: Path, progress: Callable[[int], None]) -> None:
+    try:
+        response = client.get_object(Bucket=manifest.bucket, Key=manifest.key, VersionId=manifest.version_id)
+    except (ClientError, BotoCoreError) as exc:
+        raise RestoreRefused(f"cannot fetch {manifest.bucket}/{manifest.key} version {manifest.version_id}: "
+                             f"{exc}") from None
+    digest, size = hashlib.sha256(), 0
+    body = response["Body"]
+    with dest.open("wb") as out:
+        while chunk := body.read(CHUNK):
+            size += len(chunk)
+            if size > manifest.size:
+                raise RestoreRefused(f"snapshot {manifest.key} is larger than the {manifest.size} bytes its "
+                                     "manifest names: it was swapped")
+            digest.update(chunk)
+            out.write(chunk)
+            progress(len(chunk))
+    if size != manifest.size or digest.hexdigest() != manifest.sha256:
+        raise RestoreRefused(f"snapshot {manifest.key} has SHA-256 {digest.hexdigest()[:16]}… and {size} bytes, "
+                             f"its signed manifest says {manifest.sha256[:16]}… and {manifest.size}: "
+                             "the object is not the one that was backed up")
