@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import click
 from rich.console import Console
 from rich.progress import (
-    BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn,
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -430,6 +436,19 @@ def bench_failover(config: Path, kills: int, service: str | None, as_json: bool)
                        as_json)
     except PaydarError as exc:
         fail(str(exc), 1)
+
+
+@bench.command("restore")
+@click.option("--size-mb", default=200, show_default=True, help="Store size to back up and restore.")
+@click.option("--document-kb", default=16, show_default=True, help="Size of each document in the store.")
+@click.option("--rounds", default=3, show_default=True, help="Alternating raw-GET / restore rounds (medians).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+def bench_restore(size_mb: int, document_kb: int, rounds: int, as_json: bool) -> None:
+    """Backup and verified-restore MB/s on a real vault, against a raw boto3 GET of the same bytes."""
+    from paydar.bench_restore import bench_restore as run
+
+    _print_figures("paydar bench restore", run(size_mb=size_mb, document_kb=document_kb, rounds=rounds,
+                                               console=console), as_json)
 
 
 @bench.command("probes")

@@ -9,12 +9,16 @@ is deleted; nothing is rebuilt from it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -137,9 +141,8 @@ def _download(client: S3Client, manifest: BackupManifest, dest: Path, progress: 
         raise RestoreRefused(f"cannot fetch {manifest.bucket}/{manifest.key} version {manifest.version_id}: "
                              f"{exc}") from None
     digest, size = hashlib.sha256(), 0
-    body = response["Body"]
     with dest.open("wb") as out:
-        while chunk := body.read(CHUNK):
+        for chunk in _pumped(response["Body"]):
             size += len(chunk)
             if size > manifest.size:
                 raise RestoreRefused(f"snapshot {manifest.key} is larger than the {manifest.size} bytes its "
@@ -151,3 +154,44 @@ def _download(client: S3Client, manifest: BackupManifest, dest: Path, progress: 
         raise RestoreRefused(f"snapshot {manifest.key} has SHA-256 {digest.hexdigest()[:16]}… and {size} bytes, "
                              f"its signed manifest says {manifest.sha256[:16]}… and {manifest.size}: "
                              "the object is not the one that was backed up")
+
+
+def _pumped(body: Any, depth: int = 16, stall: float = 60.0) -> Iterator[bytes]:
+    """The body's chunks, read ahead on a thread so the network and the hashing overlap.
+
+    The queue is bounded (``depth`` chunks) and so is every wait (``stall`` seconds without
+    a chunk is an error). Leaving early stops the reader.
+    """
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            while not stop.is_set() and (chunk := body.read(CHUNK)):
+                while not stop.is_set():
+                    try:
+                        chunks.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+            chunks.put(None, timeout=stall)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            with contextlib.suppress(queue.Full):
+                chunks.put(exc, timeout=stall)
+
+    reader = threading.Thread(target=pump, name="vault-download", daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                item = chunks.get(timeout=stall)
+            except queue.Empty:
+                raise RestoreRefused(f"the vault sent nothing for {stall:.0f}s; try again") from None
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise RestoreRefused(f"download failed: {item}") from item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=stall)
