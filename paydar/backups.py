@@ -78,10 +78,11 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
         return f"HTTP {exc.code}"
 
 
-def list_vault(realization: Realization, service: str, region: str | None) -> dict[str, list[Listed]]:
-    """What the vault holds for ``service``, per region, newest first, each manifest verified."""
+def list_vault(realization: Realization, service: str, region: str | None,
+               newest: int | None = None) -> dict[str, list[Listed]]:
+    """What the vault holds for ``service``, per region, newest first (``newest`` of each), each verified."""
     regions = [region] if region else list(realization.topology.service(service).regions)
     select_nodes(realization, service, region)
     client = vault_client(realization.plan.vault.endpoint, realization.vault_admin())
     trust = TrustRoot.load(realization.layout.trust_root)
-    return {r: list_backups(client, trust, service, r) for r in regions}
+    return {r: list_backups(client, trust, service, r, newest=newest) for r in regions}

@@ -304,15 +304,17 @@ def backups() -> None:
 @backups.command("list")
 @click.option("--service", required=True, help="Service identifier, e.g. 1101.")
 @click.option("--region", default=None, help="Only this region's backups (default: every region of the service).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Newest backups shown per region.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 @state_option
-def backups_list(service: str, region: str | None, as_json: bool, state_dir: Path) -> None:
+def backups_list(service: str, region: str | None, limit: int, as_json: bool, state_dir: Path) -> None:
     """Every backup of a service, newest first, and whether its manifest verifies (signature by the
     node's key in the trust root, right service, right place). Exits 1 if any does not verify.
     """
     from paydar.backups import list_vault
 
-    found = _operate(state_dir, lambda r: list_vault(r, service, region))
+    found = _operate(state_dir, lambda r: list_vault(r, service, region, newest=limit))
     rows = [{"region": r, "key": e.key, "verified": e.problem is None, "problem": e.problem,
              **(e.claimed.model_dump(mode="json") if e.claimed else {})} for r, entries in found.items()
             for e in entries]
@@ -389,7 +391,8 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
 @click.option("--keep", is_flag=True, help="Leave the system running afterwards.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report here.")
 def drill(config: Path, state_dir: Path | None, writes: int, keep: bool, json_path: Path | None) -> None:
-    """Up, writes through every gateway, a manual then an automatic failover, a read-back check, down."""
+    """Up, writes through every gateway, a manual then an automatic failover, ransomware on a standby
+    and its verified restore from the vault, a read-back check through every gateway, down."""
     from paydar.drill import run_drill
 
     try:

@@ -1,4 +1,5 @@
-"""`paydar drill` (for now): up, citizen traffic, a manual then an automatic failover, a check, down.
+"""`paydar drill` (for now): up, citizen traffic, a manual then an automatic failover, ransomware on
+a standby and its restore from the vault, a check, down.
 
 The later chaos issue replaces the body with the Chaos Toolkit catalog and the N-1 matrix;
 the shape stays: bring the system up, act on it from outside through public interfaces,
@@ -8,6 +9,7 @@ judge it by citizen-visible invariants, tear down, report.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,14 +20,17 @@ from rich.console import Console
 from rich.table import Table
 
 from chaos.invariants import AckLedger, check_acknowledged
-from failover.manual import FailoverRefused, current_table, fetch_json, promote
+from failover.manual import current_table, fetch_json, promote
 from gateway.client import GatewayClient
 from infra.errors import PaydarError
 from infra.local.realizer import Realization, UpFailed, down, up
+from paydar.backups import backup_now
+from paydar.restore import restore
 
 __all__ = ["DrillReport", "run_drill", "write_burst", "read_back"]
 
 AUTO_FAILOVER_TIMEOUT = 30.0
+RANSOMWARE_DETECTION_MARGIN = 10.0
 
 
 @dataclass
@@ -41,6 +46,9 @@ class DrillReport:
     failover_seconds: float = 0.0
     auto_failover: str = ""
     auto_failover_seconds: float = 0.0
+    ransomware: str = ""
+    ransomware_detected_seconds: float = 0.0
+    restore_seconds: float = 0.0
     lost: int = 0
     corrupted: int = 0
     violations: list[str] = field(default_factory=list)
@@ -58,7 +66,8 @@ class DrillReport:
         table.add_column("figure")
         table.add_column("value")
         for key in ("state_dir", "up_seconds", "writes_attempted", "writes_acknowledged", "reads_checked",
-                    "failover", "failover_seconds", "auto_failover", "auto_failover_seconds", "lost", "corrupted"):
+                    "failover", "failover_seconds", "auto_failover", "auto_failover_seconds", "ransomware",
+                    "ransomware_detected_seconds", "restore_seconds", "lost", "corrupted"):
             value = getattr(self, key)
             table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
         verdict = "[bold green]PASSED[/]: every acknowledged write readable through every gateway" if self.passed \
@@ -153,30 +162,63 @@ def _automatic_failover(realization: Realization, report: DrillReport, console: 
     rpc.startProcess(node, True)  # it rejoins as a standby of the new epoch
 
 
-def _exercise(realization: Realization, report: DrillReport, per_gateway: int, console: Console) -> None:
-    ledger = AckLedger()
-    console.print(f"burst: {per_gateway} writes through each of {len(realization.topology.regions)} gateways")
-    asyncio.run(write_burst(realization, ledger, per_gateway, "before"))
+def _ransomware(realization: Realization, report: DrillReport, console: Console) -> None:
+    """Back a standby up, encrypt its store in place, wait for it to notice, restore it from the vault."""
+    service = realization.topology.services[-1]
+    route = current_table(realization).table.route(service.id)
+    region = next(r for r in route.regions if r != route.primary)
+    node = f"node.{service.id}.{region}"
+    [outcome] = backup_now(realization, [node])
+    if outcome.manifest is None:
+        raise PaydarError(f"backup of {node} failed: {outcome.error}")
+    console.print(f"ransomware: encrypting the store of {node} in place (backup at position "
+                  f"{outcome.manifest.position})")
+    started = time.monotonic()
+    for path in realization.layout.data(node).glob("registry.sqlite3*"):
+        with path.open("r+b") as victim:
+            victim.write(os.urandom(path.stat().st_size))
+    deadline = started + realization.topology.storage.integrity_interval + RANSOMWARE_DETECTION_MARGIN
+    url = realization.plan.component(node).url + "/state"
+    while not (fetch_json(url) or {}).get("compromised"):
+        if time.monotonic() >= deadline:
+            raise PaydarError(f"{node} did not report itself compromised within "
+                              f"{deadline - started:.0f}s of its store being encrypted")
+        time.sleep(0.1)
+    report.ransomware_detected_seconds = time.monotonic() - started
+    console.print(f"restoring {node} from the vault")
+    restored = restore(realization, service.id, region)
+    report.restore_seconds = time.monotonic() - started - report.ransomware_detected_seconds
+    report.ransomware = (f"{node}: detected, restored from position {restored.manifest.position}, caught up to "
+                         f"{restored.caught_up_position}")
+
+
+def _manual_failover(realization: Realization, report: DrillReport, console: Console) -> None:
+    """Move the first service's primary to its second region through the controllers."""
     service = realization.topology.services[0]
     target = service.regions[1]
     console.print(f"manual failover: service {service.id} {service.home} -> {target}")
     started = time.monotonic()
-    try:
-        result = promote(realization, service.id, target)
-        report.failover = f"{service.id}: {result.old_primary} -> {result.new_primary} (epoch {result.epoch})"
-    except FailoverRefused as exc:
-        report.error = str(exc)
-        return
+    result = promote(realization, service.id, target)
+    report.failover = f"{service.id}: {result.old_primary} -> {result.new_primary} (epoch {result.epoch})"
     report.failover_seconds = time.monotonic() - started
-    console.print("burst after failover")
-    asyncio.run(write_burst(realization, ledger, per_gateway, "after"))
-    try:
-        _automatic_failover(realization, report, console)
-    except PaydarError as exc:
-        report.error = str(exc)
-        return
-    console.print("burst after the automatic failover")
-    asyncio.run(write_burst(realization, ledger, per_gateway, "auto"))
+
+
+PHASES = ((_manual_failover, "after"), (_automatic_failover, "auto"), (_ransomware, "restored"))
+"""Each fault in turn, then a burst of writes tagged with its name."""
+
+
+def _exercise(realization: Realization, report: DrillReport, per_gateway: int, console: Console) -> None:
+    ledger = AckLedger()
+    console.print(f"burst: {per_gateway} writes through each of {len(realization.topology.regions)} gateways")
+    asyncio.run(write_burst(realization, ledger, per_gateway, "before"))
+    for act, tag in PHASES:
+        try:
+            act(realization, report, console)
+        except PaydarError as exc:
+            report.error = str(exc)
+            return
+        console.print(f"burst: writes tagged {tag!r}")
+        asyncio.run(write_burst(realization, ledger, per_gateway, tag))
     report.writes_attempted = len(ledger.writes)
     report.writes_acknowledged = ledger.acknowledged_count
     for region in realization.topology.region_names:

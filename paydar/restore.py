@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DB_FILE = "registry.sqlite3"
 TABLE_FILE = "table.json"
+CANDIDATES = 8
+"""Manifests fetched for a restore: the newest at or before the target and a few to name if it is refused."""
 
 
 class RestoreFailed(PaydarError):
@@ -81,8 +83,8 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
     client = vault_client(realization.plan.vault.endpoint, realization.vault_admin(), timeout=60)
     trust = TrustRoot.load(realization.layout.trust_root)
     steps.phase("reading manifests")
-    manifest = choose(list_backups(client, trust, service, region), service=service, region=region, at=at,
-                      position=position)
+    candidates = list_backups(client, trust, service, region, at=at, position=position, newest=CANDIDATES)
+    manifest = choose(candidates, service=service, region=region, at=at, position=position)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     staging = (into if into is not None else realization.layout.restores / f"{node}-{stamp}" / "verified")
     staging.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,10 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
                                table_version=state.get("table_version"), detail=detail)
     health = "compromised" if state.get("compromised") else "ready"
     detail = state.get("compromised") or ("read-only" if state.get("mode") == "read-only" else "")
+    if not state.get("compromised"):
+        backup = state.get("backup")
+        age = f"{(time.time() * 1000 - backup['created_ms']) / 60000:.0f} min ago" if backup else "none yet"
+        detail = "; ".join(filter(None, [detail, f"backup: {age}" + (f" @{backup['position']}" if backup else "")]))
     return ComponentStatus(**base, health=health, role=state.get("role"), epoch=state.get("epoch"),
                            log_position=state.get("log_position"), acked_position=state.get("acked_position"),
                            table_version=state.get("table_version"), detail=detail or "")

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.identity import TrustRoot
 from node.store import verify_file
-from vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifests_prefix
+from vault.manifest import MAX_MANIFEST_BYTES, BackupManifest, ManifestRejected, SignedManifest, manifests_prefix
 from vault.s3 import S3Client, VaultError, bucket_name
 from vault.snapshot import CHUNK
 
@@ -55,15 +55,21 @@ class Listed:
         return self.claimed if self.problem is None else None
 
 
-def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str) -> list[Listed]:
-    """Every manifest of ``service`` in ``region``, newest first, each verified or with its problem."""
+def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str, *, at: datetime | None = None,
+                 position: int | None = None, newest: int | None = None) -> list[Listed]:
+    """Manifests of ``service`` in ``region``, newest first, each verified or with its problem.
+
+    ``at``/``position`` keep the keys whose names say they are at or before the target, and
+    ``newest`` keeps that many: names only narrow what is fetched (a vault holds thousands
+    of manifests per node at a 15-minute schedule); every fetched manifest is still verified.
+    """
     bucket = bucket_name(service)
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=manifests_prefix(region)):
-        keys += [item["Key"] for item in page.get("Contents", [])]
+        keys += [item["Key"] for item in page.get("Contents", []) if _named_fit(item["Key"], at, position)]
     listed = []
-    for key in sorted(keys, reverse=True):
-        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read(64 * 1024 + 1)
+    for key in sorted(keys, reverse=True)[:newest]:
+        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_MANIFEST_BYTES + 1)
         try:
             signed = SignedManifest.parse(raw, key)
         except ManifestRejected as exc:
@@ -78,6 +84,16 @@ def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str) 
             continue
         listed.append(Listed(key, manifest))
     return listed
+
+
+def _named_fit(key: str, at: datetime | None, position: int | None) -> bool:
+    """Whether a manifest's key name claims a backup at or before the target (unparsable names are kept)."""
+    try:
+        created_ms, named_position = (int(part) for part in key.rsplit("/", 1)[1].removesuffix(".json").split("-"))
+    except ValueError:
+        return True
+    return ((at is None or created_ms <= at.timestamp() * 1000)
+            and (position is None or named_position <= position))
 
 
 def choose(listed: list[Listed], *, service: str, region: str, at: datetime | None = None,

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.local.realizer import Realization, down, up
 from infra.signing import Signer
 from paydar.backups import backup_now, list_vault
-from paydar.restore import restore
+from paydar.restore import RestoreFailed, restore
 from tests.integration.conftest import SystemFactory, _track, document, http, write_topology
 from tests.integration.test_failover import assert_history_holds, state, wait_failover_from, writers
 from tests.waiting import wait_until
@@ -305,4 +305,19 @@ def test_restore_refuses_bytes_that_do_not_match_even_a_validly_signed_manifest(
     stolen_key = system.keystore().signer(f"node.{SERVICE}.tehran")
     put_manifest(system, SignedManifest.seal(m.model_copy(update={"version_id": swapped["VersionId"]}), stolen_key),
                  m.created_ms + 1)
-    assert "SHA-256" in refused(system, tmp_path) and "not the one that was backed up" in refused(system, tmp_path)
+    reason = refused(system, tmp_path)
+    assert "SHA-256" in reason and "not the one that was backed up" in reason
+
+
+def test_a_restore_that_does_not_rejoin_puts_the_node_back_as_it_was(system: Realization) -> None:
+    m = back_up(system, SERVICE, "mashhad")
+    write(system, 1, "after-backup")
+    before = wait_until(lambda: (s := node_state(system, "mashhad"))["log_position"] > m.position and s, 10,
+                        "mashhad to hold a write newer than its backup")
+    with pytest.raises(RestoreFailed, match="previous data was put back"):
+        restore(system, SERVICE, "mashhad", rejoin_timeout=0.0)
+    after = wait_until(lambda: (s := node_state(system, "mashhad"))["role"] == "standby" and s, 20,
+                       "mashhad to serve again")
+    assert after["compromised"] is None and after["log_position"] >= before["log_position"]
+    assert http("GET", system.plan.node(SERVICE, "mashhad").url + f"/v1/chain/{before['log_position']}")[1]["hash"] \
+        == before["chain_head"]
