@@ -1,25 +1,27 @@
 """The node's backups: a verified snapshot in the vault on a schedule and on demand.
 
 The node holds only its region's vault identity, which can write and read that region's
-prefix of its service's bucket and nothing else; the snapshot and its upload run off the
-event loop and off the database thread, so serving continues throughout.
+prefix of its service's bucket and nothing else. The snapshot runs off the event loop and
+off the database thread, so serving continues throughout; each upload runs in a
+short-lived ``python -m vault.upload`` (see there why), bounded by ``UPLOAD_TIMEOUT``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from infra.errors import PaydarError
 from vault.manifest import SignedManifest
-from vault.s3 import VaultError, bucket_name, load_identity, vault_client
-from vault.snapshot import SnapshotFailed, take_snapshot, upload_backup
+from vault.s3 import VaultError, bucket_name
+from vault.snapshot import SnapshotCorrupt, take_snapshot, upload_backup
 
 if TYPE_CHECKING:
     from node.runtime import NodeRuntime
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["BackupAgent", "BackupUnavailable"]
 
 log = logging.getLogger(__name__)
+UPLOAD_TIMEOUT = 600.0
 
 
 class BackupUnavailable(PaydarError):
@@ -41,17 +44,32 @@ class BackupAgent:
         self.interval = runtime.f.topology.storage.backup_interval
         self.last: SignedManifest | None = None
         self._lock = asyncio.Lock()
-        self._client = None
         config = runtime.config
-        if config.vault_endpoint and config.vault_identity:
-            self._client = vault_client(config.vault_endpoint, load_identity(config.vault_identity), timeout=30)
+        self._vault = (config.vault_endpoint, config.vault_identity) \
+            if config.vault_endpoint and config.vault_identity else None
         metrics = runtime.metrics
         metrics.backup_age.set_function(
             lambda: time.time() - self.last.manifest.created_ms / 1000 if self.last else -1.0)
 
     @property
     def enabled(self) -> bool:
-        return self._client is not None
+        return self._vault is not None
+
+    def _put(self, key: str, path: Path, content_type: str) -> str:
+        """Upload through ``python -m vault.upload``; the version id, or :class:`VaultError`."""
+        assert self._vault is not None
+        endpoint, identity = self._vault
+        bucket = bucket_name(self.runtime.service)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "vault.upload", "--endpoint", endpoint, "--identity", str(identity),
+                 "--bucket", bucket, "--key", key, "--file", str(path), "--content-type", content_type],
+                capture_output=True, text=True, timeout=UPLOAD_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise VaultError(f"upload of {bucket}/{key} did not finish within {UPLOAD_TIMEOUT:.0f}s") from None
+        if done.returncode != 0:
+            raise VaultError(done.stderr.strip()[-500:] or f"vault.upload exited {done.returncode}")
+        return str(json.loads(done.stdout)["version_id"])
 
     async def schedule(self) -> None:
         """Back up every ``storage.backup_interval``, the first one at a random point of the first interval."""
@@ -70,7 +88,7 @@ class BackupAgent:
     async def backup(self) -> SignedManifest:
         """Snapshot, verify and upload now; the signed manifest once the vault holds both objects."""
         runtime = self.runtime
-        if self._client is None:
+        if not self.enabled:
             raise BackupUnavailable("this node has no vault identity in its config; `paydar up` gives each "
                                     "region one")
         async with self._lock:
@@ -83,16 +101,16 @@ class BackupAgent:
             try:
                 snapshot = await asyncio.to_thread(take_snapshot, runtime.db_path, staging, runtime.service)
                 signed = await asyncio.to_thread(
-                    upload_backup, self._client, snapshot, bucket=bucket_name(runtime.service),
+                    upload_backup, self._put, snapshot, bucket=bucket_name(runtime.service),
                     service=runtime.service, region=runtime.region, epoch=runtime.epoch, signer=runtime.f.signer,
                     created_ms=int(time.time() * 1000))
-            except SnapshotFailed as exc:
+            except SnapshotCorrupt as exc:
                 self._count("refused")
                 runtime.mark_compromised(str(exc))
                 raise
-            except (ClientError, BotoCoreError) as exc:
+            except VaultError as exc:
                 self._count("vault-error")
-                raise VaultError(f"backup not stored: the vault answered {exc}") from None
+                raise VaultError(f"backup not stored: {exc}") from None
             finally:
                 staging.unlink(missing_ok=True)
         self.last = signed

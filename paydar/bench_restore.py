@@ -33,7 +33,7 @@ from node.chain import Entry, entry_hash
 from node.store import DocumentStore, verify_file
 from vault.restore import choose, fetch_verified, list_backups
 from vault.s3 import bucket_name, new_identity, provision_buckets, vault_client, wait_ready
-from vault.snapshot import CHUNK, take_snapshot, upload_backup
+from vault.snapshot import CHUNK, s3_put, take_snapshot, upload_backup
 
 __all__ = ["bench_restore"]
 
@@ -124,8 +124,9 @@ def _measure(client: object, store: Path, root: Path, keys: KeyStore, trust: Tru
         started = time.perf_counter()
         snapshot = take_snapshot(store, root / "snapshot.sqlite3", SERVICE)
         snapshot_seconds = time.perf_counter() - started
-        signed = upload_backup(client, snapshot, bucket=bucket_name(SERVICE), service=SERVICE, region=REGION,
-                               epoch=1, signer=keys.signer(NODE), created_ms=int(time.time() * 1000))
+        signed = upload_backup(s3_put(client, bucket_name(SERVICE)), snapshot, bucket=bucket_name(SERVICE),
+                               service=SERVICE, region=REGION, epoch=1, signer=keys.signer(NODE),
+                               created_ms=int(time.time() * 1000))
         backup_seconds = time.perf_counter() - started
     manifest, size = signed.manifest, snapshot.size
     raw, restore, verify = [], [], []

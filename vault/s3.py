@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.errors import PaydarError
@@ -111,6 +109,11 @@ def load_identity(path: Path) -> S3Identity:
 
 def vault_client(endpoint_url: str, identity: S3Identity, *, timeout: float = 5.0) -> S3Client:
     """A boto3 S3 client for the vault: path addressing, short timeouts, few retries."""
+    # Imported here: a client costs a process about 26 MiB, and nodes import this module
+    # for its names and errors only (their uploads run in `python -m vault.upload`).
+    import boto3
+    from botocore.config import Config
+
     config = Config(s3={"addressing_style": "path"}, connect_timeout=timeout, read_timeout=timeout,
                     retries={"mode": "standard", "max_attempts": 2})
     return boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1", config=config,

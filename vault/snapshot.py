@@ -21,7 +21,8 @@ from node.store import verify_file
 from vault.manifest import BackupManifest, SignedManifest, manifest_key, snapshot_key
 from vault.s3 import S3Client, VaultError
 
-__all__ = ["CHUNK", "Snapshot", "SnapshotFailed", "sha256_file", "take_snapshot", "upload_backup"]
+__all__ = ["CHUNK", "Put", "Snapshot", "SnapshotCorrupt", "SnapshotFailed", "s3_put", "sha256_file",
+           "take_snapshot", "upload_backup"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ mid-copy only for non-WAL databases; in WAL mode the copy reads one snapshot thr
 
 class SnapshotFailed(VaultError):
     """No backup was made; the message says why (nothing was uploaded)."""
+
+
+class SnapshotCorrupt(SnapshotFailed):
+    """The store's own data does not verify: it needs a restore, not a backup."""
 
 
 @dataclass(frozen=True)
@@ -76,13 +81,33 @@ def take_snapshot(db_path: Path, dest: Path, service: str) -> Snapshot:
     result = verify_file(dest, service)
     if not result.ok:
         dest.unlink(missing_ok=True)
-        raise SnapshotFailed(f"refusing to back up {db_path}: the copy does not verify at position "
+        raise SnapshotCorrupt(f"refusing to back up {db_path}: the copy does not verify at position "
                              f"{result.first_bad_position} ({result.reason}); this node's data needs a restore")
     return Snapshot(path=dest, position=result.checked, chain_head=result.head_hash,
                     size=dest.stat().st_size, sha256=sha256_file(dest))
 
 
-def upload_backup(client: S3Client, snapshot: Snapshot, *, bucket: str, service: str, region: str, epoch: int,
+Put = Callable[[str, Path, str], str]
+"""Store the file at a key with a content type; return the version id the vault gave it."""
+
+
+def s3_put(client: S3Client, bucket: str) -> Put:
+    """A :data:`Put` into ``bucket`` through a boto3 client."""
+
+    def put(key: str, path: Path, content_type: str) -> str:
+        with path.open("rb") as body:
+            stored = client.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=path.stat().st_size,
+                                       ContentType=content_type)
+        version_id = stored.get("VersionId")
+        if not version_id:
+            raise SnapshotFailed(f"the vault stored {bucket}/{key} without a version id: versioning is off on "
+                                 f"{bucket}; provision the bucket again (`paydar up` does)")
+        return str(version_id)
+
+    return put
+
+
+def upload_backup(put: Put, snapshot: Snapshot, *, bucket: str, service: str, region: str, epoch: int,
                   signer: Signer, created_ms: int) -> SignedManifest:
     """Upload the snapshot, then its manifest pinning the stored version; return the signed manifest.
 
@@ -90,20 +115,18 @@ def upload_backup(client: S3Client, snapshot: Snapshot, *, bucket: str, service:
     part-way leaves at most an orphan snapshot, which restores ignore (no manifest names it).
     """
     key = snapshot_key(region, created_ms, snapshot.position)
-    with snapshot.path.open("rb") as body:
-        stored = client.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=snapshot.size,
-                                   ContentType="application/vnd.sqlite3")
-    version_id = stored.get("VersionId")
-    if not version_id:
-        raise SnapshotFailed(f"the vault stored {bucket}/{key} without a version id: versioning is off on "
-                             f"{bucket}; provision the bucket again (`paydar up` does)")
+    version_id = put(key, snapshot.path, "application/vnd.sqlite3")
     manifest = BackupManifest(
         service=service, region=region, node=f"node.{service}.{region}", epoch=epoch, position=snapshot.position,
         chain_head=snapshot.chain_head, size=snapshot.size, sha256=snapshot.sha256, created_ms=created_ms,
         bucket=bucket, key=key, version_id=version_id)
     signed = SignedManifest.seal(manifest, signer)
-    client.put_object(Bucket=bucket, Key=manifest_key(region, created_ms, snapshot.position),
-                      Body=signed.model_dump_json().encode(), ContentType="application/json")
+    manifest_file = snapshot.path.with_name(snapshot.path.name + ".manifest.json")
+    manifest_file.write_bytes(signed.model_dump_json().encode())
+    try:
+        put(manifest_key(region, created_ms, snapshot.position), manifest_file, "application/json")
+    finally:
+        manifest_file.unlink(missing_ok=True)
     log.info("backup uploaded service=%s region=%s position=%d size=%d key=%s version=%s",
              service, region, snapshot.position, snapshot.size, key, version_id)
     return signed

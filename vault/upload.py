@@ -1,0 +1,49 @@
+"""`python -m vault.upload`: put one file in the vault and print the version id it was given.
+
+Nodes upload their backups through this short-lived process rather than holding a boto3
+client: a client costs every long-running node about 26 MiB (300 MiB over the 12 nodes of
+the example system) for a few seconds of use every `storage.backup_interval`. The region's
+identity is read from its 0600 file here and never passes through argv or the environment.
+
+Exit codes: 0 stored (stdout: ``{"version_id": ...}``), 1 the vault refused or failed (stderr
+says why), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.errors import PaydarError
+from vault.s3 import load_identity, vault_client
+from vault.snapshot import s3_put
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vault.upload", description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", required=True, help="S3 endpoint URL of the vault")
+    parser.add_argument("--identity", required=True, type=Path, help="identity file (JSON, mode 0600)")
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--file", required=True, type=Path)
+    parser.add_argument("--content-type", default="application/octet-stream")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per S3 call, seconds")
+    args = parser.parse_args(argv)
+    try:
+        client = vault_client(args.endpoint, load_identity(args.identity), timeout=args.timeout)
+        version_id = s3_put(client, args.bucket)(args.key, args.file, args.content_type)
+    except (ClientError, BotoCoreError, PaydarError, OSError) as exc:
+        print(f"{args.bucket}/{args.key} not stored: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"version_id": version_id}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
