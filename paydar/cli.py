@@ -174,17 +174,17 @@ def failover() -> None:
 
 
 def _operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
-    """Run an operator action against a running realization; errors exit 2, refusals exit 1."""
+    """Run an operator action against a running realization; bad input exits 2, refusals exit 1."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from failover.manual import FailoverRefused
     from infra.local.realizer import load_realization
     from paydar.restore import RestoreFailed
-    from vault.restore import RestoreRefused
+    from vault.restore import NoBackup, RestoreRefused
 
     try:
         return action(load_realization(state_dir))
-    except (FailoverRefused, RestoreRefused, RestoreFailed) as exc:
+    except (FailoverRefused, RestoreRefused, RestoreFailed, NoBackup) as exc:
         fail(str(exc), 1)
     except (BotoCoreError, ClientError) as exc:
         fail(f"the vault did not answer as expected: {exc}; check `paydar status` (component vault)", 1)
@@ -315,7 +315,7 @@ def backups_list(service: str, region: str | None, limit: int, as_json: bool, st
     from paydar.backups import list_vault
 
     found = _operate(state_dir, lambda r: list_vault(r, service, region, newest=limit))
-    rows = [{"region": r, "key": e.key, "verified": e.problem is None, "problem": e.problem,
+    rows = [{"region": r, "manifest_key": e.key, "verified": e.problem is None, "problem": e.problem,
              **(e.claimed.model_dump(mode="json") if e.claimed else {})} for r, entries in found.items()
             for e in entries]
     if as_json:

@@ -32,7 +32,7 @@ from infra.identity import TrustRoot
 from infra.local.realizer import Realization
 from paydar.backups import select_nodes
 from vault.manifest import BackupManifest
-from vault.restore import choose, fetch_verified, list_backups
+from vault.restore import RestoreRefused, choose, fetch_verified, list_backups
 from vault.s3 import vault_client
 
 __all__ = ["RestoreFailed", "RestoreReport", "restore"]
@@ -101,7 +101,7 @@ def _refuse_primary(realization: Realization, service: str, region: str) -> None
     route = current_table(realization).table.route(service)
     if route.primary == region and route.writable:
         others = [r for r in route.regions if r != region]
-        raise PaydarError(
+        raise RestoreRefused(
             f"node.{service}.{region} is the writable primary of service {service} (epoch {route.epoch}): "
             "restoring it would drop writes acknowledged after the backup. Fail over first: "
             f"`paydar failover promote --service {service} --region {others[0] if others else '<other>'}`")

@@ -290,7 +290,7 @@ def test_one_silently_changed_record_is_detected_never_served_and_restored(start
 def test_restore_refuses_the_writable_primary_and_changes_nothing(system: Realization) -> None:
     back_up(system, SERVICE, "tehran")
     before = state(system, f"node.{SERVICE}.tehran")
-    with pytest.raises(Exception, match="writable primary of service 1101.*Fail over first"):
+    with pytest.raises(RestoreRefused, match="writable primary of service 1101.*Fail over first"):
         restore(system, SERVICE, "tehran")
     after = state(system, f"node.{SERVICE}.tehran")
     assert (after["role"], after["epoch"], after["compromised"]) == (before["role"], before["epoch"], None)
