@@ -33,6 +33,11 @@ __all__ = ["Listed", "NoBackup", "RestoreRefused", "choose", "fetch_verified", "
 log = logging.getLogger(__name__)
 
 
+MAX_VERSIONS_PER_KEY = 8
+"""Versions of one manifest key tried, newest first: each is one GET, and a key only ever gets
+new versions from someone overwriting it."""
+
+
 class NoBackup(VaultError):
     """The vault holds no backup matching the request."""
 
@@ -59,31 +64,43 @@ def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str, 
                  position: int | None = None, newest: int | None = None) -> list[Listed]:
     """Manifests of ``service`` in ``region``, newest first, each verified or with its problem.
 
+    Versions are listed, not just the latest objects: a region's credentials can stack a new
+    version or a delete marker on a manifest's key but never remove the version its node
+    wrote, so for each key the newest version that verifies counts (delete markers are
+    ignored); a key none of whose versions verify is listed with the newest one's problem.
     ``at``/``position`` keep the keys whose names say they are at or before the target, and
-    ``newest`` keeps that many: names only narrow what is fetched (a vault holds thousands
+    ``newest`` keeps that many keys: names only narrow what is fetched (a vault holds thousands
     of manifests per node at a 15-minute schedule); every fetched manifest is still verified.
     """
     bucket = bucket_name(service)
-    keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=manifests_prefix(region)):
-        keys += [item["Key"] for item in page.get("Contents", []) if _named_fit(item["Key"], at, position)]
+    versions: dict[str, list[tuple[datetime, str]]] = {}
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                      Prefix=manifests_prefix(region)):
+        for item in page.get("Versions", []):
+            if _named_fit(item["Key"], at, position):
+                versions.setdefault(item["Key"], []).append((item["LastModified"], item["VersionId"]))
     listed = []
-    for key in sorted(keys, reverse=True)[:newest]:
-        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_MANIFEST_BYTES + 1)
-        try:
-            signed = SignedManifest.parse(raw, key)
-        except ManifestRejected as exc:
-            listed.append(Listed(key, None, str(exc)))
-            continue
-        try:
-            manifest = signed.verified(trust, service=service, bucket=bucket)
-            if manifest.region != region:
-                raise ManifestRejected(f"manifest of region {manifest.region} stored under {region}/")
-        except ManifestRejected as exc:
-            listed.append(Listed(key, signed.manifest, str(exc)))
-            continue
-        listed.append(Listed(key, manifest))
+    for key in sorted(versions, reverse=True)[:newest]:
+        found = [_verify_version(client, trust, service, region, bucket, key, version_id)
+                 for _, version_id in sorted(versions[key], reverse=True)[:MAX_VERSIONS_PER_KEY]]
+        listed.append(next((entry for entry in found if entry.problem is None), found[0]))
     return listed
+
+
+def _verify_version(client: S3Client, trust: TrustRoot, service: str, region: str, bucket: str, key: str,
+                    version_id: str) -> Listed:
+    raw = client.get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"].read(MAX_MANIFEST_BYTES + 1)
+    try:
+        signed = SignedManifest.parse(raw, key)
+    except ManifestRejected as exc:
+        return Listed(key, None, str(exc))
+    try:
+        manifest = signed.verified(trust, service=service, bucket=bucket)
+        if manifest.region != region:
+            raise ManifestRejected(f"manifest of region {manifest.region} stored under {region}/")
+    except ManifestRejected as exc:
+        return Listed(key, signed.manifest, str(exc))
+    return Listed(key, manifest)
 
 
 def _named_fit(key: str, at: datetime | None, position: int | None) -> bool:

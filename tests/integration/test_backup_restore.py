@@ -321,3 +321,14 @@ def test_a_restore_that_does_not_rejoin_puts_the_node_back_as_it_was(system: Rea
     assert after["compromised"] is None and after["log_position"] >= before["log_position"]
     assert http("GET", system.plan.node(SERVICE, "mashhad").url + f"/v1/chain/{before['log_position']}")[1]["hash"] \
         == before["chain_head"]
+
+
+def test_region_credentials_can_neither_hide_nor_replace_a_manifest(system: Realization, tmp_path: Path) -> None:
+    m = back_up(system, SERVICE, "tehran")
+    key = manifest_key("tehran", m.created_ms, m.position)
+    tehran = client_of(system, "tehran")
+    tehran.put_object(Bucket=m.bucket, Key=key, Body=b'{"not": "a manifest"}')
+    assert tehran.delete_object(Bucket=m.bucket, Key=key)["DeleteMarker"] is True
+    listed = list_vault(system, SERVICE, "tehran")["tehran"]
+    assert (listed[0].key, listed[0].verified) == (key, m)
+    assert restore(system, SERVICE, "tehran", into=tmp_path / "copy").manifest == m
