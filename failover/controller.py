@@ -162,7 +162,7 @@ class Controller:
             # so "new in this tick" alone would rarely give a majority).
             now = self._clock()
             latest = {p: r for p, r in self.rounds.items() if now - r.finished_at <= self.control.observation_max_age}
-            self.judge.judge_round({p: votes_of(r) for p, r in latest.items()})
+            self.judge.judge_round({p: votes_of(r) for p, r in latest.items()}, fresh=self._unjudged)
             self._unjudged.clear()
             self.metrics.judgement_rounds.inc()
             self.metrics.targets_down.set(len(self.judge.down()))

@@ -1,19 +1,24 @@
 """The controllers' judgement: a target is down only when a majority of vantage points agree.
 
-Pure and clock-free. Each judgement round takes the fresh report of every prober that
-delivered one (prober -> target -> ready). A target is bad in a round when more than half
-of *all* probers (not just those that answered) report it not ready, good when more than
-half report it ready, and otherwise the round says nothing about it. It turns down after
-``down_after`` consecutive bad rounds and up again after ``up_after`` consecutive good ones,
-so one lying prober can neither trigger nor block a failover and a flapping target causes
-no failover storm. A target starts ``unknown`` and is judged up by its first good majority:
-a process still starting must not look like a failure, so an unknown target is judged down
-only after ``startup_grace`` times as many bad rounds.
+Pure and clock-free. Each judgement round takes the latest report of every prober
+(prober -> target -> ready) and which of them are new since the last judgement.
+
+Hysteresis going down is per vantage point: a prober votes a target down only once its own
+last ``down_after`` rounds all saw it fail (counted over its *new* rounds, so a report
+weighed in two judgement rounds counts once). A target is judged down when more than half
+of *all* probers (not just those that answered) vote so. Probers' rounds are not in step:
+counting consecutive majorities instead let a target failing every other round collect
+"bad" majorities from probers at different phases and fail over. Going up, a target needs a
+majority seeing it ready in ``up_after`` consecutive judgement rounds. So one lying prober
+can neither trigger nor block a failover and a flapping target causes no failover storm.
+A target starts ``unknown`` and is judged up by its first good majority: a process still
+starting must not look like a failure, so an unknown target needs ``STARTUP_GRACE`` times as
+many failing rounds from each prober.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,14 +37,13 @@ STARTUP_GRACE = 5
 @dataclass
 class TargetVerdict:
     health: Health = Health.UNKNOWN
-    bad_streak: int = 0
     good_streak: int = 0
     bad_votes: int = 0
     good_votes: int = 0
 
 
 class Judge:
-    """Hysteresis over majority votes, per target."""
+    """Per-prober hysteresis, then a majority of all probers, per target."""
 
     def __init__(self, probers: Iterable[str], *, down_after: int, up_after: int) -> None:
         self.probers = tuple(probers)
@@ -47,38 +51,35 @@ class Judge:
         self.down_after = down_after
         self.up_after = up_after
         self.verdicts: dict[str, TargetVerdict] = {}
+        self.failing: dict[tuple[str, str], int] = {}
+        """(prober, target) -> how many of that prober's consecutive new rounds saw it fail."""
         self.rounds = 0
 
-    def judge_round(self, reports: Mapping[str, Mapping[str, bool]]) -> list[str]:
-        """Fold one round of reports in; return the targets whose health changed."""
+    def judge_round(self, reports: Mapping[str, Mapping[str, bool]], fresh: Collection[str] | None = None) -> list[str]:
+        """Fold one round of reports in; return the targets whose health changed.
+
+        ``fresh`` names the probers whose report is new since the last round (default: all).
+        """
         self.rounds += 1
-        bad: dict[str, int] = {}
-        good: dict[str, int] = {}
-        for prober, seen in reports.items():
-            if prober not in self.probers:
-                continue
-            for target, ready in seen.items():
-                tally = good if ready else bad
-                tally[target] = tally.get(target, 0) + 1
+        counted = [p for p in reports if p in self.probers]
+        for prober in counted:
+            if fresh is None or prober in fresh:
+                for target, ready in reports[prober].items():
+                    self.failing[(prober, target)] = 0 if ready else self.failing.get((prober, target), 0) + 1
+        targets = {t for prober in counted for t in reports[prober]}
         changed = []
-        for target in bad.keys() | good.keys():
+        for target in targets:
             verdict = self.verdicts.setdefault(target, TargetVerdict())
-            verdict.bad_votes, verdict.good_votes = bad.get(target, 0), good.get(target, 0)
+            health = verdict.health
+            needed = self.down_after * (STARTUP_GRACE if health is Health.UNKNOWN else 1)
+            verdict.bad_votes = sum(1 for p in counted if self.failing.get((p, target), 0) >= needed)
+            verdict.good_votes = sum(1 for p in counted if reports[p].get(target) is True)
             if verdict.bad_votes >= self.quorum:
-                verdict.bad_streak += 1
-                verdict.good_streak = 0
+                verdict.health, verdict.good_streak = Health.DOWN, 0
             elif verdict.good_votes >= self.quorum:
                 verdict.good_streak += 1
-                verdict.bad_streak = 0
-            health = verdict.health
-            if health is Health.UNKNOWN and verdict.good_streak >= 1:
-                verdict.health = Health.UP
-            elif health is Health.UNKNOWN and verdict.bad_streak >= self.down_after * STARTUP_GRACE:
-                verdict.health = Health.DOWN
-            elif health is Health.UP and verdict.bad_streak >= self.down_after:
-                verdict.health = Health.DOWN
-            elif health is Health.DOWN and verdict.good_streak >= self.up_after:
-                verdict.health = Health.UP
+                if health is Health.UNKNOWN or (health is Health.DOWN and verdict.good_streak >= self.up_after):
+                    verdict.health = Health.UP
             if verdict.health is not health:
                 changed.append(target)
         return changed

@@ -83,3 +83,28 @@ def test_unknown_prober_is_ignored() -> None:
     for _ in range(3):
         j.judge_round({"prober.rogue": {T: False}, "prober.a": {T: False}})
     assert j.down() == frozenset()
+
+
+def test_flapping_seen_by_probers_out_of_phase_is_never_judged_down() -> None:
+    # Each prober sees the target fail every other one of its own rounds, but the probers are
+    # out of step and each judgement round gets new rounds from only two of them: the latest
+    # reports of all three can show a failing majority in consecutive judgement rounds.
+    j = judge()
+    j.judge_round(votes(True, True, True))
+    phase = {"prober.a": 0, "prober.b": 1, "prober.c": 0}
+    latest = {p: True for p in PROBERS}
+    for n in range(60):
+        fresh = [PROBERS[n % 3], PROBERS[(n + 1) % 3]]
+        for prober in fresh:
+            phase[prober] += 1
+            latest[prober] = phase[prober] % 2 == 0
+        j.judge_round({p: {T: latest[p]} for p in PROBERS}, fresh=fresh)
+    assert j.down() == frozenset()
+
+
+def test_a_report_weighed_twice_counts_once_per_prober() -> None:
+    j = judge()
+    j.judge_round(votes(True, True, True))
+    j.judge_round(votes(False, False, True))
+    assert j.judge_round(votes(False, False, True), fresh=["prober.c"]) == []
+    assert j.judge_round(votes(False, False, True), fresh=["prober.a", "prober.b"]) == [T]
