@@ -1,0 +1,138 @@
+"""Chaos Toolkit probes: what citizens see of the national system, in numbers.
+
+Every probe measures through the gateways of the regions the fault in force does not touch
+(all of them when there is none), as a citizen there would. Writes use fresh document ids
+and go to the shared ledger, so later probes can prove no acknowledged write was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from chaos.invariants import ViolationKind, check_acknowledged
+from chaos.target import Configuration, append_ledger, fault, load_ledger, realization
+from failover.manual import current_table
+from gateway.client import GatewayClient
+from infra.local.realizer import Realization
+from paydar.backups import list_vault
+from paydar.drill import read_back
+from paydar.restore import CANDIDATES
+from vault.manifest import BackupManifest
+from vault.s3 import vault_client
+
+__all__ = ["acknowledged_writes_lost", "backups_intact", "citizen_availability", "corrupted_documents_served",
+           "rogue_table_refused", "routing_table", "seconds_until_available"]
+
+REQUEST_TIMEOUT = 5.0
+
+
+def _unaffected(system: Realization) -> list[str]:
+    held = fault(system)
+    return [r for r in system.topology.region_names if not held or r != held.get("region")]
+
+
+def citizen_availability(writes: int = 4, configuration: Configuration = None) -> float:
+    """Fraction of citizen requests served: ``writes`` fresh documents per service written and read
+    back through each unaffected region's gateway; a request counts only when the write was
+    acknowledged and the read returned exactly what was written."""
+    system = realization(configuration)
+    return asyncio.run(_availability(system, writes))
+
+
+async def _availability(system: Realization, writes: int) -> float:
+    run = uuid.uuid4().hex[:8]
+    services = [s.id for s in system.topology.services]
+    attempts: list[tuple[str, str, str, dict[str, Any]]] = [
+        (region, service, f"chaos-{run}-{region}-{n}",
+         {"citizen_id": f"{(n * 7919 + 17) % 10**10:010d}", "kind": "national-id-card",
+          "data": {"chaos": run, "n": n}})
+        for region in _unaffected(system) for service in services for n in range(writes)]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+        async def one(region: str, service: str, doc_id: str, document: dict[str, Any]) -> tuple[bool, bool]:
+            client = GatewayClient(session, system.plan.gateway(region).url)
+            written = await client.put(service, doc_id, document)
+            acked = written.ok and written.body.get("acknowledged") is True
+            if not acked:
+                return False, False
+            read = await client.get(service, doc_id)
+            return True, read.ok and {k: read.body.get(k) for k in document} == document
+
+        outcomes = await asyncio.gather(*(one(*a) for a in attempts))
+    append_ledger(system, [(service, doc_id, document, acked)
+                           for (_, service, doc_id, document), (acked, _) in zip(attempts, outcomes)])
+    return sum(1 for _, served in outcomes if served) / len(outcomes) if outcomes else 0.0
+
+
+def seconds_until_available(timeout: float = 30.0, configuration: Configuration = None) -> float:
+    """Seconds until every citizen request through the unaffected gateways is served again;
+    raises when that does not happen within ``timeout`` (the experiment then fails)."""
+    system = realization(configuration)
+    started = time.monotonic()
+    last = 0.0
+    while time.monotonic() - started < timeout:
+        last = asyncio.run(_availability(system, 1))
+        if last == 1.0:
+            return round(time.monotonic() - started, 3)
+        time.sleep(0.1)
+    raise AssertionError(f"citizens not fully served within {timeout:.0f}s (last availability {last:.2f})")
+
+
+def _violations(configuration: Configuration, kind: ViolationKind) -> int:
+    """Distinct acknowledged writes that some unaffected gateway fails in this way."""
+    system = realization(configuration)
+    ledger = load_ledger(system)
+    found: set[tuple[str, str]] = set()
+    for region in _unaffected(system):
+        reads = asyncio.run(read_back(system, ledger, region))
+        found |= {(v.service, v.doc_id) for v in check_acknowledged(ledger, reads) if v.kind is kind}
+    return len(found)
+
+
+def acknowledged_writes_lost(configuration: Configuration = None) -> int:
+    """Acknowledged writes of the experiment's ledger that an unaffected gateway cannot return."""
+    return _violations(configuration, ViolationKind.LOST)
+
+
+def corrupted_documents_served(configuration: Configuration = None) -> int:
+    """Acknowledged writes an unaffected gateway returns with other content than acknowledged."""
+    return _violations(configuration, ViolationKind.CORRUPTED)
+
+
+def rogue_table_refused(configuration: Configuration = None) -> bool:
+    """After a rogue-table attack: the service's route is still the one certified before it
+    (True when no such attack is in force)."""
+    system = realization(configuration)
+    held = fault(system)
+    if not held or held.get("kind") != "rogue-table":
+        return True
+    now = current_table(system).table.route(held["service"]).model_dump(mode="json")
+    return bool(now == held["route"])
+
+
+def backups_intact(configuration: Configuration = None) -> bool:
+    """After a stolen-credentials attack: the attacked backup version is still there, byte for
+    byte, and its manifest still verifies (True when no such attack is in force)."""
+    system = realization(configuration)
+    held = fault(system)
+    if not held or held.get("kind") != "stolen-vault-credentials":
+        return True
+    m = BackupManifest.model_validate(held["backup"])
+    admin = vault_client(system.plan.vault.endpoint, system.vault_admin())
+    body = admin.get_object(Bucket=m.bucket, Key=m.key, VersionId=m.version_id)["Body"].read()
+    listed = list_vault(system, m.service, m.region, newest=CANDIDATES)[m.region]
+    return (len(body), hashlib.sha256(body).hexdigest()) == (m.size, m.sha256) and \
+        any(entry.verified == m for entry in listed)
+
+
+def routing_table(configuration: Configuration = None) -> dict[str, Any]:
+    """The newest certified routing table a gateway holds: version and each service's route."""
+    table = current_table(realization(configuration)).table
+    return {"version": table.version,
+            "services": {sid: {"primary": route.primary, "epoch": route.epoch, "mode": route.mode.value}
+                         for sid, route in table.services.items()}}

@@ -1,0 +1,81 @@
+"""The attack catalog, run with plain `chaos run` against a real local national system.
+
+Experiments run in sequence on one system: each one's rollback must leave it healthy for the
+next, so a rollback that does not restore the system fails the following experiment's
+steady-state check (the catalog is the test of its own rollbacks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import chaos
+from chaos.probes import acknowledged_writes_lost, citizen_availability
+from chaos.target import append_ledger
+from infra.local.realizer import Realization, down, up
+from tests.integration.conftest import ROOT, _track, write_topology
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+CATALOG = sorted((ROOT / "chaos" / "experiments").glob("*.json"))
+CHAOS = str(Path(sys.executable).with_name("chaos"))
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
+    root = tmp_path_factory.mktemp("chaos")
+    config = write_topology(root / "national.yaml", storage={"integrity_interval": "1s", "backup_interval": "1h"})
+    realization = up(config, root / "state")
+    _track(realization)
+    try:
+        yield realization
+    finally:
+        down(root / "state")
+
+
+def test_the_catalog_covers_the_attacks_and_discovery_lists_every_activity() -> None:
+    names = {path.stem for path in CATALOG}
+    assert names >= {"crash-primary-node", "hang-primary-node", "partition-primary-region", "ransomware-on-a-standby",
+                     "rogue-controller-table", "stolen-region-vault-credentials", "flood-one-gateway"}
+    discovered = {a["name"] for a in chaos.discover()["activities"]}
+    used = {activity["provider"]["func"] for path in CATALOG for activity in _activities(json.loads(path.read_text()))}
+    assert used <= discovered
+
+
+def _activities(experiment: dict) -> list[dict]:
+    return [*experiment["steady-state-hypothesis"]["probes"], *experiment["method"], *experiment["rollbacks"]]
+
+
+@pytest.mark.parametrize("experiment", CATALOG, ids=[p.stem for p in CATALOG])
+def test_experiment_holds_its_steady_state_and_rolls_back(system: Realization, experiment: Path,
+                                                          tmp_path: Path) -> None:
+    journal = tmp_path / "journal.json"
+    run = subprocess.run([CHAOS, "--no-log-file", "run", "--journal-path", str(journal), str(experiment)],
+                         env={**os.environ, "PAYDAR_STATE_DIR": str(system.layout.root)}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=200)
+    assert journal.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(journal.read_text())
+    failures = [(r["activity"]["name"], r.get("exception")) for r in result["run"] + result["rollbacks"]
+                if r["status"] != "succeeded"]
+    assert (result["status"], result["deviated"], failures) == ("completed", False, []), run.stderr[-3000:]
+    assert result["steady_states"]["before"]["steady_state_met"] is True
+    assert result["steady_states"]["after"]["steady_state_met"] is True
+    assert [r["activity"]["name"] for r in result["rollbacks"]] == ["undo-the-fault"]
+
+
+def test_the_probes_can_fail(system: Realization) -> None:
+    # A probe that cannot fail proves nothing: a write the ledger holds as acknowledged but
+    # that no node ever received must count as lost.
+    assert citizen_availability(writes=1, configuration={"paydar_state_dir": str(system.layout.root)}) == 1.0
+    append_ledger(system, [("1101", "never-written", {"citizen_id": "0000000001", "kind": "diploma"}, True)])
+    try:
+        assert acknowledged_writes_lost(configuration={"paydar_state_dir": str(system.layout.root)}) == 1
+    finally:
+        (system.layout.root / "chaos" / "ledger.jsonl").unlink()
