@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from botocore.exceptions import ClientError
 
+from chaos.liar import ScriptedProber
 from chaos.target import Configuration, clear_fault, primary_of, realization, record_fault
 from failover.manual import current_table
 from infra.local.linkadmin import LinkAdmin
@@ -29,7 +30,7 @@ from paydar.restore import restore
 from vault.s3 import error_code, load_identity, vault_client
 
 __all__ = ["crash_primary", "encrypt_node_data", "flood_gateway", "hang_primary", "partition_region",
-           "push_rogue_table", "tamper_backups_with_region_credentials", "undo_fault"]
+           "push_rogue_table", "run_lying_prober", "tamper_backups_with_region_credentials", "undo_fault"]
 
 
 def _standby_of(system: Realization, service: str) -> str:
@@ -97,7 +98,7 @@ def push_rogue_table(service: str, configuration: Configuration = None) -> dict[
     signed = sign_table(rogue, [system.keystore().signer(f"controller.{target}")]).model_dump_json().encode()
     answers = asyncio.run(_offer(system, signed))
     record_fault(system, kind="rogue-table", component=f"controller.{target} key", region=None,
-                 table_version=held.version, service=service, route=route.model_dump(mode="json"))
+                 service=service, route=route.model_dump(mode="json"))
     return {"accepted_by": sorted(c for c, status in answers.items() if status == 200), "answers": answers}
 
 
@@ -178,6 +179,21 @@ async def _flood(url: str, seconds: float, concurrency: int, service: str) -> di
     return counts
 
 
+_LIARS: dict[str, ScriptedProber] = {}
+"""Lying probers this process runs (Chaos Toolkit runs every activity of an experiment in one process)."""
+
+
+def run_lying_prober(service: str, region: str, configuration: Configuration = None) -> dict[str, Any]:
+    """With ``prober.<region>``'s stolen key, claim every round that the service's primary is down.
+    One vantage point out of n must be able neither to trigger nor to block a failover."""
+    system = realization(configuration)
+    target = f"node.{service}.{primary_of(system, service)}"
+    liar = ScriptedProber(system, region, lambda _round, t: t != target)
+    _LIARS[str(system.layout.root)] = liar.__enter__()
+    return record_fault(system, kind="lying-prober", component=f"prober.{region}", region=None, service=service,
+                        route=current_table(system).table.route(service).model_dump(mode="json"))
+
+
 def undo_fault(configuration: Configuration = None) -> dict[str, Any]:
     """Rollback for every attack above: restart, resume, heal or restore what the fault in force broke."""
     system = realization(configuration)
@@ -195,4 +211,9 @@ def undo_fault(configuration: Configuration = None) -> dict[str, Any]:
             LinkAdmin(system.plan.link(source, target).admin_url, system.link_token()).heal()
     elif kind == "ransomware":
         restore(system, held["service"], held["region"])
+    elif kind == "lying-prober":
+        liar = _LIARS.pop(str(system.layout.root), None)
+        if liar is not None:
+            liar.__exit__(None, None, None)
+        rpc.startProcess(held["component"], True)
     return {"undone": held}

@@ -26,8 +26,8 @@ from paydar.restore import CANDIDATES
 from vault.manifest import BackupManifest
 from vault.s3 import vault_client
 
-__all__ = ["acknowledged_writes_lost", "backups_intact", "citizen_availability", "corrupted_documents_served",
-           "rogue_table_refused", "routing_table", "seconds_until_available"]
+__all__ = ["acknowledged_writes_lost", "backups_intact", "certified_route_unchanged", "citizen_availability",
+           "corrupted_documents_served", "routing_table", "seconds_until_available"]
 
 REQUEST_TIMEOUT = 5.0
 
@@ -104,12 +104,12 @@ def corrupted_documents_served(configuration: Configuration = None) -> int:
     return _violations(configuration, ViolationKind.CORRUPTED)
 
 
-def rogue_table_refused(configuration: Configuration = None) -> bool:
-    """After a rogue-table attack: the service's route is still the one certified before it
-    (True when no such attack is in force)."""
+def certified_route_unchanged(configuration: Configuration = None) -> bool:
+    """After an attack on routing (a rogue table, a lying prober): the service's route is still
+    the one certified before it (True when no such attack is in force)."""
     system = realization(configuration)
     held = fault(system)
-    if not held or held.get("kind") != "rogue-table":
+    if not held or "route" not in held:
         return True
     now = current_table(system).table.route(held["service"]).model_dump(mode="json")
     return bool(now == held["route"])

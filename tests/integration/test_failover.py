@@ -16,12 +16,12 @@ from contextlib import contextmanager
 import pytest
 
 from chaos.invariants import check_acknowledged
+from chaos.liar import ScriptedProber
 from chaos.workload import Workload
 from infra.local.realizer import Realization
 from infra.routing import RoutingTable, initial_table, sign_table
 from paydar.drill import read_back
 from tests.integration.conftest import SystemFactory, document, http
-from tests.integration.scripted_prober import ScriptedProber
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

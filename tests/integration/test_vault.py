@@ -24,12 +24,20 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.local.vault import GRPC_OFFSET, VaultPorts, render_s3_config, weed_command
-from vault.s3 import (
-    BucketNotLocked, InvalidBucketName, S3Client, S3Identity, bucket_name, describe_bucket, new_identity,
-    provision_buckets, vault_client, wait_ready,
-)
 from tests.integration.conftest import STARTED_PIDS
 from tests.waiting import wait_until
+from vault.s3 import (
+    BucketNotLocked,
+    InvalidBucketName,
+    S3Client,
+    S3Identity,
+    bucket_name,
+    describe_bucket,
+    new_identity,
+    provision_buckets,
+    vault_client,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -1,8 +1,9 @@
-"""A prober that lies: it holds the real prober's key and serves whatever rounds a test scripts.
+"""A prober that lies: it holds the real prober's stolen key and serves whatever rounds it is told.
 
 It takes the place of a real prober (same port, same key), so the controllers pull its
 rounds exactly as they would a compromised prober's. Served with the standard library's
-threading HTTP server so the test keeps full control of every round.
+threading HTTP server so its caller (a test, or the lying-prober experiment) controls every
+round.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from infra.local.plan import ComponentKind
 from infra.local.realizer import Realization
 from probes.models import ObservationRound, SignedObservations, TargetObservation
 
+__all__ = ["Script", "ScriptedProber"]
+
 Script = Callable[[int, str], bool]  # (round, target id) -> ready?
 
 
 class ScriptedProber:
+    """Stops the real ``prober.<region>`` and serves scripted, validly signed rounds on its port."""
+
     def __init__(self, system: Realization, region: str, script: Script) -> None:
         self.system = system
         self.component = f"prober.{region}"
