@@ -20,6 +20,7 @@ import aiohttp
 from botocore.exceptions import ClientError
 
 from chaos.liar import ScriptedProber
+from chaos.probes import seconds_until_available
 from chaos.target import Configuration, clear_fault, primary_of, realization, record_fault
 from failover.manual import current_table
 from infra.local.linkadmin import LinkAdmin
@@ -179,6 +180,7 @@ async def _flood(url: str, seconds: float, concurrency: int, service: str) -> di
     return counts
 
 
+SETTLE_TIMEOUT = 60.0
 _LIARS: dict[str, ScriptedProber] = {}
 """Lying probers this process runs (Chaos Toolkit runs every activity of an experiment in one process)."""
 
@@ -195,11 +197,13 @@ def run_lying_prober(service: str, region: str, configuration: Configuration = N
 
 
 def undo_fault(configuration: Configuration = None) -> dict[str, Any]:
-    """Rollback for every attack above: restart, resume, heal or restore what the fault in force broke."""
+    """Rollback for every attack above: restart, resume, heal or restore what the fault in force broke,
+    then wait (bounded) until citizens are served through every gateway again, so the next
+    experiment starts from a settled system."""
     system = realization(configuration)
     held = clear_fault(system)
     if held is None:
-        return {"undone": None}
+        return {"undone": None, "settled_after_seconds": seconds_until_available(SETTLE_TIMEOUT, configuration)}
     kind = held["kind"]
     rpc = system.supervisor.rpc().supervisor
     if kind == "crash" and rpc.getProcessInfo(held["component"])["statename"] != "RUNNING":
@@ -216,4 +220,4 @@ def undo_fault(configuration: Configuration = None) -> dict[str, Any]:
         if liar is not None:
             liar.__exit__(None, None, None)
         rpc.startProcess(held["component"], True)
-    return {"undone": held}
+    return {"undone": held, "settled_after_seconds": seconds_until_available(SETTLE_TIMEOUT, configuration)}

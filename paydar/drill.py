@@ -19,10 +19,12 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
+from chaos.catalog import experiments, run_catalog
 from chaos.invariants import AckLedger, check_acknowledged
 from failover.manual import current_table, fetch_json, promote
 from gateway.client import GatewayClient
 from infra.errors import PaydarError
+from infra.files import write_json_atomic
 from infra.local.realizer import Realization, UpFailed, down, up
 from paydar.backups import backup_now
 from paydar.restore import restore
@@ -51,12 +53,14 @@ class DrillReport:
     restore_seconds: float = 0.0
     lost: int = 0
     corrupted: int = 0
+    experiments: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
     def passed(self) -> bool:
-        return not self.error and not self.violations and self.writes_acknowledged > 0
+        return (not self.error and not self.violations and self.writes_acknowledged > 0
+                and all(e["held"] for e in self.experiments))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"passed": self.passed}
@@ -70,8 +74,17 @@ class DrillReport:
                     "ransomware_detected_seconds", "restore_seconds", "lost", "corrupted"):
             value = getattr(self, key)
             table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
-        verdict = "[bold green]PASSED[/]: every acknowledged write readable through every gateway" if self.passed \
-            else f"[bold red]FAILED[/]: {self.error or '; '.join(self.violations[:5]) or 'no write was acknowledged'}"
+        for e in self.experiments:
+            recovery = f", served again after {e['recovery_seconds']:.2f}s" if e["recovery_seconds"] is not None else ""
+            when = "before" if not e["steady_state_before"] else "after"
+            why = "; ".join(e["failed_activities"] or [f"steady state not met {when} the attack"])
+            outcome = "[green]held[/]" if e["held"] else f"[red]BROKE[/] ({e['status']}; {why})"
+            table.add_row(f"experiment {e['name']}", f"{outcome} in {e['seconds']:.1f}s{recovery}")
+        broke = [e["name"] for e in self.experiments if not e["held"]]
+        why = self.error or "; ".join(self.violations[:5]) or (f"experiments broke: {', '.join(broke)}" if broke
+                                                               else "no write was acknowledged")
+        verdict = ("[bold green]PASSED[/]: every acknowledged write readable through every gateway; "
+                   f"{len(self.experiments)} experiments held") if self.passed else f"[bold red]FAILED[/]: {why}"
         table.add_row("verdict", verdict)
         console.print(table)
 
@@ -130,6 +143,7 @@ def run_drill(*, config: Path, state_dir: Path | None, writes_per_gateway: int, 
     try:
         _exercise(realization, report, writes_per_gateway, console)
     finally:
+        write_json_atomic(state_dir / "report.json", report.as_dict())
         if not keep:
             with console.status("tearing down"):
                 down(state_dir)
@@ -203,7 +217,15 @@ def _manual_failover(realization: Realization, report: DrillReport, console: Con
     report.failover_seconds = time.monotonic() - started
 
 
-PHASES = ((_manual_failover, "after"), (_automatic_failover, "auto"), (_ransomware, "restored"))
+def _catalog(realization: Realization, report: DrillReport, console: Console) -> None:
+    """Every experiment of the attack catalog, in turn, each rolled back before the next."""
+    paths = experiments()
+    done = run_catalog(realization, paths, lambda name: console.print(f"experiment {name}"))
+    report.experiments = [result.as_dict() for result in done]
+
+
+PHASES = ((_manual_failover, "after"), (_automatic_failover, "auto"), (_ransomware, "restored"),
+          (_catalog, "catalog"))
 """Each fault in turn, then a burst of writes tagged with its name."""
 
 

@@ -1,0 +1,91 @@
+"""Running the attack catalog in-process with Chaos Toolkit's own runner, one experiment at a time.
+
+`chaos run` does the same for one file; the drill runs them all against one system, keeps
+every journal, and reads the figures that matter out of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.files import write_json_atomic
+from infra.local.realizer import Realization
+
+__all__ = ["CATALOG_DIR", "ExperimentResult", "experiments", "run_catalog"]
+
+CATALOG_DIR = Path(__file__).with_name("experiments")
+RECOVERY_PROBE = "seconds-until-citizens-served-again"
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """What one experiment's journal says, in the drill's terms."""
+
+    name: str
+    title: str
+    status: str
+    deviated: bool
+    steady_before: bool
+    steady_after: bool
+    seconds: float
+    recovery_seconds: float | None
+    failed_activities: tuple[str, ...]
+    journal: str
+
+    @property
+    def held(self) -> bool:
+        return (self.status == "completed" and not self.deviated and self.steady_before and self.steady_after
+                and not self.failed_activities)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "status": self.status, "deviated": self.deviated,
+                "steady_state_before": self.steady_before, "steady_state_after": self.steady_after,
+                "held": self.held, "seconds": self.seconds, "recovery_seconds": self.recovery_seconds,
+                "failed_activities": list(self.failed_activities), "journal": self.journal}
+
+
+def experiments(folder: Path = CATALOG_DIR) -> list[Path]:
+    return sorted(folder.glob("*.json"))
+
+
+def run_catalog(system: Realization, paths: list[Path],
+                started: Callable[[str], None] = lambda _: None) -> list[ExperimentResult]:
+    """Run each experiment against ``system``; journals go to ``<state-dir>/chaos/journals/``."""
+    from chaoslib.experiment import run_experiment
+
+    logging.getLogger("chaostoolkit").setLevel(logging.WARNING)  # the drill shows its own progress
+    journals = system.layout.root / "chaos" / "journals"
+    journals.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in paths:
+        experiment = json.loads(path.read_text())
+        experiment["configuration"] = {**experiment.get("configuration", {}),
+                                       "paydar_state_dir": str(system.layout.root)}
+        started(path.stem)
+        began = time.monotonic()
+        journal = run_experiment(experiment, settings={})
+        target = journals / f"{path.stem}.json"
+        write_json_atomic(target, json.loads(json.dumps(journal, default=str)))
+        results.append(_result(path.stem, journal, time.monotonic() - began, target))
+    return results
+
+
+def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> ExperimentResult:
+    runs = list(journal.get("run", [])) + list(journal.get("rollbacks", []))
+    recovery = next((r.get("output") for r in journal.get("run", [])
+                     if r["activity"]["name"] == RECOVERY_PROBE and r["status"] == "succeeded"), None)
+    steady = journal.get("steady_states") or {}
+    return ExperimentResult(
+        name=name, title=journal["experiment"]["title"], status=str(journal["status"]),
+        deviated=bool(journal["deviated"]), steady_before=bool((steady.get("before") or {}).get("steady_state_met")),
+        steady_after=bool((steady.get("after") or {}).get("steady_state_met")), seconds=round(seconds, 2),
+        recovery_seconds=float(recovery) if recovery is not None else None,
+        failed_activities=tuple(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
+                                for r in runs if r["status"] != "succeeded"),
+        journal=str(path))
