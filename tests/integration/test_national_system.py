@@ -13,6 +13,7 @@ import pytest
 from infra.local.realizer import AlreadyRunning, Realization, up
 from infra.routing import RoutingTable, ServiceRoute, SignedTable, sign_table
 from tests.integration.conftest import ROOT, document, http
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,10 @@ def gw(national: Realization, region: str) -> str:
 
 
 def test_every_component_is_ready_and_loopback_only(national: Realization) -> None:
-    result = paydar("status", "--state-dir", str(national.layout.root), "--json")
-    assert result.returncode == 0, result.stdout + result.stderr
+    # `up` returns once every component answers; controllers find their peers' quorum on
+    # their next peer ping, so "all ready" is awaited (bounded), not assumed at once.
+    result = wait_until(lambda: (r := paydar("status", "--state-dir", str(national.layout.root), "--json"))
+                        .returncode == 0 and r, 20, "paydar status to report every component ready")
     rows = json.loads(result.stdout)
     assert len(rows) == len(national.plan.components) == 3 + 12 + 3 + 3 + 6 + 1
     assert {r["health"] for r in rows} == {"ready"}
