@@ -386,19 +386,22 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
 @cli.command()
 @config_option
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="Run in this state directory (default: a fresh one under .paydar/drills/).")
+              help="Run in this state directory (default: a fresh one under .paydar/drills/; with --attach, "
+                   "the running system's, env PAYDAR_STATE_DIR or .paydar/state).")
 @click.option("--writes", default=40, show_default=True, help="Writes per gateway in each burst.")
 @click.option("--keep", is_flag=True, help="Leave the system running afterwards.")
+@click.option("--attach", is_flag=True, help="Drill the system already running from --state-dir; leave it running.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report here.")
-def drill(config: Path, state_dir: Path | None, writes: int, keep: bool, json_path: Path | None) -> None:
+def drill(config: Path, state_dir: Path | None, writes: int, keep: bool, attach: bool, json_path: Path | None) -> None:
     """Up, writes through every gateway, a manual then an automatic failover, ransomware on a standby
-    and its verified restore from the vault, a read-back check through every gateway, down."""
+    and its verified restore from the vault, every experiment of the attack catalog, a read-back
+    check through every gateway, down. The report is also written to <state-dir>/report.json."""
     from paydar.drill import run_drill
 
     try:
-        report = run_drill(config=config, state_dir=state_dir, writes_per_gateway=writes, keep=keep,
-                           console=console)
-    except TopologyError as exc:
+        report = run_drill(config=config, state_dir=state_dir or (DEFAULT_STATE if attach else None),
+                           writes_per_gateway=writes, keep=keep, console=console, attach=attach)
+    except PaydarError as exc:
         fail(str(exc))
     if json_path:
         json_path.write_text(json.dumps(report.as_dict(), indent=2))

@@ -25,7 +25,7 @@ from failover.manual import current_table, fetch_json, promote
 from gateway.client import GatewayClient
 from infra.errors import PaydarError
 from infra.files import write_json_atomic
-from infra.local.realizer import Realization, UpFailed, down, up
+from infra.local.realizer import Realization, UpFailed, down, load_realization, up
 from paydar.backups import backup_now
 from paydar.restore import restore
 
@@ -128,23 +128,31 @@ async def read_back(realization: Realization, ledger: AckLedger, region: str,
 
 
 def run_drill(*, config: Path, state_dir: Path | None, writes_per_gateway: int, keep: bool,
-              console: Console) -> DrillReport:
-    """Run the drill end to end; the system is always torn down unless ``keep``."""
+              console: Console, attach: bool = False) -> DrillReport:
+    """Run the drill end to end; a system it started is torn down unless ``keep``.
+
+    With ``attach`` it drills the system already running from ``state_dir`` and leaves it running.
+    """
+    if attach and state_dir is None:
+        raise PaydarError("--attach needs the --state-dir of the running system")
     state_dir = state_dir or Path(".paydar/drills") / time.strftime("%Y%m%d-%H%M%S")
     report = DrillReport(state_dir=str(state_dir))
     started = time.monotonic()
     try:
-        with console.status("bringing the national system up"):
-            realization = up(config, state_dir)
+        if attach:
+            realization = load_realization(state_dir)
+        else:
+            with console.status("bringing the national system up"):
+                realization = up(config, state_dir)
     except (UpFailed, PaydarError) as exc:
-        report.error = f"up failed: {exc}"
+        report.error = f"{'attach' if attach else 'up'} failed: {exc}"
         return report
-    report.up_seconds = time.monotonic() - started
+    report.up_seconds = 0.0 if attach else time.monotonic() - started
     try:
         _exercise(realization, report, writes_per_gateway, console)
     finally:
         write_json_atomic(state_dir / "report.json", report.as_dict())
-        if not keep:
+        if not keep and not attach:
             with console.status("tearing down"):
                 down(state_dir)
     return report
