@@ -33,6 +33,8 @@ class ExperimentResult:
     deviated: bool
     steady_before: bool
     steady_after: bool
+    unmet: tuple[str, ...]
+    """The steady-state probes whose tolerance was not met (before or after the attack)."""
     seconds: float
     recovery_seconds: float | None
     failed_activities: tuple[str, ...]
@@ -46,6 +48,7 @@ class ExperimentResult:
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "status": self.status, "deviated": self.deviated,
                 "steady_state_before": self.steady_before, "steady_state_after": self.steady_after,
+                "unmet": list(self.unmet),
                 "held": self.held, "seconds": self.seconds, "recovery_seconds": self.recovery_seconds,
                 "failed_activities": list(self.failed_activities), "journal": self.journal}
 
@@ -85,6 +88,8 @@ def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> E
         name=name, title=journal["experiment"]["title"], status=str(journal["status"]),
         deviated=bool(journal["deviated"]), steady_before=bool((steady.get("before") or {}).get("steady_state_met")),
         steady_after=bool((steady.get("after") or {}).get("steady_state_met")), seconds=round(seconds, 2),
+        unmet=tuple(probe["activity"]["name"] for phase in ("before", "after")
+                    for probe in (steady.get(phase) or {}).get("probes", []) if probe.get("tolerance_met") is False),
         recovery_seconds=float(recovery) if recovery is not None else None,
         failed_activities=tuple(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
                                 for r in runs if r["status"] != "succeeded"),

@@ -67,6 +67,12 @@ class Ecosystem(StrEnum):
     TAXATION = "taxation"
 
 
+class Weakening(StrEnum):
+    """A safety rule a topology deliberately gives up: only to prove the drill catches it."""
+
+    MINORITY_THRESHOLD = "minority-threshold"
+
+
 class Tier(IntEnum):
     """Criticality tier: 1 is the most critical."""
 
@@ -180,6 +186,8 @@ class NationalTopology(_Model):
     probes: Probes = Probes()
     storage: Storage = Storage()
     limits: Limits = Limits()
+    unsafe: tuple[Weakening, ...] = ()
+    """Safety rules given up on purpose (see ``examples/weakened/``); never in production."""
     services: tuple[Service, ...] = Field(min_length=1)
 
     @property
@@ -214,7 +222,7 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
         issues.append(Issue("control.threshold",
                             f"threshold {topo.control.threshold} exceeds the {len(regions)} controllers (one per region)",
                             f"use a threshold between 1 and {len(regions)}; a majority is the safe choice"))
-    elif topo.control.threshold * 2 <= len(regions):
+    elif topo.control.threshold * 2 <= len(regions) and Weakening.MINORITY_THRESHOLD not in topo.unsafe:
         issues.append(Issue("control.threshold",
                             f"threshold {topo.control.threshold} is not a majority of the {len(regions)} controllers",
                             f"use at least {len(regions) // 2 + 1}: with a minority threshold two disjoint groups "

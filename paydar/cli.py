@@ -90,6 +90,9 @@ def validate(file: Path) -> None:
     out.print(f"{file}: valid — {len(topology.regions)} regions, {len(topology.services)} services, "
               f"{nodes} nodes, vault sites {', '.join(s.name for s in topology.vault.sites)}, "
               f"table threshold {topology.control.threshold} of {len(topology.regions)}")
+    if topology.unsafe:
+        console.print(f"[bold red]UNSAFE[/]: this topology gives up {', '.join(topology.unsafe)} on purpose; "
+                      "it exists to prove the drill catches it and must never run in production")
 
 
 @cli.command()

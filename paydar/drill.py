@@ -77,7 +77,8 @@ class DrillReport:
         for e in self.experiments:
             recovery = f", served again after {e['recovery_seconds']:.2f}s" if e["recovery_seconds"] is not None else ""
             when = "before" if not e["steady_state_before"] else "after"
-            why = "; ".join(e["failed_activities"] or [f"steady state not met {when} the attack"])
+            unmet = f": {', '.join(e['unmet'])}" if e["unmet"] else ""
+            why = "; ".join(e["failed_activities"] or [f"steady state not met {when} the attack{unmet}"])
             outcome = "[green]held[/]" if e["held"] else f"[red]BROKE[/] ({e['status']}; {why})"
             table.add_row(f"experiment {e['name']}", f"{outcome} in {e['seconds']:.1f}s{recovery}")
         broke = [e["name"] for e in self.experiments if not e["held"]]

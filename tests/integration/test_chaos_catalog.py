@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 import chaos
+from chaos.catalog import run_catalog
 from chaos.probes import acknowledged_writes_lost, citizen_availability
 from chaos.target import append_ledger
 from infra.local.realizer import Realization, down, up
@@ -80,3 +82,21 @@ def test_the_probes_can_fail(system: Realization) -> None:
         assert acknowledged_writes_lost(configuration={"paydar_state_dir": str(system.layout.root)}) == 1
     finally:
         (system.layout.root / "chaos" / "ledger.jsonl").unlink()
+
+
+def test_a_minority_threshold_is_caught_by_the_rogue_table_experiment(tmp_path: Path) -> None:
+    # The drill must be able to fail: with one controller signature enough, a stolen key
+    # moves a primary, and the experiment says which citizen-level promise broke.
+    example = yaml.safe_load((ROOT / "examples" / "weakened" / "minority-threshold.yaml").read_text())
+    example["services"] = [s for s in example["services"] if s["id"] == "1101"]
+    config = tmp_path / "weak.yaml"
+    config.write_text(yaml.safe_dump(example))
+    weak = up(config, tmp_path / "state")
+    _track(weak)
+    try:
+        [result] = run_catalog(weak, [ROOT / "chaos" / "experiments" / "rogue-controller-table.json"])
+    finally:
+        down(tmp_path / "state")
+    assert not result.held
+    assert result.steady_before and not result.steady_after
+    assert result.unmet == ("the-certified-route-still-holds",)

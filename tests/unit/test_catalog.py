@@ -16,7 +16,8 @@ def journal(*, before: bool = True, after: bool | None = True, status: str = "co
     return {
         "experiment": {"title": "t"}, "status": status, "deviated": after is False,
         "steady_states": {"before": {"steady_state_met": before},
-                          "after": None if after is None else {"steady_state_met": after}},
+                          "after": None if after is None else {"steady_state_met": after, "probes": [
+                              {"activity": {"name": "route-holds"}, "tolerance_met": after}]}},
         "run": [{"activity": {"name": RECOVERY_PROBE}, "status": "succeeded", "output": 1.25},
                 {"activity": {"name": "attack"}, "status": "failed" if failed else "succeeded",
                  "exception": ["Traceback", "RuntimeError: no backup\n"]}],
@@ -26,7 +27,8 @@ def journal(*, before: bool = True, after: bool | None = True, status: str = "co
 
 def test_a_clean_journal_holds_and_gives_the_recovery_time() -> None:
     result = _result("x", journal(), 3.0, Path("j.json"))
-    assert result.held and result.recovery_seconds == 1.25
+    assert result.held and result.recovery_seconds == 1.25 and result.unmet == ()
+    assert _result("x", journal(after=False), 3.0, Path("j.json")).unmet == ("route-holds",)
 
 
 @pytest.mark.parametrize(("kwargs", "why"), [
