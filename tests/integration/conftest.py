@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +66,22 @@ def _track(realization: Realization) -> None:
         STARTED_PIDS.update(process_tree(pid))
 
 
-@pytest.fixture(scope="session")
-def national(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
-    """The example national system, shared by tests that leave it healthy."""
-    state = tmp_path_factory.mktemp("national")
-    realization = up(ROOT / "national.yaml", state)
+@contextmanager
+def running(config: Path, state: Path) -> Iterator[Realization]:
+    """The system of ``config``, up in ``state`` for the block; always brought down (by PID)."""
+    realization = up(config, state)
     _track(realization)
     try:
         yield realization
     finally:
         down(state)
+
+
+@pytest.fixture(scope="session")
+def national(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
+    """The example national system, shared by tests that leave it healthy."""
+    with running(ROOT / "national.yaml", tmp_path_factory.mktemp("national")) as realization:
+        yield realization
 
 
 SystemFactory = Callable[..., Realization]

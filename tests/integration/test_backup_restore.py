@@ -18,11 +18,11 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.local.realizer import Realization, down, up
+from infra.local.realizer import Realization
 from infra.signing import Signer
 from paydar.backups import backup_now, list_vault
 from paydar.restore import RestoreFailed, restore
-from tests.integration.conftest import SystemFactory, _track, document, http, write_topology
+from tests.integration.conftest import SystemFactory, document, http, running, write_topology
 from tests.integration.test_failover import assert_history_holds, state, wait_failover_from, writers
 from tests.waiting import wait_until
 from vault.manifest import BackupManifest, SignedManifest, manifest_key
@@ -40,12 +40,8 @@ DETECTION_TIMEOUT = 1.0 + 5.0  # one integrity interval, plus a generous margin 
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
     root = tmp_path_factory.mktemp("backups")
     config = write_topology(root / "national.yaml", services=["1101", "2204"], **FAST_CHECKS)
-    realization = up(config, root / "state")
-    _track(realization)
-    try:
+    with running(config, root / "state") as realization:
         yield realization
-    finally:
-        down(root / "state")
 
 
 def client_of(system: Realization, region: str | None) -> S3Client:

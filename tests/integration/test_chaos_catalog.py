@@ -21,8 +21,8 @@ import chaos
 from chaos.catalog import run_catalog
 from chaos.probes import acknowledged_writes_lost, citizen_availability
 from chaos.target import append_ledger
-from infra.local.realizer import Realization, down, up
-from tests.integration.conftest import ROOT, _track, write_topology
+from infra.local.realizer import Realization
+from tests.integration.conftest import ROOT, running, write_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -34,12 +34,8 @@ CHAOS = str(Path(sys.executable).with_name("chaos"))
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
     root = tmp_path_factory.mktemp("chaos")
     config = write_topology(root / "national.yaml", storage={"integrity_interval": "1s", "backup_interval": "1h"})
-    realization = up(config, root / "state")
-    _track(realization)
-    try:
+    with running(config, root / "state") as realization:
         yield realization
-    finally:
-        down(root / "state")
 
 
 def test_the_catalog_covers_the_attacks_and_discovery_lists_every_activity() -> None:
@@ -91,12 +87,8 @@ def test_a_minority_threshold_is_caught_by_the_rogue_table_experiment(tmp_path: 
     example["services"] = [s for s in example["services"] if s["id"] == "1101"]
     config = tmp_path / "weak.yaml"
     config.write_text(yaml.safe_dump(example))
-    weak = up(config, tmp_path / "state")
-    _track(weak)
-    try:
+    with running(config, tmp_path / "state") as weak:
         [result] = run_catalog(weak, [ROOT / "chaos" / "experiments" / "rogue-controller-table.json"])
-    finally:
-        down(tmp_path / "state")
     assert not result.held
     assert result.steady_before and not result.steady_after
     assert result.unmet == ("the-certified-route-still-holds",)
