@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ class ExperimentResult:
     recovery_seconds: float | None
     failed_activities: tuple[str, ...]
     journal: str
+    window: tuple[float, float] | None = None
+    """Unix times from the first attack to the end of the rollback (the fault window)."""
 
     @property
     def held(self) -> bool:
@@ -50,7 +53,8 @@ class ExperimentResult:
                 "steady_state_before": self.steady_before, "steady_state_after": self.steady_after,
                 "unmet": list(self.unmet),
                 "held": self.held, "seconds": self.seconds, "recovery_seconds": self.recovery_seconds,
-                "failed_activities": list(self.failed_activities), "journal": self.journal}
+                "failed_activities": list(self.failed_activities), "journal": self.journal,
+                "window": list(self.window) if self.window else None}
 
 
 def experiments(folder: Path = CATALOG_DIR) -> list[Path]:
@@ -93,4 +97,13 @@ def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> E
         recovery_seconds=float(recovery) if recovery is not None else None,
         failed_activities=tuple(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
                                 for r in runs if r["status"] != "succeeded"),
-        journal=str(path))
+        journal=str(path), window=_window(journal))
+
+
+def _window(journal: dict[str, Any]) -> tuple[float, float] | None:
+    activities = list(journal.get("run", [])) + list(journal.get("rollbacks", []))
+    try:
+        return (datetime.fromisoformat(activities[0]["start"]).timestamp(),
+                datetime.fromisoformat(activities[-1]["end"]).timestamp())
+    except (IndexError, KeyError, ValueError):
+        return None

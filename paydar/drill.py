@@ -21,12 +21,14 @@ from rich.table import Table
 
 from chaos.catalog import experiments, run_catalog
 from chaos.invariants import AckLedger, check_acknowledged
+from chaos.sampler import AvailabilitySampler
 from failover.manual import current_table, fetch_json, promote
 from gateway.client import GatewayClient
 from infra.errors import PaydarError
 from infra.files import write_json_atomic
 from infra.local.realizer import Realization, UpFailed, down, load_realization, up
 from paydar.backups import backup_now
+from paydar.report_html import render_html
 from paydar.restore import restore
 
 __all__ = ["DrillReport", "run_drill", "write_burst", "read_back"]
@@ -54,6 +56,9 @@ class DrillReport:
     lost: int = 0
     corrupted: int = 0
     experiments: list[dict[str, Any]] = field(default_factory=list)
+    timeline: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Per region: [seconds since timeline_origin, share of sampled requests served in that second]."""
+    timeline_origin: float = 0.0
     violations: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -62,8 +67,17 @@ class DrillReport:
         return (not self.error and not self.violations and self.writes_acknowledged > 0
                 and all(e["held"] for e in self.experiments))
 
+    @property
+    def failure(self) -> str:
+        """Why the drill failed, in one line ("" when it passed)."""
+        if self.passed:
+            return ""
+        broke = [e["name"] for e in self.experiments if not e["held"]]
+        return self.error or "; ".join(self.violations[:5]) or (
+            f"experiments broke: {', '.join(broke)}" if broke else "no write was acknowledged")
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"passed": self.passed}
+        return asdict(self) | {"passed": self.passed, "verdict_reason": self.failure}
 
     def render(self, console: Console) -> None:
         table = Table(title="paydar drill", show_header=False)
@@ -81,11 +95,9 @@ class DrillReport:
             why = "; ".join(e["failed_activities"] or [f"steady state not met {when} the attack{unmet}"])
             outcome = "[green]held[/]" if e["held"] else f"[red]BROKE[/] ({e['status']}; {why})"
             table.add_row(f"experiment {e['name']}", f"{outcome} in {e['seconds']:.1f}s{recovery}")
-        broke = [e["name"] for e in self.experiments if not e["held"]]
-        why = self.error or "; ".join(self.violations[:5]) or (f"experiments broke: {', '.join(broke)}" if broke
-                                                               else "no write was acknowledged")
-        verdict = ("[bold green]PASSED[/]: every acknowledged write readable through every gateway; "
-                   f"{len(self.experiments)} experiments held") if self.passed else f"[bold red]FAILED[/]: {why}"
+        verdict = (f"[bold green]PASSED[/]: every acknowledged write readable through every gateway; "
+                   f"{len(self.experiments)} experiments held" if self.passed
+                   else f"[bold red]FAILED[/]: {self.failure}")
         table.add_row("verdict", verdict)
         console.print(table)
 
@@ -153,6 +165,7 @@ def run_drill(*, config: Path, state_dir: Path | None, writes_per_gateway: int, 
         _exercise(realization, report, writes_per_gateway, console)
     finally:
         write_json_atomic(state_dir / "report.json", report.as_dict())
+        (state_dir / "report.html").write_text(render_html(report.as_dict()))
         if not keep and not attach:
             with console.status("tearing down"):
                 down(state_dir)
@@ -229,8 +242,19 @@ def _manual_failover(realization: Realization, report: DrillReport, console: Con
 def _catalog(realization: Realization, report: DrillReport, console: Console) -> None:
     """Every experiment of the attack catalog, in turn, each rolled back before the next."""
     paths = experiments()
-    done = run_catalog(realization, paths, lambda name: console.print(f"experiment {name}"))
+    sampler = AvailabilitySampler(realization).start()
+    try:
+        done = run_catalog(realization, paths, lambda name: console.print(f"experiment {name}"))
+    finally:
+        samples = sampler.stop()
     report.experiments = [result.as_dict() for result in done]
+    report.timeline_origin = min((s.at for s in samples), default=0.0)
+    buckets: dict[str, dict[int, list[bool]]] = {}
+    for sample in samples:
+        buckets.setdefault(sample.region, {}).setdefault(int(sample.at - report.timeline_origin), []).append(
+            sample.served)
+    report.timeline = {region: [[second, sum(seen) / len(seen)] for second, seen in sorted(per.items())]
+                       for region, per in buckets.items()}
 
 
 PHASES = ((_manual_failover, "after"), (_automatic_failover, "auto"), (_ransomware, "restored"),

@@ -9,6 +9,7 @@ import pytest
 
 from chaos.catalog import RECOVERY_PROBE, _result, experiments
 from paydar.drill import DrillReport
+from paydar.report_html import render_html
 
 
 def journal(*, before: bool = True, after: bool | None = True, status: str = "completed",
@@ -46,3 +47,15 @@ def test_anything_short_of_that_breaks_the_drill(kwargs: dict[str, Any], why: st
 
 def test_the_catalog_ships_with_the_package() -> None:
     assert len(experiments()) >= 8
+
+
+def test_the_html_report_is_self_contained_and_shows_every_figure() -> None:
+    broke = _result("rogue", journal(after=False), 2.0, Path("j.json")).as_dict() | {"window": [105.0, 110.0]}
+    held = _result("crash", journal(), 3.0, Path("j.json")).as_dict() | {"window": [101.0, 104.0]}
+    report = DrillReport(state_dir="s", writes_acknowledged=10, experiments=[held, broke], timeline_origin=100.0,
+                         timeline={"tehran": [[0, 1.0], [5, 0.5], [9, 1.0]], "isfahan": [[0, 1.0], [9, 1.0]]})
+    page = render_html(report.as_dict())
+    assert "FAILED: experiments broke: rogue" in page
+    assert page.count("<svg class='timeline'") == 2 and page.count("<title>rogue</title>") == 2
+    assert "tehran (lowest 50%)" in page and "route-holds" in page and "1.25s" in page
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
