@@ -42,6 +42,8 @@ class ExperimentResult:
     journal: str
     window: tuple[float, float] | None = None
     """Unix times from the first attack to the end of the rollback (the fault window)."""
+    affected_region: str | None = None
+    """The region the attack took out, whose citizens are not promised service meanwhile."""
 
     @property
     def held(self) -> bool:
@@ -54,7 +56,7 @@ class ExperimentResult:
                 "unmet": list(self.unmet),
                 "held": self.held, "seconds": self.seconds, "recovery_seconds": self.recovery_seconds,
                 "failed_activities": list(self.failed_activities), "journal": self.journal,
-                "window": list(self.window) if self.window else None}
+                "window": list(self.window) if self.window else None, "affected_region": self.affected_region}
 
 
 def experiments(folder: Path = CATALOG_DIR) -> list[Path]:
@@ -97,7 +99,14 @@ def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> E
         recovery_seconds=float(recovery) if recovery is not None else None,
         failed_activities=tuple(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
                                 for r in runs if r["status"] != "succeeded"),
-        journal=str(path), window=_window(journal))
+        journal=str(path), window=_window(journal), affected_region=_affected(journal))
+
+
+def _affected(journal: dict[str, Any]) -> str | None:
+    """The fault's region, as the attack (the method's first action) recorded it."""
+    first = next((r for r in journal.get("run", []) if r["activity"].get("type") == "action"), None)
+    output = first.get("output") if first else None
+    return output.get("region") if isinstance(output, dict) else None
 
 
 def _window(journal: dict[str, Any]) -> tuple[float, float] | None:

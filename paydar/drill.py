@@ -21,7 +21,7 @@ from rich.table import Table
 
 from chaos.catalog import experiments, run_catalog
 from chaos.invariants import AckLedger, check_acknowledged
-from chaos.sampler import AvailabilitySampler
+from chaos.sampler import AvailabilitySampler, Sample
 from failover.manual import current_table, fetch_json, promote
 from gateway.client import GatewayClient
 from infra.errors import PaydarError
@@ -90,6 +90,8 @@ class DrillReport:
             table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
         for e in self.experiments:
             recovery = f", served again after {e['recovery_seconds']:.2f}s" if e["recovery_seconds"] is not None else ""
+            if e.get("availability_during_fault") is not None:
+                recovery += f", {e['availability_during_fault']:.1%} served elsewhere during the fault"
             when = "before" if not e["steady_state_before"] else "after"
             unmet = f": {', '.join(e['unmet'])}" if e["unmet"] else ""
             why = "; ".join(e["failed_activities"] or [f"steady state not met {when} the attack{unmet}"])
@@ -255,6 +257,17 @@ def _catalog(realization: Realization, report: DrillReport, console: Console) ->
             sample.served)
     report.timeline = {region: [[second, sum(seen) / len(seen)] for second, seen in sorted(per.items())]
                        for region, per in buckets.items()}
+    for experiment in report.experiments:
+        experiment["availability_during_fault"] = _served_during(samples, experiment)
+
+
+def _served_during(samples: list[Sample], experiment: dict[str, Any]) -> float | None:
+    """Share of sampled requests served through the unaffected regions within the fault window."""
+    if not experiment.get("window"):
+        return None
+    start, end = experiment["window"]
+    seen = [s.served for s in samples if start <= s.at <= end and s.region != experiment.get("affected_region")]
+    return round(sum(seen) / len(seen), 4) if seen else None
 
 
 PHASES = ((_manual_failover, "after"), (_automatic_failover, "auto"), (_ransomware, "restored"),

@@ -80,11 +80,13 @@ def _experiments(experiments: list[dict[str, Any]]) -> str:
         outcome = "held" if e.get("held") else "BROKE"
         why = "; ".join(e.get("failed_activities") or []) or ", ".join(e.get("unmet") or [])
         recovery = "" if e.get("recovery_seconds") is None else f"{e['recovery_seconds']:.2f}"
+        during = "" if e.get("availability_during_fault") is None else f"{e['availability_during_fault']:.1%}"
         rows.append(f"<tr><td>{escape(e['name'])}</td><td>{escape(e.get('title', ''))}</td>"
                     f"<td class='{'held' if e.get('held') else 'broke'}'>{outcome}</td><td>{escape(why)}</td>"
-                    f"<td>{recovery}</td><td>{e.get('seconds', 0):.1f}</td></tr>")
+                    f"<td>{during}</td><td>{recovery}</td><td>{e.get('seconds', 0):.1f}</td></tr>")
     return ("<table><tr><th>experiment</th><th>attack</th><th>outcome</th><th>what broke</th>"
-            "<th>served again after (s)</th><th>duration (s)</th></tr>" + "".join(rows) + "</table>")
+            "<th>served elsewhere during the fault</th><th>served again after (s)</th><th>duration (s)</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def _recovery_bars(experiments: list[dict[str, Any]]) -> str:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from chaos.catalog import RECOVERY_PROBE, _result, experiments
-from paydar.drill import DrillReport
+from chaos.sampler import Sample
+from paydar.drill import DrillReport, _served_during
 from paydar.report_html import render_html
 
 
@@ -59,3 +60,15 @@ def test_the_html_report_is_self_contained_and_shows_every_figure() -> None:
     assert page.count("<svg class='timeline'") == 2 and page.count("<title>rogue</title>") == 2
     assert "tehran (lowest 50%)" in page and "route-holds" in page and "1.25s" in page
     assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_availability_during_a_fault_counts_only_the_unaffected_regions_within_its_window() -> None:
+    attacked = journal()
+    attacked["run"].insert(0, {"activity": {"name": "crash", "type": "action"}, "status": "succeeded",
+                               "output": {"kind": "crash", "region": "tehran"}})
+    result = _result("crash", attacked, 3.0, Path("j.json")).as_dict() | {"window": [10.0, 20.0]}
+    assert result["affected_region"] == "tehran"
+    samples = [Sample(12.0, "tehran", False), Sample(12.0, "isfahan", True), Sample(13.0, "mashhad", False),
+               Sample(14.0, "isfahan", True), Sample(25.0, "mashhad", False)]
+    assert _served_during(samples, result) == round(2 / 3, 4)
+    assert _served_during(samples, result | {"window": None}) is None
