@@ -16,10 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +25,11 @@ from rich.console import Console
 
 from infra.identity import KeyStore, TrustRoot
 from infra.local.ports import PortAllocator
-from infra.local.vault import VaultPorts, render_s3_config, weed_command
+from infra.local.vault import VaultPorts, standalone_vault
 from node.chain import Entry, entry_hash
 from node.store import DocumentStore, verify_file
 from vault.restore import choose, fetch_verified, list_backups
-from vault.s3 import bucket_name, new_identity, provision_buckets, vault_client, wait_ready
+from vault.s3 import bucket_name, new_identity, provision_buckets, vault_client
 from vault.snapshot import CHUNK, s3_put, take_snapshot, upload_backup
 
 __all__ = ["bench_restore"]
@@ -52,8 +49,10 @@ def bench_restore(*, size_mb: int, document_kb: int, rounds: int, console: Conso
         keys = KeyStore(root / "keys")
         trust = keys.build_trust_root([NODE])
         admin = new_identity("bench-admin", ["Admin", "Read", "Write", "List", "Tagging"])
-        with _vault(root, admin, console) as endpoint:
-            client = vault_client(endpoint, admin, timeout=120)
+        ports = PortAllocator()
+        console.log("starting the vault (SeaweedFS)")
+        with standalone_vault(root / "vault", VaultPorts(*(ports.take_pair() for _ in range(5))), [admin]) as weed:
+            client = vault_client(weed.endpoint, admin, timeout=120)
             provision_buckets(client, [bucket_name(SERVICE)], retention_days=1)
             figures = _measure(client, store, root, keys, trust, rounds, console)
     size = figures.pop("size")
@@ -83,39 +82,6 @@ def _build_store(path: Path, target_bytes: int, document_bytes: int) -> int:
     finally:
         store.close()
     return position
-
-
-class _vault:
-    """A weed mini in ``root`` for the benchmark's duration, stopped by PID."""
-
-    def __init__(self, root: Path, admin: object, console: Console) -> None:
-        self.root, self.admin, self.console = root, admin, console
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> str:
-        ports = PortAllocator()
-        vault_ports = VaultPorts(*(ports.take_pair() for _ in range(5)))
-        config = self.root / "s3.json"
-        config.write_text(json.dumps(render_s3_config([self.admin])))  # type: ignore[list-item]
-        config.chmod(0o600)
-        (self.root / "vault").mkdir()
-        weed = str(Path(sys.executable).with_name("weed"))
-        with (self.root / "weed.log").open("wb") as log:
-            self.process = subprocess.Popen(weed_command(weed, self.root / "vault", vault_ports, config),
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        endpoint = f"http://127.0.0.1:{vault_ports.s3}"
-        with self.console.status("starting the vault (SeaweedFS)"):
-            wait_ready(endpoint, self.admin, timeout=60)  # type: ignore[arg-type]
-        return endpoint
-
-    def __exit__(self, *_: object) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 def _measure(client: object, store: Path, root: Path, keys: KeyStore, trust: TrustRoot, rounds: int,

