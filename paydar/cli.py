@@ -398,7 +398,7 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
 def drill(config: Path, state_dir: Path | None, writes: int, keep: bool, attach: bool, json_path: Path | None) -> None:
     """Up, writes through every gateway, a manual then an automatic failover, ransomware on a standby
     and its verified restore from the vault, every experiment of the attack catalog, a read-back
-    check through every gateway, down. The report is also written to <state-dir>/report.json."""
+    check through every gateway, down. The report is also written to <state-dir>/report.json and report.html."""
     from paydar.drill import run_drill
 
     try:
