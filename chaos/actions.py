@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,17 +22,29 @@ from botocore.exceptions import ClientError
 
 from chaos.liar import ScriptedProber
 from chaos.probes import seconds_until_available
-from chaos.target import Configuration, clear_fault, primary_of, realization, record_fault
+from chaos.target import (
+    Configuration,
+    clear_fault,
+    primary_of,
+    realization,
+    record_fault,
+)
+from chaos.target import component as resolve
 from failover.manual import current_table
 from infra.local.linkadmin import LinkAdmin
+from infra.local.plan import ComponentKind, PlannedComponent
 from infra.local.realizer import Realization
 from infra.routing import sign_table
 from paydar.backups import backup_now
 from paydar.restore import restore
+from vault.restore import RestoreRefused
 from vault.s3 import error_code, load_identity, vault_client
 
-__all__ = ["crash_primary", "encrypt_node_data", "flood_gateway", "hang_primary", "partition_region",
-           "push_rogue_table", "run_lying_prober", "tamper_backups_with_region_credentials", "undo_fault"]
+__all__ = ["corrupt_node_data", "crash_component", "cut_link", "delay_link", "drop_link", "encrypt_node_data",
+           "flood_gateway", "hang_component", "heal_link", "partition_region", "push_rogue_table",
+           "resume_component", "run_lying_prober", "tamper_backups_with_region_credentials", "undo_fault"]
+
+RESTORE_TIMEOUT = 60.0
 
 
 def _standby_of(system: Realization, service: str) -> str:
@@ -39,54 +52,132 @@ def _standby_of(system: Realization, service: str) -> str:
     return next(r for r in route.regions if r != route.primary)
 
 
-def crash_primary(service: str, configuration: Configuration = None) -> dict[str, Any]:
-    """Stop (crash) the node that is the service's primary; its region counts as affected."""
-    system = realization(configuration)
-    region = primary_of(system, service)
-    node = f"node.{service}.{region}"
-    system.supervisor.rpc().supervisor.stopProcess(node, True)
-    return record_fault(system, kind="crash", component=node, region=region)
+def _affected(target: PlannedComponent) -> str | None:
+    """The region whose citizens an outage of ``target`` leaves without their own window: a
+    gateway's. Every other component has peers in other regions, so nobody is exempted."""
+    return target.region if target.kind is ComponentKind.GATEWAY else None
 
 
-def hang_primary(service: str, configuration: Configuration = None) -> dict[str, Any]:
-    """Freeze (SIGSTOP) the service's primary node: a gray failure, alive but not answering."""
+def crash_component(component: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Crash (stop through supervisord) one component: an id such as ``gateway.tehran``,
+    ``controller.isfahan``, ``vault``, or a node by role (``node.1101@primary``)."""
     system = realization(configuration)
-    region = primary_of(system, service)
-    node = f"node.{service}.{region}"
-    pid = int(system.supervisor.rpc().supervisor.getProcessInfo(node)["pid"])
+    target = resolve(system, component)
+    system.supervisor.rpc().supervisor.stopProcess(target.id, True)
+    return record_fault(system, kind="crash", component=target.id, region=_affected(target))
+
+
+def hang_component(component: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Freeze (SIGSTOP) one component: a gray failure, alive to the kernel but answering nothing."""
+    system = realization(configuration)
+    target = resolve(system, component)
+    pid = int(system.supervisor.rpc().supervisor.getProcessInfo(target.id)["pid"])
     os.kill(pid, signal.SIGSTOP)
-    return record_fault(system, kind="hang", component=node, region=region, pid=pid)
+    return record_fault(system, kind="hang", component=target.id, region=_affected(target), pid=pid)
 
 
-def partition_region(service: str, configuration: Configuration = None) -> dict[str, Any]:
-    """Cut every link to and from the region holding the service's primary."""
+def resume_component(component: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Bring a crashed or frozen component back: SIGCONT if it is stopped, start it if it is not running."""
     system = realization(configuration)
-    region = primary_of(system, service)
-    links = [(a, b) for a in system.topology.region_names for b in system.topology.region_names
-             if a != b and region in (a, b)]
-    for source, target in links:
-        LinkAdmin(system.plan.link(source, target).admin_url, system.link_token()).cut()
-    return record_fault(system, kind="partition", component=f"region {region}", region=region,
-                        links=[list(link) for link in links])
+    target = resolve(system, component)
+    rpc = system.supervisor.rpc().supervisor
+    info = rpc.getProcessInfo(target.id)
+    if info["statename"] == "RUNNING":
+        os.kill(int(info["pid"]), signal.SIGCONT)  # harmless on a process that is not stopped
+        return {"component": target.id, "resumed": "continued"}
+    rpc.startProcess(target.id, True)
+    return {"component": target.id, "resumed": "started"}
 
 
-def encrypt_node_data(service: str, configuration: Configuration = None) -> dict[str, Any]:
-    """Ransomware on a standby of the service: back it up first, then overwrite its store with random bytes."""
+def _links(system: Realization, pairs: list[tuple[str, str]], change: str, **details: Any) -> dict[str, Any]:
+    for source, target in pairs:
+        admin = LinkAdmin(system.plan.link(source, target).admin_url, system.link_token())
+        admin.set(delay_ms=details["delay_ms"]) if change == "delay" else getattr(admin, change)()
+    return {"links": [list(pair) for pair in pairs], **details}
+
+
+def cut_link(source: str, target: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Cut the link from region ``source`` to region ``target``: connections refused at once."""
     system = realization(configuration)
-    region = _standby_of(system, service)
-    node = f"node.{service}.{region}"
+    done = _links(system, [(source, target)], "cut")
+    return record_fault(system, kind="link-cut", component=f"link.{source}.{target}", region=None, **done)
+
+
+def drop_link(source: str, target: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Blackhole the link: connections are accepted and bytes vanish (a gray partition)."""
+    system = realization(configuration)
+    done = _links(system, [(source, target)], "drop")
+    return record_fault(system, kind="link-drop", component=f"link.{source}.{target}", region=None, **done)
+
+
+def delay_link(source: str, target: str, delay_ms: int = 300, configuration: Configuration = None
+               ) -> dict[str, Any]:
+    """Add ``delay_ms`` of latency to every chunk the link forwards."""
+    system = realization(configuration)
+    done = _links(system, [(source, target)], "delay", delay_ms=delay_ms)
+    return record_fault(system, kind="link-delay", component=f"link.{source}.{target}", region=None, **done)
+
+
+def heal_link(source: str, target: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Put the link back to passing traffic with no delay."""
+    return _links(realization(configuration), [(source, target)], "heal")
+
+
+def partition_region(region: str | None = None, service: str | None = None,
+                     configuration: Configuration = None) -> dict[str, Any]:
+    """Cut every link to and from ``region`` (or the region holding ``service``'s primary)."""
+    system = realization(configuration)
+    if region is None:
+        if service is None:
+            raise ValueError("partition_region needs a region or a service whose primary's region to cut")
+        region = primary_of(system, service)
+    names = system.topology.region_names
+    done = _links(system, [(a, b) for a in names for b in names if a != b and region in (a, b)], "cut")
+    return record_fault(system, kind="partition", component=f"region.{region}", region=region, **done)
+
+
+def _backed_up(system: Realization, node: str) -> int:
     [outcome] = backup_now(system, [node])
     if outcome.manifest is None:
         raise RuntimeError(f"could not back {node} up before the attack: {outcome.error}")
-    for path in system.layout.data(node).glob("registry.sqlite3*"):
+    return outcome.manifest.position
+
+
+def encrypt_node_data(node: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Ransomware: back the node up, then overwrite its store in place with random bytes."""
+    system = realization(configuration)
+    target = resolve(system, node)
+    position = _backed_up(system, target.id)
+    for path in system.layout.data(target.id).glob("registry.sqlite3*"):
         with path.open("r+b") as victim:
             victim.write(os.urandom(path.stat().st_size))
-    return record_fault(system, kind="ransomware", component=node, region=region, service=service,
-                        backup_position=outcome.manifest.position)
+    return record_fault(system, kind="ransomware", component=target.id, region=None, service=target.service,
+                        node_region=target.region, backup_position=position)
 
 
-def push_rogue_table(service: str, configuration: Configuration = None) -> dict[str, Any]:
-    """With one stolen controller key, sign a table moving the service's primary and offer it to
+def corrupt_node_data(node: str, configuration: Configuration = None) -> dict[str, Any]:
+    """Silent corruption: back the node up, then change the newest record's body in place,
+    the way an attacker with disk access forges one document."""
+    system = realization(configuration)
+    target = resolve(system, node)
+    position = _backed_up(system, target.id)
+    with sqlite3.connect(system.layout.data(target.id) / "registry.sqlite3", timeout=10) as db:
+        changed = db.execute("UPDATE log SET body = CAST(body AS BLOB) || x'20' "
+                             "WHERE position = (SELECT max(position) FROM log)").rowcount
+    if not changed:
+        raise RuntimeError(f"{target.id} holds no record to corrupt yet; write some documents first")
+    return record_fault(system, kind="corruption", component=target.id, region=None, service=target.service,
+                        node_region=target.region, backup_position=position)
+
+
+def _routes(system: Realization) -> dict[str, Any]:
+    return {sid: route.model_dump(mode="json") for sid, route in current_table(system).table.services.items()}
+
+
+def push_rogue_table(service: str, controller: str | None = None, configuration: Configuration = None
+                     ) -> dict[str, Any]:
+    """With one stolen controller key (``controller.<region>``; by default the region the table would
+    move the primary to), sign a table moving the service's primary to a standby and offer it to
     every node, gateway and controller; returns how each answered (all must refuse)."""
     system = realization(configuration)
     held = current_table(system).table
@@ -96,10 +187,11 @@ def push_rogue_table(service: str, configuration: Configuration = None) -> dict[
                                      "epoch": route.epoch + 50})
     rogue = held.model_copy(update={"version": held.version + 100, "reason": "rogue: one stolen key",
                                     "services": {**held.services, service: moved}})
-    signed = sign_table(rogue, [system.keystore().signer(f"controller.{target}")]).model_dump_json().encode()
+    stolen = resolve(system, controller or f"controller.{target}")
+    signed = sign_table(rogue, [system.keystore().signer(stolen.id)]).model_dump_json().encode()
+    routes = _routes(system)
     answers = asyncio.run(_offer(system, signed))
-    record_fault(system, kind="rogue-table", component=f"controller.{target} key", region=None,
-                 service=service, route=route.model_dump(mode="json"))
+    record_fault(system, kind="rogue-table", component=stolen.id, region=None, routes=routes)
     return {"accepted_by": sorted(c for c, status in answers.items() if status == 200), "answers": answers}
 
 
@@ -138,6 +230,8 @@ def tamper_backups_with_region_credentials(service: str, region: str, configurat
         "read-other-region": lambda: stolen.list_objects_v2(Bucket=m.bucket, Prefix=f"{other}/"),
         "plant-in-other-region": lambda: stolen.put_object(Bucket=m.bucket, Key=f"{other}/manifests/x.json",
                                                            Body=b"{}"),
+        # Allowed by S3 (it stacks a new version); backups_intact proves restore never uses it.
+        "overwrite-backup": lambda: stolen.put_object(Bucket=m.bucket, Key=m.key, Body=b"encrypted by attacker"),
     }
     results = {}
     for name, attempt in attempts.items():
@@ -185,15 +279,36 @@ _LIARS: dict[str, ScriptedProber] = {}
 """Lying probers this process runs (Chaos Toolkit runs every activity of an experiment in one process)."""
 
 
-def run_lying_prober(service: str, region: str, configuration: Configuration = None) -> dict[str, Any]:
-    """With ``prober.<region>``'s stolen key, claim every round that the service's primary is down.
-    One vantage point out of n must be able neither to trigger nor to block a failover."""
+def run_lying_prober(region: str | None = None, service: str | None = None,
+                     configuration: Configuration = None) -> dict[str, Any]:
+    """With ``prober.<region>``'s stolen key, claim every round that ``service``'s primary is down
+    (without a service: that every node and gateway is down). One vantage point out of n must be
+    able neither to trigger nor to block a failover. Without a region, the first prober outside
+    the attacked primary's region lies."""
     system = realization(configuration)
-    target = f"node.{service}.{primary_of(system, service)}"
-    liar = ScriptedProber(system, region, lambda _round, t: t != target)
+    targets = {f"node.{service}.{primary_of(system, service)}"} if service else \
+        {c.id for c in system.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)}
+    probers = [c for c in system.plan.of_kind(ComponentKind.PROBER)]
+    prober = resolve(system, f"prober.{region}") if region else \
+        next((c for c in probers if not any(t.endswith(f".{c.region}") for t in targets)), probers[0])
+    routes = _routes(system)
+    liar = ScriptedProber(system, str(prober.region), lambda _round, t: t not in targets)
     _LIARS[str(system.layout.root)] = liar.__enter__()
-    return record_fault(system, kind="lying-prober", component=f"prober.{region}", region=None, service=service,
-                        route=current_table(system).table.route(service).model_dump(mode="json"))
+    return record_fault(system, kind="lying-prober", component=prober.id, region=None, routes=routes)
+
+
+def _restore_when_allowed(system: Realization, held: dict[str, Any]) -> None:
+    """Restore a node whose data an attack destroyed. A node that was the writable primary is
+    first failed over by the controllers (it reports itself compromised), so wait for that."""
+    deadline = time.monotonic() + RESTORE_TIMEOUT
+    while True:
+        try:
+            restore(system, held["service"], held["node_region"])
+            return
+        except RestoreRefused:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def undo_fault(configuration: Configuration = None) -> dict[str, Any]:
@@ -205,19 +320,15 @@ def undo_fault(configuration: Configuration = None) -> dict[str, Any]:
     if held is None:
         return {"undone": None, "settled_after_seconds": seconds_until_available(SETTLE_TIMEOUT, configuration)}
     kind = held["kind"]
-    rpc = system.supervisor.rpc().supervisor
-    if kind == "crash" and rpc.getProcessInfo(held["component"])["statename"] != "RUNNING":
-        rpc.startProcess(held["component"], True)
-    elif kind == "hang":
-        os.kill(int(held["pid"]), signal.SIGCONT)
-    elif kind == "partition":
-        for source, target in held["links"]:
-            LinkAdmin(system.plan.link(source, target).admin_url, system.link_token()).heal()
-    elif kind == "ransomware":
-        restore(system, held["service"], held["region"])
+    for source, target in held.get("links", []):
+        heal_link(source, target, configuration)
+    if kind in ("crash", "hang"):
+        resume_component(held["component"], configuration)
+    elif kind in ("ransomware", "corruption"):
+        _restore_when_allowed(system, held)
     elif kind == "lying-prober":
         liar = _LIARS.pop(str(system.layout.root), None)
         if liar is not None:
             liar.__exit__(None, None, None)
-        rpc.startProcess(held["component"], True)
+        system.supervisor.rpc().supervisor.startProcess(held["component"], True)
     return {"undone": held, "settled_after_seconds": seconds_until_available(SETTLE_TIMEOUT, configuration)}

@@ -1,7 +1,9 @@
-"""Running the attack catalog in-process with Chaos Toolkit's own runner, one experiment at a time.
+"""Running experiments in-process with Chaos Toolkit's own runner, one at a time.
 
-`chaos run` does the same for one file; the drill runs them all against one system, keeps
-every journal, and reads the figures that matter out of them.
+`chaos run` does the same for one file; the drill runs the whole catalog (or the N-1
+matrix, :mod:`chaos.matrix`) against one system, keeps every journal, and reads the figures
+that matter out of them: whether it held, recovery and detection times, writes lost,
+corrupted reads, the fault window and the region the fault took out.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chaos.target import begin_experiment
 from infra.files import write_json_atomic
 from infra.local.realizer import Realization
 
-__all__ = ["CATALOG_DIR", "ExperimentResult", "experiments", "run_catalog"]
+__all__ = ["CATALOG_DIR", "ExperimentResult", "experiments", "load_catalog", "run_experiments"]
 
 CATALOG_DIR = Path(__file__).with_name("experiments")
 RECOVERY_PROBE = "seconds-until-citizens-served-again"
+DETECTION_PROBE = "seconds-until-the-node-detects-it"
+Experiment = tuple[str, dict[str, Any]]
+"""A name (file stem or matrix cell) and the experiment as Chaos Toolkit reads it."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,10 @@ class ExperimentResult:
     """Unix times from the first attack to the end of the rollback (the fault window)."""
     affected_region: str | None = None
     """The region the attack took out, whose citizens are not promised service meanwhile."""
+    detection_seconds: float | None = None
+    lost: int | None = None
+    """Acknowledged writes lost, as the steady-state probe counted them after the attack."""
+    corrupted: int | None = None
 
     @property
     def held(self) -> bool:
@@ -56,39 +66,58 @@ class ExperimentResult:
                 "unmet": list(self.unmet),
                 "held": self.held, "seconds": self.seconds, "recovery_seconds": self.recovery_seconds,
                 "failed_activities": list(self.failed_activities), "journal": self.journal,
-                "window": list(self.window) if self.window else None, "affected_region": self.affected_region}
+                "window": list(self.window) if self.window else None, "affected_region": self.affected_region,
+                "detection_seconds": self.detection_seconds, "lost": self.lost, "corrupted": self.corrupted}
 
 
 def experiments(folder: Path = CATALOG_DIR) -> list[Path]:
     return sorted(folder.glob("*.json"))
 
 
-def run_catalog(system: Realization, paths: list[Path],
-                started: Callable[[str], None] = lambda _: None) -> list[ExperimentResult]:
-    """Run each experiment against ``system``; journals go to ``<state-dir>/chaos/journals/``."""
+def load_catalog(paths: list[Path]) -> list[Experiment]:
+    return [(path.stem, json.loads(path.read_text())) for path in paths]
+
+
+def run_experiments(system: Realization, planned: list[Experiment],
+                    started: Callable[[int, str], None] = lambda _n, _name: None) -> list[ExperimentResult]:
+    """Run each experiment against ``system`` in turn; journals go to ``<state-dir>/chaos/journals/``.
+
+    ``started(index, name)`` is called as each begins (the drill's progress display)."""
     from chaoslib.experiment import run_experiment
 
     logging.getLogger("chaostoolkit").setLevel(logging.WARNING)  # the drill shows its own progress
     journals = system.layout.root / "chaos" / "journals"
     journals.mkdir(parents=True, exist_ok=True)
     results = []
-    for path in paths:
-        experiment = json.loads(path.read_text())
-        experiment["configuration"] = {**experiment.get("configuration", {}),
-                                       "paydar_state_dir": str(system.layout.root)}
-        started(path.stem)
+    for index, (name, experiment) in enumerate(planned):
+        experiment = {**experiment, "configuration": {**experiment.get("configuration", {}),
+                                                      "paydar_state_dir": str(system.layout.root)}}
+        started(index, name)
+        begin_experiment(system)
         began = time.monotonic()
         journal = run_experiment(experiment, settings={})
-        target = journals / f"{path.stem}.json"
+        target = journals / f"{name.replace(':', '--')}.json"
         write_json_atomic(target, json.loads(json.dumps(journal, default=str)))
-        results.append(_result(path.stem, journal, time.monotonic() - began, target))
+        results.append(_result(name, journal, time.monotonic() - began, target))
     return results
+
+
+def _output(journal: dict[str, Any], name: str) -> float | None:
+    found = next((r.get("output") for r in journal.get("run", [])
+                  if r["activity"]["name"] == name and r["status"] == "succeeded"), None)
+    return float(found) if found is not None else None
+
+
+def _counted(steady: dict[str, Any], func: str) -> int | None:
+    """The largest count a steady-state probe (by function) reported, before or after."""
+    counts = [int(probe["output"]) for phase in ("before", "after") for probe in (steady.get(phase) or {}).get(
+              "probes", []) if probe["activity"].get("provider", {}).get("func") == func
+              and isinstance(probe.get("output"), int)]
+    return max(counts) if counts else None
 
 
 def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> ExperimentResult:
     runs = list(journal.get("run", [])) + list(journal.get("rollbacks", []))
-    recovery = next((r.get("output") for r in journal.get("run", [])
-                     if r["activity"]["name"] == RECOVERY_PROBE and r["status"] == "succeeded"), None)
     steady = journal.get("steady_states") or {}
     return ExperimentResult(
         name=name, title=journal["experiment"]["title"], status=str(journal["status"]),
@@ -96,7 +125,8 @@ def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> E
         steady_after=bool((steady.get("after") or {}).get("steady_state_met")), seconds=round(seconds, 2),
         unmet=tuple(probe["activity"]["name"] for phase in ("before", "after")
                     for probe in (steady.get(phase) or {}).get("probes", []) if probe.get("tolerance_met") is False),
-        recovery_seconds=float(recovery) if recovery is not None else None,
+        recovery_seconds=_output(journal, RECOVERY_PROBE), detection_seconds=_output(journal, DETECTION_PROBE),
+        lost=_counted(steady, "acknowledged_writes_lost"), corrupted=_counted(steady, "corrupted_documents_served"),
         failed_activities=tuple(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
                                 for r in runs if r["status"] != "succeeded"),
         journal=str(path), window=_window(journal), affected_region=_affected(journal))

@@ -16,18 +16,26 @@ from typing import Any
 import aiohttp
 
 from chaos.invariants import ViolationKind, check_acknowledged
-from chaos.target import Configuration, append_ledger, fault, load_ledger, realization
-from failover.manual import current_table
+from chaos.target import (
+    Configuration,
+    append_ledger,
+    component,
+    fault,
+    load_ledger,
+    realization,
+)
+from chaos.workload import read_back
+from failover.manual import current_table, fetch_json
 from gateway.client import GatewayClient
 from infra.local.realizer import Realization
 from paydar.backups import list_vault
-from paydar.drill import read_back
 from paydar.restore import CANDIDATES
 from vault.manifest import BackupManifest
 from vault.s3 import vault_client
 
 __all__ = ["acknowledged_writes_lost", "backups_intact", "certified_route_unchanged", "citizen_availability",
-           "corrupted_documents_served", "routing_table", "seconds_until_available"]
+           "corrupted_documents_served", "routing_table", "seconds_until_available",
+           "seconds_until_compromise_detected"]
 
 REQUEST_TIMEOUT = 5.0
 
@@ -83,6 +91,23 @@ def seconds_until_available(timeout: float = 30.0, configuration: Configuration 
     raise AssertionError(f"citizens not fully served within {timeout:.0f}s (last availability {last:.2f})")
 
 
+def seconds_until_compromise_detected(timeout: float = 20.0, node: str | None = None,
+                                      configuration: Configuration = None) -> float:
+    """Seconds until ``node`` (by default the one the fault in force attacked) reports its own data
+    compromised (ransomware, forged records); raises when it does not within ``timeout``."""
+    system = realization(configuration)
+    node = node or (fault(system) or {}).get("component")
+    if not node:
+        raise ValueError("no node named and no attack on a node in force")
+    url = component(system, node).url + "/state"
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if (fetch_json(url) or {}).get("compromised"):
+            return round(time.monotonic() - started, 3)
+        time.sleep(0.1)
+    raise AssertionError(f"{node} did not notice its compromised data within {timeout:.0f}s")
+
+
 def _violations(configuration: Configuration, kind: ViolationKind) -> int:
     """Distinct acknowledged writes that some unaffected gateway fails in this way."""
     system = realization(configuration)
@@ -105,14 +130,14 @@ def corrupted_documents_served(configuration: Configuration = None) -> int:
 
 
 def certified_route_unchanged(configuration: Configuration = None) -> bool:
-    """After an attack on routing (a rogue table, a lying prober): the service's route is still
+    """After an attack on routing (a rogue table, a lying prober): every service's route is still
     the one certified before it (True when no such attack is in force)."""
     system = realization(configuration)
     held = fault(system)
-    if not held or "route" not in held:
+    if not held or "routes" not in held:
         return True
-    now = current_table(system).table.route(held["service"]).model_dump(mode="json")
-    return bool(now == held["route"])
+    now = {sid: route.model_dump(mode="json") for sid, route in current_table(system).table.services.items()}
+    return bool(now == held["routes"])
 
 
 def backups_intact(configuration: Configuration = None) -> bool:

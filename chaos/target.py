@@ -4,6 +4,10 @@ Activities are separate calls, so what one leaves for the next lives under the s
 directory's ``chaos/`` folder: the fault in force (which component, which region: probes
 measure citizens through the *other* regions' gateways) and the ledger of every citizen
 write the probes made (to check later that no acknowledged write was lost or corrupted).
+A runner of many experiments starts each with :func:`begin_experiment`, which moves the
+ledger to ``ledger-earlier.jsonl``: an experiment then checks every write of its own and a
+bounded random sample of the earlier ones, so checks stay the same size across a long
+matrix, and the drill's final sweep checks every one.
 The state directory comes from the experiment's configuration ``paydar_state_dir``, else
 ``PAYDAR_STATE_DIR``, else ``.paydar/state``, as for the `paydar` command.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,13 +24,16 @@ from typing import Any
 from chaos.invariants import AckLedger
 from failover.manual import current_table
 from infra.files import write_json_atomic
+from infra.local.plan import ComponentKind, PlannedComponent
 from infra.local.realizer import Realization, load_realization
 
-__all__ = ["Fault", "append_ledger", "clear_fault", "fault", "load_ledger", "primary_of", "realization",
-           "record_fault"]
+__all__ = ["EARLIER_SAMPLE", "Fault", "append_ledger", "begin_experiment", "clear_fault", "component",
+           "fault", "load_ledger", "primary_of", "realization", "record_fault"]
 
 Configuration = Mapping[str, Any] | None
 Fault = dict[str, Any]
+EARLIER_SAMPLE = 100
+"""Acknowledged writes of earlier experiments that each experiment re-checks."""
 
 
 def realization(configuration: Configuration) -> Realization:
@@ -67,6 +75,34 @@ def primary_of(system: Realization, service: str) -> str:
     return primary
 
 
+def component(system: Realization, spec: str) -> PlannedComponent:
+    """The component ``spec`` names: an id (``node.1101.tehran``, ``gateway.isfahan``) or a node by
+    role, resolved now from the routing table (``node.1101@primary``, ``node.1101@standby``)."""
+    if "@" in spec:
+        base, role = spec.split("@", 1)
+        kind, _, service = base.partition(".")
+        if kind != "node" or role not in ("primary", "standby"):
+            raise ValueError(f"unknown target {spec!r}: roles are node.<service>@primary or node.<service>@standby")
+        route = current_table(system).table.route(service)
+        region = primary_of(system, service) if role == "primary" else \
+            next(r for r in route.regions if r != route.primary)
+        return system.plan.node(service, region)
+    try:
+        return system.plan.component(spec)
+    except KeyError:
+        known = ", ".join(c.id for c in system.plan.components if c.kind is not ComponentKind.LINK)
+        raise ValueError(f"unknown component {spec!r}; this system has: {known}") from None
+
+
+def begin_experiment(system: Realization) -> None:
+    """Start a fresh ledger for the next experiment; earlier writes stay checkable."""
+    current = _folder(system) / "ledger.jsonl"
+    if current.exists():
+        with (_folder(system) / "ledger-earlier.jsonl").open("a") as earlier:
+            earlier.write(current.read_text())
+        current.unlink()
+
+
 def append_ledger(system: Realization, entries: list[tuple[str, str, dict[str, Any], bool]]) -> None:
     with (_folder(system) / "ledger.jsonl").open("a") as out:
         for service, doc_id, document, acknowledged in entries:
@@ -74,11 +110,17 @@ def append_ledger(system: Realization, entries: list[tuple[str, str, dict[str, A
                                   "acknowledged": acknowledged}) + "\n")
 
 
-def load_ledger(system: Realization) -> AckLedger:
+def load_ledger(system: Realization, *, earlier: int | None = EARLIER_SAMPLE) -> AckLedger:
+    """This experiment's writes, plus ``earlier`` acknowledged writes of earlier experiments drawn
+    at random (all of them when ``earlier`` is None)."""
     ledger = AckLedger()
-    path = _folder(system) / "ledger.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            ledger.record(entry["service"], entry["doc_id"], entry["document"], entry["acknowledged"])
+    for entry in _entries(_folder(system) / "ledger.jsonl"):
+        ledger.record(entry["service"], entry["doc_id"], entry["document"], entry["acknowledged"])
+    before = [e for e in _entries(_folder(system) / "ledger-earlier.jsonl") if e["acknowledged"]]
+    for entry in before if earlier is None or len(before) <= earlier else random.sample(before, earlier):
+        ledger.record(entry["service"], entry["doc_id"], entry["document"], True)
     return ledger
+
+
+def _entries(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -1,9 +1,12 @@
-"""Concurrent citizen writers that run while a fault is injected (the Jepsen-style history).
+"""Citizens as tests and benchmarks use them: writers, bursts, and reading everything back.
 
-Each client writes fresh documents through its gateway in a loop and records in an
+:class:`Workload` runs concurrent writers while a fault is injected (the Jepsen-style
+history): each client writes fresh documents through its gateway in a loop and records in an
 :class:`~chaos.invariants.AckLedger` whether each write was acknowledged. The loop runs on its
 own thread and event loop so a test or benchmark can inject faults from the main thread,
-then stop the writers and check the history with :func:`chaos.invariants.check_acknowledged`.
+then stop the writers and check the history with :func:`chaos.invariants.check_acknowledged`
+over what :func:`read_back` returns. :func:`write_burst` writes a fixed number at once.
+(The drill's steady load is Locust: :mod:`chaos.load`.)
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from chaos.invariants import AckLedger
 from gateway.client import GatewayClient
+from infra.local.realizer import Realization
 
-__all__ = ["Workload"]
+__all__ = ["Workload", "read_back", "write_burst"]
 
 STOP_TIMEOUT = 30.0
 
@@ -90,3 +95,41 @@ class Workload:
                 self.acks.append((sent, time.monotonic(), service, doc_id))
             elif reply.status in (0, 503):
                 await asyncio.sleep(0.02)  # back off briefly while the service fails over
+
+
+def _document(run: str, n: int) -> dict[str, Any]:
+    return {"citizen_id": f"{(n * 7919) % 10**10:010d}", "kind": "national-id-card",
+            "data": {"burst": run, "serial": n}}
+
+
+async def write_burst(realization: Realization, ledger: AckLedger, per_gateway: int, tag: str,
+                      concurrency: int = 16) -> None:
+    """Write ``per_gateway`` fresh documents through every gateway, across all services."""
+    services = [s.id for s in realization.topology.services]
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async def one(region: str, n: int) -> None:
+            client = GatewayClient(session, realization.plan.gateway(region).url)
+            service, doc_id = services[n % len(services)], f"{tag}-{region}-{n}"
+            document = _document(tag, n)
+            async with limit:
+                reply = await client.put(service, doc_id, document)
+            ledger.record(service, doc_id, document, reply.ok and reply.body.get("acknowledged") is True)
+
+        await asyncio.gather(*(one(r, n) for r in realization.topology.region_names for n in range(per_gateway)))
+
+
+async def read_back(realization: Realization, ledger: AckLedger, region: str,
+                    concurrency: int = 16) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """Read every acknowledged document through one region's gateway."""
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        client = GatewayClient(session, realization.plan.gateway(region).url)
+
+        async def one(service: str, doc_id: str) -> tuple[tuple[str, str], dict[str, Any] | None]:
+            async with limit:
+                reply = await client.get(service, doc_id)
+            return (service, doc_id), (reply.body if reply.ok else None)
+
+        pairs = await asyncio.gather(*(one(s, d) for s, d, _ in ledger.acknowledged()))
+    return dict(pairs)

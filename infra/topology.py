@@ -71,6 +71,32 @@ class Weakening(StrEnum):
     """A safety rule a topology deliberately gives up: only to prove the drill catches it."""
 
     MINORITY_THRESHOLD = "minority-threshold"
+    NO_SYNCHRONOUS_STANDBY = "no-synchronous-standby"
+    SINGLE_VANTAGE_POINT = "single-vantage-point"
+
+    @property
+    def risk(self) -> str:
+        """What the weakening lets a single fault or attacker do, in one sentence."""
+        return _RISKS[self][0]
+
+    @property
+    def caught_by(self) -> str:
+        """The catalog experiment that shows it."""
+        return _RISKS[self][1]
+
+
+_RISKS = {
+    Weakening.MINORITY_THRESHOLD: (
+        "one stolen controller key signs a routing table that every node and gateway obeys",
+        "rogue-controller-table"),
+    Weakening.NO_SYNCHRONOUS_STANDBY: (
+        "a write is acknowledged before any standby holds it, so when the primary crashes no standby can be "
+        "proven to hold every acknowledged write and the service stays read-only (or loses writes)",
+        "crash-primary-node"),
+    Weakening.SINGLE_VANTAGE_POINT: (
+        "one prober is the whole majority, so one lying prober with a stolen key fails a healthy primary over",
+        "lying-prober"),
+}
 
 
 class Tier(IntEnum):
@@ -128,13 +154,18 @@ class Control(_Model):
 
 
 class Probes(_Model):
-    """The probers' schedule: a round every ``interval``, each target bounded by ``timeout``."""
+    """The probers' schedule: a round every ``interval``, each target bounded by ``timeout``.
+
+    ``vantage_points`` are the regions that run a prober (default: every region); controllers
+    judge a target down only when a majority of them agree.
+    """
 
     interval: Duration = Field(default=0.5, ge=0.05, le=60)
     timeout: Duration = Field(default=0.4, ge=0.05, le=30)
     max_concurrency: int = Field(default=256, ge=1, le=10_000)
     canary_interval: Duration = Field(default=5.0, ge=0.1, le=3600)
     integrity_interval: Duration = Field(default=2.0, ge=0.1, le=3600)
+    vantage_points: tuple[str, ...] | None = None
 
 
 class Storage(_Model):
@@ -206,6 +237,11 @@ class NationalTopology(_Model):
         """Services that have a node in ``region``."""
         return tuple(s for s in self.services if region in s.regions)
 
+    @property
+    def vantage_points(self) -> tuple[str, ...]:
+        """The regions that run a prober."""
+        return self.probes.vantage_points if self.probes.vantage_points is not None else self.region_names
+
 
 def _semantic_issues(topo: NationalTopology) -> list[Issue]:
     """Cross-field rules, one issue per broken rule and place."""
@@ -227,6 +263,7 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
                             f"threshold {topo.control.threshold} is not a majority of the {len(regions)} controllers",
                             f"use at least {len(regions) // 2 + 1}: with a minority threshold two disjoint groups "
                             "of controllers could sign conflicting tables"))
+    issues += _vantage_issues(topo)
     if topo.control.max_failovers_per_round and topo.control.max_failovers_per_round > len(topo.services):
         issues.append(Issue("control.max_failovers_per_round",
                             f"cap {topo.control.max_failovers_per_round} exceeds the {len(topo.services)} services",
@@ -247,9 +284,27 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
             issues.append(Issue(f"{where}.sync_replicas",
                                 f"sync_replicas {service.sync_replicas} is larger than the {standbys} standbys available",
                                 f"use at most {standbys}, or host the service in more regions"))
-        if service.rpo == 0 and service.sync_replicas == 0:
+        if service.rpo == 0 and service.sync_replicas == 0 and Weakening.NO_SYNCHRONOUS_STANDBY not in topo.unsafe:
             issues.append(Issue(f"{where}.sync_replicas", "rpo 0s needs at least one synchronous standby",
                                 "set sync_replicas: 1, or declare the data loss the service tolerates as rpo"))
+    return issues
+
+
+def _vantage_issues(topo: NationalTopology) -> list[Issue]:
+    points = topo.probes.vantage_points
+    if points is None:
+        return []
+    issues = [Issue(f"probes.vantage_points[{i}]", f"unknown region {region!r}",
+                    f"use one of: {', '.join(topo.region_names)}")
+              for i, region in enumerate(points) if region not in topo.region_names]
+    issues += _duplicates("probes.vantage_points", points, "each region runs one prober")
+    if not points:
+        issues.append(Issue("probes.vantage_points", "no vantage point",
+                            "list at least three regions, or leave it out"))
+    elif len(set(points)) < 3 and Weakening.SINGLE_VANTAGE_POINT not in topo.unsafe:
+        issues.append(Issue("probes.vantage_points", f"{len(set(points))} vantage point(s): one lying or failing "
+                            "prober is then enough to trigger or block a failover",
+                            "probe from at least three regions (leave vantage_points out for every region)"))
     return issues
 
 

@@ -24,11 +24,10 @@ from typing import Any
 from rich.console import Console
 
 from chaos.invariants import ViolationKind, check_acknowledged
-from chaos.workload import Workload
+from chaos.workload import Workload, read_back
 from infra.errors import PaydarError
 from infra.local.realizer import Realization, down, up
 from paydar.bench import percentile
-from paydar.drill import read_back
 
 __all__ = ["bench_failover"]
 

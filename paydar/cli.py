@@ -391,19 +391,47 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="Run in this state directory (default: a fresh one under .paydar/drills/; with --attach, "
                    "the running system's, env PAYDAR_STATE_DIR or .paydar/state).")
-@click.option("--writes", default=40, show_default=True, help="Writes per gateway in each burst.")
+@click.option("--matrix", is_flag=True,
+              help="Run the N-1 matrix (every component instance x every fault that applies to it, ~100 cells "
+                   "for 3 regions x 4 services, ~12 min) instead of the attack catalog (8 experiments).")
+@click.option("--only", multiple=True, metavar="PATTERN",
+              help="With --matrix: only the cells whose 'component:fault' name matches (shell-style, repeatable), "
+                   "e.g. --only 'node.1101.*' --only '*:partition'.")
+@click.option("--users", default=6, show_default=True, type=click.IntRange(1, 200),
+              help="Locust citizens writing and reading through the gateways (spread evenly) throughout.")
+@click.option("--dwell", default=2.0, show_default=True, type=click.FloatRange(0, 60),
+              help="With --matrix: seconds each fault is held under load once citizens are served again.")
 @click.option("--keep", is_flag=True, help="Leave the system running afterwards.")
 @click.option("--attach", is_flag=True, help="Drill the system already running from --state-dir; leave it running.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report here.")
-def drill(config: Path, state_dir: Path | None, writes: int, keep: bool, attach: bool, json_path: Path | None) -> None:
-    """Up, writes through every gateway, a manual then an automatic failover, ransomware on a standby
-    and its verified restore from the vault, every experiment of the attack catalog, a read-back
-    check through every gateway, down. The report is also written to <state-dir>/report.json and report.html."""
-    from paydar.drill import run_drill
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the report here.")
+def drill(config: Path, state_dir: Path | None, matrix: bool, only: tuple[str, ...], users: int, dwell: float,
+          keep: bool, attach: bool, json_path: Path | None) -> None:
+    """Prove the national system survives any single fault: bring it up, run steady Locust citizen load
+    through every gateway, run every experiment of the attack catalog (chaos/experiments/) or the N-1
+    matrix, read every acknowledged write back through every gateway, tear down.
 
+    \b
+    Exit status 0 only when every experiment's steady state held (citizens served through the
+    unaffected regions, no acknowledged write lost, no corrupted document served) and the final
+    read-back found nothing lost or corrupted. The report is <state-dir>/report.json and a
+    self-contained <state-dir>/report.html (availability timeline, recovery times, the matrix as a
+    heat map); Chaos Toolkit journals are under <state-dir>/chaos/journals/.
+    \b
+    Examples:
+      paydar drill                                    # the catalog on national.yaml
+      paydar drill --matrix                           # the whole N-1 matrix
+      paydar drill --matrix --only 'gateway.*'        # part of it
+      paydar drill --config examples/weakened/no-synchronous-standby.yaml   # must FAIL
+    """
+    from paydar.drill import DrillOptions, run_drill
+
+    if only and not matrix:
+        fail("--only narrows the N-1 matrix: add --matrix")
+    options = DrillOptions(matrix=matrix, only=only, users=users, dwell=dwell)
     try:
-        report = run_drill(config=config, state_dir=state_dir or (DEFAULT_STATE if attach else None),
-                           writes_per_gateway=writes, keep=keep, console=console, attach=attach)
+        report = run_drill(config=config, state_dir=state_dir or (DEFAULT_STATE if attach else None), keep=keep,
+                           console=console, attach=attach, options=options)
     except PaydarError as exc:
         fail(str(exc))
     if json_path:

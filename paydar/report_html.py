@@ -1,8 +1,8 @@
 """The drill's `report.html`: one self-contained page (inline CSS and SVG, no script, no network).
 
-Hand-written SVG rather than a charting library: the page must open offline on an
-air-gapped operator's laptop, and two simple chart kinds (a timeline, bars) don't justify
-a bundled JavaScript library.
+Hand-written SVG and HTML rather than a charting library: the page must open offline on an
+air-gapped operator's laptop, and three simple chart kinds (a timeline, bars, a heat-map
+table) don't justify a bundled JavaScript library.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "why_broken"]
 
 WIDTH, HEIGHT, PAD = 900, 120, 30
 
@@ -23,12 +23,15 @@ def render_html(report: dict[str, Any]) -> str:
     experiments = report.get("experiments", [])
     origin = float(report.get("timeline_origin") or 0.0)
     sections = [
-        f"<h1>Paydar drill</h1><p class='verdict {'ok' if passed else 'bad'}'>{escape(verdict)}</p>",
-        _figures(report),
+        f"<h1>Paydar drill ({escape(str(report.get('mode', 'catalog')))})</h1>"
+        f"<p class='verdict {'ok' if passed else 'bad'}'>{escape(verdict)}</p>",
+        _weakenings(report.get("weakenings") or [], experiments),
+        _figures(report), _load(report.get("load") or {}),
         "<h2>Citizen availability per region</h2>"
         "<p>Each point: share of write-then-read requests served in that second through the region's gateway. "
         "Shaded: an experiment's fault window (attack to end of rollback).</p>",
         *(_timeline(region, points, experiments, origin) for region, points in report.get("timeline", {}).items()),
+        _heat_map(experiments) if report.get("mode") == "matrix" else "",
         "<h2>Experiments</h2>", _experiments(experiments),
         "<h2>Time until citizens were served again</h2>", _recovery_bars(experiments),
     ]
@@ -37,12 +40,78 @@ def render_html(report: dict[str, Any]) -> str:
             ".verdict{font-size:1.2em;padding:.6em;border-radius:4px}.ok{background:#e3f6e3}.bad{background:#fde2e2}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
             ".held{color:#176317}.broke{color:#a11}svg{display:block;margin:.5em 0}"
+            ".heat td{text-align:center;font-size:.85em;min-width:4.5em}.na{background:#eee}"
+            ".weak{background:#fff4d6;padding:.6em;border-radius:4px}"
             "</style></head><body>" + "".join(sections) + "</body></html>")
 
 
+def why_broken(e: dict[str, Any]) -> str:
+    """One line: the activities that failed, else the steady-state probes that were not met."""
+    if e["failed_activities"]:
+        return "; ".join(e["failed_activities"])
+    when = "before" if not e["steady_state_before"] else "after"
+    unmet = f": {', '.join(e['unmet'])}" if e["unmet"] else ""
+    return f"steady state not met {when} the attack{unmet} ({e['status']})"
+
+
+def _weakenings(weakenings: list[dict[str, str]], experiments: list[dict[str, Any]]) -> str:
+    if not weakenings:
+        return ""
+    broke = {e["name"] for e in experiments if not e.get("held")}
+    items = "".join(
+        f"<li><b>{escape(w['name'])}</b>: {escape(w['risk'])}. Expected to break <i>{escape(w['caught_by'])}</i>: "
+        f"{'it broke, as it must' if w['caught_by'] in broke else 'it did NOT break'}.</li>" for w in weakenings)
+    return (f"<div class='weak'><b>This topology deliberately gives up safety rules</b> (<code>unsafe:</code>); "
+            f"the drill must catch each:<ul>{items}</ul></div>")
+
+
+def _load(load: dict[str, Any]) -> str:
+    regions = sorted((k, v) for k, v in load.items() if isinstance(v, dict))
+    if not regions:
+        return ""
+    rows = "".join(f"<tr><td>{escape(name)}</td><td>{v['requests']}</td><td>{v['failures']}</td>"
+                   f"<td>{v['p50_ms']}</td><td>{v['p99_ms']}</td></tr>" for name, v in regions)
+    return (f"<h2>Citizen load (Locust, {load.get('users', '?')} users)</h2><table><tr><th>requests</th>"
+            f"<th>count</th><th>failed</th><th>p50 ms</th><th>p99 ms</th></tr>{rows}</table>")
+
+
+def _heat_map(experiments: list[dict[str, Any]]) -> str:
+    """Rows: component instances; columns: faults; colour: availability elsewhere during the fault."""
+    cells = {tuple(e["name"].split(":", 1)): e for e in experiments if ":" in e["name"]}
+    components = sorted({c for c, _ in cells}, key=lambda c: (c.split(".")[0], c))
+    faults = list(dict.fromkeys(f for _, f in cells))
+    head = "".join(f"<th>{escape(f)}</th>" for f in faults)
+    rows = []
+    for component in components:
+        tds = []
+        for fault in faults:
+            e = cells.get((component, fault))
+            if e is None:
+                tds.append("<td class='na'></td>")
+                continue
+            share = e.get("availability_during_fault")
+            colour = "#e05252" if not e.get("held") else _shade(1.0 if share is None else share)
+            label = "BROKE" if not e.get("held") else ("" if share is None else f"{share:.0%}")
+            recovery = "" if e.get("recovery_seconds") is None else f"<br>{e['recovery_seconds']:.1f}s"
+            tip = why_broken(e) if not e.get("held") else f"held; blast radius {e.get('blast_radius')}"
+            tds.append(f"<td style='background:{colour}' title='{escape(tip)}'>{label}{recovery}</td>")
+        rows.append(f"<tr><th>{escape(component)}</th>{''.join(tds)}</tr>")
+    return ("<h2>N-1 matrix</h2><p>Each cell: one component instance under one fault. Shade: share of citizen "
+            "requests served through the unaffected regions during the fault (green 100%, yellow lower); red: an "
+            "invariant broke. Below it: seconds until citizens were served again. Hover for the blast radius.</p>"
+            f"<table class='heat'><tr><th>component</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def _shade(share: float) -> str:
+    """Green at 100%, through yellow to orange at 50% and below."""
+    t = max(0.0, min(1.0, (1.0 - share) * 2))
+    red, green = int(120 + 135 * t), int(200 - 60 * t)
+    return f"rgb({red},{green},110)"
+
+
 def _figures(report: dict[str, Any]) -> str:
-    keys = ("state_dir", "writes_attempted", "writes_acknowledged", "lost", "corrupted", "failover_seconds",
-            "auto_failover_seconds", "ransomware_detected_seconds", "restore_seconds")
+    keys = ("state_dir", "up_seconds", "experiments_seconds", "writes_attempted", "writes_acknowledged",
+            "reads_checked", "lost", "corrupted")
     rows = "".join(f"<tr><th>{escape(k.replace('_', ' '))}</th><td>{escape(str(report.get(k, '')))}</td></tr>"
                    for k in keys)
     return f"<table>{rows}</table>"
@@ -78,15 +147,28 @@ def _experiments(experiments: list[dict[str, Any]]) -> str:
     rows = []
     for e in experiments:
         outcome = "held" if e.get("held") else "BROKE"
-        why = "; ".join(e.get("failed_activities") or []) or ", ".join(e.get("unmet") or [])
-        recovery = "" if e.get("recovery_seconds") is None else f"{e['recovery_seconds']:.2f}"
+        why = "" if e.get("held") else why_broken(e)
         during = "" if e.get("availability_during_fault") is None else f"{e['availability_during_fault']:.1%}"
+        radius = e.get("blast_radius") or {}
+        blast = "none" if radius and not radius.get("regions") else \
+            f"{', '.join(radius.get('regions', []))} / {', '.join(radius.get('services', []))}" if radius else ""
         rows.append(f"<tr><td>{escape(e['name'])}</td><td>{escape(e.get('title', ''))}</td>"
                     f"<td class='{'held' if e.get('held') else 'broke'}'>{outcome}</td><td>{escape(why)}</td>"
-                    f"<td>{during}</td><td>{recovery}</td><td>{e.get('seconds', 0):.1f}</td></tr>")
+                    f"<td>{during}</td><td>{escape(blast)}</td><td>{_seconds(e.get('detection_seconds'))}</td>"
+                    f"<td>{_seconds(e.get('recovery_seconds'))}</td><td>{_count(e.get('lost'))}</td>"
+                    f"<td>{_count(e.get('corrupted'))}</td><td>{e.get('seconds', 0):.1f}</td></tr>")
     return ("<table><tr><th>experiment</th><th>attack</th><th>outcome</th><th>what broke</th>"
-            "<th>served elsewhere during the fault</th><th>served again after (s)</th><th>duration (s)</th></tr>"
-            + "".join(rows) + "</table>")
+            "<th>served elsewhere during the fault</th><th>blast radius (regions / services with a failed "
+            "request)</th><th>detected after (s)</th><th>served again after (s)</th><th>acknowledged writes lost</th>"
+            "<th>corrupted reads</th><th>duration (s)</th></tr>" + "".join(rows) + "</table>")
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _count(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _recovery_bars(experiments: list[dict[str, Any]]) -> str:

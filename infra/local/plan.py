@@ -134,6 +134,8 @@ def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator
             components.append(PlannedComponent(id=node_id(service.id, region), kind=ComponentKind.NODE,
                                                region=region, service=service.id, port=ports.take()))
         for kind in (ComponentKind.PROBER, ComponentKind.CONTROLLER):
+            if kind is ComponentKind.PROBER and region not in topology.vantage_points:
+                continue
             components.append(PlannedComponent(id=f"{kind.value}.{region}", kind=kind, region=region,
                                                port=ports.take()))
     links = []

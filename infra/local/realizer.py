@@ -221,7 +221,7 @@ def _write_component_configs(realization: Realization) -> list[Program]:
             config = _common(realization, component) | {
                 "nodes": _nodes_from(realization, region),
                 "gateways": _gateways_from(realization, region, include_own=True),
-                "probers": {f"prober.{r}": plan.url_from(region, f"prober.{r}") for r in topology.region_names},
+                "probers": {f"prober.{r}": plan.url_from(region, f"prober.{r}") for r in topology.vantage_points},
                 "peers": {f"controller.{r}": plan.url_from(region, f"controller.{r}")
                           for r in topology.region_names if r != region}}
         elif component.kind is ComponentKind.LINK:

@@ -17,10 +17,9 @@ import pytest
 
 from chaos.invariants import check_acknowledged
 from chaos.liar import ScriptedProber
-from chaos.workload import Workload
+from chaos.workload import Workload, read_back
 from infra.local.realizer import Realization
 from infra.routing import RoutingTable, initial_table, sign_table
-from paydar.drill import read_back
 from tests.integration.conftest import SystemFactory, document, http
 from tests.waiting import wait_until
 

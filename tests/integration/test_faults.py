@@ -10,12 +10,12 @@ import aiohttp
 import pytest
 
 from chaos.invariants import AckLedger, check_acknowledged
+from chaos.workload import read_back, write_burst
 from failover.manual import FailoverRefused, promote
 from infra.local.layout import StateLayout
 from infra.local.realizer import Realization, UpFailed, down, up
 from infra.local.supervisor import Supervisor
 from paydar.bench import process_tree
-from paydar.drill import read_back, write_burst
 from tests.integration.conftest import SystemFactory, document, http, write_topology
 from tests.waiting import wait_until
 

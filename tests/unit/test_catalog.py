@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from chaos.catalog import RECOVERY_PROBE, _result, experiments
-from chaos.sampler import Sample
-from paydar.drill import DrillReport, _served_during
+from chaos.load import Sample
+from paydar.drill import DrillReport, served_during
 from paydar.report_html import render_html
 
 
@@ -70,5 +70,5 @@ def test_availability_during_a_fault_counts_only_the_unaffected_regions_within_i
     assert result["affected_region"] == "tehran"
     samples = [Sample(12.0, "tehran", False), Sample(12.0, "isfahan", True), Sample(13.0, "mashhad", False),
                Sample(14.0, "isfahan", True), Sample(25.0, "mashhad", False)]
-    assert _served_during(samples, result) == round(2 / 3, 4)
-    assert _served_during(samples, result | {"window": None}) is None
+    assert served_during(samples, result) == round(2 / 3, 4)
+    assert served_during(samples, result | {"window": None}) is None

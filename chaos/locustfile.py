@@ -1,0 +1,76 @@
+"""Locust citizens for `paydar drill`: each writes a fresh document through its region's gateway,
+then reads it back, and logs the outcome.
+
+Run by :mod:`chaos.load` as ``locust -f chaos/locustfile.py --headless``, never imported by
+Paydar itself: Locust patches the standard library with gevent, so it lives in its own process.
+Configuration comes from the environment:
+
+- ``PAYDAR_GATEWAYS``: JSON object, region -> gateway URL; users are spread evenly over them;
+- ``PAYDAR_SERVICES``: JSON list of service ids, written round-robin;
+- ``PAYDAR_LOAD_LOG``: JSON-lines file, one line per citizen interaction: time, region, service,
+  document id and content, whether the write was acknowledged, and whether the read-back
+  returned exactly what was written ("served"). The drill turns it into the availability
+  timeline and checks every acknowledged write in it at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+from locust import HttpUser, between, task
+
+GATEWAYS: dict[str, str] = json.loads(os.environ.get("PAYDAR_GATEWAYS", "{}"))
+SERVICES: list[str] = json.loads(os.environ.get("PAYDAR_SERVICES", "[]"))
+REQUEST_TIMEOUT = 5.0
+_RUN = uuid.uuid4().hex[:8]
+_SERIAL = itertools.count()
+_REGIONS = itertools.cycle(sorted(GATEWAYS))
+_LOG = open(os.environ.get("PAYDAR_LOAD_LOG", os.devnull), "a", buffering=1)  # noqa: SIM115 - lives as long as Locust
+
+
+class Citizen(HttpUser):
+    """A citizen of one region, writing then reading back documents of every service."""
+
+    wait_time = between(0.2, 0.6)
+    host = "http://127.0.0.1"
+
+    def on_start(self) -> None:
+        self.region = next(_REGIONS)
+        self.gateway = GATEWAYS[self.region]
+
+    @task
+    def write_then_read(self) -> None:
+        n = next(_SERIAL)
+        service = SERVICES[n % len(SERVICES)]
+        doc_id = f"load-{_RUN}-{self.region}-{n}"
+        document = {"citizen_id": f"{(n * 104729) % 10**10:010d}", "kind": "national-id-card",
+                    "data": {"load": _RUN, "serial": n}}
+        url = f"{self.gateway}/v1/services/{service}/documents/{doc_id}"
+        at = time.time()
+        with self.client.put(url, json=document, name=f"PUT {self.region}", timeout=REQUEST_TIMEOUT,
+                             catch_response=True) as reply:
+            acknowledged = reply.ok and _json(reply).get("acknowledged") is True
+            if not acknowledged:
+                reply.failure(f"not acknowledged: HTTP {reply.status_code}")
+        served = False
+        if acknowledged:
+            with self.client.get(url, name=f"GET {self.region}", timeout=REQUEST_TIMEOUT,
+                                 catch_response=True) as reply:
+                served = reply.ok and _json(reply).get("data") == document["data"]
+                if not served:
+                    reply.failure(f"not served as written: HTTP {reply.status_code}")
+        _LOG.write(json.dumps({"at": at, "region": self.region, "service": service, "doc_id": doc_id,
+                               "document": document, "acknowledged": acknowledged, "served": served}) + "\n")
+
+
+def _json(reply: Any) -> dict[str, Any]:
+    try:
+        body = reply.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
