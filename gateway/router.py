@@ -4,6 +4,8 @@ Requests go to the service's primary from the signed table this gateway holds. R
 back to a healthy replica (this region's first) and are then marked stale by the node. When
 no upstream answers from here, idempotent requests (GET, PUT) are retried once through the
 gateways of the other regions, which may still reach the primary over their own links.
+A replica's "not found" is not trusted while another path may reach the primary: a replica
+can lag, and a citizen who just wrote a document must not be told it does not exist.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Router:
     async def forward(self, method: str, service: str, path: str, query: str, body: bytes | None,
                       hop: int) -> Upstream | None:
         """The first usable upstream answer, or None when no region could answer."""
+        lagging: Upstream | None = None  # a replica's 404: the answer only if nothing better answers
         for _ in range(2):  # a second pass only after learning a newer table from a node
             route = self.table.table.route(service)
             candidates = [route.primary] if route.primary else []
@@ -91,6 +94,9 @@ class Router:
                 answer = await self._call(method, self.config.nodes[service][region] + path, query, body, region)
                 if answer is None or answer.status >= 500 and method == "GET":
                     continue
+                if answer.status == 404 and method == "GET" and region != route.primary:
+                    lagging = lagging or answer
+                    continue
                 if answer.status == 409 and method == "PUT" and self._learn_table(answer.body, region):
                     learned = True
                     break
@@ -98,8 +104,10 @@ class Router:
             if not learned:
                 break
         if hop == 0:
-            return await self._via_other_regions(method, service, path, query, body)
-        return None
+            relayed = await self._via_other_regions(method, service, path, query, body)
+            if relayed is not None:
+                return relayed
+        return lagging
 
     def _learn_table(self, body: bytes, region: str) -> bool:
         """A node refused as not-primary and sent its table: adopt it if it is newer and valid."""
@@ -114,9 +122,9 @@ class Router:
 
     async def _via_other_regions(self, method: str, service: str, path: str, query: str,
                                  body: bytes | None) -> Upstream | None:
+        citizen_path = f"/v1/services/{service}{path.removeprefix('/v1')}"  # the node's path, as a gateway's
         for region, url in self.config.gateways.items():
-            answer = await self._call(method, f"{url}/v1/services/{service}{path}", query, body, region,
-                                      headers={HOP_HEADER: "1"})
+            answer = await self._call(method, url + citizen_path, query, body, region, headers={HOP_HEADER: "1"})
             if answer is not None and answer.status < 500:
                 log.debug("served through another region service=%s via=%s", service, region)
                 return answer

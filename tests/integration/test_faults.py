@@ -72,6 +72,23 @@ def test_manual_failover_keeps_every_acknowledged_write_and_fences(start_system:
     assert reply["table"]["table"]["services"]["1101"]["primary"] == "isfahan"
 
 
+@pytest.mark.parametrize("mode", ["cut", "drop"])
+def test_a_gateway_cut_off_from_the_primary_serves_through_another_region(start_system: SystemFactory,
+                                                                         mode: str) -> None:
+    # Found by the N-1 matrix: relaying through another region's gateway used the node's path.
+    system = start_system()
+    getattr(link_admin(system, "isfahan", "tehran"), mode)()  # tehran holds the primary of 1101
+    for n in range(3):
+        doc_id = f"relay-{mode}-{n}"
+        status, body, _ = http("PUT", system.plan.gateway("isfahan").url + f"/v1/services/1101/documents/{doc_id}",
+                               document(n, mode), timeout=10)
+        assert (status, body.get("acknowledged")) == (200, True), body
+        status, body, _ = http("GET", system.plan.gateway("isfahan").url + f"/v1/services/1101/documents/{doc_id}",
+                               timeout=10)
+        assert status == 200 and body["data"] == document(n, mode)["data"], body
+    link_admin(system, "isfahan", "tehran").heal()
+
+
 def test_no_acknowledgement_without_a_standby(start_system: SystemFactory) -> None:
     system = start_system()
     for target in ("isfahan", "mashhad"):
