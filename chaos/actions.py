@@ -22,13 +22,7 @@ from botocore.exceptions import ClientError
 
 from chaos.liar import ScriptedProber
 from chaos.probes import seconds_until_available
-from chaos.target import (
-    Configuration,
-    clear_fault,
-    primary_of,
-    realization,
-    record_fault,
-)
+from chaos.target import Configuration, clear_fault, primary_of, realization, record_fault
 from chaos.target import component as resolve
 from failover.manual import current_table
 from infra.local.linkadmin import LinkAdmin

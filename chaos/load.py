@@ -14,7 +14,6 @@ import csv
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 from chaos.invariants import AckLedger
 from infra.errors import PaydarError
+from infra.local.processes import terminate
 from infra.local.realizer import Realization
 
 __all__ = ["CitizenLoad", "LoadFailed", "Sample"]
@@ -91,14 +91,8 @@ class CitizenLoad:
     def stop(self) -> None:
         """Stop Locust (SIGTERM: it finishes its statistics), killing it by PID after a bound."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
+        if process is not None:
+            terminate(process, STOP_TIMEOUT)
 
     def _lines(self) -> list[dict[str, Any]]:
         if not self.log_path.exists():

@@ -16,14 +16,7 @@ from typing import Any
 import aiohttp
 
 from chaos.invariants import ViolationKind, check_acknowledged
-from chaos.target import (
-    Configuration,
-    append_ledger,
-    component,
-    fault,
-    load_ledger,
-    realization,
-)
+from chaos.target import Configuration, append_ledger, component, fault, load_ledger, realization
 from chaos.workload import read_back
 from failover.manual import current_table, fetch_json
 from gateway.client import GatewayClient

@@ -35,15 +35,7 @@ from failover.ballot import Ballot
 from failover.config import ControllerConfig
 from failover.judge import Judge
 from failover.metrics import ControllerMetrics
-from failover.planner import (
-    Change,
-    Overrides,
-    ReplicaState,
-    fenced_views,
-    is_refence,
-    plan,
-    refence,
-)
+from failover.planner import Change, Overrides, ReplicaState, fenced_views, is_refence, plan, refence
 from infra.component import Foundation
 from infra.errors import PaydarError, SignatureError, TableRejected
 from infra.files import write_json_atomic

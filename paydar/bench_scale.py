@@ -44,12 +44,7 @@ from infra.routing import RoutingTable, TableGuard, initial_table, sign_table
 from infra.signing import Signer, public_key_to_b64
 from infra.topology import NationalTopology, parse_topology
 from probes.engine import ProbeEngine, Target
-from probes.models import (
-    ObservationRound,
-    SignedObservations,
-    TargetKind,
-    TargetObservation,
-)
+from probes.models import ObservationRound, SignedObservations, TargetKind, TargetObservation
 
 __all__ = ["bench_controller", "bench_probes", "serve"]
 

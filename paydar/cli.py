@@ -488,6 +488,22 @@ def bench_restore(size_mb: int, document_kb: int, rounds: int, as_json: bool) ->
                                                console=console), as_json)
 
 
+@bench.command("matrix")
+@config_option
+@click.option("--users", default=6, show_default=True, type=click.IntRange(1, 200), help="Locust citizens.")
+@click.option("--dwell", default=2.0, show_default=True, type=click.FloatRange(0, 60),
+              help="Seconds each fault is held under load once citizens are served again.")
+@click.option("--only", multiple=True, metavar="PATTERN", help="Only these cells ('component:fault', shell-style).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+def bench_matrix(config: Path, users: int, dwell: float, only: tuple[str, ...], as_json: bool) -> None:
+    """Wall time of the whole N-1 matrix on a fresh system (target: 15 minutes for 3 regions x 4
+    services), and per fault: cells held, time until served again, availability elsewhere, data lost."""
+    from paydar.bench_matrix import bench_matrix as run
+
+    _print_figures("paydar bench matrix", run(config=config, users=users, dwell=dwell, only=only, console=console),
+                   as_json)
+
+
 @bench.command("probes")
 @click.option("--services", default=6000, show_default=True, help="Synthetic catalog size.")
 @click.option("--regions", default=5, show_default=True, help="Regions per service.")

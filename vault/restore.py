@@ -24,13 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.identity import TrustRoot
 from node.store import verify_file
-from vault.manifest import (
-    MAX_MANIFEST_BYTES,
-    BackupManifest,
-    ManifestRejected,
-    SignedManifest,
-    manifests_prefix,
-)
+from vault.manifest import MAX_MANIFEST_BYTES, BackupManifest, ManifestRejected, SignedManifest, manifests_prefix
 from vault.s3 import S3Client, VaultError, bucket_name
 from vault.snapshot import CHUNK
 

@@ -25,25 +25,10 @@ from functools import partial
 from pathlib import Path
 
 from aiohttp import web
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra.errors import PaydarError
-from infra.local.linkadmin import (
-    LinkAdmin,
-    LinkAdminError,
-    LinkChange,
-    LinkMode,
-    LinkState,
-    RouteInfo,
-    build_admin_app,
-)
+from infra.local.linkadmin import LinkAdmin, LinkAdminError, LinkChange, LinkMode, LinkState, RouteInfo, build_admin_app
 from infra.web import LOOPBACK, run_until_signalled, serve, setup_logging
 
 __all__ = ["LinkAdmin", "LinkAdminError", "LinkConfig", "LinkConfigError", "LinkMode", "LinkProxy",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.local.processes import terminate
 from vault.s3 import S3Identity, VaultNotReady, wait_ready
 
 __all__ = ["GRPC_OFFSET", "StandaloneVault", "VaultPorts", "WEED", "region_actions", "render_s3_config",
@@ -136,16 +136,4 @@ def standalone_vault(root: Path, ports: VaultPorts, identities: list[S3Identity]
             raise VaultNotReady(f"{exc} (weed exit code {process.poll()}); log tail:\n{tail}") from None
         yield StandaloneVault(endpoint=endpoint, ports=ports, pid=process.pid)
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-        log.warning("weed %d ignored SIGTERM for %.0fs and was killed", process.pid, grace)
+        terminate(process)

@@ -22,19 +22,8 @@ from infra.local.realizer import Realization
 from infra.signing import Signer
 from paydar.backups import backup_now, list_vault
 from paydar.restore import RestoreFailed, restore
-from tests.integration.conftest import (
-    SystemFactory,
-    document,
-    http,
-    running,
-    write_topology,
-)
-from tests.integration.test_failover import (
-    assert_history_holds,
-    state,
-    wait_failover_from,
-    writers,
-)
+from tests.integration.conftest import SystemFactory, document, http, running, write_topology
+from tests.integration.test_failover import assert_history_holds, state, wait_failover_from, writers
 from tests.waiting import wait_until
 from vault.manifest import BackupManifest, SignedManifest, manifest_key
 from vault.restore import RestoreRefused

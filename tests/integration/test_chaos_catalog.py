@@ -7,6 +7,7 @@ steady-state check (the catalog is the test of its own rollbacks).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,12 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 import chaos
-from chaos.catalog import run_catalog
+from chaos.invariants import check_acknowledged
+from chaos.load import CitizenLoad
 from chaos.probes import acknowledged_writes_lost, citizen_availability
 from chaos.target import append_ledger
+from chaos.workload import read_back
 from infra.local.realizer import Realization
 from tests.integration.conftest import ROOT, running, write_topology
 
@@ -31,11 +33,21 @@ CHAOS = str(Path(sys.executable).with_name("chaos"))
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Realization, CitizenLoad]]:
+    """One system for the whole catalog, under a quick Locust load (3 citizens) throughout."""
     root = tmp_path_factory.mktemp("chaos")
     config = write_topology(root / "national.yaml", storage={"integrity_interval": "1s", "backup_interval": "1h"})
     with running(config, root / "state") as realization:
-        yield realization
+        load = CitizenLoad(realization, users=3).start()
+        try:
+            yield realization, load
+        finally:
+            load.stop()
+
+
+@pytest.fixture()
+def system(loaded: tuple[Realization, CitizenLoad]) -> Realization:
+    return loaded[0]
 
 
 def test_the_catalog_covers_the_attacks_and_discovery_lists_every_activity() -> None:
@@ -69,6 +81,17 @@ def test_experiment_holds_its_steady_state_and_rolls_back(system: Realization, e
     assert [r["activity"]["name"] for r in result["rollbacks"]] == ["undo-the-fault"]
 
 
+def test_every_write_the_citizen_load_saw_acknowledged_survived_the_catalog(
+        loaded: tuple[Realization, CitizenLoad]) -> None:
+    # Runs after the experiments above (file order): Locust wrote throughout every attack.
+    system, load = loaded
+    ledger = load.ledger()
+    assert ledger.acknowledged_count > 100, "the load must have run during the catalog"
+    for region in system.topology.region_names:
+        assert check_acknowledged(ledger, asyncio.run(read_back(system, ledger, region))) == []
+    assert load.alive()
+
+
 def test_the_probes_can_fail(system: Realization) -> None:
     # A probe that cannot fail proves nothing: a write the ledger holds as acknowledged but
     # that no node ever received must count as lost.
@@ -78,17 +101,3 @@ def test_the_probes_can_fail(system: Realization) -> None:
         assert acknowledged_writes_lost(configuration={"paydar_state_dir": str(system.layout.root)}) == 1
     finally:
         (system.layout.root / "chaos" / "ledger.jsonl").unlink()
-
-
-def test_a_minority_threshold_is_caught_by_the_rogue_table_experiment(tmp_path: Path) -> None:
-    # The drill must be able to fail: with one controller signature enough, a stolen key
-    # moves a primary, and the experiment says which citizen-level promise broke.
-    example = yaml.safe_load((ROOT / "examples" / "weakened" / "minority-threshold.yaml").read_text())
-    example["services"] = [s for s in example["services"] if s["id"] == "1101"]
-    config = tmp_path / "weak.yaml"
-    config.write_text(yaml.safe_dump(example))
-    with running(config, tmp_path / "state") as weak:
-        [result] = run_catalog(weak, [ROOT / "chaos" / "experiments" / "rogue-controller-table.json"])
-    assert not result.held
-    assert result.steady_before and not result.steady_after
-    assert result.unmet == ("the-certified-route-still-holds",)

@@ -19,14 +19,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.vault import (
-    GRPC_OFFSET,
-    WEED,
-    VaultPorts,
-    render_s3_config,
-    standalone_vault,
-    weed_command,
-)
+from infra.local.vault import GRPC_OFFSET, WEED, VaultPorts, render_s3_config, standalone_vault, weed_command
 from tests.integration.conftest import STARTED_PIDS
 from tests.waiting import wait_until
 from vault.s3 import (

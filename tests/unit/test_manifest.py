@@ -12,13 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.identity import KeyStore, TrustRoot
 from infra.signing import Signer
 from node.store import DocumentStore, verify_file
-from vault.manifest import (
-    BackupManifest,
-    ManifestRejected,
-    SignedManifest,
-    manifest_key,
-    snapshot_key,
-)
+from vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifest_key, snapshot_key
 from vault.restore import Listed, NoBackup, RestoreRefused, choose
 from vault.snapshot import SnapshotFailed, take_snapshot
 

@@ -8,14 +8,7 @@ import pytest
 import yaml
 
 from failover.ballot import Ballot
-from failover.planner import (
-    Overrides,
-    ReplicaState,
-    fenced_views,
-    is_refence,
-    plan,
-    refence,
-)
+from failover.planner import Overrides, ReplicaState, fenced_views, is_refence, plan, refence
 from failover.promotion import ReplicaView
 from infra.routing import RouteMode, RoutingTable, initial_table
 from infra.topology import NationalTopology, parse_topology

@@ -8,14 +8,7 @@ import pytest
 
 from infra.errors import TableRejected
 from infra.identity import KeyStore
-from infra.routing import (
-    RoutingTable,
-    ServiceRoute,
-    SignedTable,
-    TableGuard,
-    TableRejection,
-    sign_table,
-)
+from infra.routing import RoutingTable, ServiceRoute, SignedTable, TableGuard, TableRejection, sign_table
 
 REGIONS = ("tehran", "isfahan", "mashhad")
 NOW = 1_000_000.0

@@ -82,6 +82,31 @@ def test_rpo_zero_needs_a_synchronous_standby(example: dict[str, Any]) -> None:
         "(hint: set sync_replicas: 1, or declare the data loss the service tolerates as rpo)"]
 
 
+def test_vantage_points_must_be_known_regions_and_at_least_three(example: dict[str, Any]) -> None:
+    example["probes"] = {"vantage_points": ["tehran", "shiraz", "tehran"]}
+    assert issues_of(example) == [
+        "probes.vantage_points[1]: unknown region 'shiraz' (hint: use one of: tehran, isfahan, mashhad)",
+        "probes.vantage_points[2]: each region runs one prober: 'tehran' appears twice (hint: rename or remove one)",
+        "probes.vantage_points: 2 vantage point(s): one lying or failing prober is then enough to trigger or block "
+        "a failover (hint: probe from at least three regions (leave vantage_points out for every region))"]
+
+
+@pytest.mark.parametrize(("weakening", "change"), [
+    ("minority-threshold", lambda t: t["control"].update(threshold=1)),
+    ("no-synchronous-standby", lambda t: [s.update(sync_replicas=0) for s in t["services"]]),
+    ("single-vantage-point", lambda t: t.update(probes={"vantage_points": ["tehran"]})),
+])
+def test_a_weakening_is_allowed_only_when_declared_and_names_its_drill(example: dict[str, Any], weakening: str,
+                                                                      change: Any) -> None:
+    change(example)
+    assert issues_of(copy.deepcopy(example))
+    topology = parse_topology(example | {"unsafe": [weakening]})
+    [declared] = topology.unsafe
+    assert declared.risk and (ROOT / "chaos" / "experiments" / f"{declared.caught_by}.json").exists()
+    shipped = load_topology(ROOT / "examples" / "weakened" / f"{weakening}.yaml")
+    assert [w.value for w in shipped.unsafe] == [weakening]
+
+
 def test_vault_site_inside_a_region(example: dict[str, Any]) -> None:
     example["vault"]["sites"][0]["name"] = "tehran"
     assert issues_of(example) == [

@@ -1,0 +1,85 @@
+"""The N-1 matrix: which cells exist, and the experiment each becomes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from chaos.load import Sample
+from chaos.matrix import FAULTS, cells, experiment
+from infra.local.plan import build_plan
+from infra.topology import load_topology
+from paydar.drill import DrillReport, blast_radius
+from paydar.report_html import render_html
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def system() -> SimpleNamespace:
+    topology = load_topology(ROOT / "national.yaml")
+    return SimpleNamespace(topology=topology, plan=build_plan(topology, Path("/nonexistent")))
+
+
+def test_every_component_instance_meets_every_fault_of_its_kind(system: SimpleNamespace) -> None:
+    matrix = cells(system)
+    by_component = Counter(c.component for c in matrix)
+    regions, services = len(system.topology.regions), len(system.topology.services)
+    nodes = sum(len(s.regions) for s in system.topology.services)
+    assert len(by_component) == nodes + 3 * regions + regions * (regions - 1) + 1 + regions
+    assert len(matrix) == (nodes * len(FAULTS["node"]) + regions * (len(FAULTS["gateway"]) + len(FAULTS["prober"])
+                           + len(FAULTS["controller"]) + len(FAULTS["region"]))
+                           + regions * (regions - 1) * len(FAULTS["link"]) + len(FAULTS["vault"]))
+    assert (services, len(matrix)) == (4, 101)
+    assert len({c.name for c in matrix}) == len(matrix)
+
+
+def test_only_narrows_by_component_and_fault_patterns(system: SimpleNamespace) -> None:
+    assert {c.name for c in cells(system, ("node.1101.tehran:*", "*:partition"))} == {
+        "node.1101.tehran:crash", "node.1101.tehran:hang", "node.1101.tehran:encrypt", "node.1101.tehran:corrupt",
+        "region.tehran:partition", "region.isfahan:partition", "region.mashhad:partition"}
+    assert cells(system, ("nothing:*",)) == []
+
+
+def test_a_cell_is_a_chaos_toolkit_experiment_with_the_citizen_steady_state(system: SimpleNamespace) -> None:
+    [cell] = cells(system, ("prober.isfahan:lie",))
+    built = experiment(cell, dwell=1.5)
+    probes = [p["provider"]["func"] for p in built["steady-state-hypothesis"]["probes"]]
+    assert probes == ["citizen_availability", "acknowledged_writes_lost", "corrupted_documents_served",
+                      "certified_route_unchanged"]
+    assert built["method"][0]["provider"] == {"type": "python", "module": "chaos.actions", "func": "run_lying_prober",
+                                              "arguments": {"region": "isfahan"}}
+    assert built["method"][-1]["pauses"] == {"after": 1.5}
+    assert [r["provider"]["func"] for r in built["rollbacks"]] == ["undo_fault"]
+    [encrypt] = cells(system, ("node.2204.mashhad:encrypt",))
+    assert [m["provider"]["func"] for m in experiment(encrypt, 0)["method"]] == [
+        "encrypt_node_data", "seconds_until_compromise_detected", "seconds_until_available"]
+
+
+def test_blast_radius_names_the_regions_and_services_that_saw_a_failure() -> None:
+    samples = [Sample(10.5, "tehran", False, "1101"), Sample(11.0, "isfahan", True, "2204"),
+               Sample(12.0, "mashhad", False, "3307"), Sample(30.0, "isfahan", False, "2204")]
+    assert blast_radius(samples, {"window": [10.0, 20.0]}) == {"regions": ["mashhad", "tehran"],
+                                                              "services": ["1101", "3307"]}
+    assert blast_radius(samples, {"window": [13.0, 20.0]}) == {"regions": [], "services": []}
+    assert blast_radius(samples, {"window": None}) is None
+
+
+def test_the_matrix_report_draws_a_heat_map_of_every_cell() -> None:
+    def cell(name: str, held: bool, share: float | None) -> dict:
+        return {"name": name, "title": name, "held": held, "status": "completed", "seconds": 5.0,
+                "steady_state_before": True, "steady_state_after": held, "unmet": [] if held else ["x"],
+                "failed_activities": [], "recovery_seconds": 1.5, "availability_during_fault": share,
+                "blast_radius": {"regions": [], "services": []}, "window": None}
+
+    report = DrillReport(state_dir="s", mode="matrix", writes_acknowledged=5, experiments=[
+        cell("node.1101.tehran:crash", True, 0.9), cell("gateway.tehran:flood", True, 1.0),
+        cell("link.tehran.isfahan:cut", False, 0.5)])
+    page = render_html(report.as_dict())
+    assert "<h2>N-1 matrix</h2>" in page
+    assert all(f"<tr><th>{c}</th>" in page for c in ("node.1101.tehran", "gateway.tehran", "link.tehran.isfahan"))
+    assert ">90%<br>1.5s</td>" in page and ">BROKE<br>1.5s</td>" in page and "class='na'" in page
+    assert "FAILED: experiments broke: link.tehran.isfahan:cut" in page
