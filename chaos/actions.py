@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from chaos.liar import ScriptedProber
 from chaos.probes import seconds_until_available
-from chaos.target import Configuration, clear_fault, primary_of, realization, record_fault
+from chaos.target import ActivityFailed, Configuration, Secrets, clear_fault, primary_of, realization, record_fault
 from chaos.target import component as resolve
 from failover.manual import current_table
 from infra.local.linkadmin import LinkAdmin
@@ -52,7 +52,7 @@ def _affected(target: PlannedComponent) -> str | None:
     return target.region if target.kind is ComponentKind.GATEWAY else None
 
 
-def crash_component(component: str, configuration: Configuration = None) -> dict[str, Any]:
+def crash_component(component: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Crash (stop through supervisord) one component: an id such as ``gateway.tehran``,
     ``controller.isfahan``, ``vault``, or a node by role (``node.1101@primary``)."""
     system = realization(configuration)
@@ -61,7 +61,7 @@ def crash_component(component: str, configuration: Configuration = None) -> dict
     return record_fault(system, kind="crash", component=target.id, region=_affected(target))
 
 
-def hang_component(component: str, configuration: Configuration = None) -> dict[str, Any]:
+def hang_component(component: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Freeze (SIGSTOP) one component: a gray failure, alive to the kernel but answering nothing."""
     system = realization(configuration)
     target = resolve(system, component)
@@ -70,7 +70,7 @@ def hang_component(component: str, configuration: Configuration = None) -> dict[
     return record_fault(system, kind="hang", component=target.id, region=_affected(target), pid=pid)
 
 
-def resume_component(component: str, configuration: Configuration = None) -> dict[str, Any]:
+def resume_component(component: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Bring a crashed or frozen component back: SIGCONT if it is stopped, start it if it is not running."""
     system = realization(configuration)
     target = resolve(system, component)
@@ -90,21 +90,22 @@ def _links(system: Realization, pairs: list[tuple[str, str]], change: str, **det
     return {"links": [list(pair) for pair in pairs], **details}
 
 
-def cut_link(source: str, target: str, configuration: Configuration = None) -> dict[str, Any]:
+def cut_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Cut the link from region ``source`` to region ``target``: connections refused at once."""
     system = realization(configuration)
     done = _links(system, [(source, target)], "cut")
     return record_fault(system, kind="link-cut", component=f"link.{source}.{target}", region=None, **done)
 
 
-def drop_link(source: str, target: str, configuration: Configuration = None) -> dict[str, Any]:
+def drop_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Blackhole the link: connections are accepted and bytes vanish (a gray partition)."""
     system = realization(configuration)
     done = _links(system, [(source, target)], "drop")
     return record_fault(system, kind="link-drop", component=f"link.{source}.{target}", region=None, **done)
 
 
-def delay_link(source: str, target: str, delay_ms: int = 300, configuration: Configuration = None
+def delay_link(source: str, target: str, delay_ms: int = 300,
+               configuration: Configuration = None, secrets: Secrets = None
                ) -> dict[str, Any]:
     """Add ``delay_ms`` of latency to every chunk the link forwards."""
     system = realization(configuration)
@@ -112,18 +113,18 @@ def delay_link(source: str, target: str, delay_ms: int = 300, configuration: Con
     return record_fault(system, kind="link-delay", component=f"link.{source}.{target}", region=None, **done)
 
 
-def heal_link(source: str, target: str, configuration: Configuration = None) -> dict[str, Any]:
+def heal_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Put the link back to passing traffic with no delay."""
     return _links(realization(configuration), [(source, target)], "heal")
 
 
 def partition_region(region: str | None = None, service: str | None = None,
-                     configuration: Configuration = None) -> dict[str, Any]:
+                     configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Cut every link to and from ``region`` (or the region holding ``service``'s primary)."""
     system = realization(configuration)
     if region is None:
         if service is None:
-            raise ValueError("partition_region needs a region or a service whose primary's region to cut")
+            raise ActivityFailed("partition_region needs a region or a service whose primary's region to cut")
         region = primary_of(system, service)
     names = system.topology.region_names
     done = _links(system, [(a, b) for a in names for b in names if a != b and region in (a, b)], "cut")
@@ -133,11 +134,11 @@ def partition_region(region: str | None = None, service: str | None = None,
 def _backed_up(system: Realization, node: str) -> int:
     [outcome] = backup_now(system, [node])
     if outcome.manifest is None:
-        raise RuntimeError(f"could not back {node} up before the attack: {outcome.error}")
+        raise ActivityFailed(f"could not back {node} up before the attack: {outcome.error}")
     return outcome.manifest.position
 
 
-def encrypt_node_data(node: str, configuration: Configuration = None) -> dict[str, Any]:
+def encrypt_node_data(node: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Ransomware: back the node up, then overwrite its store in place with random bytes."""
     system = realization(configuration)
     target = resolve(system, node)
@@ -149,7 +150,7 @@ def encrypt_node_data(node: str, configuration: Configuration = None) -> dict[st
                         node_region=target.region, backup_position=position)
 
 
-def corrupt_node_data(node: str, configuration: Configuration = None) -> dict[str, Any]:
+def corrupt_node_data(node: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Silent corruption: back the node up, then change the newest record's body in place,
     the way an attacker with disk access forges one document."""
     system = realization(configuration)
@@ -159,7 +160,7 @@ def corrupt_node_data(node: str, configuration: Configuration = None) -> dict[st
         changed = db.execute("UPDATE log SET body = CAST(body AS BLOB) || x'20' "
                              "WHERE position = (SELECT max(position) FROM log)").rowcount
     if not changed:
-        raise RuntimeError(f"{target.id} holds no record to corrupt yet; write some documents first")
+        raise ActivityFailed(f"{target.id} holds no record to corrupt yet; write some documents first")
     return record_fault(system, kind="corruption", component=target.id, region=None, service=target.service,
                         node_region=target.region, backup_position=position)
 
@@ -168,7 +169,8 @@ def _routes(system: Realization) -> dict[str, Any]:
     return {sid: route.model_dump(mode="json") for sid, route in current_table(system).table.services.items()}
 
 
-def push_rogue_table(service: str, controller: str | None = None, configuration: Configuration = None
+def push_rogue_table(service: str, controller: str | None = None,
+                     configuration: Configuration = None, secrets: Secrets = None
                      ) -> dict[str, Any]:
     """With one stolen controller key (``controller.<region>``; by default the region the table would
     move the primary to), sign a table moving the service's primary to a standby and offer it to
@@ -204,14 +206,15 @@ async def _offer(system: Realization, body: bytes) -> dict[str, int]:
     return {c.id: status for c, status in zip(targets, statuses)}
 
 
-def tamper_backups_with_region_credentials(service: str, region: str, configuration: Configuration = None
+def tamper_backups_with_region_credentials(service: str, region: str,
+                                           configuration: Configuration = None, secrets: Secrets = None
                                            ) -> dict[str, str]:
     """With a region's stolen vault credentials, try to delete, shorten and read around the
     service's backups; returns each attempt's outcome (the vault must refuse every one)."""
     system = realization(configuration)
     [outcome] = backup_now(system, [f"node.{service}.{region}"])
     if outcome.manifest is None:
-        raise RuntimeError(f"no backup to attack: {outcome.error}")
+        raise ActivityFailed(f"no backup to attack: {outcome.error}")
     m = outcome.manifest
     stolen = vault_client(system.plan.vault.endpoint, load_identity(system.layout.vault_region(region)))
     other = next(r for r in system.topology.service(service).regions if r != region)
@@ -240,7 +243,7 @@ def tamper_backups_with_region_credentials(service: str, region: str, configurat
 
 
 def flood_gateway(region: str, seconds: float = 5.0, concurrency: int = 200,
-                  configuration: Configuration = None) -> dict[str, int]:
+                  configuration: Configuration = None, secrets: Secrets = None) -> dict[str, int]:
     """Flood one region's gateway with reads for ``seconds`` from ``concurrency`` clients (bounded);
     returns the responses by status (shedding shows as 503)."""
     system = realization(configuration)
@@ -274,7 +277,7 @@ _LIARS: dict[str, ScriptedProber] = {}
 
 
 def run_lying_prober(region: str | None = None, service: str | None = None,
-                     configuration: Configuration = None) -> dict[str, Any]:
+                     configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """With ``prober.<region>``'s stolen key, claim every round that ``service``'s primary is down
     (without a service: that every node and gateway is down). One vantage point out of n must be
     able neither to trigger nor to block a failover. Without a region, the first prober outside
@@ -305,7 +308,7 @@ def _restore_when_allowed(system: Realization, held: dict[str, Any]) -> None:
             time.sleep(0.5)
 
 
-def undo_fault(configuration: Configuration = None) -> dict[str, Any]:
+def undo_fault(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Rollback for every attack above: restart, resume, heal or restore what the fault in force broke,
     then wait (bounded) until citizens are served through every gateway again, so the next
     experiment starts from a settled system."""

@@ -21,16 +21,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from chaoslib.exceptions import ActivityFailed
+
 from chaos.invariants import AckLedger
 from failover.manual import current_table
 from infra.files import write_json_atomic
 from infra.local.plan import ComponentKind, PlannedComponent
 from infra.local.realizer import Realization, load_realization
 
-__all__ = ["EARLIER_SAMPLE", "Fault", "append_ledger", "begin_experiment", "clear_fault", "component",
-           "fault", "load_ledger", "primary_of", "realization", "record_fault"]
+__all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "Fault", "Secrets", "append_ledger",
+           "begin_experiment", "clear_fault", "component", "fault", "ledger_size", "load_ledger", "primary_of",
+           "realization", "record_fault"]
 
 Configuration = Mapping[str, Any] | None
+Secrets = Mapping[str, Any] | None
+"""Chaos Toolkit passes every activity its secrets; Paydar's come from the state directory instead."""
 Fault = dict[str, Any]
 EARLIER_SAMPLE = 100
 """Acknowledged writes of earlier experiments that each experiment re-checks."""
@@ -71,7 +76,7 @@ def primary_of(system: Realization, service: str) -> str:
     """The region whose node is the service's primary in the newest table a gateway holds."""
     primary = current_table(system).table.route(service).primary
     if primary is None:
-        raise RuntimeError(f"service {service} has no primary (read-only); wait for the controllers to promote one")
+        raise ActivityFailed(f"service {service} has no primary (read-only); wait for the controllers to promote one")
     return primary
 
 
@@ -82,7 +87,7 @@ def component(system: Realization, spec: str) -> PlannedComponent:
         base, role = spec.split("@", 1)
         kind, _, service = base.partition(".")
         if kind != "node" or role not in ("primary", "standby"):
-            raise ValueError(f"unknown target {spec!r}: roles are node.<service>@primary or node.<service>@standby")
+            raise ActivityFailed(f"unknown target {spec!r}: roles are node.<service>@primary or node.<service>@standby")
         route = current_table(system).table.route(service)
         region = primary_of(system, service) if role == "primary" else \
             next(r for r in route.regions if r != route.primary)
@@ -91,7 +96,7 @@ def component(system: Realization, spec: str) -> PlannedComponent:
         return system.plan.component(spec)
     except KeyError:
         known = ", ".join(c.id for c in system.plan.components if c.kind is not ComponentKind.LINK)
-        raise ValueError(f"unknown component {spec!r}; this system has: {known}") from None
+        raise ActivityFailed(f"unknown component {spec!r}; this system has: {known}") from None
 
 
 def begin_experiment(system: Realization) -> None:
@@ -120,6 +125,13 @@ def load_ledger(system: Realization, *, earlier: int | None = EARLIER_SAMPLE) ->
     for entry in before if earlier is None or len(before) <= earlier else random.sample(before, earlier):
         ledger.record(entry["service"], entry["doc_id"], entry["document"], True)
     return ledger
+
+
+def ledger_size(system: Realization) -> tuple[int, ...]:
+    """Sizes of the ledger files: changes whenever a write is recorded or an experiment begins."""
+    folder = _folder(system)
+    return tuple(path.stat().st_size if path.exists() else -1
+                 for path in (folder / "ledger.jsonl", folder / "ledger-earlier.jsonl"))
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:

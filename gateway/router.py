@@ -6,6 +6,11 @@ no upstream answers from here, idempotent requests (GET, PUT) are retried once t
 gateways of the other regions, which may still reach the primary over their own links.
 A replica's "not found" is not trusted while another path may reach the primary: a replica
 can lag, and a citizen who just wrote a document must not be told it does not exist.
+
+An upstream that just timed out (a hung node, a blackholed link) would make every request
+wait the whole timeout before relaying, so it is *suspect* for ``SUSPECT_SECONDS``: tried only
+after every other path. For ``PROBATION_SECONDS`` afterwards it gets a short timeout, so a
+path that is still dead costs one second, and one answer clears it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ __all__ = ["HOP_HEADER", "Router", "Upstream"]
 
 log = logging.getLogger(__name__)
 HOP_HEADER = "X-Paydar-Hop"
+SUSPECT_SECONDS = 10.0
+PROBATION_SECONDS = 60.0
+PROBATION_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,10 @@ class Router:
         timeout = foundation.topology.limits.replication_timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout + 1.5, connect=1.0)
         self.session: aiohttp.ClientSession | None = None
+        self._timed_out: dict[str, float] = {}  # upstream base URL -> when it last timed out (monotonic)
+
+    def _suspect(self, base: str) -> bool:
+        return time.monotonic() - self._timed_out.get(base, -1e9) < SUSPECT_SECONDS
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), timeout=self._timeout)
@@ -83,6 +95,7 @@ class Router:
                       hop: int) -> Upstream | None:
         """The first usable upstream answer, or None when no region could answer."""
         lagging: Upstream | None = None  # a replica's 404: the answer only if nothing better answers
+        deferred: list[tuple[str, str]] = []  # suspect upstreams: the last resort
         for _ in range(2):  # a second pass only after learning a newer table from a node
             route = self.table.table.route(service)
             candidates = [route.primary] if route.primary else []
@@ -91,7 +104,11 @@ class Router:
                 candidates += [r for r in replicas if r not in candidates]
             learned = False
             for region in candidates:
-                answer = await self._call(method, self.config.nodes[service][region] + path, query, body, region)
+                base = self.config.nodes[service][region]
+                if self._suspect(base):
+                    deferred.append((region, base))
+                    continue
+                answer = await self._call(method, base, path, query, body, region)
                 if answer is None or answer.status >= 500 and method == "GET":
                     continue
                 if answer.status == 404 and method == "GET" and region != route.primary:
@@ -107,6 +124,10 @@ class Router:
             relayed = await self._via_other_regions(method, service, path, query, body)
             if relayed is not None:
                 return relayed
+        for region, base in dict.fromkeys(deferred):
+            answer = await self._call(method, base, path, query, body, region)
+            if answer is not None and (answer.status < 500 or method != "GET"):
+                return answer
         return lagging
 
     def _learn_table(self, body: bytes, region: str) -> bool:
@@ -123,24 +144,29 @@ class Router:
     async def _via_other_regions(self, method: str, service: str, path: str, query: str,
                                  body: bytes | None) -> Upstream | None:
         citizen_path = f"/v1/services/{service}{path.removeprefix('/v1')}"  # the node's path, as a gateway's
-        for region, url in self.config.gateways.items():
-            answer = await self._call(method, url + citizen_path, query, body, region, headers={HOP_HEADER: "1"})
+        for region, url in sorted(self.config.gateways.items(), key=lambda item: self._suspect(item[1])):
+            answer = await self._call(method, url, citizen_path, query, body, region, headers={HOP_HEADER: "1"})
             if answer is not None and answer.status < 500:
                 log.debug("served through another region service=%s via=%s", service, region)
                 return answer
         return None
 
-    async def _call(self, method: str, url: str, query: str, body: bytes | None, region: str,
+    async def _call(self, method: str, base: str, path: str, query: str, body: bytes | None, region: str,
                     headers: dict[str, str] | None = None) -> Upstream | None:
         assert self.session is not None
         started = time.monotonic()
         sent = {"Content-Type": "application/json", **(headers or {})}
+        url = base + path
+        on_probation = started - self._timed_out.get(base, -1e9) < PROBATION_SECONDS
         try:
-            async with self.session.request(method, f"{url}?{query}" if query else url, data=body,
-                                            headers=sent) as response:
+            async with self.session.request(method, f"{url}?{query}" if query else url, data=body, headers=sent,
+                                            timeout=PROBATION_TIMEOUT if on_probation else self._timeout) as response:
                 payload = await response.read()
+                self._timed_out.pop(base, None)
                 return Upstream(response.status, payload, region, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+                self._timed_out[base] = time.monotonic()
             # Per request, so DEBUG: during an outage this fires for every citizen request;
             # paydar_gateway_upstream_seconds and the probers report the outage itself.
             log.debug("upstream unreachable region=%s error=%s", region, type(exc).__name__)

@@ -246,9 +246,15 @@ def _sweep(realization: Realization, report: DrillReport, load_ledger_: AckLedge
         ledger.record(service, doc_id, document, acknowledged)
     report.writes_attempted = len(ledger.writes)
     report.writes_acknowledged = ledger.acknowledged_count
-    for region in realization.topology.region_names:
-        with console.status(f"reading {report.writes_acknowledged} acknowledged writes back through gateway {region}"):
-            violations = check_acknowledged(ledger, asyncio.run(read_back(realization, ledger, region)))
+    regions = realization.topology.region_names
+
+    async def through_every_gateway() -> list[dict[tuple[str, str], dict[str, Any] | None]]:
+        return await asyncio.gather(*(read_back(realization, ledger, region) for region in regions))
+
+    with console.status(f"reading {report.writes_acknowledged} acknowledged writes back through every gateway"):
+        everywhere = asyncio.run(through_every_gateway())
+    for region, reads in zip(regions, everywhere):
+        violations = check_acknowledged(ledger, reads)
         report.reads_checked += report.writes_acknowledged
         report.lost += sum(1 for v in violations if v.kind is ViolationKind.LOST)
         report.corrupted += sum(1 for v in violations if v.kind is ViolationKind.CORRUPTED)
