@@ -1,0 +1,55 @@
+"""The Pulumi program: the topology and a stack's settings in, every region and the vault out.
+
+``infra/__main__.py`` calls :func:`main` under the Pulumi CLI; :mod:`infra.production.graph`
+calls :func:`declare` under the mock runtime. Outputs: each region's gateway endpoint and
+namespace, the vault's buckets and the region users (never a secret).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_tls as tls
+
+from infra.production.paths import components, intended_paths
+from infra.production.region import RegionArgs, RegionStack
+from infra.production.settings import StackSettings, parse_settings
+from infra.production.vault import VaultArgs, VaultStack
+from infra.topology import NationalTopology, load_topology
+
+__all__ = ["declare", "main"]
+
+
+def declare(topology: NationalTopology, topology_yaml: str, settings: StackSettings) -> dict[str, pulumi.Output]:
+    """Declare the national system; returns the stack outputs."""
+    every = components(topology)
+    paths = intended_paths(topology)
+    keys = {c.id: tls.PrivateKey(f"identity-{c.id}", algorithm="ED25519") for c in every}
+    trust_root = pulumi.Output.all(**{cid: key.public_key_pem for cid, key in keys.items()}).apply(
+        lambda pems: json.dumps({"keys": pems}, sort_keys=True))
+    site = topology.vault.sites[0].name
+    vault = VaultStack(f"vault-{site}", VaultArgs(topology=topology, settings=settings.vault, site=site))
+    regions = {region: RegionStack(f"region-{region}", RegionArgs(
+        region=region, components=every, paths=paths, settings=settings, keys=keys, trust_root=trust_root,
+        topology_yaml=topology_yaml, vault_credentials=vault.credentials[region]))
+        for region in topology.region_names}
+    return {"gateway_endpoints": pulumi.Output.all(**{r: s.gateway_endpoint for r, s in regions.items()}),
+            "namespaces": pulumi.Output.all(**{r: s.namespace for r, s in regions.items()}),
+            "vault_buckets": pulumi.Output.all(**{sid: b.bucket for sid, b in vault.buckets.items()}),
+            "vault_region_users": pulumi.Output.all(**{r: c.access_key for r, c in vault.credentials.items()})}
+
+
+def main() -> None:
+    """Entry point under the Pulumi CLI: read the stack's ``paydar:*`` settings and declare."""
+    config = pulumi.Config("paydar")
+    raw = {key: config.get_object(key) for key in ("kubeconfigs", "region_cidrs", "vault", "images")}
+    raw |= {key: value for key in ("topology", "citizen_cidr") if (value := config.get(key)) is not None}
+    raw |= {key: value for key in ("gateway_replicas", "port") if (value := config.get_int(key)) is not None}
+    path = raw.get("topology") or "national.yaml"
+    topology = load_topology(path)
+    with open(path, encoding="utf-8") as text:
+        topology_yaml = text.read()
+    settings = parse_settings({k: v for k, v in raw.items() if v is not None}, topology, f"stack {pulumi.get_stack()}")
+    for name, value in declare(topology, topology_yaml, settings).items():
+        pulumi.export(name, value)
