@@ -75,6 +75,15 @@ def cli(verbose: bool) -> None:
                         format="%(levelname)s %(name)s %(message)s")
 
 
+def _topology_problems(exc: TopologyError) -> NoReturn:
+    """Every problem of a topology or stack file, with its location and hint; exit 2."""
+    console.print(f"[bold red]{exc.source}: {len(exc.issues)} problem(s)[/]")
+    for issue in exc.issues:
+        hint = f"\n      hint: {issue.hint}" if issue.hint else ""
+        console.print(f"  [yellow]{issue.location}[/]: {issue.message}{hint}")
+    sys.exit(2)
+
+
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path), default=DEFAULT_CONFIG)
 def validate(file: Path) -> None:
@@ -82,10 +91,7 @@ def validate(file: Path) -> None:
     try:
         topology = load_topology(file)
     except TopologyError as exc:
-        console.print(f"[bold red]{exc.source}: {len(exc.issues)} problem(s)[/]")
-        for issue in exc.issues:
-            console.print(f"  [yellow]{issue.location}[/]: {issue.message}" + (f"\n      hint: {issue.hint}" if issue.hint else ""))
-        sys.exit(2)
+        _topology_problems(exc)
     nodes = sum(len(s.regions) for s in topology.services)
     out.print(f"{file}: valid — {len(topology.regions)} regions, {len(topology.services)} services, "
               f"{nodes} nodes, vault sites {', '.join(s.name for s in topology.vault.sites)}, "
@@ -228,7 +234,8 @@ def fence(service: str, region: str, state_dir: Path) -> None:
 
     table = _operate(state_dir, lambda r: do_fence(r, service, region))
     route = table.route(service)
-    out.print(f"service {service}: {region} fenced; primary {route.primary}, epoch {route.epoch}, table v{table.version}")
+    out.print(f"service {service}: {region} fenced; primary {route.primary}, epoch {route.epoch}, "
+              f"table v{table.version}")
 
 
 @failover.command()
@@ -454,18 +461,13 @@ def plan(stack: str, as_json: bool) -> None:
       paydar plan --stack staging
       paydar plan --stack production --json > plan.json
     """
-    from infra.errors import TopologyError
     from paydar.plan import plan_stack, summary
 
     try:
         with console.status(f"rendering stack {stack} with Pulumi's mock runtime"):
             found = summary(plan_stack(stack))
     except TopologyError as exc:
-        console.print(f"[bold red]{exc.source}: {len(exc.issues)} problem(s)[/]")
-        for issue in exc.issues:
-            console.print(f"  [yellow]{issue.location}[/]: {issue.message}" + (f" (hint: {issue.hint})" if issue.hint
-                                                                              else ""))
-        sys.exit(2)
+        _topology_problems(exc)
     except PaydarError as exc:
         fail(str(exc))
     if as_json:

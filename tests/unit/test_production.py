@@ -180,7 +180,8 @@ def test_stack_settings_name_every_missing_or_unknown_region(topology: NationalT
     assert [str(i) for i in info.value.issues] == [
         "paydar:kubeconfigs: no entry for region 'isfahan' (hint: add isfahan: ... under kubeconfigs)",
         "paydar:kubeconfigs: no entry for region 'mashhad' (hint: add mashhad: ... under kubeconfigs)",
-        "paydar:kubeconfigs.shiraz: region 'shiraz' is not in the topology (hint: use one of: tehran, isfahan, mashhad)"]
+        "paydar:kubeconfigs.shiraz: region 'shiraz' is not in the topology "
+        "(hint: use one of: tehran, isfahan, mashhad)"]
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
