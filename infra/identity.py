@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from infra.errors import IdentityError
 from infra.signing import Signer, key_id, public_key_from_b64, public_key_to_b64
 
-__all__ = ["KeyStore", "Role", "TrustRoot", "TrustedKey"]
+__all__ = ["KeyStore", "Role", "TrustRoot", "TrustedKey", "trust_root_of"]
 
 
 class Role(StrEnum):
@@ -121,12 +121,16 @@ class KeyStore:
 
     def build_trust_root(self, components: list[str]) -> TrustRoot:
         """Ensure every component has a key and list the public keys per role."""
-        roles: dict[Role, dict[str, TrustedKey]] = {}
-        for component in components:
-            public = self.ensure(component)
-            roles.setdefault(role_of(component), {})[key_id(public)] = TrustedKey(
-                component=component, public_key=public_key_to_b64(public))
-        return TrustRoot(roles=roles)
+        return trust_root_of({component: self.ensure(component) for component in components})
+
+
+def trust_root_of(public_keys: dict[str, Ed25519PublicKey]) -> TrustRoot:
+    """The trust root listing these components' public keys per role (local keystore and Pulumi alike)."""
+    roles: dict[Role, dict[str, TrustedKey]] = {}
+    for component, public in public_keys.items():
+        roles.setdefault(role_of(component), {})[key_id(public)] = TrustedKey(
+            component=component, public_key=public_key_to_b64(public))
+    return TrustRoot(roles=roles)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

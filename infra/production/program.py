@@ -7,11 +7,12 @@ namespace, the vault's buckets and the region users (never a secret).
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_tls as tls
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from infra.identity import trust_root_of
 from infra.production.paths import components, intended_paths
 from infra.production.region import RegionArgs, RegionStack
 from infra.production.settings import StackSettings, parse_settings
@@ -26,8 +27,7 @@ def declare(topology: NationalTopology, topology_yaml: str, settings: StackSetti
     every = components(topology)
     paths = intended_paths(topology)
     keys = {c.id: tls.PrivateKey(f"identity-{c.id}", algorithm="ED25519") for c in every}
-    trust_root = pulumi.Output.all(**{cid: key.public_key_pem for cid, key in keys.items()}).apply(
-        lambda pems: json.dumps({"keys": pems}, sort_keys=True))
+    trust_root = pulumi.Output.all(**{cid: key.public_key_pem for cid, key in keys.items()}).apply(_trust_root)
     site = topology.vault.sites[0].name
     vault = VaultStack(f"vault-{site}", VaultArgs(topology=topology, settings=settings.vault, site=site))
     regions = {region: RegionStack(f"region-{region}", RegionArgs(
@@ -38,6 +38,14 @@ def declare(topology: NationalTopology, topology_yaml: str, settings: StackSetti
             "namespaces": pulumi.Output.all(**{r: s.namespace for r, s in regions.items()}),
             "vault_buckets": pulumi.Output.all(**{sid: b.bucket for sid, b in vault.buckets.items()}),
             "vault_region_users": pulumi.Output.all(**{r: c.access_key for r, c in vault.credentials.items()})}
+
+
+def _trust_root(pems: dict[str, str | None]) -> str:
+    """The components' trust root in the format every component loads (``infra.identity.TrustRoot``).
+    Keys only the engine can generate are absent under the mock runtime."""
+    publics = {cid: load_pem_public_key(pem.encode()) for cid, pem in pems.items() if pem}
+    return trust_root_of({cid: key for cid, key in publics.items() if isinstance(key, Ed25519PublicKey)}
+                         ).model_dump_json()
 
 
 def main() -> None:

@@ -205,3 +205,17 @@ def test_paydar_plan_reviews_the_example_stack(monkeypatch: pytest.MonkeyPatch) 
     assert "policy vault-immutable: passed" in text.output and "citizens -> gateway.tehran" in text.output
     missing = CliRunner().invoke(cli, ["plan", "--stack", "nope"])
     assert missing.exit_code == 2 and "stacks here: production, staging" in missing.output
+
+
+def test_the_trust_root_is_in_the_format_components_load() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from infra.identity import TrustRoot
+    from infra.production.program import _trust_root
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    root = TrustRoot.model_validate_json(_trust_root({"controller.tehran": pem, "gateway.tehran": None}))
+    _, public = root.key_of("controller.tehran")
+    assert public.public_bytes_raw() == key.public_key().public_bytes_raw()
