@@ -399,8 +399,8 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
               help="Run in this state directory (default: a fresh one under .paydar/drills/; with --attach, "
                    "the running system's, env PAYDAR_STATE_DIR or .paydar/state).")
 @click.option("--matrix", is_flag=True,
-              help="Run the N-1 matrix (every component instance x every fault that applies to it, ~100 cells "
-                   "for 3 regions x 4 services, ~12 min) instead of the attack catalog (8 experiments).")
+              help="Run the N-1 matrix (every component instance x every fault that applies to it: 101 cells "
+                   "for 3 regions x 4 services, ~14 min) instead of the attack catalog (8 experiments).")
 @click.option("--only", multiple=True, metavar="PATTERN",
               help="With --matrix: only the cells whose 'component:fault' name matches (shell-style, repeatable), "
                    "e.g. --only 'node.1101.*' --only '*:partition'.")
