@@ -57,13 +57,21 @@ def citizen_availability(writes: int = 4, configuration: Configuration = None, s
 
 
 async def _availability(system: Realization, writes: int) -> float:
+    per_region = await served_per_region(system, writes, _unaffected(system))
+    total = sum(n for _, n in per_region.values())
+    return sum(served for served, _ in per_region.values()) / total if total else 0.0
+
+
+async def served_per_region(system: Realization, writes: int, regions: list[str]) -> dict[str, tuple[int, int]]:
+    """Per region: (served, attempted) write-then-read requests through its gateway, ``writes`` per
+    service; every write goes to the ledger so later probes check it was not lost."""
     run = uuid.uuid4().hex[:8]
     services = [s.id for s in system.topology.services]
     attempts: list[tuple[str, str, str, dict[str, Any]]] = [
         (region, service, f"chaos-{run}-{region}-{n}",
          {"citizen_id": f"{(n * 7919 + 17) % 10**10:010d}", "kind": "national-id-card",
           "data": {"chaos": run, "n": n}})
-        for region in _unaffected(system) for service in services for n in range(writes)]
+        for region in regions for service in services for n in range(writes)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
         async def one(region: str, service: str, doc_id: str, document: dict[str, Any]) -> tuple[bool, bool]:
             client = GatewayClient(session, system.plan.gateway(region).url)
@@ -77,7 +85,11 @@ async def _availability(system: Realization, writes: int) -> float:
         outcomes = await asyncio.gather(*(one(*a) for a in attempts))
     append_ledger(system, [(service, doc_id, document, acked)
                            for (_, service, doc_id, document), (acked, _) in zip(attempts, outcomes)])
-    return sum(1 for _, served in outcomes if served) / len(outcomes) if outcomes else 0.0
+    counts = {region: [0, 0] for region in regions}
+    for (region, *_), (_, served) in zip(attempts, outcomes):
+        counts[region][0] += served
+        counts[region][1] += 1
+    return {region: (served, total) for region, (served, total) in counts.items()}
 
 
 def seconds_until_available(timeout: float = 30.0,

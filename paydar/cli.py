@@ -33,6 +33,7 @@ from infra.topology import load_topology
 
 if TYPE_CHECKING:
     from infra.local.realizer import Realization
+    from runbooks.engine import Step
 
 __all__ = ["main"]
 T = TypeVar("T")
@@ -142,6 +143,65 @@ def down(state_dir: Path) -> None:
         return
     console.print(f"stopped {stopped} programs and supervisord"
                   + (f"; had to kill PIDs {killed}" if killed else ""))
+
+
+@cli.command()
+@state_option
+@click.option("--except-region", "exempt", multiple=True, metavar="REGION",
+              help="Do not expect this region's gateway to serve (it is lost or drained); repeatable.")
+@click.option("--writes", default=2, show_default=True, type=click.IntRange(1, 100),
+              help="Fresh documents written and read back per service and gateway.")
+def check(state_dir: Path, exempt: tuple[str, ...], writes: int) -> None:
+    """What citizens see, now: write fresh documents of every service through every gateway (but
+    the exempted regions') and read them back, then re-read earlier acknowledged writes (this
+    command's and the chaos probes') through those gateways. Exit 1 unless every request was
+    served and nothing acknowledged was lost or corrupted. Runbooks verify recovery with it."""
+    import asyncio
+
+    from chaos.invariants import ViolationKind, check_acknowledged
+    from chaos.probes import served_per_region
+    from chaos.target import load_ledger
+    from chaos.workload import read_back
+
+    def job(system: Realization) -> tuple[dict[str, tuple[int, int]], int, int]:
+        unknown = [r for r in exempt if r not in system.topology.region_names]
+        if unknown:
+            raise KeyError(f"unknown region {unknown[0]!r}; regions: {', '.join(system.topology.region_names)}")
+        regions = [r for r in system.topology.region_names if r not in exempt]
+        served = asyncio.run(served_per_region(system, writes, regions))
+        ledger = load_ledger(system)
+        found = [v for region in regions for v in check_acknowledged(ledger, asyncio.run(
+            read_back(system, ledger, region)))]
+        return (served, len({(v.service, v.doc_id) for v in found if v.kind is ViolationKind.LOST}),
+                len({(v.service, v.doc_id) for v in found if v.kind is ViolationKind.CORRUPTED}))
+
+    served, lost, corrupted = _operate(state_dir, job)
+    for region, (ok, total) in served.items():
+        flag = "" if ok == total else " [red]FAILING[/]"
+        out.print(f"gateway {region}: {ok}/{total} citizen requests served{flag}")
+    out.print(f"acknowledged writes lost: {lost}; corrupted documents served: {corrupted}")
+    sys.exit(0 if all(ok == total for ok, total in served.values()) and not lost and not corrupted else 1)
+
+
+@cli.group()
+def component() -> None:
+    """Stop, start or restart one supervised component (``paydar status`` lists them)."""
+
+
+@component.command("restart")
+@click.argument("name")
+@state_option
+def component_restart(name: str, state_dir: Path) -> None:
+    """Restart NAME (e.g. prober.isfahan) through supervisord and wait until it is running."""
+    def job(system: Realization) -> str:
+        system.plan.component(name)  # KeyError names the known components
+        rpc = system.supervisor.rpc().supervisor
+        if rpc.getProcessInfo(name)["statename"] == "RUNNING":
+            rpc.stopProcess(name, True)
+        rpc.startProcess(name, True)
+        return str(rpc.getProcessInfo(name)["statename"])
+
+    out.print(f"{name}: {_operate(state_dir, job)}")
 
 
 @cli.command()
@@ -498,6 +558,95 @@ def _print_plan(found: dict) -> None:  # type: ignore[type-arg]
         else:
             for violation in verdict:
                 out.print(f"[red]policy {name}: {violation}[/]")
+
+
+@cli.group()
+def runbook() -> None:
+    """Executable incident runbooks (runbooks/*.md): list, read, run step by step with an incident log."""
+
+
+@runbook.command("list")
+def runbook_list() -> None:
+    """Every runbook and when to use it."""
+    from runbooks.engine import available
+
+    table = Table(show_header=True)
+    table.add_column("runbook")
+    table.add_column("when to use it")
+    for book in available():
+        table.add_row(book.name, book.summary)
+    out.print(table)
+
+
+@runbook.command("show")
+@click.argument("name")
+def runbook_show(name: str) -> None:
+    """Print a runbook as Markdown."""
+    from rich.markdown import Markdown
+
+    from runbooks.engine import find
+
+    try:
+        out.print(Markdown(find(name).path.read_text(encoding="utf-8")))
+    except PaydarError as exc:
+        fail(str(exc))
+
+
+@runbook.command("run")
+@click.argument("name")
+@state_option
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="An input the runbook's steps use (see its Inputs section); repeatable.")
+@click.option("--yes", is_flag=True, help="Run every step without asking.")
+@click.option("--dry-run", is_flag=True, help="Show the steps that would run; run nothing.")
+def runbook_run(name: str, state_dir: Path, assignments: tuple[str, ...], yes: bool, dry_run: bool) -> None:
+    """Run runbook NAME against the system in --state-dir: each step is shown and (unless --yes)
+    confirmed, then run; every step's time, command, exit status and output go to the incident log
+    <state-dir>/incidents/. The run stops at the first failing step and says what to do next.
+
+    \b
+    Example:
+      paydar runbook run region-loss --set REGION=tehran
+    """
+    from rich.markdown import Markdown
+
+    from runbooks.engine import find, run
+
+    try:
+        book = find(name)
+    except PaydarError as exc:
+        fail(str(exc))
+    values = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--set takes NAME=VALUE, got {item!r}")
+        values[key] = value
+    out.print(f"[bold]{book.title}[/] ({len(book.steps)} steps)")
+    if dry_run:
+        for number, step in enumerate(book.steps, 1):
+            out.print(f"[bold]step {number}[/] ({step.section}): {step.title}\n  $ {step.command}")
+        return
+
+    def confirm(step: Step, number: int) -> bool:
+        out.print(f"[bold]step {number}/{len(book.steps)}[/] ({step.section}): {step.title}\n  $ {step.command}")
+        return yes or click.confirm("run it?", default=True)
+
+    try:
+        outcome = run(book, state_dir=state_dir, values=values, confirm=confirm, show=lambda text: out.print(text))
+    except PaydarError as exc:
+        fail(str(exc))
+    if outcome.failed:
+        console.print(f"[bold red]step {outcome.failed['step']} failed[/] (exit {outcome.failed['exit']}); "
+                      f"nothing after it ran. Incident log: {outcome.log}")
+        for section in ("if a step fails", "roll back"):
+            if book.sections.get(section):
+                console.print(Markdown(f"## {section.capitalize()}\n{book.sections[section]}"))
+        sys.exit(1)
+    if outcome.stopped:
+        console.print(f"stopped at your request; incident log: {outcome.log}")
+        sys.exit(1)
+    out.print(f"[bold green]all {len(outcome.ran)} steps succeeded[/]; incident log: {outcome.log}")
 
 
 @cli.group()

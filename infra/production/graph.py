@@ -8,6 +8,7 @@ outputs that only a cloud can fill (load-balancer addresses, generated keys) sta
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,12 +78,20 @@ def render(topology: NationalTopology, topology_yaml: str, settings: StackSettin
 
     graph = Graph()
     with _LOCK:
-        pulumi.runtime.set_mocks(_Recorder(graph), project=project, stack=stack, preview=False)
+        # The mock runtime drives the thread's current event loop; a caller that used
+        # asyncio.run() left none, so give it a fresh one for this render.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            pulumi.runtime.set_mocks(_Recorder(graph), project=project, stack=stack, preview=False)
 
-        @pulumi.runtime.test
-        def program() -> pulumi.Output[None]:
-            outputs = declare(topology, topology_yaml, settings)
-            return pulumi.Output.all(**outputs).apply(graph.outputs.update)
+            @pulumi.runtime.test
+            def program() -> pulumi.Output[None]:
+                outputs = declare(topology, topology_yaml, settings)
+                return pulumi.Output.all(**outputs).apply(graph.outputs.update)
 
-        program()
+            program()
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
     return graph

@@ -1,0 +1,127 @@
+"""Each runbook against its real incident: induce it with the chaos actions, run the runbook with
+--yes, and the system must be healthy afterwards with no acknowledged write lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chaos.actions import encrypt_node_data, flood_gateway, partition_region, undo_fault
+from chaos.probes import seconds_until_available, seconds_until_compromise_detected
+from chaos.target import clear_fault
+from failover.manual import current_table
+from infra.local.realizer import Realization
+from paydar.backups import backup_now
+from tests.integration.conftest import running, write_topology
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+PAYDAR = str(Path(sys.executable).with_name("paydar"))
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
+    root = tmp_path_factory.mktemp("runbooks")
+    config = write_topology(root / "national.yaml", storage={"integrity_interval": "1s", "backup_interval": "1h"})
+    with running(config, root / "state") as realization:
+        yield realization
+
+
+def configuration(system: Realization) -> dict[str, str]:
+    return {"paydar_state_dir": str(system.layout.root)}
+
+
+def paydar(system: Realization, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PAYDAR, *args], capture_output=True, text=True, timeout=timeout,
+                          env={"PAYDAR_STATE_DIR": str(system.layout.root), "PATH": "/usr/bin:/bin"})
+
+
+def run_runbook(system: Realization, name: str, **inputs: str) -> list[dict]:
+    """Run it with --yes; it must succeed, and its incident log must record every step."""
+    sets = [arg for key, value in inputs.items() for arg in ("--set", f"{key}={value}")]
+    done = paydar(system, "runbook", "run", name, "--yes", *sets)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "steps succeeded" in done.stdout
+    [log] = sorted((system.layout.root / "incidents").glob(f"*-{name}.jsonl"))[-1:]
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entries[0]["event"] == "start" and entries[0]["inputs"] == inputs
+    assert entries[-1] == entries[-1] | {"event": "end", "ok": True, "failed_step": None}
+    steps = [e for e in entries if e["event"] == "step"]
+    assert steps and all(e["exit"] == 0 and e["command"] and "seconds" in e for e in steps)
+    return steps
+
+
+def assert_healthy(system: Realization) -> None:
+    seconds_until_available(60, configuration(system))
+    done = paydar(system, "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "acknowledged writes lost: 0; corrupted documents served: 0" in done.stdout
+
+
+def test_a_planned_drain_moves_every_primary_out_and_the_region_returns(system: Realization) -> None:
+    steps = run_runbook(system, "region-drain-and-return", REGION="isfahan")
+    assert [s["command"].split()[:3] for s in steps][1] == ["paydar", "failover", "drain"]
+    assert "isfahan drained" in steps[1]["output"]
+    assert all(route.primary != "isfahan" for route in current_table(system).table.services.values())
+    assert_healthy(system)
+
+
+def test_restore_from_the_vault_into_a_directory_and_onto_the_node(system: Realization) -> None:
+    route = current_table(system).table.route("1101")
+    standby = next(r for r in route.regions if r != route.primary)
+    [outcome] = backup_now(system, [f"node.1101.{standby}"])
+    assert outcome.manifest is not None
+    steps = run_runbook(system, "restore-from-vault", SERVICE="1101", REGION=standby)
+    assert list((system.layout.root / "forensics").glob(f"1101-{standby}-*"))
+    assert "rebuilt and caught up" in steps[2]["output"]
+    assert_healthy(system)
+
+
+def test_ransomware_on_a_node_is_restored_by_its_runbook(system: Realization) -> None:
+    attack = encrypt_node_data("node.4412@standby", configuration(system))
+    seconds_until_compromise_detected(30, configuration=configuration(system))
+    steps = run_runbook(system, "ransomware-on-a-node", SERVICE="4412", REGION=attack["node_region"])
+    assert "compromised" in steps[0]["output"]
+    assert "rebuilt and caught up" in steps[2]["output"]
+    clear_fault(system)  # the runbook undid it
+    assert_healthy(system)
+
+
+def test_a_flooded_gateway_leaves_the_other_regions_serving(system: Realization) -> None:
+    flood = threading.Thread(target=flood_gateway, kwargs={"region": "mashhad", "seconds": 12, "concurrency": 150,
+                                                           "configuration": configuration(system)})
+    flood.start()
+    try:
+        run_runbook(system, "gateway-flood", REGION="mashhad")
+    finally:
+        flood.join(60)
+    clear_fault(system)
+    assert_healthy(system)
+
+
+def test_region_loss_runbook_keeps_citizens_served_and_the_region_returns(system: Realization) -> None:
+    partition_region(region="tehran", configuration=configuration(system))
+    try:
+        seconds_until_available(30, configuration(system))  # the controllers fail over on their own
+        steps = run_runbook(system, "region-loss", REGION="tehran")
+        assert "tehran drained" in steps[2]["output"]
+    finally:
+        undo_fault(configuration(system))
+    cleared = paydar(system, "failover", "clear", "--region", "tehran")
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr
+    assert_healthy(system)
+
+
+def test_a_runbook_refuses_to_start_without_its_inputs_and_unknown_names_are_named(system: Realization) -> None:
+    missing = paydar(system, "runbook", "run", "region-loss", "--yes")
+    assert missing.returncode == 2 and "needs REGION: pass --set REGION=..." in missing.stdout + missing.stderr
+    unknown = paydar(system, "runbook", "run", "nope", "--yes")
+    assert unknown.returncode == 2 and "runbooks: gateway-flood" in unknown.stdout + unknown.stderr
+    dry = paydar(system, "runbook", "run", "region-loss", "--dry-run")
+    assert dry.returncode == 0 and "paydar failover drain" in dry.stdout
