@@ -174,8 +174,21 @@ class Controller:
             await self._ping_peers()
         self._retire_done_intents()
         routes, changes = await self.desired()
+        if not changes and self.f.guard.under_signed and self._own_key_trusted():
+            # A controller key was rotated: the routes stand, but the table in force no longer
+            # carries a quorum of signatures that verify. Re-sign the same routes as a new version.
+            changes = [Change("table", "re-sign", f"only {len(self.f.guard.signers)} of its signatures verify "
+                                                  "under the current trust root")]
         if changes:
             await self._propose(routes, changes)
+
+    def _own_key_trusted(self) -> bool:
+        """Whether this controller signs with the key the trust root lists for it (false between
+        a rotation of its own key and its restart)."""
+        try:
+            return self.f.trust.key_of(self.config.component)[0] == self.f.signer.key_id
+        except PaydarError:
+            return False
 
     async def _pull_observations(self) -> set[str]:
         """Pull every prober's newest round; return the probers that delivered a new one."""

@@ -61,6 +61,20 @@ class Foundation:
     guard: TableGuard
     admin_token: str
     table_store: Path
+    trust_root_path: Path
+
+    def reload_trust(self) -> frozenset[str]:
+        """Load the trust root again (after ``paydar keys rotate``); returns the held table's
+        signers that are still valid. A trust root that does not load leaves the old one in force."""
+        try:
+            trust = TrustRoot.load(self.trust_root_path)
+        except (PaydarError, ValueError) as exc:
+            log.error("trust root not reloaded file=%s reason=%s", self.trust_root_path, exc)
+            return self.guard.signers
+        self.trust = trust
+        signers = self.guard.retrust(trust)
+        log.info("trust root reloaded signers_still_valid=%d", len(signers))
+        return signers
 
     def persist_table(self) -> None:
         """Keep the table in force on disk so a restart obeys it (fail static)."""
@@ -87,4 +101,4 @@ def load_foundation(config: ComponentConfig) -> Foundation:
         raise PaydarError(f"no valid routing table at {config.table}; run `paydar up` to create one")
     return Foundation(topology=topology, trust=trust, signer=Signer(load_private_key(config.key)),
                       guard=guard, admin_token=read_secret(config.admin_token_file),
-                      table_store=table_store)
+                      table_store=table_store, trust_root_path=config.trust_root)

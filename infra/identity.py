@@ -105,12 +105,24 @@ class KeyStore:
         if path.exists():
             return self.load(component).public_key()
         key = Ed25519PrivateKey.generate()
+        self._write(path, key)
+        return key.public_key()
+
+    def replace(self, component: str, key: Ed25519PrivateKey) -> None:
+        """Put a new key in place of the component's (key rotation); the old one is gone."""
+        role_of(component)
+        staged = self.path(component).with_suffix(".key.new")
+        staged.unlink(missing_ok=True)
+        self._write(staged, key)
+        os.replace(staged, self.path(component))
+
+    @staticmethod
+    def _write(path: Path, key: Ed25519PrivateKey) -> None:
         pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         # Create with 0600 atomically: the key must never exist with wider permissions.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-        return key.public_key()
 
     def load(self, component: str) -> Ed25519PrivateKey:
         """Load a private key, refusing one readable by group or others."""

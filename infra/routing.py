@@ -195,6 +195,25 @@ class TableGuard:
             self.current, self.signers = candidate, signers
         return signers
 
+    def retrust(self, trust: TrustRoot) -> frozenset[str]:
+        """Verify with a new trust root from now on (a key was rotated), and recount the held
+        table's valid signers. The held table stays in force even when they fall below the
+        threshold (fail static); the controllers then re-sign it (see ``under_signed``)."""
+        self._keys = trust.keys(Role.CONTROLLER)
+        if self.current is None:
+            return frozenset()
+        try:
+            self.signers = verify_threshold(self.current.payload(), self.current.signatures, self._keys, 1,
+                                            Role.CONTROLLER.value)
+        except SignatureError:
+            self.signers = frozenset()
+        return self.signers
+
+    @property
+    def under_signed(self) -> bool:
+        """The held table no longer carries ``threshold`` signatures valid under the trust root."""
+        return self.current is not None and len(self.signers) < self.threshold
+
     def accept(self, candidate: SignedTable) -> frozenset[str]:
         """Check and adopt ``candidate``; the held table is unchanged when it is refused."""
         signers = self.check(candidate)

@@ -155,14 +155,17 @@ def setup_logging(component: str, level: str = "INFO") -> None:
 
 
 async def run_until_signalled(start: Callable[[], Awaitable[None]],
-                              stop: Callable[[], Awaitable[None]]) -> None:
-    """Run a service until SIGTERM or SIGINT, then stop it cleanly."""
+                              stop: Callable[[], Awaitable[None]],
+                              reload: Callable[[], object] | None = None) -> None:
+    """Run a service until SIGTERM or SIGINT, then stop it cleanly; SIGHUP calls ``reload``."""
     import signal
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
     await start()
     await stopping.wait()
     await stop()
@@ -216,6 +219,8 @@ def run_component(description: str, config_type: type[C],
             await state.stop()
             log.info("stopped")
 
-        await run_until_signalled(start, stop)
+        # SIGHUP reloads the trust root (``paydar keys rotate`` sends it through supervisord).
+        foundation = getattr(state, "f", None)
+        await run_until_signalled(start, stop, getattr(foundation, "reload_trust", None))
 
     asyncio.run(main())

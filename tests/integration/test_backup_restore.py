@@ -233,7 +233,7 @@ def test_wiped_standby_is_restored_with_the_primarys_chain_and_catches_up(start_
         assert http("GET", f"{primary}/v1/chain/{m.position}")[1]["hash"] == m.chain_head
         assert report.caught_up_position is not None and report.target_position is not None
         assert report.caught_up_position >= report.target_position > m.position
-        wait_rejoined(system, "isfahan")
+    wait_rejoined(system, "isfahan")  # heads converge once the writers stop
     assert_history_holds(system, workload, ("isfahan", "mashhad"))
 
 
@@ -253,7 +253,9 @@ def test_random_bytes_over_the_primarys_database_fail_over_and_the_node_is_resto
         before = workload.acknowledged
         wait_until(lambda: workload.acknowledged > before + 20, 30, "writes after the failover")
         restore(system, SERVICE, "tehran")
-        wait_rejoined(system, "tehran")
+    # Heads converge once the writers stop: while they write, an asynchronous standby may
+    # always be a few entries behind at the instant it is asked.
+    wait_rejoined(system, "tehran")
     assert_history_holds(system, workload, system.topology.region_names)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.actions import encrypt_node_data, flood_gateway, partition_region, undo_fault
+from chaos.actions import encrypt_node_data, flood_gateway, partition_region, push_rogue_table, undo_fault
 from chaos.probes import seconds_until_available, seconds_until_compromise_detected
 from chaos.target import clear_fault
 from failover.manual import current_table
@@ -118,10 +118,20 @@ def test_region_loss_runbook_keeps_citizens_served_and_the_region_returns(system
     assert_healthy(system)
 
 
+def test_a_compromised_controller_key_is_rotated_by_its_runbook(system: Realization) -> None:
+    version = current_table(system).table.version
+    push_rogue_table("1101", "controller.mashhad", configuration(system))  # the stolen key at work
+    steps = run_runbook(system, "compromised-controller-key", CONTROLLER="controller.mashhad")
+    assert "the old key is refused from now on" in steps[2]["output"]
+    assert current_table(system).table.version > version
+    clear_fault(system)
+    assert_healthy(system)
+
+
 def test_a_runbook_refuses_to_start_without_its_inputs_and_unknown_names_are_named(system: Realization) -> None:
     missing = paydar(system, "runbook", "run", "region-loss", "--yes")
     assert missing.returncode == 2 and "needs REGION: pass --set REGION=..." in missing.stdout + missing.stderr
     unknown = paydar(system, "runbook", "run", "nope", "--yes")
-    assert unknown.returncode == 2 and "runbooks: gateway-flood" in unknown.stdout + unknown.stderr
+    assert unknown.returncode == 2 and "no runbook 'nope'; runbooks: compromised-controller-key" in unknown.stderr
     dry = paydar(system, "runbook", "run", "region-loss", "--dry-run")
     assert dry.returncode == 0 and "paydar failover drain" in dry.stdout

@@ -96,3 +96,23 @@ def test_restore_accepts_expired_own_table(guard: TableGuard, keystore: KeyStore
 def test_malformed_json_is_named() -> None:
     with pytest.raises(TableRejected, match="malformed routing table: table"):
         TableGuard.parse(b'{"table": {"version": "x"}}')
+
+
+def test_a_rotated_key_no_longer_counts_and_the_held_table_stays_in_force(guard: TableGuard,
+                                                                          keystore: KeyStore) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from infra.identity import trust_root_of
+
+    guard.accept(signed(keystore, table(2)))
+    old_tehran = keystore.signer("controller.tehran")
+    keystore.replace("controller.tehran", Ed25519PrivateKey.generate())
+    trust = trust_root_of({f"controller.{r}": keystore.load(f"controller.{r}").public_key() for r in REGIONS})
+    isfahan = keystore.signer("controller.isfahan").key_id
+    assert guard.retrust(trust) == frozenset({isfahan})
+    assert guard.under_signed and guard.current is not None and guard.current.table.version == 2  # fail static
+    with_old_key = sign_table(table(3), [old_tehran, keystore.signer("controller.isfahan")])
+    assert reason(guard, with_old_key) == TableRejection.UNDER_SIGNED
+    guard.accept(signed(keystore, table(3)))  # the re-signed table, with the new key
+    tehran = keystore.signer("controller.tehran").key_id
+    assert not guard.under_signed and guard.signers == frozenset({tehran, isfahan})
