@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -136,17 +137,24 @@ def test_overload_is_shed_with_503_and_the_node_stays_up(start_system: SystemFac
     for target in ("isfahan", "mashhad"):
         link_admin(system, "tehran", target).set(delay_ms=400)
     node = system.plan.node("1101", "tehran").url
+    serial = itertools.count()  # fresh document ids in every flood
 
     async def flood() -> list[tuple[int, str | None]]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
             async def one(n: int) -> tuple[int, str | None]:
                 async with session.put(f"{node}/v1/documents/flood-{n}", json=document(n)) as response:
                     return response.status, response.headers.get("Retry-After")
-            return await asyncio.gather(*(one(n) for n in range(30)))
+            return await asyncio.gather(*(one(next(serial)) for _ in range(30)))
 
-    results = asyncio.run(flood())
-    shed = [r for r in results if r[0] == 503]
-    assert shed and all(retry == "1" for _, retry in shed), results
+    # The probers' canary writes take inflight slots too (every few seconds), so one flood can
+    # find both slots busy and shed everything: flood again, a bounded number of times.
+    results: list[tuple[int, str | None]] = []
+    for _ in range(3):
+        results = asyncio.run(flood())
+        shed = [r for r in results if r[0] == 503]
+        assert shed and all(retry == "1" for _, retry in shed), results
+        if any(status == 200 for status, _ in results):
+            break
     assert any(status == 200 for status, _ in results), results
     assert http("GET", node + "/livez")[0] == 200
     assert node_state(system, "tehran")["role"] == "primary"

@@ -4,21 +4,32 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chaos.actions import encrypt_node_data, flood_gateway, partition_region, push_rogue_table, undo_fault
+from chaos.actions import (
+    encrypt_node_data,
+    flood_gateway,
+    partition_region,
+    push_rogue_table,
+    run_lying_prober,
+    undo_fault,
+)
+from chaos.liar import ScriptedProber
 from chaos.probes import seconds_until_available, seconds_until_compromise_detected
 from chaos.target import clear_fault
 from failover.manual import current_table
 from infra.local.realizer import Realization
 from paydar.backups import backup_now
 from tests.integration.conftest import running, write_topology
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -126,6 +137,30 @@ def test_a_compromised_controller_key_is_rotated_by_its_runbook(system: Realizat
     assert current_table(system).table.version > version
     clear_fault(system)
     assert_healthy(system)
+
+
+def test_a_lying_prober_is_replaced_and_its_old_key_refused(system: Realization) -> None:
+    stolen = system.keystore().signer("prober.isfahan")
+    run_lying_prober(region="isfahan", service="1101", configuration=configuration(system))
+    undo_fault(configuration(system))  # contained: the compromised process is stopped
+    steps = run_runbook(system, "lying-prober", PROBER="prober.isfahan")
+    assert "the old key is refused from now on" in steps[2]["output"]
+    # A prober holding the stolen key is refused by every controller from now on.
+    controllers = [c for c in system.plan.components if c.kind.value == "controller"]
+    liar = ScriptedProber(system, "isfahan", lambda _round, _target: False)
+    liar.signer = stolen
+    with liar:
+        wait_until(lambda: all(_refused(system, c.url, "prober.isfahan") > 0 for c in controllers), 30,
+                   "every controller to refuse rounds signed with the retired key")
+    system.supervisor.rpc().supervisor.startProcess("prober.isfahan", True)
+    assert_healthy(system)
+
+
+def _refused(system: Realization, url: str, prober: str) -> float:
+    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    pattern = rf'paydar_controller_observations_refused_total{{prober="{prober}",reason="bad-signature"}} ([0-9.]+)'
+    found = re.search(pattern, text)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_a_runbook_refuses_to_start_without_its_inputs_and_unknown_names_are_named(system: Realization) -> None:
