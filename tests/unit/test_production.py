@@ -133,8 +133,8 @@ def _mutated(graph: Graph, token: str, change: Any, match: Any = lambda r: True)
 
 
 @pytest.mark.parametrize(("policy", "breaks", "message"), [
-    ("vault-immutable", ("minio:index/s3Bucket:S3Bucket", lambda p: p.update(objectLocking=False)),
-     "bucket paydar-1101: object locking is off"),
+    ("vault-immutable", ("minio:index/s3Bucket:S3Bucket", lambda p: p.update(objectLocking=False),
+                         lambda r: r.props["bucket"] == "paydar-1101"), "bucket paydar-1101: object locking is off"),
     ("no-shared-credentials", ("kubernetes:core/v1:Secret", lambda p: p["stringData"].update(
         access_key="paydar-region-tehran"), lambda r: r.region == "isfahan" and "access_key" in r.props.get(
         "stringData", {})), "vault identity paydar-region-tehran is given to regions isfahan, tehran"),
@@ -142,7 +142,8 @@ def _mutated(graph: Graph, token: str, change: Any, match: Any = lambda r: True)
         {"Effect": "Allow", "Action": ["s3:DeleteObjectVersion"], "Resource": ["*"]}]})),
         lambda r: r.props["name"] == "paydar-region-mashhad"), "paydar-region-mashhad allows s3:DeleteObjectVersion"),
     ("deployments-probed-and-budgeted", ("kubernetes:apps/v1:Deployment", lambda p: p["spec"]["template"]["spec"][
-        "containers"][0].pop("livenessProbe")), "has no livenessProbe"),
+        "containers"][0].pop("livenessProbe"), lambda r: r.name.endswith("gateway.tehran-deployment")),
+     "deployment paydar-tehran/gateway-tehran: container gateway has no livenessProbe"),
 ])
 def test_each_policy_catches_a_graph_that_breaks_it(graph: Graph, policy: str, breaks: tuple, message: str) -> None:
     bad = _mutated(graph, *breaks)
