@@ -86,7 +86,10 @@ def resume_component(component: str, configuration: Configuration = None, secret
 def _links(system: Realization, pairs: list[tuple[str, str]], change: str, **details: Any) -> dict[str, Any]:
     for source, target in pairs:
         admin = LinkAdmin(system.plan.link(source, target).admin_url, system.link_token())
-        admin.set(delay_ms=details["delay_ms"]) if change == "delay" else getattr(admin, change)()
+        if change == "delay":
+            admin.set(delay_ms=details["delay_ms"])
+        else:
+            getattr(admin, change)()  # cut, drop or heal
     return {"links": [list(pair) for pair in pairs], **details}
 
 
@@ -285,7 +288,7 @@ def run_lying_prober(region: str | None = None, service: str | None = None,
     system = realization(configuration)
     targets = {f"node.{service}.{primary_of(system, service)}"} if service else \
         {c.id for c in system.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)}
-    probers = [c for c in system.plan.of_kind(ComponentKind.PROBER)]
+    probers = system.plan.of_kind(ComponentKind.PROBER)
     prober = resolve(system, f"prober.{region}") if region else \
         next((c for c in probers if not any(t.endswith(f".{c.region}") for t in targets)), probers[0])
     routes = _routes(system)

@@ -239,10 +239,10 @@ def blast_radius(samples: list[Sample], experiment: dict[str, Any]) -> dict[str,
     return {"regions": sorted({s.region for s in missed}), "services": sorted({s.service for s in missed})}
 
 
-def _sweep(realization: Realization, report: DrillReport, load_ledger_: AckLedger, console: Console) -> None:
+def _sweep(realization: Realization, report: DrillReport, citizens: AckLedger, console: Console) -> None:
     """Read every write acknowledged during the drill back through every gateway."""
     ledger = load_ledger(realization, earlier=None)
-    for (service, doc_id), (document, acknowledged) in load_ledger_.writes.items():
+    for (service, doc_id), (document, acknowledged) in citizens.writes.items():
         ledger.record(service, doc_id, document, acknowledged)
     report.writes_attempted = len(ledger.writes)
     report.writes_acknowledged = ledger.acknowledged_count
