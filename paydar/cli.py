@@ -185,7 +185,7 @@ def check(state_dir: Path, exempt: tuple[str, ...], writes: int) -> None:
 
 @cli.group()
 def component() -> None:
-    """Stop, start or restart one supervised component (``paydar status`` lists them)."""
+    """Restart one supervised component (`paydar status` lists them)."""
 
 
 @component.command("restart")
