@@ -85,7 +85,8 @@ def resume_component(component: str, configuration: Configuration = None, secret
 
 def _links(system: Realization, pairs: list[tuple[str, str]], change: str, **details: Any) -> dict[str, Any]:
     for source, target in pairs:
-        admin = LinkAdmin(system.plan.link(source, target).admin_url, system.link_token())
+        link = system.plan.link(source, target)
+        admin = LinkAdmin(link.admin_url, system.link_token(link.id))
         if change == "delay":
             admin.set(delay_ms=details["delay_ms"])
         else:

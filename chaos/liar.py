@@ -1,5 +1,8 @@
 """A prober that lies: it holds the real prober's stolen key and serves whatever rounds it is told.
 
+``poison`` rewrites each round before it is signed (anything a compromised prober could send:
+unknown targets, future timestamps), so the controllers see validly signed garbage.
+
 It takes the place of a real prober (same port, same key), so the controllers pull its
 rounds exactly as they would a compromised prober's. Served with the standard library's
 threading HTTP server so its caller (a test, or the lying-prober experiment) controls every
@@ -20,13 +23,15 @@ from probes.models import ObservationRound, SignedObservations, TargetObservatio
 __all__ = ["Script", "ScriptedProber"]
 
 Script = Callable[[int, str], bool]  # (round, target id) -> ready?
+Poison = Callable[[ObservationRound], ObservationRound]  # rewrites a round before it is signed
 
 
 class ScriptedProber:
     """Stops the real ``prober.<region>`` and serves scripted, validly signed rounds on its port."""
 
-    def __init__(self, system: Realization, region: str, script: Script) -> None:
+    def __init__(self, system: Realization, region: str, script: Script, poison: Poison | None = None) -> None:
         self.system = system
+        self.poison = poison or (lambda body: body)
         self.component = f"prober.{region}"
         self.region = region
         self.script = script
@@ -59,7 +64,7 @@ class ScriptedProber:
                 [TargetObservation(target=t, alive=True, ready=self.script(self.round, t), latency_ms=1.0)
                  for t in self.targets],
                 prober=self.component, region=self.region, round=self.round, started_at=now, finished_at=now)
-            return SignedObservations.seal(body, self.signer).model_dump_json().encode()
+            return SignedObservations.seal(self.poison(body), self.signer).model_dump_json().encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         prober = self

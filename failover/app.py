@@ -2,7 +2,7 @@
 
 Peers:     POST /v1/proposals         (a proposed table; answers this controller's signature or 409 why not)
            GET/POST /v1/routing-table (the certified table held; adopt a newer certified one)
-Operators: GET/POST /v1/intents       (bearer admin token: drain, fence, promote, clear)
+Operators: GET/POST /v1/intents       (POST: an intent signed by an operator key: drain, fence, promote, clear)
 Health:    /livez /readyz /state /metrics
 """
 
@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from failover.controller import Controller, Disagreement, Intent
-from infra.errors import PaydarError, TableRejected
+from failover.controller import Controller, Disagreement
+from failover.intents import IntentRefused, SignedIntent
+from infra.errors import TableRejected
 from infra.routing import SignedTable, TableGuard
-from infra.web import json_error, livez, metrics_response, read_model
+from infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
 
 __all__ = ["build_app"]
 
 CONTROLLER = web.AppKey("controller", Controller)
 MAX_TABLE_BYTES = 8 * 1024 * 1024
+MAX_INTENT_BYTES = 16 * 1024
 
 
 async def proposals(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
-    offer = await read_model(request, SignedTable)
+    offer = await read_model(request, SignedTable, limit=MAX_TABLE_BYTES)
     try:
         signature = await controller.consider(offer)
     except Disagreement as exc:
@@ -39,24 +41,24 @@ async def get_table(request: web.Request) -> web.Response:
 async def post_table(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
     try:
-        controller.offer_table(TableGuard.parse(await request.read()), source="push")
+        controller.offer_table(TableGuard.parse(await read_body(request, MAX_TABLE_BYTES)), source="push")
     except TableRejected as exc:
         return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
                           held_version=controller.table.version)
     return web.json_response({"accepted": True, "version": controller.table.version})
 
 
-async def intents(request: web.Request) -> web.Response:
+async def get_intents(request: web.Request) -> web.Response:
+    return web.json_response({"intents": [i.model_dump(mode="json") for i in request.app[CONTROLLER].intent_log.intents]})
+
+
+async def post_intent(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
-    if not controller.check_admin(request.headers.get("Authorization", "")):
-        return json_error(401, "admin endpoint: send Authorization: Bearer <admin token from the state dir>")
-    if request.method == "GET":
-        return web.json_response({"intents": [i.model_dump(mode="json") for i in controller.intents]})
-    intent = await read_model(request, Intent)
+    signed = await read_model(request, SignedIntent, limit=MAX_INTENT_BYTES)
     try:
-        held = controller.apply_intent(intent)
-    except (PaydarError, KeyError) as exc:
-        return json_error(400, str(exc).strip('"'))
+        held = controller.admit_intent(signed)
+    except IntentRefused as exc:
+        return json_error(exc.status, str(exc))
     return web.json_response({"accepted": True, "intents": [i.model_dump(mode="json") for i in held]})
 
 
@@ -73,13 +75,16 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(controller: Controller) -> web.Application:
-    app = web.Application(client_max_size=MAX_TABLE_BYTES)
+    # Controllers serve no citizen; every route is control or health, each shed on its own.
+    shedders = standard_shedders(max_inflight=16, max_queued=64, citizen=lambda _path: False,
+                                 on_shed=controller.metrics.shed.inc)
+    app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[CONTROLLER] = controller
     app.router.add_post("/v1/proposals", proposals)
     app.router.add_get("/v1/routing-table", get_table)
     app.router.add_post("/v1/routing-table", post_table)
-    app.router.add_route("GET", "/v1/intents", intents)
-    app.router.add_route("POST", "/v1/intents", intents)
+    app.router.add_get("/v1/intents", get_intents)
+    app.router.add_post("/v1/intents", post_intent)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/state", state)

@@ -20,55 +20,37 @@ needs ``threshold`` controllers to sign it.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 import time
-from collections.abc import Callable
-from enum import StrEnum
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from failover.ballot import Ballot
+from failover.ballot import Ballot, changes_of
 from failover.config import ControllerConfig
+from failover.cosign import decide_cosign
+from failover.intents import Intent, IntentLog, SignedIntent
 from failover.judge import Judge
 from failover.metrics import ControllerMetrics
-from failover.planner import Change, Overrides, ReplicaState, fenced_views, is_refence, plan, refence
+from failover.planner import Change, ReplicaState, fenced_views, plan
+from failover.rounds import RoundPlan, RoundRefused, check_round
 from infra.component import Foundation
 from infra.errors import PaydarError, SignatureError, TableRejected
-from infra.files import write_json_atomic
 from infra.identity import Role
-from infra.routing import RoutingTable, ServiceRoute, SignedTable
+from infra.routing import RoutingTable, ServiceRoute, SignedTable, TableRejection
 from infra.signing import Signature, verify_threshold
 from probes.models import ObservationRound, SignedObservations
 
-__all__ = ["Controller", "Disagreement", "Intent", "IntentAction", "votes_of"]
+__all__ = ["Controller", "Disagreement", "votes_of"]
 
 log = logging.getLogger(__name__)
-MAX_OBSERVATION_BYTES = 64 * 1024 * 1024
+MAX_OBSERVATION_BYTES = 16 * 1024 * 1024
 PEER_PING_SECONDS = 1.0
 PEER_FRESH_SECONDS = 3.0
 REPAIR_EVERY_SECONDS = 1.0
 CLOCK_SKEW_SECONDS = 30.0
-
-
-class IntentAction(StrEnum):
-    DRAIN = "drain"
-    FENCE = "fence"
-    PROMOTE = "promote"
-    CLEAR = "clear"
-
-
-class Intent(BaseModel):
-    """An operator's instruction; ``service`` is required for fence and promote."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: IntentAction
-    region: str
-    service: str | None = None
 
 
 class Disagreement(PaydarError):
@@ -88,8 +70,12 @@ class Controller:
         self.judge = Judge(config.probers, down_after=self.control.down_after_rounds,
                            up_after=self.control.up_after_rounds)
         self.ballot = Ballot(config.data_dir / "votes.json")
-        self._intents_file = config.data_dir / "intents.json"
-        self.intents: list[Intent] = _load_intents(self._intents_file)
+        self.intent_log = IntentLog(config.data_dir / "intents.json", foundation.topology)
+        self.round_plan = RoundPlan(
+            targets={f"node.{sid}.{r}" for sid, regions in config.nodes.items() for r in regions}
+            | {f"gateway.{r}" for r in config.gateways},
+            services={sid: tuple(regions) for sid, regions in config.nodes.items()})
+        self._tasks: set[asyncio.Task[None]] = set()
         self.rounds: dict[str, ObservationRound] = {}
         self._unjudged: set[str] = set()
         self.peer_seen: dict[str, float] = {}
@@ -115,7 +101,7 @@ class Controller:
         self._task = asyncio.create_task(self._run(), name="control-loop")
 
     async def stop(self) -> None:
-        for task in (self._task, self._repairing):
+        for task in (self._task, self._repairing, *self._tasks):
             if task:
                 task.cancel()
                 try:
@@ -172,7 +158,7 @@ class Controller:
         if time.monotonic() >= self._next_ping:
             self._next_ping = time.monotonic() + PEER_PING_SECONDS
             await self._ping_peers()
-        self._retire_done_intents()
+        self.intent_log.retire_done(self.table)
         routes, changes = await self.desired()
         if not changes and self.f.guard.under_signed and self._own_key_trusted():
             # A controller key was rotated: the routes stand, but the table in force no longer
@@ -206,8 +192,12 @@ class Controller:
         reason = None
         try:
             body = SignedObservations.model_validate_json(raw).open(prober, self.f.trust)
+            check_round(body, prober=prober, region=prober.split(".", 1)[1], plan=self.round_plan, now=self._clock())
         except ValidationError:
             reason = "malformed"
+        except RoundRefused as exc:
+            reason = "invalid"
+            log.warning("prober round refused prober=%s: %s", prober, exc)
         except (SignatureError, PaydarError):
             reason = "bad-signature"
         if reason is None:
@@ -276,20 +266,13 @@ class Controller:
 
     # -- decisions -----------------------------------------------------------------------
 
-    def overrides(self) -> Overrides:
-        return Overrides(
-            drained=frozenset(i.region for i in self.intents if i.action is IntentAction.DRAIN),
-            fenced=frozenset((i.service, i.region) for i in self.intents
-                             if i.action is IntentAction.FENCE and i.service),
-            moves={i.service: i.region for i in self.intents if i.action is IntentAction.PROMOTE and i.service})
-
     async def desired(self) -> tuple[dict[str, ServiceRoute], list[Change]]:
         """The routes this controller's view calls for, and what changes from the held table."""
         held = self.table
         read_only = [sid for sid, route in held.services.items() if not route.writable]
         states = await asyncio.gather(*(self._replica_states(sid) for sid in read_only))
         views = {sid: fenced_views(s, held.services[sid].epoch) for sid, s in zip(read_only, states)}
-        return plan(held, self.topology, down=self.judge.down(), overrides=self.overrides(), views=views,
+        return plan(held, self.topology, down=self.judge.down(), overrides=self.intent_log.overrides(), views=views,
                     cap=self.control.failover_cap(len(self.topology.services)))
 
     async def _replica_states(self, service: str) -> dict[str, ReplicaState | None]:
@@ -309,22 +292,15 @@ class Controller:
         held = self.table
         now = self._clock()
         proposal = RoutingTable(version=held.version + 1, issued_at=now, expires_at=now + self.control.table_ttl,
+                                previous=held.digest(),
                                 reason=f"{self.config.component}: " + "; ".join(map(str, changes))[:400],
                                 services=routes)
-        conflicts = self.ballot.conflicts(held, proposal)
-        if conflicts:
-            # Votes on a promotion split: re-fence those services in a fresh epoch instead, so
-            # the next promotion is voted on anew (a re-fence can never lose a write).
-            for sid in conflicts:
-                epoch = max(self.ballot.highest_epoch(sid), held.services[sid].epoch) + 1
-                routes[sid] = refence(held.services[sid], self.topology.service(sid).regions, epoch)
-            self._outcome(proposal, "vote-conflict", "; ".join(conflicts.values()) + "; re-fencing")
-            proposal = proposal.model_copy(update={"services": routes})
-            if self.ballot.conflicts(held, proposal):
-                return
+        allowed = self._within_votes(held, proposal)
+        if allowed is None:
+            return
+        proposal = allowed
         self.ballot.record(held, proposal)
-        payload = proposal.model_dump(mode="json")
-        own = self.f.signer.sign(payload)
+        own = self.f.signer.sign(proposal.model_dump(mode="json"))
         offer = SignedTable(table=proposal, signatures=(own,)).model_dump_json().encode()
         replies = await asyncio.gather(*(self._ask(peer, url, offer) for peer, url in self.config.peers.items()))
         signatures = [own] + [s for s, _ in replies if s is not None]
@@ -335,7 +311,7 @@ class Controller:
             signed = SignedTable(table=proposal, signatures=tuple(signatures))
             self._adopt(signed, source="own proposal")
         except TableRejected as exc:
-            if exc.reason == "not-newer":
+            if exc.reason == TableRejection.NOT_NEWER:
                 self._outcome(proposal, "superseded", "a peer's table arrived first")
             else:
                 reasons = "; ".join(r for _, r in replies if r)
@@ -344,6 +320,29 @@ class Controller:
             return
         self._outcome(proposal, "certified", "; ".join(map(str, changes)))
         await self.publish(signed)
+
+    def _within_votes(self, held: RoutingTable, proposal: RoutingTable) -> RoutingTable | None:
+        """The proposal this controller's votes allow, or None (nothing it may propose now).
+
+        A service whose wanted route breaks a route vote keeps its held route, so a conflict on
+        one service never blocks the others. When this controller already signed another
+        successor of the held table, it proposes that one again if its own view still calls
+        for every change in it, and nothing otherwise: it never signs two successors.
+        """
+        routes = dict(proposal.services)
+        for sid, why in self.ballot.conflicts(held, proposal).items():
+            routes[sid] = held.services[sid]
+            self._outcome(proposal, "vote-conflict", f"{why}; service {sid} left as it is")
+        prior = self.ballot.signed_successor(held)
+        if prior is not None and prior != changes_of(held, proposal.model_copy(update={"services": routes})):
+            if any(routes.get(sid) != route for sid, route in prior.items()):
+                self._outcome(proposal, "waiting", f"already signed another successor of v{held.version}, which "
+                                                   "my view no longer calls for; waiting for a peer's table")
+                return None
+            routes = {**held.services, **prior}
+        if routes == held.services and not self.f.guard.under_signed:
+            return None
+        return proposal.model_copy(update={"services": routes})
 
     def _outcome(self, proposal: RoutingTable, outcome: str, detail: str) -> None:
         changed = self.last_proposal.get("outcome") != outcome or self.last_proposal.get("version") != proposal.version
@@ -366,32 +365,44 @@ class Controller:
             return None, f"{peer}: unreachable"
 
     async def consider(self, offer: SignedTable) -> Signature:
-        """Co-sign a peer's proposal only if this controller's own view calls for exactly it."""
+        """Co-sign a peer's proposal only if this controller's own view calls for it
+        (:func:`failover.cosign.decide_cosign` has the rules and their reasons)."""
         table = offer.table
         payload = offer.payload()
         try:
-            verify_threshold(payload, offer.signatures, self.f.trust.keys(Role.CONTROLLER), 1, "controller")
-        except SignatureError as exc:
-            raise Disagreement(f"proposal is not signed by any controller: {exc}") from None
-        now = self._clock()
-        if abs(table.issued_at - now) > CLOCK_SKEW_SECONDS or \
-                abs(table.expires_at - table.issued_at - self.control.table_ttl) > 1.0:
-            raise Disagreement("proposal timestamps are off (issued_at skew or ttl differs from control.table_ttl)")
+            proposers = verify_threshold(payload, offer.signatures, self.f.trust.keys(Role.CONTROLLER), 1,
+                                         Role.CONTROLLER.value)
+        except SignatureError:
+            proposers = frozenset()
         held = self.table
-        if table.version != held.version + 1:
-            raise Disagreement(f"proposal v{table.version} does not follow the held v{held.version}")
-        routes, _ = await self.desired()
+        routes, _ = await self.desired() if proposers else ({}, [])
         if self.table is not held:
             raise Disagreement(f"table v{self.table.version} arrived while considering the proposal")
-        differ = sorted(s for s in routes if table.services.get(s) != routes[s] and not (
-            s in table.services and is_refence(held.services[s], table.services[s], self.topology.service(s).regions)))
-        if differ or set(table.services) != set(routes):
-            raise Disagreement(f"my view differs for service(s) {', '.join(differ[:10])}")
-        refusal = self.ballot.refusal(held, table)
-        if refusal is not None:
-            raise Disagreement(refusal)
+        decision = decide_cosign(held=held, proposal=table, own_routes=routes, signed_by_controller=bool(proposers),
+                                 under_signed=self.f.guard.under_signed, ballot=self.ballot, now=self._clock(),
+                                 ttl=self.control.table_ttl, skew=CLOCK_SKEW_SECONDS)
+        if not decision.sign:
+            raise Disagreement(str(decision))
         self.ballot.record(held, table)
-        return self.f.signer.sign(payload)
+        own = self.f.signer.sign(payload)
+        if len(proposers - {self.f.signer.key_id}) + 1 >= self.control.threshold:
+            # With this signature the table is certified: publish it ourselves, so a proposer
+            # that collects signatures and withholds the table cannot keep it from the others.
+            signed = SignedTable(table=table, signatures=(*offer.signatures, own))
+            self._background(self._certify(signed), "certify")
+        return own
+
+    async def _certify(self, signed: SignedTable) -> None:
+        try:
+            self._adopt(signed, source="co-signed proposal")
+        except TableRejected:
+            return
+        await self.publish(signed)
+
+    def _background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- tables ----------------------------------------------------------------------------
 
@@ -400,11 +411,13 @@ class Controller:
         self._adopt(signed, source)
 
     def _adopt(self, signed: SignedTable, source: str) -> None:
-        signers = self.f.guard.accept(signed)
-        self.f.persist_table()
+        def refused(reason: str) -> None:
+            if reason == TableRejection.EQUIVOCATION:
+                self.metrics.equivocations.inc()
+
+        self.f.adopt(signed, source=source, on_refused=refused)
         self.metrics.table_version.set(signed.table.version)
-        log.info("table adopted version=%d source=%s signers=%d reason=%s", signed.table.version, source,
-                 len(signers), signed.table.reason)
+        self.ballot.prune(signed.table)
 
     async def publish(self, signed: SignedTable) -> dict[str, str]:
         """Push a certified table to every node, gateway and peer controller."""
@@ -439,39 +452,9 @@ class Controller:
 
     # -- operator intents ----------------------------------------------------------------
 
-    def check_admin(self, authorization: str) -> bool:
-        token = authorization.removeprefix("Bearer ")
-        return hmac.compare_digest(token.encode(), self.f.admin_token.encode())
-
-    def apply_intent(self, intent: Intent) -> list[Intent]:
-        """Record an operator intent (validated against the topology); return the intents in force."""
-        if intent.region not in self.topology.region_names:
-            raise PaydarError(f"unknown region {intent.region!r}; regions: {', '.join(self.topology.region_names)}")
-        if intent.service is not None:
-            spec = self.topology.service(intent.service)
-            if intent.region not in spec.regions:
-                raise PaydarError(f"service {intent.service} has no replica in {intent.region}; "
-                                  f"its regions are {', '.join(spec.regions)}")
-        elif intent.action in (IntentAction.FENCE, IntentAction.PROMOTE):
-            raise PaydarError(f"{intent.action} needs a service")
-        if intent.action is IntentAction.CLEAR:
-            self.intents = [i for i in self.intents if not (
-                i.region == intent.region and intent.service in (None, i.service))]
-        else:
-            self.intents = [i for i in self.intents if not (
-                i.action is intent.action and i.service == intent.service and
-                (i.region == intent.region or intent.action is IntentAction.PROMOTE))] + [intent]
-        write_json_atomic(self._intents_file, [i.model_dump(mode="json") for i in self.intents])
-        log.info("operator intent recorded action=%s region=%s service=%s", intent.action, intent.region,
-                 intent.service)
-        return self.intents
-
-    def _retire_done_intents(self) -> None:
-        done = [i for i in self.intents if i.action is IntentAction.PROMOTE and i.service
-                and self.table.services[i.service].primary == i.region]
-        if done:
-            self.intents = [i for i in self.intents if i not in done]
-            write_json_atomic(self._intents_file, [i.model_dump(mode="json") for i in self.intents])
+    def admit_intent(self, signed: SignedIntent) -> list[Intent]:
+        """Admit an operator-signed intent (``IntentRefused`` says why not); the intents in force."""
+        return self.intent_log.admit(signed, self.f.trust, self._clock())
 
     # -- status --------------------------------------------------------------------------
 
@@ -486,7 +469,7 @@ class Controller:
             "probers": {p: {"round": r.round, "age_seconds": round(now - r.finished_at, 3),
                             "failing": sorted(o.target for o in r.failing)}
                         for p, r in self.rounds.items()},
-            "intents": [i.model_dump(mode="json") for i in self.intents],
+            "intents": [i.model_dump(mode="json") for i in self.intent_log.intents],
             "last_proposal": self.last_proposal,
         }
 
@@ -499,12 +482,3 @@ def votes_of(body: ObservationRound) -> dict[str, bool]:
         for region in check.diverged:
             votes[f"node.{check.service}.{region}"] = False
     return votes
-
-
-def _load_intents(path: Any) -> list[Intent]:
-    if not path.exists():
-        return []
-    try:
-        return [Intent.model_validate(i) for i in json.loads(path.read_text())]
-    except (OSError, ValueError, ValidationError) as exc:
-        raise SystemExit(f"cannot read operator intents at {path}: {exc}; fix or remove the file") from None

@@ -1,10 +1,12 @@
 """Operator failover through the controllers' signed path: promote, fence, drain, clear.
 
-The CLI never signs a table. It posts an *intent* (bearer admin token) to every controller;
-each controller folds it into its own view, and the resulting table is certified only when
-``threshold`` controllers sign it, exactly like an automatic decision. A promotion is checked
-here first (refused, changing nothing, when the candidate provably lacks acknowledged writes)
-and again by every controller after the old primary is fenced.
+The CLI never signs a table. It signs an *intent* with the operator key (which no component
+holds) and posts it to every controller; each controller folds it into its own view, and the
+resulting table is certified only when ``threshold`` controllers sign it, exactly like an
+automatic decision. A promotion is checked here first (refused, changing nothing, when the
+candidate provably lacks acknowledged writes) and again by every controller after the old
+primary is fenced. Every table read back from a component is verified against the trust root
+first: one lying gateway must not steer an operator.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from failover.controller import Intent, IntentAction
+from failover.intents import Intent, IntentAction, SignedIntent
 from failover.promotion import PromotionCheck, ReplicaView, check_promotion
-from infra.errors import PaydarError
+from infra.errors import PaydarError, TableRejected
+from infra.identity import TrustRoot
 from infra.local.plan import ComponentKind, gateway_id, node_id
 from infra.local.realizer import Realization
-from infra.routing import RoutingTable, SignedTable
+from infra.routing import RoutingTable, SignedTable, TableGuard
 
 __all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
            "promote", "send_intent"]
@@ -61,25 +64,37 @@ def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
 
 
 def current_table(realization: Realization) -> SignedTable:
-    """The newest table any gateway holds, or the recorded initial one when none answers."""
-    best = SignedTable.model_validate_json(realization.layout.table.read_bytes())
-    for region in realization.topology.region_names:
+    """The newest *certified* table any gateway holds, or the recorded initial one.
+
+    Each gateway's table is verified against the trust root and the threshold before it
+    counts; one that does not verify is logged and ignored, whatever version it claims.
+    """
+    topology = realization.topology
+    guard = TableGuard(trust=TrustRoot.load(realization.layout.trust_root), threshold=topology.control.threshold,
+                       known_services=[s.id for s in topology.services])
+    guard.restore(SignedTable.model_validate_json(realization.layout.table.read_bytes()))
+    for region in topology.region_names:
         raw = fetch_json(realization.plan.component(gateway_id(region)).url + "/v1/routing-table")
-        if raw is not None:
-            seen = SignedTable.model_validate(raw)
-            if seen.table.version > best.table.version:
-                best = seen
-    return best
+        if raw is None:
+            continue
+        try:
+            guard.restore(SignedTable.model_validate(raw))
+        except (TableRejected, ValueError) as exc:
+            log.warning("table from gateway.%s ignored: %s", region, exc)
+    assert guard.current is not None
+    return guard.current
 
 
-def send_intent(realization: Realization, intent: Intent) -> dict[str, str]:
-    """Post an intent to every controller; raise unless ``threshold`` of them took it."""
-    token = realization.admin_token()
-    body = intent.model_dump_json().encode()
+def send_intent(realization: Realization, action: IntentAction, region: str,
+                service: str | None = None) -> dict[str, str]:
+    """Sign an intent with the operator key and post it to every controller; raise unless
+    ``threshold`` of them took it."""
+    intent = Intent.new(action, region, service, time.time())
+    body = SignedIntent.seal(intent, realization.operator()).model_dump_json().encode()
 
     def post(url: str) -> str:
-        request = urllib.request.Request(url + "/v1/intents", data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(url + "/v1/intents", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=3.0):
                 return "accepted"
@@ -97,7 +112,7 @@ def send_intent(realization: Realization, intent: Intent) -> dict[str, str]:
     taken = sum(1 for o in outcomes.values() if o == "accepted")
     if taken < realization.topology.control.threshold:
         detail = "; ".join(f"{c}: {o}" for c, o in outcomes.items())
-        raise PaydarError(f"only {taken} controller(s) took the {intent.action} intent, "
+        raise PaydarError(f"only {taken} controller(s) took the {action} intent, "
                           f"{realization.topology.control.threshold} needed: {detail}")
     return outcomes
 
@@ -148,10 +163,10 @@ def promote(realization: Realization, service: str, region: str) -> PromotionRes
     route = held.route(service)
     old = route.primary
     check = check_promotion(region, replica_views(realization, service), primary=old,
-                            sync_replicas=spec.sync_replicas)
+                            sync_replicas=spec.ack_replicas)
     if not check.safe:
         raise FailoverRefused(check, "Nothing was changed.")
-    send_intent(realization, Intent(action=IntentAction.PROMOTE, region=region, service=service))
+    send_intent(realization, IntentAction.PROMOTE, region, service)
     try:
         table = _wait_for(realization, lambda t: t.route(service).writable and t.route(service).epoch > route.epoch + 1,
                           f"promotion of {service} to {region}")
@@ -172,7 +187,7 @@ def promote(realization: Realization, service: str, region: str) -> PromotionRes
 def fence(realization: Realization, service: str, region: str) -> RoutingTable:
     """Keep ``service`` off ``region`` (a suspect node): it stays a standby, never a primary."""
     _known(realization, service, region)
-    send_intent(realization, Intent(action=IntentAction.FENCE, region=region, service=service))
+    send_intent(realization, IntentAction.FENCE, region, service)
     return _wait_for(realization, lambda t: t.route(service).primary != region and t.route(service).writable,
                      f"fence of {service} in {region}")
 
@@ -180,7 +195,7 @@ def fence(realization: Realization, service: str, region: str) -> RoutingTable:
 def drain(realization: Realization, region: str) -> RoutingTable:
     """Planned evacuation: every primary in ``region`` moves elsewhere, through the signed path."""
     _known(realization, None, region)
-    send_intent(realization, Intent(action=IntentAction.DRAIN, region=region))
+    send_intent(realization, IntentAction.DRAIN, region)
     hosted = [s.id for s in realization.topology.services_in(region)]
     return _wait_for(realization, lambda t: all(t.route(s).primary != region and t.route(s).writable for s in hosted),
                      f"drain of {region}")
@@ -189,4 +204,4 @@ def drain(realization: Realization, region: str) -> RoutingTable:
 def clear(realization: Realization, region: str, service: str | None = None) -> dict[str, str]:
     """Withdraw the operator intents on ``region`` (and ``service``): undrain, unfence."""
     _known(realization, service, region)
-    return send_intent(realization, Intent(action=IntentAction.CLEAR, region=region, service=service))
+    return send_intent(realization, IntentAction.CLEAR, region, service)

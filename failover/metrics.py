@@ -18,6 +18,8 @@ class ControllerMetrics:
     proposals: Counter
     observations_refused: Counter
     judgement_rounds: Counter
+    shed: Counter
+    equivocations: Counter
 
     @classmethod
     def create(cls) -> ControllerMetrics:
@@ -37,4 +39,7 @@ class ControllerMetrics:
                                          ["prober", "reason"], registry=r),
             judgement_rounds=Counter("paydar_controller_judgement_rounds_total", "Judgement rounds folded in",
                                      registry=r),
+            shed=Counter("paydar_controller_shed_requests_total", "Requests shed with 503 (overload)", registry=r),
+            equivocations=Counter("paydar_controller_equivocations_total",
+                                  "Certified tables that contradict the held one (evidence kept)", registry=r),
         )

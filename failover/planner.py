@@ -25,7 +25,7 @@ from failover.promotion import ReplicaView, check_promotion
 from infra.routing import RouteMode, RoutingTable, ServiceRoute
 from infra.topology import NationalTopology
 
-__all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "is_refence", "plan", "refence"]
+__all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "plan"]
 
 
 @dataclass(frozen=True)
@@ -67,21 +67,6 @@ def fenced_views(states: Mapping[str, ReplicaState | None], epoch: int) -> dict[
                                 compromised=s.compromised)
             if s is not None and s.epoch == epoch else ReplicaView(reachable=False)
             for region, s in states.items()}
-
-
-def refence(route: ServiceRoute, regions: tuple[str, ...], epoch: int) -> ServiceRoute:
-    """A read-only service fenced again at a higher ``epoch``.
-
-    Always safe (nothing becomes writable); it is how controllers whose votes on a promotion
-    split start over with fresh votes in the next epoch.
-    """
-    return ServiceRoute(primary=None, standbys=regions, epoch=epoch, mode=RouteMode.READ_ONLY,
-                        fenced=route.fenced if not route.writable else route.primary)
-
-
-def is_refence(held: ServiceRoute, proposed: ServiceRoute, regions: tuple[str, ...]) -> bool:
-    """Whether ``proposed`` re-fences the read-only ``held`` route at a higher epoch."""
-    return not held.writable and proposed.epoch > held.epoch and proposed == refence(held, regions, proposed.epoch)
 
 
 def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], overrides: Overrides,
@@ -128,7 +113,7 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
         # controller, so honest controllers pick the same candidate.
         for candidate in (c for c in candidates if c not in overrides.drained and (sid, c) not in overrides.fenced):
             check = check_promotion(candidate, service_views, primary=route.fenced,
-                                    sync_replicas=spec.sync_replicas)
+                                    sync_replicas=spec.ack_replicas)
             if check.safe:
                 routes[sid] = ServiceRoute(primary=candidate, standbys=tuple(r for r in spec.regions if r != candidate),
                                            epoch=route.epoch + 1)

@@ -17,14 +17,14 @@ from aiohttp import web
 from gateway.router import HOP_HEADER, Router
 from infra.errors import TableRejected
 from infra.routing import TableGuard
-from infra.web import LoadShedder, json_error, livez, metrics_response
+from infra.web import json_error, livez, metrics_response, read_body, standard_shedders
 from node.models import DOC_ID_PATTERN
 
 __all__ = ["build_app"]
 
 log = logging.getLogger(__name__)
 ROUTER = web.AppKey("router", Router)
-HEALTH_PATHS = frozenset({"/livez", "/readyz", "/state", "/metrics", "/v1/routing-table"})
+MAX_TABLE_BYTES = 8 * 1024 * 1024
 _DOC_ID = re.compile(DOC_ID_PATTERN)
 
 
@@ -35,7 +35,7 @@ async def documents(request: web.Request) -> web.Response:
         known = ", ".join(sorted(router.f.guard.known_services))
         return json_error(404, f"unknown service {service[:40]!r}; known services: {known}")
     doc_id = request.match_info.get("doc_id")
-    if doc_id is not None and not _DOC_ID.match(doc_id):
+    if doc_id is not None and not _DOC_ID.fullmatch(doc_id):
         return json_error(400, f"invalid document id {doc_id[:40]!r}: use 1-128 letters, digits, '.', '_' or '-'")
     if doc_id is None and request.method != "GET":
         return json_error(405, "only GET lists documents; PUT a document at /documents/{doc_id}")
@@ -44,7 +44,7 @@ async def documents(request: web.Request) -> web.Response:
         return _count(router, service, request.method, web.json_response(
             {"error": f"service {service} is read-only (table v{router.table.table.version}): no safe primary; "
                       "reads still work, retry the write later"}, status=503, headers={"Retry-After": "2"}))
-    body = await request.read() if request.method == "PUT" else None
+    body = await read_body(request, router.f.topology.limits.max_body_bytes) if request.method == "PUT" else None
     path = f"/v1/documents/{doc_id}" if doc_id else "/v1/documents"
     hop = 1 if request.headers.get(HOP_HEADER) else 0
     answer = await router.forward(request.method, service, path, request.query_string, body, hop)
@@ -80,10 +80,8 @@ async def get_table(request: web.Request) -> web.Response:
 
 async def post_table(request: web.Request) -> web.Response:
     router = request.app[ROUTER]
-    if request.content_length is not None and request.content_length > 1024 * 1024:
-        return json_error(413, "routing table larger than 1 MiB")
     try:
-        signers = router.offer_table(TableGuard.parse(await request.read()), source="push")
+        signers = router.offer_table(TableGuard.parse(await read_body(request, MAX_TABLE_BYTES)), source="push")
     except TableRejected as exc:
         return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
                           held_version=router.table.table.version)
@@ -111,9 +109,10 @@ async def metrics(request: web.Request) -> web.Response:
 def build_app(router: Router) -> web.Application:
     """The gateway's aiohttp application; limits come from the topology."""
     limits = router.f.topology.limits
-    shedder = LoadShedder(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
-                          exempt=HEALTH_PATHS, on_shed=router.metrics.shed.inc)
-    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[shedder.middleware])
+    shedders = standard_shedders(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
+                                 citizen=lambda path: path.startswith("/v1/services"), on_shed=router.metrics.shed.inc)
+    # Bodies are bounded per route as they are read (read_body); this is only aiohttp's backstop.
+    app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[ROUTER] = router
     app.router.add_route("*", "/v1/services/{service}/documents/{doc_id}", documents)
     app.router.add_get("/v1/services/{service}/documents", documents)

@@ -79,16 +79,9 @@ class Router:
 
     def offer_table(self, signed: SignedTable, source: str) -> frozenset[str]:
         """Adopt a newer, properly signed table; raise ``TableRejected`` with the reason otherwise."""
-        try:
-            signers = self.f.guard.accept(signed)
-        except TableRejected as exc:
-            self.metrics.tables_refused.labels(region=self.region, reason=exc.reason).inc()
-            if exc.reason != "not-newer":
-                log.warning("routing table refused source=%s reason=%s detail=%s", source, exc.reason, exc)
-            raise
-        self.f.persist_table()
+        signers = self.f.adopt(signed, source=source, on_refused=lambda reason: self.metrics.tables_refused.labels(
+            region=self.region, reason=reason).inc())
         self.metrics.table_version.set(signed.table.version)
-        log.info("routing table adopted version=%d source=%s signers=%d", signed.table.version, source, len(signers))
         return signers
 
     async def forward(self, method: str, service: str, path: str, query: str, body: bytes | None,

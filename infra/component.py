@@ -8,6 +8,8 @@ routing table it must obey from the paths named there.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -17,13 +19,14 @@ from pydantic import BaseModel, ConfigDict
 from infra.errors import PaydarError, TableRejected
 from infra.files import read_secret, write_json_atomic
 from infra.identity import TrustRoot, load_private_key
-from infra.routing import SignedTable, TableGuard
+from infra.routing import SignedTable, TableGuard, TableRejection
 from infra.signing import Signer
 from infra.topology import NationalTopology, load_topology
 
 __all__ = ["ComponentConfig", "Foundation", "load_foundation"]
 
 log = logging.getLogger(__name__)
+MAX_EVIDENCE = 20
 
 
 class ComponentConfig(BaseModel):
@@ -75,6 +78,37 @@ class Foundation:
         signers = self.guard.retrust(trust)
         log.info("trust root reloaded signers_still_valid=%d", len(signers))
         return signers
+
+    def adopt(self, signed: SignedTable, *, source: str, on_refused: Callable[[str], None]) -> frozenset[str]:
+        """Obey ``signed`` if the guard allows and keep it on disk; otherwise count the refusal
+        (``on_refused(reason)``), keep any equivocation evidence, and raise ``TableRejected``.
+        One place for every component, so refusals are logged and kept alike."""
+        try:
+            signers = self.guard.accept(signed)
+        except TableRejected as exc:
+            on_refused(exc.reason)
+            self.keep_evidence(exc)
+            if exc.reason != TableRejection.NOT_NEWER:
+                log.warning("routing table refused source=%s reason=%s detail=%s", source, exc.reason, exc)
+            raise
+        self.persist_table()
+        log.info("routing table adopted version=%d source=%s signers=%d reason=%s", signed.table.version, source,
+                 len(signers), signed.table.reason)
+        return signers
+
+    def keep_evidence(self, exc: TableRejected) -> None:
+        """Keep the guard's evidence of an equivocation on disk (bounded) and log it as an alert."""
+        evidence = self.guard.evidence
+        if exc.reason != TableRejection.EQUIVOCATION or evidence is None:
+            return
+        folder = self.table_store.parent / "evidence"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        kept = sorted(folder.glob("equivocation-*.json"))
+        for old in kept[: max(0, len(kept) - MAX_EVIDENCE + 1)]:
+            old.unlink(missing_ok=True)
+        path = folder / f"equivocation-{time.time_ns()}.json"
+        write_json_atomic(path, evidence.record())
+        log.error("ALERT table equivocation detected: %s; evidence=%s", exc, path)
 
     def persist_table(self) -> None:
         """Keep the table in force on disk so a restart obeys it (fail static)."""

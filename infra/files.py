@@ -7,11 +7,15 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["read_secret", "write_json_atomic", "write_secret"]
+__all__ = ["fsync_directory", "read_secret", "write_json_atomic", "write_secret"]
 
 
 def write_json_atomic(path: Path, payload: object, mode: int = 0o644) -> None:
-    """Write JSON so that readers never see a half-written file."""
+    """Write JSON so that readers never see a half-written file, and durably.
+
+    The directory is fsynced after the rename: without it a crash can bring back the old
+    file, and a controller that forgot a vote could sign twice.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -19,6 +23,16 @@ def write_json_atomic(path: Path, payload: object, mode: int = 0o644) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` survive a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_secret(path: Path, nbytes: int = 32) -> str:

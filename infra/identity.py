@@ -24,16 +24,25 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from infra.errors import IdentityError
 from infra.signing import Signer, key_id, public_key_from_b64, public_key_to_b64
 
-__all__ = ["KeyStore", "Role", "TrustRoot", "TrustedKey", "trust_root_of"]
+__all__ = ["OPERATOR", "KeyStore", "Role", "TrustRoot", "TrustedKey", "trust_root_of"]
 
 
 class Role(StrEnum):
-    """What a component is; trust is granted per role."""
+    """What a component is; trust is granted per role.
+
+    ``operator`` keys sign operator intents (drain, fence, promote); they are held by the
+    operator's CLI and given to no component, so no compromised component can act as one.
+    """
 
     NODE = "node"
     GATEWAY = "gateway"
     PROBER = "prober"
     CONTROLLER = "controller"
+    OPERATOR = "operator"
+
+
+OPERATOR = "operator"
+"""The id of the local realization's operator key (``<state>/keys/operator.key``)."""
 
 
 def role_of(component: str) -> Role:

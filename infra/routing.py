@@ -3,25 +3,39 @@
 A node or gateway obeys a table only when at least ``threshold`` distinct controller keys
 have signed that exact table, its version is newer than the one it holds (rollback
 protection, as in The Update Framework), it has not expired, it names only known services,
-and it never routes a service to zero regions. :class:`TableGuard` is the one place those
-rules live; it is pure (the clock is injected) and raises :class:`TableRejected` with a
+it never routes a service to zero regions, and it gives no service another route in an
+epoch the held table already routes. :class:`TableGuard` is the one place those rules live;
+it is pure (the clock is injected) and raises :class:`TableRejected` with a
 :class:`TableRejection` reason and the numbers in the message.
+
+Each table names its predecessor's digest (``previous``). Two certified tables that give one
+service two routes in one epoch, or two certified tables of one version with the same
+predecessor, are *equivocation*: proof that some controller signed twice. The guard refuses
+the second (fail static) and hands back both as :class:`Equivocation` evidence.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from infra.errors import SignatureError, TableRejected
 from infra.identity import Role, TrustRoot
 from infra.signing import Signature, Signer, canonical_json, verify_threshold
 from infra.topology import NationalTopology
+from infra.wire import MAX_COUNTER, WireModel
+
+MAX_SIGNATURES = 64
+"""More signatures than any threshold needs: a longer list is malformed before one is verified."""
 
 __all__ = [
+    "Equivocation",
+    "MAX_SIGNATURES",
     "RouteMode",
     "RoutingTable",
     "ServiceRoute",
@@ -30,6 +44,7 @@ __all__ = [
     "TableRejection",
     "initial_table",
     "sign_table",
+    "table_digest",
 ]
 
 
@@ -48,22 +63,21 @@ class TableRejection(StrEnum):
     UNKNOWN_SERVICE = "unknown-service"
     ZERO_REGIONS = "zero-regions"
     EPOCH_REGRESSION = "epoch-regression"
+    EQUIVOCATION = "equivocation"
 
 
-class ServiceRoute(BaseModel):
+class ServiceRoute(WireModel):
     """Where one service lives in one table.
 
     A fenced route is read-only with no primary; ``fenced`` names the primary it deposed, whose
     acknowledged writes a promotion must prove it holds.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    primary: str | None
-    standbys: tuple[str, ...]
-    epoch: int = Field(ge=1)
+    primary: str | None = Field(max_length=64)
+    standbys: tuple[str, ...] = Field(max_length=64)
+    epoch: int = Field(ge=1, le=MAX_COUNTER)
     mode: RouteMode = RouteMode.READ_WRITE
-    fenced: str | None = None
+    fenced: str | None = Field(default=None, max_length=64)
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -74,16 +88,19 @@ class ServiceRoute(BaseModel):
         return self.mode is RouteMode.READ_WRITE and self.primary is not None
 
 
-class RoutingTable(BaseModel):
-    """The unsigned content of a routing table."""
+class RoutingTable(WireModel):
+    """The unsigned content of a routing table; ``previous`` is its predecessor's digest."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_COUNTER)
     issued_at: float
     expires_at: float
+    previous: str = Field(default="", pattern=r"^(?:[0-9a-f]{64})?$")
     reason: str = Field(default="", max_length=500)
-    services: dict[str, ServiceRoute]
+    services: dict[str, ServiceRoute] = Field(max_length=100_000)
+
+    def digest(self) -> str:
+        """The SHA-256 of this table's canonical form: what a successor names as ``previous``."""
+        return table_digest(self)
 
     def route(self, service_id: str) -> ServiceRoute:
         try:
@@ -92,16 +109,34 @@ class RoutingTable(BaseModel):
             raise KeyError(f"service {service_id!r} is not in routing table v{self.version}") from None
 
 
-class SignedTable(BaseModel):
+class SignedTable(WireModel):
     """A routing table with its controller signatures, as it travels and is stored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     table: RoutingTable
-    signatures: tuple[Signature, ...] = ()
+    signatures: tuple[Signature, ...] = Field(default=(), max_length=MAX_SIGNATURES)
 
     def payload(self) -> dict[str, object]:
         return self.table.model_dump(mode="json")
+
+
+def table_digest(table: RoutingTable) -> str:
+    """SHA-256 (hex) of a table's canonical JSON."""
+    return hashlib.sha256(canonical_json(table.model_dump(mode="json"))).hexdigest()
+
+
+@dataclass(frozen=True)
+class Equivocation:
+    """Evidence that controllers signed two incompatible tables: both, and who signed both."""
+
+    held: SignedTable
+    offered: SignedTable
+    detail: str
+    double_signers: frozenset[str]
+
+    def record(self) -> dict[str, object]:
+        """The evidence as JSON, to keep on disk and hand to the operator."""
+        return {"detail": self.detail, "double_signers": sorted(self.double_signers),
+                "held": self.held.model_dump(mode="json"), "offered": self.offered.model_dump(mode="json")}
 
 
 def initial_table(topology: NationalTopology, now: float) -> RoutingTable:
@@ -135,6 +170,8 @@ class TableGuard:
         self._clock = clock
         self.current: SignedTable | None = None
         self.signers: frozenset[str] = frozenset()
+        self.evidence: Equivocation | None = None
+        """The last equivocation seen (both tables); components persist it and alert."""
 
     @staticmethod
     def parse(raw: bytes | str) -> SignedTable:
@@ -160,8 +197,20 @@ class TableGuard:
             raise TableRejected(TableRejection.UNDER_SIGNED, f"table v{table.version} refused: {exc}") from None
         held = self.current.table if self.current else None
         if held is not None and table.version <= held.version:
+            # Same routes signed twice (two honest proposals racing) move nothing; only siblings
+            # that route differently prove a double signature.
+            if table.version == held.version and table.previous == held.previous and table.services != held.services:
+                self._equivocation(candidate, signers, f"two certified tables v{table.version} succeed one "
+                                                       "predecessor")
             raise TableRejected(TableRejection.NOT_NEWER,
                                 f"table v{table.version} is not newer than held v{held.version}; rollback refused")
+        if held is not None:
+            for service_id, route in table.services.items():
+                old = held.services.get(service_id)
+                if old is not None and route.epoch == old.epoch and route != old:
+                    self._equivocation(candidate, signers, f"table v{table.version} gives service {service_id} "
+                                                           f"another route in epoch {route.epoch} than held "
+                                                           f"v{held.version}")
         now = self._clock()
         if table.expires_at <= now:
             raise TableRejected(TableRejection.EXPIRED,
@@ -179,6 +228,15 @@ class TableGuard:
                                     f"table v{table.version} lowers the epoch of service {service_id} "
                                     f"from {held.services[service_id].epoch} to {route.epoch}")
         return signers
+
+    def _equivocation(self, candidate: SignedTable, signers: frozenset[str], detail: str) -> None:
+        assert self.current is not None
+        held_signers = self.signers
+        self.evidence = Equivocation(held=self.current, offered=candidate, detail=detail,
+                                     double_signers=held_signers & signers)
+        raise TableRejected(TableRejection.EQUIVOCATION,
+                            f"equivocation: {detail}; keeping v{self.current.table.version} (fail static); "
+                            f"signed by both: {', '.join(sorted(held_signers & signers)) or 'none'}")
 
     def restore(self, candidate: SignedTable) -> frozenset[str]:
         """Adopt a table read back from this component's own disk at start.

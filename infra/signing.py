@@ -18,9 +18,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from infra.errors import SignatureError, ThresholdNotMet
+from infra.wire import WireModel
 
 __all__ = [
     "Signature",
@@ -59,10 +60,8 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-class Signature(BaseModel):
+class Signature(WireModel):
     """A detached signature: which key, and the base64 Ed25519 signature."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     key_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     sig: str = Field(min_length=1, max_length=200)
@@ -111,20 +110,25 @@ def verify_threshold(
     """Return the ids of distinct trusted keys with a valid signature, if at least ``required``.
 
     Signatures by unknown keys, invalid signatures and repeats of one key are ignored and
-    counted in the error, so one key can never stand in for two.
+    counted in the error, so one key can never stand in for two. A key with a valid signature
+    and a signature already tried are skipped before verifying; the list's length is bounded
+    where it is parsed (:data:`infra.routing.MAX_SIGNATURES`), so the cost is bounded too.
+    A bad copy placed before a key's good signature does not hide the good one.
     """
     if required < 1:
         raise ValueError("a threshold must be at least 1")
     data = canonical_json(payload)  # once, not once per signature: tables can be large
     valid: set[str] = set()
+    tried: set[tuple[str, str]] = set()
     unknown = invalid = 0
     for signature in signatures:
         public_key = trusted.get(signature.key_id)
         if public_key is None:
             unknown += 1
             continue
-        if signature.key_id in valid:
+        if signature.key_id in valid or (signature.key_id, signature.sig) in tried:
             continue
+        tried.add((signature.key_id, signature.sig))
         try:
             verify_bytes(data, signature, public_key)
         except SignatureError:

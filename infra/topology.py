@@ -206,6 +206,20 @@ class Service(_Model):
         """The preferred region: the initial primary."""
         return self.regions[0]
 
+    @property
+    def ack_replicas(self) -> int:
+        """Standbys that must hold a write before the primary acknowledges it.
+
+        At least ``sync_replicas``, and at least enough that the primary and they are a
+        majority of the service's replicas: two primaries of one epoch (controllers that
+        equivocated) can then never both acknowledge, because their majorities would share a
+        standby, and a standby follows one primary per epoch. ``sync_replicas: 0`` is only
+        allowed as a declared weakening and keeps its meaning (the primary alone).
+        """
+        if self.sync_replicas == 0:
+            return 0
+        return max(self.sync_replicas, len(self.regions) // 2)
+
 
 class NationalTopology(_Model):
     """The validated national system. Build it with :func:`load_topology`."""

@@ -19,16 +19,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, ValidationError
 
 __all__ = [
+    "HEALTH_PATHS",
     "LoadShedder",
     "Lifecycle",
     "json_error",
     "livez",
     "metrics_response",
+    "parse_model",
+    "read_body",
     "read_model",
     "require_loopback",
     "run_component",
     "serve",
     "setup_logging",
+    "standard_shedders",
 ]
 
 if TYPE_CHECKING:
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
 LOOPBACK = frozenset({"127.0.0.1", "localhost"})
 
 
@@ -44,19 +49,62 @@ def json_error(status: int, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """Parse the request body as ``model``; raise an HTTP 4xx that names the problem."""
+BODY_SECONDS = 10.0
+"""How long a sender may take to deliver a request body; a half-sent body is dropped after it."""
+KEEPALIVE_SECONDS = 15.0
+"""Idle connections (and requests whose headers never finish) are closed after this."""
+MAX_CONNECTIONS = 2048
+MAX_CONNECTIONS_PER_PEER = 1024
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes *as read* (chunked bodies included), within
+    :data:`BODY_SECONDS`; raise an HTTP 413 or 408 that says so.
+
+    ``Content-Length`` alone bounds nothing: a chunked body has none, so the bytes are counted.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+
+    async def drain() -> None:
+        nonlocal size
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                return
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(drain(), BODY_SECONDS)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=_error_text(f"request body not received within {BODY_SECONDS:.0f}s"),
+                                     content_type="application/json") from None
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1,
+                                         text=_error_text(f"request body exceeds the {limit} byte limit"),
+                                         content_type="application/json")
+
+
+async def read_model(request: web.Request, model: type[M], *, limit: int) -> M:
+    """Parse the request body (at most ``limit`` bytes) as ``model``; raise an HTTP 4xx that
+    names the problem."""
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(
             text=_error_text("send the body as JSON with Content-Type: application/json"),
             content_type="application/json")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=request.app._client_max_size, actual_size=request.content_length or 0,  # noqa: SLF001
-            text=_error_text(f"request body exceeds the {request.app._client_max_size} byte limit"),  # noqa: SLF001
-            content_type="application/json") from None
+    return parse_model(await read_body(request, limit), model)
+
+
+def parse_model(raw: bytes, model: type[M]) -> M:
+    """Validate JSON bytes as ``model``; an HTTP 400 naming the first problems otherwise."""
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -83,23 +131,26 @@ def _error_text(message: str) -> str:
 
 
 class LoadShedder:
-    """Bounded concurrency: at most ``max_inflight`` requests run, ``max_queued`` wait.
+    """Bounded concurrency for the requests ``scope`` selects: at most ``max_inflight`` run,
+    ``max_queued`` wait.
 
-    Anything beyond is shed at once with 503 + Retry-After, so a flood costs a bounded
-    amount of memory and the process stays responsive for health checks (exempt paths).
+    Anything beyond is shed at once with 503 + Retry-After, so a flood costs a bounded amount
+    of memory. Every route of every component belongs to some shedder's scope; routes are
+    split into separate scopes (citizens, control, health) so that a flood of one kind
+    cannot starve the others.
     """
 
-    def __init__(self, *, max_inflight: int, max_queued: int, exempt: frozenset[str],
+    def __init__(self, *, max_inflight: int, max_queued: int, scope: Callable[[str], bool],
                  on_shed: Callable[[], None] = lambda: None) -> None:
         self._slots = asyncio.Semaphore(max_inflight)
         self.max_queued = max_queued
         self.queued = 0
-        self.exempt = exempt
+        self.scope = scope
         self._on_shed = on_shed
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in self.exempt:
+        if not self.scope(request.path):
             return await handler(request)
         if self._slots.locked() and self.queued >= self.max_queued:
             self._on_shed()
@@ -117,18 +168,87 @@ class LoadShedder:
             self._slots.release()
 
 
+HEALTH_PATHS = frozenset({"/livez", "/readyz", "/state", "/metrics"})
+
+
+def standard_shedders(*, max_inflight: int, max_queued: int, citizen: Callable[[str], bool],
+                      on_shed: Callable[[], None]) -> list[LoadShedder]:
+    """Three shedders that cover every route: citizen requests (bounded as the topology's
+    ``limits`` say), health checks, and the rest (control: tables, replication, proposals,
+    admin), each with its own slots. Control and health get fixed bounds: they carry a few
+    requests per peer, and must keep flowing when citizen limits are set very low."""
+
+    def control(path: str) -> bool:
+        return not citizen(path) and path not in HEALTH_PATHS
+
+    return [LoadShedder(max_inflight=max_inflight, max_queued=max_queued, scope=citizen, on_shed=on_shed),
+            LoadShedder(max_inflight=32, max_queued=128, scope=control, on_shed=on_shed),
+            LoadShedder(max_inflight=32, max_queued=64, scope=HEALTH_PATHS.__contains__, on_shed=on_shed)]
+
+
 def require_loopback(host: str) -> None:
     """Refuse to listen beyond loopback: the local realization never exposes a port."""
     if host not in LOOPBACK:
         raise SystemExit(f"refusing to listen on {host!r}: the local realization binds 127.0.0.1 only")
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start ``app`` on host:port (loopback only) and return its runner."""
+class _Gate(asyncio.Protocol):
+    """Admits a connection to the HTTP server only within the connection caps.
+
+    Decided per connection before aiohttp sees a byte: a flood of idle connections is
+    refused at the door (overload), and never runs the process out of file descriptors.
+    """
+
+    def __init__(self, server: web.Server, max_total: int, max_per_peer: int) -> None:
+        self.server, self.max_total, self.max_per_peer = server, max_total, max_per_peer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        peer = _peer_of(transport)
+        open_ = self.server._connections  # noqa: SLF001 - the only record of open connections
+        same_peer = sum(1 for t in open_.values() if _peer_of(t) == peer)
+        if len(open_) >= self.max_total or same_peer >= self.max_per_peer:
+            log.warning("connection refused peer=%s open=%d from_peer=%d: over the connection cap",
+                        peer, len(open_), same_peer)
+            transport.abort()
+            return
+        handler = self.server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+
+
+def _peer_of(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+
+
+class CappedSite(web.TCPSite):
+    """A TCP site whose connections pass through :class:`_Gate`."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, max_connections: int,
+                 max_per_peer: int) -> None:
+        super().__init__(runner, host, port, reuse_address=True)
+        self._caps = (max_connections, max_per_peer)
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Gate(server, *self._caps), self._host, self._port, reuse_address=True)
+
+
+async def serve(app: web.Application, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS,
+                max_per_peer: int = MAX_CONNECTIONS_PER_PEER) -> web.AppRunner:
+    """Start ``app`` on host:port (loopback only) and return its runner.
+
+    Idle connections and unfinished headers are closed after :data:`KEEPALIVE_SECONDS`
+    (aiohttp's default keeps them an hour), and connections are capped in total and per peer.
+    """
     require_loopback(host)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await CappedSite(runner, host, port, max_connections=max_connections, max_per_peer=max_per_peer).start()
     return runner
 
 

@@ -20,10 +20,11 @@ from aiohttp import web
 
 from infra.errors import SignatureError, TableRejected
 from infra.routing import TableGuard
-from infra.web import LoadShedder, json_error, livez, metrics_response, read_model
+from infra.wire import MAX_COUNTER
+from infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
 from node.backup import BackupUnavailable
 from node.chain import Entry
-from node.errors import IntegrityViolation, WriteRefused
+from node.errors import BatchRefused, IntegrityViolation, WriteRefused
 from node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
 from node.runtime import NodeRuntime
 from vault.s3 import VaultError
@@ -32,9 +33,9 @@ __all__ = ["build_app"]
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", NodeRuntime)
-HEALTH_PATHS = frozenset({"/livez", "/readyz", "/state", "/metrics"})
 _DOC_ID = re.compile(DOC_ID_PATTERN)
 MAX_REPLICATION_BYTES = 4 * 1024 * 1024
+MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 
 def _document(runtime: NodeRuntime, entry: Entry) -> dict[str, object]:
@@ -48,7 +49,7 @@ def _document(runtime: NodeRuntime, entry: Entry) -> dict[str, object]:
 
 def _doc_id(request: web.Request) -> str:
     doc_id = request.match_info["doc_id"]
-    if not _DOC_ID.match(doc_id):
+    if not _DOC_ID.fullmatch(doc_id):
         raise web.HTTPBadRequest(text=json.dumps({"error": f"invalid document id {doc_id[:40]!r}: use 1-128 "
                                                            "letters, digits, '.', '_' or '-'"}),
                                  content_type="application/json")
@@ -58,7 +59,7 @@ def _doc_id(request: web.Request) -> str:
 async def put_document(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     doc_id = _doc_id(request)
-    document = await read_model(request, DocumentIn)
+    document = await read_model(request, DocumentIn, limit=runtime.f.topology.limits.max_body_bytes)
     with runtime.metrics.write_seconds.time():
         try:
             entry = await runtime.write(doc_id, document)
@@ -106,12 +107,15 @@ async def list_documents(request: web.Request) -> web.Response:
 
 async def replicate(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    signed = await read_model(request, SignedBatch)
+    signed = await read_model(request, SignedBatch, limit=MAX_REPLICATION_BYTES)
     try:
         reply = await runtime.receive_batch(signed)
     except SignatureError as exc:
         log.warning("replication refused: %s", exc)
         return json_error(403, f"replication refused: {exc}")
+    except BatchRefused as exc:
+        log.warning("replication refused sender=%s: %s", signed.batch.sender, exc)
+        return json_error(exc.status, f"replication from {signed.batch.sender} refused: {exc}")
     except IntegrityViolation as exc:
         return json_error(409, f"replication refused: {exc}")
     return web.json_response(reply.model_dump(mode="json"))
@@ -123,10 +127,8 @@ async def get_table(request: web.Request) -> web.Response:
 
 async def post_table(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    if request.content_length is not None and request.content_length > 1024 * 1024:
-        return json_error(413, "routing table larger than 1 MiB")
     try:
-        candidate = TableGuard.parse(await request.read())
+        candidate = TableGuard.parse(await read_body(request, MAX_TABLE_BYTES))
         signers = await runtime.offer_table(candidate, source="push")
     except TableRejected as exc:
         return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
@@ -168,12 +170,10 @@ async def post_integrity(request: web.Request) -> web.Response:
 
 async def chain_hash(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    try:
-        position = int(request.match_info["position"])
-    except ValueError:
-        return json_error(400, "position must be a non-negative integer")
-    if position < 0:
-        return json_error(400, "position must be a non-negative integer")
+    raw = request.match_info["position"]
+    position = int(raw) if raw.isdigit() and len(raw) <= 16 else -1
+    if not 0 <= position <= MAX_COUNTER:
+        return json_error(400, f"position must be an integer from 0 to {MAX_COUNTER}")
     if runtime.compromised:
         return json_error(503, f"compromised: {runtime.compromised}")
     found = await runtime.chain_hash(position)
@@ -200,11 +200,10 @@ async def metrics(request: web.Request) -> web.Response:
 def build_app(runtime: NodeRuntime) -> web.Application:
     """The node's aiohttp application; limits come from the topology."""
     limits = runtime.f.topology.limits
-    shedder = LoadShedder(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
-                          exempt=HEALTH_PATHS | {"/v1/replicate", "/v1/routing-table"},
-                          on_shed=runtime.metrics.shed.inc)
-    app = web.Application(client_max_size=max(limits.max_body_bytes, MAX_REPLICATION_BYTES),
-                          middlewares=[shedder.middleware, _body_limit(limits.max_body_bytes)])
+    shedders = standard_shedders(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
+                                 citizen=lambda path: path.startswith("/v1/documents"), on_shed=runtime.metrics.shed.inc)
+    # Bodies are bounded per route as they are read (read_body); this is only aiohttp's backstop.
+    app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[RUNTIME] = runtime
     app.router.add_put("/v1/documents/{doc_id}", put_document)
     app.router.add_get("/v1/documents/{doc_id}", get_document)
@@ -220,16 +219,3 @@ def build_app(runtime: NodeRuntime) -> web.Application:
     app.router.add_get("/state", state)
     app.router.add_get("/metrics", metrics)
     return app
-
-
-def _body_limit(max_body: int):  # type: ignore[no-untyped-def]
-    """Citizen-facing bodies are bounded tighter than replication batches."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        if request.path.startswith("/v1/documents") and (request.content_length or 0) > max_body:
-            return json_error(413, f"request body of {request.content_length} bytes exceeds the "
-                                   f"{max_body} byte limit")
-        return await handler(request)
-
-    return middleware

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from infra.signing import canonical_json
+from infra.wire import MAX_COUNTER, WireModel
 
 __all__ = ["GENESIS_HASH", "Entry", "entry_hash"]
 
@@ -32,18 +33,16 @@ def entry_hash(service: str, position: int, epoch: int, doc_id: str, body: str |
     return hashlib.sha256(material).hexdigest()
 
 
-class Entry(BaseModel):
+class Entry(WireModel):
     """One write: a whole document version at a log position, in the epoch that wrote it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    position: int = Field(ge=1)
-    epoch: int = Field(ge=1)
+    position: int = Field(ge=1, le=MAX_COUNTER)
+    epoch: int = Field(ge=1, le=MAX_COUNTER)
     doc_id: str = Field(max_length=128)
     body: str
     prev_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-    written_ms: int
+    written_ms: int = Field(ge=0, le=MAX_COUNTER)
 
     def expected_hash(self, service: str) -> str:
         return entry_hash(service, self.position, self.epoch, self.doc_id, self.body,

@@ -6,6 +6,7 @@ The tree::
     └── NodeError
         ├── IntegrityViolation   stored or replicated data does not verify (tampering, ransomware)
         ├── LogMismatch          a replication batch does not continue this node's log
+        ├── BatchRefused         a replication batch is malformed or contradicts this log (the sender's fault)
         └── WriteRefused         this node may not accept the write now (status + reason)
 """
 
@@ -33,6 +34,18 @@ class LogMismatch(NodeError):
     def __init__(self, head: int) -> None:
         self.head = head
         super().__init__(f"batch does not continue this log (head {head})")
+
+
+class BatchRefused(NodeError):
+    """A primary's batch is refused; ``status`` is the HTTP status to answer with.
+
+    It is the sender's fault, never evidence against this node's own data: a hostile primary
+    must not be able to make its standbys believe they are compromised.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class WriteRefused(NodeError):

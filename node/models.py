@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from infra.routing import SignedTable
 from infra.signing import Signature
+from infra.wire import Counter, FiniteJson, WireModel
 from node.chain import Entry
 
 __all__ = [
@@ -47,36 +46,30 @@ class DocumentKind(StrEnum):
     CANARY = "canary"
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(WireModel):
     """Body of ``PUT /v1/documents/{doc_id}``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     citizen_id: str = Field(pattern=r"^[0-9]{10}$", description="10-digit national code")
     kind: DocumentKind
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: FiniteJson = Field(default_factory=dict)
 
 
-class ReplicationBatch(BaseModel):
+class ReplicationBatch(WireModel):
     """What a primary ships to one standby: entries after ``prev_position``, in its epoch."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    service: str
-    sender: str
-    epoch: int = Field(ge=1)
-    table_version: int
-    acked_position: int = Field(ge=0)
-    head_position: int = Field(ge=0)
-    prev_position: int = Field(ge=0)
-    prev_hash: str
+    service: str = Field(max_length=64)
+    sender: str = Field(max_length=200)
+    epoch: Counter = Field(ge=1)
+    table_version: Counter
+    acked_position: Counter
+    head_position: Counter
+    prev_position: Counter
+    prev_hash: str = Field(max_length=64)
     entries: list[Entry] = Field(default_factory=list, max_length=MAX_BATCH_ENTRIES)
     table: SignedTable | None = None
 
 
-class SignedBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SignedBatch(WireModel):
     batch: ReplicationBatch
     signature: Signature
 
@@ -89,16 +82,14 @@ class ReplyStatus(StrEnum):
     NEED_TABLE = "need-table"
 
 
-class ReplicationReply(BaseModel):
+class ReplicationReply(WireModel):
     """A standby's answer; ``table`` carries its newer table so a deposed primary learns it."""
 
-    model_config = ConfigDict(extra="forbid")
-
     status: ReplyStatus
-    matched: int = 0
-    position: int
-    head_hash: str
-    epoch: int
-    table_version: int
+    matched: Counter = 0
+    position: Counter
+    head_hash: str = Field(max_length=64)
+    epoch: Counter
+    table_version: Counter
     table: SignedTable | None = None
     detail: str = ""

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.chain import GENESIS_HASH, Entry, entry_hash
-from node.errors import IntegrityViolation, LogMismatch
+from node.errors import BatchRefused, IntegrityViolation, LogMismatch
 
-__all__ = ["DocumentStore", "VerifyResult", "verify_file", "verify_log"]
+__all__ = ["DocumentStore", "VerifyResult", "check_batch", "verify_file", "verify_log"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -90,6 +90,35 @@ def verify_file(path: Path, service: str) -> VerifyResult:
             return verify_log(db, service)
     except sqlite3.Error as exc:
         return VerifyResult(False, 0, "", None, f"database unusable: {exc}")
+
+
+def check_batch(service: str, entries: Sequence[Entry], *, prev_position: int, prev_hash: str,
+                sender_epoch: int, sender_head: int) -> None:
+    """Raise :class:`BatchRefused` unless the entries are a well-formed continuation of the
+    chain at ``prev_position``: consecutive positions, each linked to and hashed over its
+    predecessor, no epoch beyond the sender's or going backwards, JSON object bodies, and no
+    entry beyond the sender's own head. Pure; runs before the database is touched."""
+    expected_prev, epoch = prev_hash, 0
+    for offset, entry in enumerate(entries):
+        where = f"entry at position {entry.position}"
+        if entry.position != prev_position + 1 + offset:
+            raise BatchRefused(400, f"{where} should be at position {prev_position + 1 + offset}: "
+                                    "a batch must continue the log without gaps")
+        if entry.epoch > sender_epoch or entry.epoch < epoch:
+            raise BatchRefused(400, f"{where} is of epoch {entry.epoch}, outside the sender's epochs "
+                                    f"({epoch or 1}..{sender_epoch})")
+        if entry.prev_hash != expected_prev or not entry.intact(service):
+            raise BatchRefused(400, f"{where} does not continue the chain (link or hash does not match)")
+        try:
+            body = json.loads(entry.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise BatchRefused(400, f"{where} has a body that is not a JSON object")
+        expected_prev, epoch = entry.hash, entry.epoch
+    if entries and entries[-1].position > sender_head:
+        raise BatchRefused(400, f"batch reaches position {entries[-1].position}, beyond the sender's head "
+                                f"{sender_head}")
 
 
 class DocumentStore:
@@ -193,18 +222,15 @@ class DocumentStore:
               sender_epoch: int, sender_head: int) -> int:
         """Apply a primary's batch as a standby; return the position matched through.
 
-        Entries must continue the chain at ``prev_position``. A local entry that differs from
-        the primary's at the same position is an unacknowledged write of an older epoch:
-        it and everything after it are dropped (truncation never touches the primary's
-        epoch). Entries beyond ``sender_head`` are dropped for the same reason.
+        Entries must continue the chain at ``prev_position`` (:func:`check_batch`). A local
+        entry that differs from the primary's at the same position is an unacknowledged write
+        of an older epoch: it and everything after it are dropped (truncation never touches
+        the primary's epoch). Entries beyond ``sender_head`` are dropped for the same reason.
         """
+        check_batch(self.service, entries, prev_position=prev_position, prev_hash=prev_hash,
+                    sender_epoch=sender_epoch, sender_head=sender_head)
         if self.hash_at(prev_position) != prev_hash:
             raise LogMismatch(self.head()[0])
-        expected_prev = prev_hash
-        for entry in entries:
-            if entry.prev_hash != expected_prev or not entry.intact(self.service):
-                raise IntegrityViolation(entry.position, "replicated entry does not continue the chain")
-            expected_prev = entry.hash
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for entry in entries:
@@ -236,8 +262,8 @@ class DocumentStore:
         newest = self._db.execute("SELECT MAX(epoch) FROM log WHERE position >= ?", (position,)).fetchone()[0]
         if newest is not None and newest >= sender_epoch:
             # Two different entries in one epoch would mean two primaries in one epoch.
-            raise IntegrityViolation(position, f"refusing to drop entries of epoch {newest} "
-                                               f"on behalf of a primary of epoch {sender_epoch}")
+            raise BatchRefused(409, f"refusing to drop entries of epoch {newest} at position {position} "
+                                    f"on behalf of a primary of epoch {sender_epoch}")
         affected = [r[0] for r in self._db.execute(
             "SELECT DISTINCT doc_id FROM log WHERE position >= ?", (position,))]
         self._db.execute("DELETE FROM log WHERE position >= ?", (position,))

@@ -52,9 +52,8 @@ def select_nodes(realization: Realization, service: str | None, region: str | No
 def backup_now(realization: Realization, nodes: list[str],
                done: Callable[[BackupOutcome], None] = lambda _: None) -> list[BackupOutcome]:
     """Ask each node to back up now (a few at a time); ``done`` is called as each one answers."""
-    token = realization.admin_token()
-
     def one(node: str) -> BackupOutcome:
+        token = realization.admin_token(node)
         request = urllib.request.Request(realization.plan.component(node).url + "/v1/backup", data=b"",
                                          method="POST", headers={"Authorization": f"Bearer {token}"})
         try:

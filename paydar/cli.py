@@ -97,6 +97,13 @@ def validate(file: Path) -> None:
     out.print(f"{file}: valid — {len(topology.regions)} regions, {len(topology.services)} services, "
               f"{nodes} nodes, vault sites {', '.join(s.name for s in topology.vault.sites)}, "
               f"table threshold {topology.control.threshold} of {len(topology.regions)}")
+    for service in topology.services:
+        if service.ack_replicas > service.sync_replicas:
+            out.print(f"  note: service {service.id} acknowledges a write once {service.ack_replicas} standbys hold "
+                      f"it (sync_replicas {service.sync_replicas}): with the primary that is a majority of its "
+                      f"{len(service.regions)} replicas, so two primaries of one epoch can never both acknowledge; "
+                      f"the cost is waiting for the {service.ack_replicas}th fastest standby and losing write "
+                      f"availability once fewer than {service.ack_replicas} standbys answer", markup=False)
     if topology.unsafe:
         console.print(f"[bold red]UNSAFE[/]: this topology gives up {', '.join(topology.unsafe)} on purpose; "
                       "it exists to prove the drill catches it and must never run in production")

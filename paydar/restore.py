@@ -98,8 +98,12 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
 
 
 def _refuse_primary(realization: Realization, service: str, region: str) -> None:
+    """Refuse when the verified table *or the node itself* says it is the writable primary:
+    neither a lying gateway nor a stale table may make restore rebuild the real primary."""
     route = current_table(realization).table.route(service)
-    if route.primary == region and route.writable:
+    state = fetch_json(realization.plan.component(f"node.{service}.{region}").url + "/state") or {}
+    says_primary = state.get("role") == "primary" and state.get("mode") == "read-write"
+    if says_primary or (route.primary == region and route.writable):
         others = [r for r in route.regions if r != region]
         raise RestoreRefused(
             f"node.{service}.{region} is the writable primary of service {service} (epoch {route.epoch}): "

@@ -60,7 +60,7 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
         return ComponentStatus(**base, health="ready" if probe(realization, component) else "unreachable",
                                detail=realization.plan.vault.endpoint)
     if component.kind is ComponentKind.LINK:
-        answer = _get(component.url + "/v1/link", realization.link_token())
+        answer = _get(component.url + "/v1/link", realization.link_token(component.id))
         if answer is None or answer[0] != 200:
             return ComponentStatus(**base, health="unreachable")
         link = answer[1]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from infra.errors import SignatureError
 from infra.identity import TrustRoot
 from infra.signing import Signature, Signer, verify_bytes
+from infra.wire import MAX_COUNTER, WireModel
 
 __all__ = [
     "CanaryObservation",
@@ -29,8 +30,12 @@ class TargetKind(StrEnum):
     GATEWAY = "gateway"
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+MAX_TARGETS = 200_000
+"""Bounds every list in a round: far beyond the national catalog, far below what exhausts memory."""
+
+
+class _Wire(WireModel):
+    pass
 
 
 class TargetObservation(_Wire):
@@ -40,29 +45,29 @@ class TargetObservation(_Wire):
     chain head and held table version.
     """
 
-    target: str
+    target: str = Field(max_length=200)
     alive: bool
     ready: bool
     latency_ms: float = Field(ge=0)
-    error: str | None = None
-    role: str | None = None
-    epoch: int | None = None
-    position: int | None = None
-    acked: int | None = None
-    head: str | None = None
-    table_version: int | None = None
+    error: str | None = Field(default=None, max_length=500)
+    role: str | None = Field(default=None, max_length=32)
+    epoch: int | None = Field(default=None, ge=0, le=MAX_COUNTER)
+    position: int | None = Field(default=None, ge=-1, le=MAX_COUNTER)
+    acked: int | None = Field(default=None, ge=0, le=MAX_COUNTER)
+    head: str | None = Field(default=None, max_length=64)
+    table_version: int | None = Field(default=None, ge=0, le=MAX_COUNTER)
     compromised: bool = False
-    lag: dict[str, int] = Field(default_factory=dict)
+    lag: dict[str, int] = Field(default_factory=dict, max_length=64)
 
 
 class CanaryObservation(_Wire):
     """A citizen's view: a canary document written then read back through one gateway."""
 
-    gateway: str
-    service: str
+    gateway: str = Field(max_length=200)
+    service: str = Field(max_length=64)
     ok: bool
     latency_ms: float = Field(ge=0)
-    error: str | None = None
+    error: str | None = Field(default=None, max_length=500)
 
 
 class IntegrityObservation(_Wire):
@@ -71,10 +76,10 @@ class IntegrityObservation(_Wire):
     ``diverged`` names the regions whose hash differs from the majority's.
     """
 
-    service: str
-    position: int = Field(ge=0)
-    hashes: dict[str, str]
-    diverged: tuple[str, ...] = ()
+    service: str = Field(max_length=64)
+    position: int = Field(ge=0, le=MAX_COUNTER)
+    hashes: dict[str, str] = Field(max_length=64)
+    diverged: tuple[str, ...] = Field(default=(), max_length=64)
 
 
 class ObservationRound(_Wire):
@@ -85,16 +90,16 @@ class ObservationRound(_Wire):
     it, which is how controllers find components that missed a table.
     """
 
-    prober: str
-    region: str
-    round: int = Field(ge=1)
+    prober: str = Field(max_length=200)
+    region: str = Field(max_length=64)
+    round: int = Field(ge=1, le=MAX_COUNTER)
     started_at: float
     finished_at: float
-    ready: tuple[str, ...]
-    failing: tuple[TargetObservation, ...] = ()
-    tables: dict[int, tuple[str, ...]] = Field(default_factory=dict)
-    canaries: tuple[CanaryObservation, ...] = ()
-    integrity: tuple[IntegrityObservation, ...] = ()
+    ready: tuple[str, ...] = Field(max_length=MAX_TARGETS)
+    failing: tuple[TargetObservation, ...] = Field(default=(), max_length=MAX_TARGETS)
+    tables: dict[int, tuple[str, ...]] = Field(default_factory=dict, max_length=1000)
+    canaries: tuple[CanaryObservation, ...] = Field(default=(), max_length=MAX_TARGETS)
+    integrity: tuple[IntegrityObservation, ...] = Field(default=(), max_length=MAX_TARGETS)
 
     @classmethod
     def of(cls, observations: list[TargetObservation], **fields: object) -> ObservationRound:
@@ -115,7 +120,7 @@ class SignedObservations(_Wire):
     round of the national catalog without re-serialising it; defaults are left out of the text.
     """
 
-    observations: str
+    observations: str = Field(max_length=64 * 1024 * 1024)
     signature: Signature
 
     @classmethod

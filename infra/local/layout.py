@@ -38,13 +38,13 @@ class StateLayout:
     def secrets(self) -> Path:
         return self.root / "secrets"
 
-    @property
-    def admin_token(self) -> Path:
-        return self.secrets / "admin-token"
+    def admin_token(self, component: str) -> Path:
+        """One component's own admin credential: it opens that component's admin endpoints only."""
+        return self.secrets / "admin" / f"{component}.token"
 
-    @property
-    def link_token(self) -> Path:
-        return self.secrets / "link-admin-token"
+    def link_token(self, link: str) -> Path:
+        """The admin credential of one link proxy (``link.<source>.<target>``), given to no other."""
+        return self.secrets / "links" / f"{link}.token"
 
     @property
     def supervisor_password(self) -> Path:
@@ -101,9 +101,11 @@ class StateLayout:
         return self.root / "logs" / f"{program}.log"
 
     def make_dirs(self) -> None:
-        for path in (self.root, self.root / "config", self.root / "data", self.root / "logs",
-                     self.table.parent, self.supervisor_dir, self.vault_dir):
+        for path in (self.root, self.root / "config", self.root / "logs", self.table.parent):
             path.mkdir(parents=True, exist_ok=True)
-        for private in (self.secrets, self.supervisor_dir):
+        # Citizen data, backups staged for restore, the vault's files and every secret are for
+        # their owner only: nothing in them is for other local users to read.
+        for private in (self.secrets, self.secrets / "admin", self.secrets / "links", self.supervisor_dir,
+                        self.root / "data", self.restores, self.vault_dir):
             private.mkdir(parents=True, exist_ok=True)
             private.chmod(0o700)

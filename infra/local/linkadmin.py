@@ -114,7 +114,7 @@ def build_admin_app(link: LinkControl, token: str) -> web.Application:
         return web.json_response(link.state().model_dump(mode="json"))
 
     async def post_link(request: web.Request) -> web.Response:
-        change = await read_model(request, LinkChange)
+        change = await read_model(request, LinkChange, limit=4096)
         if change.mode is None and change.delay_ms is None:
             return json_error(400, 'nothing to change: send {"mode": "pass|cut|drop"} and/or {"delay_ms": N}')
         return web.json_response(link.apply(change).model_dump(mode="json"))

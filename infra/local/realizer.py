@@ -22,7 +22,8 @@ from typing import Any
 
 from infra.errors import PaydarError
 from infra.files import read_secret, write_json_atomic, write_secret
-from infra.identity import KeyStore
+from infra.identity import OPERATOR, KeyStore
+from infra.signing import Signer
 from infra.local import vault
 from infra.local.layout import StateLayout
 from infra.local.plan import ComponentKind, Plan, PlannedComponent, build_plan
@@ -78,11 +79,17 @@ class Realization:
     def supervisor(self) -> Supervisor:
         return Supervisor(self.layout)
 
-    def admin_token(self) -> str:
-        return read_secret(self.layout.admin_token)
+    def admin_token(self, component: str) -> str:
+        """The admin credential of one component (the operator's; no other component has it)."""
+        return read_secret(self.layout.admin_token(component))
 
-    def link_token(self) -> str:
-        return read_secret(self.layout.link_token)
+    def link_token(self, link: str) -> str:
+        """The admin credential of one link proxy, e.g. ``link.tehran.isfahan``."""
+        return read_secret(self.layout.link_token(link))
+
+    def operator(self) -> Signer:
+        """The operator's signing key: intents are signed with it, and no component holds it."""
+        return self.keystore().signer(OPERATOR)
 
     def vault_admin(self) -> S3Identity:
         """The vault's admin identity: the operator's, never given to a node."""
@@ -159,9 +166,12 @@ def _write_identities(realization: Realization) -> None:
     layout, topology = realization.layout, realization.topology
     components = [c.id for c in realization.plan.components if c.kind in SIGNING_KINDS]
     keystore = KeyStore(layout.keys)
-    write_json_atomic(layout.trust_root, keystore.build_trust_root(components).model_dump(mode="json"))
-    write_secret(layout.admin_token)
-    write_secret(layout.link_token)
+    trust = keystore.build_trust_root([*components, OPERATOR])
+    write_json_atomic(layout.trust_root, trust.model_dump(mode="json"))
+    for component in components:
+        write_secret(layout.admin_token(component))
+    for link in realization.plan.links:
+        write_secret(layout.link_token(link.id))
     identities = [_vault_identity(layout.vault_admin, "paydar-admin", ("Admin", "Read", "Write", "List", "Tagging"))]
     for region in topology.region_names:
         hosted = [bucket_name(s.id) for s in topology.services if region in s.regions]
@@ -190,7 +200,7 @@ def _common(realization: Realization, component: PlannedComponent) -> dict[str, 
         "component": component.id, "region": component.region, "port": component.port,
         "data_dir": str(layout.data(component.id)), "topology": str(layout.topology),
         "trust_root": str(layout.trust_root), "key": str(KeyStore(layout.keys).path(component.id)),
-        "admin_token_file": str(layout.admin_token), "table": str(layout.table),
+        "admin_token_file": str(layout.admin_token(component.id)), "table": str(layout.table),
     }
 
 
@@ -227,7 +237,7 @@ def _write_component_configs(realization: Realization) -> list[Program]:
         elif component.kind is ComponentKind.LINK:
             link = next(li for li in plan.links if li.id == component.id)
             config = {"link": f"{link.source}->{link.target}", "host": "127.0.0.1", "admin_port": link.admin_port,
-                      "token_file": str(layout.link_token),
+                      "token_file": str(layout.link_token(link.id)),
                       "routes": [{"name": cid, "listen_port": port, "target_port": plan.component(cid).port}
                                  for cid, port in link.routes.items()]}
         else:

@@ -31,7 +31,8 @@ FAILOVER_TIMEOUT = 30.0
 def link_admin(system: Realization, source: str, target: str):  # type: ignore[no-untyped-def]
     from infra.local.linkadmin import LinkAdmin
 
-    return LinkAdmin(system.plan.link(source, target).admin_url, system.link_token())
+    link = system.plan.link(source, target)
+    return LinkAdmin(link.admin_url, system.link_token(link.id))
 
 
 def state(system: Realization, component: str) -> dict:

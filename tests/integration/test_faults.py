@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 def link_admin(system: Realization, source: str, target: str):  # type: ignore[no-untyped-def]
     from infra.local.linkadmin import LinkAdmin
 
-    return LinkAdmin(system.plan.link(source, target).admin_url, system.link_token())
+    link = system.plan.link(source, target)
+    return LinkAdmin(link.admin_url, system.link_token(link.id))
 
 
 def node_state(system: Realization, region: str, service: str = "1101") -> dict:
@@ -117,7 +118,7 @@ def test_corrupted_log_entry_is_detected_and_never_served(start_system: SystemFa
     db = system.layout.data("node.1101.isfahan") / "registry.sqlite3"
     with sqlite3.connect(db) as conn:  # ransomware-style silent change of one stored record
         conn.execute("UPDATE log SET body = replace(body, '\"n\":2', '\"n\":666') WHERE doc_id = 'c2'")
-    token = system.admin_token()
+    token = system.admin_token("node.1101.isfahan")
     node = system.plan.node("1101", "isfahan").url
     assert http("POST", node + "/v1/integrity")[0] == 401
     code, result, _ = http("POST", node + "/v1/integrity", headers={"Authorization": f"Bearer {token}"})

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from failover.ballot import Ballot
-from failover.planner import Overrides, ReplicaState, fenced_views, is_refence, plan, refence
+from failover.planner import Overrides, ReplicaState, fenced_views, plan
 from failover.promotion import ReplicaView
 from infra.routing import RouteMode, RoutingTable, initial_table
 from infra.topology import NationalTopology, parse_topology
@@ -22,7 +22,7 @@ def topology() -> NationalTopology:
 
 
 def step(table: RoutingTable, routes: dict) -> RoutingTable:
-    return table.model_copy(update={"version": table.version + 1, "services": routes})
+    return table.model_copy(update={"version": table.version + 1, "services": routes, "previous": table.digest()})
 
 
 def views(epoch: int, **positions: int | None) -> dict[str, ReplicaView]:
@@ -99,24 +99,41 @@ def test_ballot_signs_one_route_per_service_and_epoch(topology: NationalTopology
     ballot.record(fenced, first)
     again = Ballot(tmp_path / "votes.json")  # votes survive a restart
     assert again.refusal(fenced, step(fenced, to["isfahan"])) is None, "the same route may be signed again"
-    assert "already signed another route for service 1101 in epoch 3" in str(
-        again.refusal(fenced, step(fenced, to["mashhad"])))
+    assert again.conflicts(fenced, step(fenced, to["mashhad"])) == {
+        "1101": "already signed another route for service 1101 in epoch 3"}, "the route vote holds on its own"
 
 
-def test_split_votes_are_resolved_by_a_refence(topology: NationalTopology, tmp_path: Path) -> None:
+def test_ballot_signs_one_successor_per_table(topology: NationalTopology, tmp_path: Path) -> None:
+    table = initial_table(topology, 0)
+    fence_1101, _ = plan(table, topology, down={"node.1101.tehran"}, overrides=Overrides(), views={}, cap=4)
+    fence_both, _ = plan(table, topology, down={"node.1101.tehran", "node.4412.tehran"}, overrides=Overrides(),
+                         views={}, cap=4)
+    ballot = Ballot(tmp_path / "votes.json")
+    first = step(table, fence_1101)
+    ballot.record(table, first)
+    again = Ballot(tmp_path / "votes.json")
+    retried = first.model_copy(update={"issued_at": 99.0, "reason": "retried"})
+    assert again.refusal(table, retried) is None, "the same changes with fresh timestamps may be signed again"
+    assert again.refusal(table, step(table, fence_both)) == "already signed another successor of table v1"
+    assert again.signed_successor(table) == {"1101": fence_1101["1101"]}
+
+
+def test_ballot_prunes_votes_the_table_in_force_made_moot(topology: NationalTopology, tmp_path: Path) -> None:
     table = initial_table(topology, 0)
     routes, _ = plan(table, topology, down={"node.1101.tehran"}, overrides=Overrides(), views={}, cap=4)
-    held = routes["1101"]
-    regions = topology.service("1101").regions
-    again = refence(held, regions, 5)
-    assert (again.mode, again.primary, again.fenced, again.epoch) == (RouteMode.READ_ONLY, None, "tehran", 5)
-    assert is_refence(held, again, regions)
-    assert not is_refence(held, again.model_copy(update={"primary": "isfahan", "mode": RouteMode.READ_WRITE}), regions)
-    assert not is_refence(table.services["1101"], refence(table.services["1101"], regions, 2), regions), \
-        "a writable route is never re-fenced by a peer's say-so"
-    ballot = Ballot(tmp_path / "votes.json")
     fenced = step(table, routes)
-    promoted = step(fenced, {**routes, "1101": held.model_copy(update={"primary": "isfahan", "epoch": 3,
-                                                                       "mode": RouteMode.READ_WRITE})})
-    ballot.record(fenced, promoted)
-    assert ballot.highest_epoch("1101") == 3 and ballot.highest_epoch("2204") == 0
+    ballot = Ballot(tmp_path / "votes.json")
+    ballot.record(table, fenced)
+    promoted, _ = plan(fenced, topology, down={"node.1101.tehran"}, overrides=Overrides(),
+                       views={"1101": views(2, tehran=None, isfahan=5, mashhad=5)}, cap=4)
+    final = step(fenced, promoted)
+    ballot.record(fenced, final)
+    assert set(ballot.votes) == {"1101@2", "1101@3"} and len(ballot.successors) == 2
+    assert ballot.prune(final) == 3, "the epoch-2 vote and both successor votes are moot once v3 is in force"
+    assert set(ballot.votes) == {"1101@3"} and ballot.successors == {}
+    assert set(Ballot(tmp_path / "votes.json").votes) == {"1101@3"}, "pruning is kept on disk"
+
+
+def test_ballot_reads_the_first_file_format(tmp_path: Path) -> None:
+    (tmp_path / "votes.json").write_text('{"1101@2": "{}"}')
+    assert Ballot(tmp_path / "votes.json").votes == {"1101@2": "{}"}

@@ -116,3 +116,49 @@ def test_a_rotated_key_no_longer_counts_and_the_held_table_stays_in_force(guard:
     guard.accept(signed(keystore, table(3)))  # the re-signed table, with the new key
     tehran = keystore.signer("controller.tehran").key_id
     assert not guard.under_signed and guard.signers == frozenset({tehran, isfahan})
+
+
+def test_two_routes_in_one_epoch_are_equivocation_with_evidence(guard: TableGuard, keystore: KeyStore) -> None:
+    guard.accept(signed(keystore, table(1)))
+    guard.accept(signed(keystore, table(2, epoch=2, primary="tehran")))
+    rival = table(3, epoch=2, primary="isfahan")  # another primary in an epoch already routed
+    assert reason(guard, signed(keystore, rival, REGIONS[1:])) == TableRejection.EQUIVOCATION
+    assert guard.current.table.version == 2, "fail static: the held table stays in force"
+    evidence = guard.evidence
+    assert evidence is not None and evidence.offered.table == rival
+    assert evidence.double_signers == {keystore.signer("controller.isfahan").key_id}, \
+        "the controller that signed both tables is named"
+    assert "gives service 1101 another route in epoch 2" in evidence.detail
+
+
+def test_sibling_tables_that_route_differently_are_equivocation(guard: TableGuard, keystore: KeyStore) -> None:
+    guard.accept(signed(keystore, table(1)))
+    parent = guard.current.table
+    first = table(2, epoch=2, primary="isfahan").model_copy(update={"previous": parent.digest()})
+    guard.accept(signed(keystore, first))
+    sibling = table(2, epoch=2, primary=None).model_copy(update={"previous": parent.digest()})
+    assert reason(guard, signed(keystore, sibling, REGIONS[1:])) == TableRejection.EQUIVOCATION
+    same_routes = first.model_copy(update={"issued_at": NOW + 1})
+    assert reason(guard, signed(keystore, same_routes)) == TableRejection.NOT_NEWER, \
+        "the same routes signed twice (honest proposals racing) are no evidence"
+
+
+def test_an_unbounded_signature_list_is_malformed_and_repeats_are_skipped(guard: TableGuard,
+                                                                         keystore: KeyStore) -> None:
+    good = signed(keystore, table(1))
+    flood = good.model_dump(mode="json") | {"signatures": [good.signatures[0].model_dump()] * 65}
+    import json
+    with pytest.raises(TableRejected) as info:
+        TableGuard.parse(json.dumps(flood))
+    assert info.value.reason == TableRejection.MALFORMED and "at most 64" in str(info.value)
+    forged = good.signatures[0].model_copy(update={"sig": good.signatures[1].sig})
+    repeated = SignedTable(table=good.table, signatures=(forged,) * 60 + good.signatures)
+    assert len(guard.accept(repeated)) == 2, "60 copies of one bad signature are tried once and hide nothing"
+
+
+@pytest.mark.parametrize("raw", ['{"version": 1, "issued_at": NaN, "expires_at": 1e400, "services": {}}',
+                                 '{"version": 99999999999999999999, "issued_at": 1, "expires_at": 2, "services": {}}'])
+def test_non_finite_numbers_and_huge_counters_are_malformed(raw: str) -> None:
+    with pytest.raises(TableRejected) as info:
+        TableGuard.parse('{"table": ' + raw + ', "signatures": []}')
+    assert info.value.reason == TableRejection.MALFORMED

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from node.chain import GENESIS_HASH, Entry
-from node.errors import IntegrityViolation, LogMismatch
-from node.store import DocumentStore
+from node.chain import entry_hash
+from node.errors import BatchRefused, IntegrityViolation, LogMismatch
+from node.store import DocumentStore, check_batch
 
 
 def body(citizen: str = "0012345678", n: int = 0) -> str:
@@ -81,7 +82,7 @@ def test_apply_refuses_entries_that_do_not_verify(tmp_path: Path, store: Documen
     entries = fill(store, 2)
     bad = entries[1].model_copy(update={"body": body(n=7)})
     standby = DocumentStore(tmp_path / "b.sqlite3", "1101")
-    with pytest.raises(IntegrityViolation, match="does not continue the chain"):
+    with pytest.raises(BatchRefused, match="does not continue the chain"):
         standby.apply([entries[0], bad], prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=1, sender_head=2)
     assert standby.head() == (0, GENESIS_HASH), "a refused batch changes nothing"
     standby.close()
@@ -107,7 +108,7 @@ def test_same_epoch_divergence_is_refused(tmp_path: Path) -> None:
     b = DocumentStore(tmp_path / "b2.sqlite3", "1101")
     fill(a, 1, epoch=2, prefix="a")
     other = fill(b, 1, epoch=2, prefix="b")
-    with pytest.raises(IntegrityViolation, match="refusing to drop entries of epoch 2"):
+    with pytest.raises(BatchRefused, match="refusing to drop entries of epoch 2"):
         a.apply(other, prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=2, sender_head=1)
     a.close()
     b.close()
@@ -118,3 +119,35 @@ def test_garbage_database_is_an_error(tmp_path: Path) -> None:
     path.write_bytes(b"\x17" * 8192)
     with pytest.raises(sqlite3.DatabaseError):
         DocumentStore(path, "1101").verify_chain()
+
+
+def forge(position: int, epoch: int, prev: str, text: str) -> Entry:
+    """A validly hashed entry a hostile primary could send: the hash proves nothing about sanity."""
+    digest = entry_hash("1101", position, epoch, f"f{position}", text, prev, 1)
+    return Entry(position=position, epoch=epoch, doc_id=f"f{position}", body=text, prev_hash=prev, hash=digest,
+                 written_ms=1)
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (lambda: [forge(1, 1, GENESIS_HASH, body()), forge(3, 1, "0" * 64, body())], "should be at position 2"),
+    (lambda: [forge(1, 5, GENESIS_HASH, body())], "of epoch 5, outside the sender's epochs"),
+    (lambda: [forge(1, 1, GENESIS_HASH, "not json")], "not a JSON object"),
+    (lambda: [forge(1, 1, GENESIS_HASH, "[1, 2]")], "not a JSON object"),
+    (lambda: [forge(1, 1, GENESIS_HASH, body()), forge(2, 1, "f" * 64, body())], "does not continue the chain"),
+])
+def test_a_hostile_primarys_batch_is_refused_and_changes_nothing(tmp_path: Path, make, why: str) -> None:
+    standby = DocumentStore(tmp_path / "s.sqlite3", "1101")
+    entries = make()
+    if len(entries) == 2 and "position 2" in why:  # a gap: the second entry links correctly but skips a position
+        entries[1] = forge(3, 1, entries[0].hash, body())
+    with pytest.raises(BatchRefused, match=why):
+        standby.apply(entries, prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=2, sender_head=9)
+    assert standby.head() == (0, GENESIS_HASH) and standby.verify_chain().ok, \
+        "the standby's own data is untouched and still verifies: the sender is at fault, not the standby"
+    standby.close()
+
+
+def test_a_batch_beyond_the_senders_head_is_refused() -> None:
+    entries = [forge(1, 1, GENESIS_HASH, body())]
+    with pytest.raises(BatchRefused, match="beyond the sender's head 0"):
+        check_batch("1101", entries, prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=1, sender_head=0)
