@@ -19,6 +19,7 @@ class GatewayMetrics:
     table_version: Gauge
     tables_refused: Counter
     shed: Counter
+    forged: Counter
 
     @classmethod
     def create(cls, region: str, registry: CollectorRegistry | None = None) -> GatewayMetrics:
@@ -35,4 +36,6 @@ class GatewayMetrics:
                                    ["region", "reason"], registry=reg),
             shed=Counter("paydar_gateway_requests_shed", "Requests shed with 503", ["region"],
                          registry=reg).labels(region=region),
+            forged=Counter("paydar_gateway_unproven_answers", "Upstream answers dropped: their receipt did not verify",
+                           ["region", "target_region"], registry=reg),
         )

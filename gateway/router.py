@@ -7,6 +7,11 @@ gateways of the other regions, which may still reach the primary over their own 
 A replica's "not found" is not trusted while another path may reach the primary: a replica
 can lag, and a citizen who just wrote a document must not be told it does not exist.
 
+Links and ports are not trusted: every document (and every acknowledgement) is served only
+after its node's signed receipt verifies (:mod:`node.receipts`), and the answer citizens get
+is rebuilt from the verified entry. An answer whose proof does not hold is dropped as if the
+upstream had not answered, and the next path is tried.
+
 An upstream that just timed out (a hung node, a blackholed link) would make every request
 wait the whole timeout before relaying, so it is *suspect* for ``SUSPECT_SECONDS``: tried only
 after every other path. For ``PROBATION_SECONDS`` afterwards it gets a short timeout, so a
@@ -19,15 +24,20 @@ import asyncio
 import json
 import logging
 import time
+import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
 from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from infra.component import Foundation
-from infra.errors import TableRejected
+from infra.errors import SignatureError, TableRejected
 from infra.routing import SignedTable
+from infra.signing import canonical_json
+from node.models import DocumentIn
+from node.receipts import Proof, check_proof, render
 
 __all__ = ["HOP_HEADER", "Router", "Upstream"]
 
@@ -101,7 +111,8 @@ class Router:
                 if self._suspect(base):
                     deferred.append((region, base))
                     continue
-                answer = await self._call(method, base, path, query, body, region)
+                answer = self._proven(await self._call(method, base, path, query, body, region), method, service,
+                                      path, query, body, {f"node.{service}.{region}"})
                 if answer is None or answer.status >= 500 and method == "GET":
                     continue
                 if answer.status == 404 and method == "GET" and region != route.primary:
@@ -118,7 +129,8 @@ class Router:
             if relayed is not None:
                 return relayed
         for region, base in dict.fromkeys(deferred):
-            answer = await self._call(method, base, path, query, body, region)
+            answer = self._proven(await self._call(method, base, path, query, body, region), method, service, path,
+                                  query, body, {f"node.{service}.{region}"})
             if answer is not None and (answer.status < 500 or method != "GET"):
                 return answer
         return lagging
@@ -137,12 +149,50 @@ class Router:
     async def _via_other_regions(self, method: str, service: str, path: str, query: str,
                                  body: bytes | None) -> Upstream | None:
         citizen_path = f"/v1/services/{service}{path.removeprefix('/v1')}"  # the node's path, as a gateway's
+        replicas = {f"node.{service}.{r}" for r in self.config.nodes[service]}
         for region, url in sorted(self.config.gateways.items(), key=lambda item: self._suspect(item[1])):
-            answer = await self._call(method, url, citizen_path, query, body, region, headers={HOP_HEADER: "1"})
+            answer = self._proven(await self._call(method, url, citizen_path, query, body, region,
+                                                   headers={HOP_HEADER: "1"}), method, service, path, query, body,
+                                  replicas)
             if answer is not None and answer.status < 500:
                 log.debug("served through another region service=%s via=%s", service, region)
                 return answer
         return None
+
+    def _proven(self, answer: Upstream | None, method: str, service: str, path: str, query: str,
+                body: bytes | None, nodes: set[str]) -> Upstream | None:
+        """``answer`` rebuilt from its verified proofs, or None when a 200 does not prove itself."""
+        if answer is None or answer.status != 200:
+            return answer
+        try:
+            rendered = self._verify(json.loads(answer.body), method, service, path, query, body, nodes)
+        except (SignatureError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.metrics.forged.labels(region=self.region, target_region=answer.region).inc()
+            log.warning("answer without a valid proof dropped service=%s from=%s: %s", service, answer.region, exc)
+            return None
+        return Upstream(200, json.dumps(rendered).encode(), answer.region, answer.retry_after)
+
+    def _verify(self, payload: dict[str, Any], method: str, service: str, path: str, query: str,
+                body: bytes | None, nodes: set[str]) -> dict[str, Any]:
+        trust = self.f.trust
+        if path == "/v1/documents":  # a citizen's list: every document proven, and the citizen's own
+            citizen = dict(urllib.parse.parse_qsl(query)).get("citizen_id")
+            documents = []
+            for item in payload["documents"]:
+                proof = Proof.model_validate(item["proof"])
+                entry = check_proof(proof, service=service, nodes=nodes, doc_id=None, trust=trust)
+                if json.loads(entry.body).get("citizen_id") != citizen:
+                    raise SignatureError(f"listed document {entry.doc_id!r} is another citizen's")
+                documents.append(render(proof, proof.node.rsplit(".", 1)[1]))
+            return {"documents": documents, "stale": bool(payload.get("stale"))}
+        doc_id = path.rsplit("/", 1)[1]
+        proof = Proof.model_validate(payload["proof"])
+        entry = check_proof(proof, service=service, nodes=nodes, doc_id=doc_id, trust=trust)
+        if method == "PUT":
+            sent = canonical_json(DocumentIn.model_validate_json(body or b"").model_dump(mode="json")).decode()
+            if not proof.acknowledged or entry.body != sent:
+                raise SignatureError("acknowledgement is not for the document that was sent")
+        return render(proof, proof.node.rsplit(".", 1)[1])
 
     async def _call(self, method: str, base: str, path: str, query: str, body: bytes | None, region: str,
                     headers: dict[str, str] | None = None) -> Upstream | None:

@@ -26,6 +26,7 @@ from node.backup import BackupUnavailable
 from node.chain import Entry
 from node.errors import BatchRefused, IntegrityViolation, WriteRefused
 from node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
+from node.receipts import prove, render
 from node.runtime import NodeRuntime
 from vault.s3 import VaultError
 
@@ -38,13 +39,11 @@ MAX_REPLICATION_BYTES = 4 * 1024 * 1024
 MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 
-def _document(runtime: NodeRuntime, entry: Entry) -> dict[str, object]:
+def _document(runtime: NodeRuntime, entry: Entry, *, acknowledged: bool = False) -> dict[str, object]:
     stale = runtime.role is not NodeRole.PRIMARY or not runtime.route.writable
-    return {
-        "doc_id": entry.doc_id, **json.loads(entry.body), "position": entry.position, "epoch": entry.epoch,
-        "hash": entry.hash, "stale": stale,
-        "served_by": {"region": runtime.region, "role": runtime.role.value, "epoch": runtime.epoch},
-    }
+    proof = prove(runtime.f.signer, service=runtime.service, node=runtime.config.component, entry=entry,
+                  role=runtime.role.value, stale=stale, acknowledged=acknowledged)
+    return render(proof, runtime.region)
 
 
 def _doc_id(request: web.Request) -> str:
@@ -70,7 +69,7 @@ async def put_document(request: web.Request) -> web.Response:
             body = {k: v for k, v in exc.extra.items() if k != "retry_after"}
             return web.json_response({"error": str(exc), **body}, status=exc.status, headers=headers)
     runtime.metrics.writes.labels(service=runtime.service, region=runtime.region, outcome="acknowledged").inc()
-    return web.json_response({"acknowledged": True, **_document(runtime, entry)}, status=200)
+    return web.json_response(_document(runtime, entry, acknowledged=True), status=200)
 
 
 async def get_document(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ __all__ = [
     "ReplicationReply",
     "ReplyStatus",
     "SignedBatch",
+    "SignedReply",
 ]
 
 DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -83,13 +84,29 @@ class ReplyStatus(StrEnum):
 
 
 class ReplicationReply(WireModel):
-    """A standby's answer; ``table`` carries its newer table so a deposed primary learns it."""
+    """A standby's answer; ``table`` carries its newer table so a deposed primary learns it.
+
+    ``standby`` and ``batch_signature`` (the primary's signature of the batch answered) bind the
+    reply to one batch from one standby; ``matched_hash`` is the standby's chain hash at
+    ``matched``, so the primary can check the standby holds exactly what it sent.
+    """
 
     status: ReplyStatus
+    standby: str = Field(max_length=200)
+    batch_signature: str = Field(max_length=200)
     matched: Counter = 0
+    matched_hash: str = Field(default="", max_length=64)
     position: Counter
     head_hash: str = Field(max_length=64)
     epoch: Counter
     table_version: Counter
     table: SignedTable | None = None
-    detail: str = ""
+    detail: str = Field(default="", max_length=500)
+
+
+class SignedReply(WireModel):
+    """A standby's reply as it travels, signed with the standby's key: a link or a port
+    squatter cannot make a primary count an acknowledgement that no standby gave."""
+
+    reply: ReplicationReply
+    signature: Signature

@@ -4,6 +4,11 @@ Each replicator owns one peer: it sends signed batches in order over the peer's 
 tracks how far the peer matches this log, backs off past a divergent tail (the
 unacknowledged writes of an older epoch), and sends heartbeats when idle so that a deposed
 primary learns of a newer epoch from the standby's reply.
+
+A reply counts only when it proves itself: signed with the standby's own key, bound to the
+batch it answers (the primary's signature of that batch), and for an acknowledgement naming a
+position this primary sent with the chain hash this primary holds there. A link that rewrites
+replies, or a process squatting the standby's port, gets no write acknowledged.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch
+from infra.errors import IdentityError, SignatureError
+from infra.signing import verify
+from node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch, SignedReply
 
 if TYPE_CHECKING:
     from node.runtime import NodeRuntime
@@ -25,6 +32,7 @@ __all__ = ["Replicator"]
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 0.5
 MAX_BATCH_BYTES = 1_000_000
+MAX_REPLY_BYTES = 9 * 1024 * 1024  # a reply may carry the standby's table
 
 
 class Replicator:
@@ -96,10 +104,31 @@ class Replicator:
         timeout = aiohttp.ClientTimeout(total=self.runtime.replication_timeout)
         async with self.session.post(self.url, data=signed.model_dump_json(), timeout=timeout,
                                      headers={"Content-Type": "application/json"}) as response:
-            body = await response.read()
+            body = await response.content.read(MAX_REPLY_BYTES)
             if response.status != 200:
                 raise ValueError(f"standby answered {response.status}: {body[:200]!r}")
-            return ReplicationReply.model_validate_json(body)
+        return await self._open(SignedReply.model_validate_json(body), batch, signed.signature.sig)
+
+    async def _open(self, signed: SignedReply, batch: ReplicationBatch, batch_signature: str) -> ReplicationReply:
+        """The reply, once it proves itself; ``ValueError`` (the standby counts as unreachable) otherwise."""
+        reply = signed.reply
+        standby = f"node.{self.runtime.service}.{self.region}"
+        try:
+            kid, key = self.runtime.f.trust.key_of(standby)
+            if signed.signature.key_id != kid or reply.standby != standby:
+                raise SignatureError(f"reply is not signed by {standby}")
+            verify(reply.model_dump(mode="json"), signed.signature, key)
+        except (SignatureError, IdentityError) as exc:
+            raise ValueError(f"untrusted reply: {exc}") from None
+        if reply.batch_signature != batch_signature:
+            raise ValueError("untrusted reply: it answers another batch")
+        if reply.status is ReplyStatus.OK:
+            sent = batch.entries[-1].position if batch.entries else batch.prev_position
+            if not batch.prev_position <= reply.matched <= sent:
+                raise ValueError(f"untrusted reply: matched {reply.matched} outside what was sent")
+            if reply.matched_hash != await self.runtime.chain_hash(reply.matched):
+                raise ValueError(f"untrusted reply: chain hash at {reply.matched} differs from this log's")
+        return reply
 
     async def _handle(self, batch: ReplicationBatch, reply: ReplicationReply, head: int) -> bool:
         """Update our view of the peer; True to keep shipping in this round."""

@@ -42,6 +42,7 @@ from node.models import (
     ReplicationReply,
     ReplyStatus,
     SignedBatch,
+    SignedReply,
 )
 from node.replication import Replicator
 from node.store import DocumentStore, VerifyResult, verify_file
@@ -278,8 +279,9 @@ class NodeRuntime:
 
     # -- standby: replication ------------------------------------------------------------
 
-    async def receive_batch(self, signed: SignedBatch) -> ReplicationReply:
-        """Verify and apply a primary's batch; raise ``SignatureError`` on a bad signature."""
+    async def receive_batch(self, signed: SignedBatch) -> SignedReply:
+        """Verify and apply a primary's batch and answer with a reply signed by this node;
+        raise ``SignatureError`` on a bad signature."""
         batch = signed.batch
         expected = f"node.{self.service}."
         if batch.service != self.service or not batch.sender.startswith(expected):
@@ -296,16 +298,21 @@ class NodeRuntime:
                 await self.offer_table(batch.table, source=batch.sender)
             except TableRejected:
                 pass
-        return await self._apply_batch(batch)
+        reply = await self._apply_batch(batch, signed.signature.sig)
+        return SignedReply(reply=reply, signature=self.sign(reply.model_dump(mode="json")))
 
-    async def _apply_batch(self, batch: ReplicationBatch) -> ReplicationReply:
+    async def _apply_batch(self, batch: ReplicationBatch, batch_signature: str) -> ReplicationReply:
         sender_region = batch.sender.split(".", 2)[2]
+
+        async def reply(status: ReplyStatus, detail: str = "", matched: int = 0) -> ReplicationReply:
+            return await self._reply(status, batch_signature, detail, matched)
+
         if batch.epoch < self.epoch:
-            return await self._reply(ReplyStatus.STALE_EPOCH, f"epoch {batch.epoch} < {self.epoch}")
+            return await reply(ReplyStatus.STALE_EPOCH, f"epoch {batch.epoch} < {self.epoch}")
         if batch.epoch > self.epoch:
-            return await self._reply(ReplyStatus.NEED_TABLE, f"epoch {batch.epoch} unknown here")
+            return await reply(ReplyStatus.NEED_TABLE, f"epoch {batch.epoch} unknown here")
         if self.route.primary != sender_region or self.role is NodeRole.PRIMARY:
-            return await self._reply(ReplyStatus.NOT_PRIMARY, f"{sender_region} is not primary in v{self.table_version}")
+            return await reply(ReplyStatus.NOT_PRIMARY, f"{sender_region} is not primary in v{self.table_version}")
         if self.compromised:
             raise IntegrityViolation(0, f"node is compromised ({self.compromised}) and accepts no replication")
         try:
@@ -313,16 +320,19 @@ class NodeRuntime:
                 batch.entries, prev_position=batch.prev_position, prev_hash=batch.prev_hash,
                 sender_epoch=batch.epoch, sender_head=batch.head_position))
         except LogMismatch:
-            return await self._reply(ReplyStatus.MISMATCH, "previous entry differs")
+            return await reply(ReplyStatus.MISMATCH, "previous entry differs")
         self.known_acked = max(self.known_acked, min(batch.acked_position, matched))
         self.metrics.acked_position.set(self.known_acked)
-        return await self._reply(ReplyStatus.OK, matched=matched)
+        return await reply(ReplyStatus.OK, matched=matched)
 
-    async def _reply(self, status: ReplyStatus, detail: str = "", matched: int = 0) -> ReplicationReply:
-        position, head_hash = await self.db(self._store().head)
+    async def _reply(self, status: ReplyStatus, batch_signature: str, detail: str = "",
+                     matched: int = 0) -> ReplicationReply:
+        (position, head_hash), matched_hash = await self.db(
+            lambda: (self._store().head(), self._store().hash_at(matched) or ""))
         self.metrics.log_position.set(position)
         newer = status in (ReplyStatus.STALE_EPOCH, ReplyStatus.NOT_PRIMARY)
-        return ReplicationReply(status=status, matched=matched, position=position, head_hash=head_hash,
+        return ReplicationReply(status=status, standby=self.config.component, batch_signature=batch_signature,
+                                matched=matched, matched_hash=matched_hash, position=position, head_hash=head_hash,
                                 epoch=self.epoch, table_version=self.table_version,
                                 table=self.table if newer else None, detail=detail)
 

@@ -13,6 +13,7 @@ import socket
 import stat
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -352,3 +353,115 @@ def test_operator_tooling_ignores_a_lying_gateways_table(start_system: SystemFac
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+# -- a compromised link (or a process squatting a port) ------------------------------------------
+
+
+class TamperingLink:
+    """Holds one route port of a stopped link proxy and answers as ``rewrite`` says:
+    ``rewrite(method, path, request_body, upstream) -> (status, body)``, where ``upstream``
+    forwards the request to the real target."""
+
+    def __init__(self, system: Realization, source: str, target: str, component: str, rewrite: Any) -> None:
+        link = system.plan.link(source, target)
+        system.supervisor.rpc().supervisor.stopProcess(link.id, True)
+        target_url = system.plan.component(component).url
+        self.seen = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+
+                def upstream() -> tuple[int, bytes]:
+                    request = urllib.request.Request(target_url + self.path, data=body or None, method=self.command,
+                                                     headers={"Content-Type": "application/json"})
+                    try:
+                        with urllib.request.urlopen(request, timeout=5) as answer:
+                            return answer.status, answer.read()
+                    except urllib.error.HTTPError as exc:
+                        return exc.code, exc.read()
+
+                outer.seen += 1
+                status, payload = rewrite(self.command, self.path, body, upstream)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_PUT = do_POST = _any  # noqa: N815
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", link.routes[component]), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> TamperingLink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def test_a_tampering_link_gets_no_write_acknowledged(start_system: SystemFactory) -> None:
+    system = start_system()
+    rpc = system.supervisor.rpc().supervisor
+    rpc.stopProcess(f"node.{SERVICE}.mashhad", True)  # isfahan is now the only standby that can acknowledge
+    mashhad_key = system.keystore().signer(f"node.{SERVICE}.mashhad")
+
+    def fake_ok(method: str, path: str, body: bytes, upstream: Any) -> tuple[int, bytes]:
+        if path != "/v1/replicate":
+            return upstream()
+        batch = json.loads(body)
+        entries = batch["batch"]["entries"]
+        reply = {"status": "ok", "standby": f"node.{SERVICE}.isfahan", "batch_signature": batch["signature"]["sig"],
+                 "matched": entries[-1]["position"] if entries else batch["batch"]["prev_position"],
+                 "matched_hash": entries[-1]["hash"] if entries else batch["batch"]["prev_hash"],
+                 "position": 0, "head_hash": "0" * 64, "epoch": batch["batch"]["epoch"], "table_version": 1}
+        # Signed with another standby's real key: the best a compromised peer could do.
+        signed = {"reply": reply, "signature": mashhad_key.sign(reply).model_dump()}
+        return 200, json.dumps(signed).encode()
+
+    with TamperingLink(system, "tehran", "isfahan", f"node.{SERVICE}.isfahan", fake_ok) as link:
+        status, body, _ = http("PUT", system.plan.node(SERVICE, "tehran").url + "/v1/documents/phantom",
+                               document(3, "phantom"))
+        assert link.seen > 0, "the primary replicated through the tampering link"
+    assert status == 503 and "NOT acknowledged" in body["error"], (status, body)
+    assert http("GET", system.plan.node(SERVICE, "isfahan").url + "/v1/documents/phantom")[0] == 404
+
+
+def test_a_gateway_serves_only_documents_whose_receipt_verifies(start_system: SystemFactory) -> None:
+    system = start_system()
+    gateway = system.plan.gateway("isfahan").url
+    status, written, _ = http("PUT", system.plan.gateway("tehran").url + f"/v1/services/{SERVICE}/documents/d1",
+                              document(1, "genuine"))
+    assert status == 200
+    wait_until(lambda: http("GET", system.plan.node(SERVICE, "isfahan").url + "/v1/documents/d1")[0] == 200, 10,
+               "isfahan's replica to hold d1")
+
+    def forge(method: str, path: str, body: bytes, upstream: Any) -> tuple[int, bytes]:
+        status, payload = upstream()
+        if method == "GET" and status == 200 and "/v1/documents/" in path:
+            changed = json.loads(payload)
+            changed["proof"]["entry"]["body"] = changed["proof"]["entry"]["body"].replace("genuine", "forged")
+            changed["data"]["tag"] = "forged"
+            return 200, json.dumps(changed).encode()
+        return status, payload
+
+    with TamperingLink(system, "isfahan", "tehran", f"node.{SERVICE}.tehran", forge) as link:
+        status, got, headers = http("GET", gateway + f"/v1/services/{SERVICE}/documents/d1")
+        assert link.seen > 0
+    assert status == 200 and got["data"]["tag"] == "genuine", got
+    assert headers["X-Paydar-Served-By"] == "isfahan" and got["stale"] is True, \
+        "the forged answer was dropped and the local replica's proven copy served, marked stale"
+    with urllib.request.urlopen(gateway + "/metrics", timeout=5) as answer:
+        scrape = answer.read().decode()
+    assert 'paydar_gateway_unproven_answers_total{region="isfahan",target_region="tehran"} 1.0' in scrape

@@ -70,8 +70,11 @@ def test_manual_failover_keeps_every_acknowledged_write_and_fences(start_system:
     signed = SignedBatch(batch=batch, signature=signer.sign(batch.model_dump(mode="json")))
     code, reply, _ = http("POST", system.plan.node("1101", "mashhad").url + "/v1/replicate",
                           raw=signed.model_dump_json().encode())
-    assert code == 200 and reply["status"] == "stale-epoch" and reply["epoch"] == 3
-    assert reply["table"]["table"]["services"]["1101"]["primary"] == "isfahan"
+    answer = reply["reply"]
+    assert code == 200 and answer["status"] == "stale-epoch" and answer["epoch"] == 3
+    assert answer["table"]["table"]["services"]["1101"]["primary"] == "isfahan"
+    assert answer["standby"] == "node.1101.mashhad" and answer["batch_signature"] == signed.signature.sig, \
+        "the reply is bound to the standby and to the batch it answers"
 
 
 @pytest.mark.parametrize("mode", ["cut", "drop"])

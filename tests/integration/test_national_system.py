@@ -54,8 +54,14 @@ def test_second_up_on_running_state_dir_says_so(national: Realization) -> None:
 
 def test_keys_are_private_and_never_logged(national: Realization) -> None:
     keys = list(national.layout.keys.iterdir())
-    assert len(keys) == 12 + 3 + 3 + 3
+    assert len(keys) == 12 + 3 + 3 + 3 + 1, "one per node, gateway, prober, controller, and the operator's"
     assert all((k.stat().st_mode & 0o777) == 0o600 for k in keys)
+    for config in (national.layout.root / "config").glob("*.json"):
+        text = config.read_text()
+        assert "operator.key" not in text, f"{config.name} names the operator key"
+        own = config.stem
+        named = [t for t in (national.layout.secrets / "admin").glob("*.token") if str(t) in text]
+        assert all(t.stem == own for t in named), f"{config.name} names another component's admin credential"
     secrets = [k.read_text().splitlines()[1] for k in keys]
     logs = "".join(p.read_text(errors="replace") for p in (national.layout.root / "logs").glob("*.log"))
     assert not any(secret in logs for secret in secrets)

@@ -1,0 +1,88 @@
+"""Signed receipts: the proof, inside every answer, that a document came from an authorised node.
+
+Links and ports are not trusted: a link proxy can rewrite an answer, a process squatting a
+crashed node's port can answer anything. So every document a node serves (and every write it
+acknowledges) carries a :class:`Proof`: the whole log entry, and the node's signature over
+the service, the entry's hash, position and epoch, which region and role served it, whether
+it is possibly stale and whether the write was acknowledged. A gateway serves a document only
+after :func:`check_proof` verified the signature with the key the trust root lists for the
+node it asked, and the entry's hash against its content, so the proof holds over any transport.
+
+(A compromised node signs whatever it likes with its own key; the probers' cross-replica
+chain comparison is what catches a node that forges its own history.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+from pydantic import Field
+
+from infra.errors import IdentityError, SignatureError
+from infra.identity import TrustRoot
+from infra.signing import Signature, Signer, verify
+from infra.wire import WireModel
+from node.chain import Entry
+
+__all__ = ["Proof", "check_proof", "prove", "render"]
+
+
+class Proof(WireModel):
+    """A served entry and its node's signed receipt."""
+
+    entry: Entry
+    node: str = Field(max_length=200)
+    role: str = Field(max_length=32)
+    stale: bool
+    acknowledged: bool = False
+    signature: Signature
+
+
+def _receipt(service: str, proof_fields: dict[str, object]) -> list[object]:
+    entry = proof_fields["entry"]
+    assert isinstance(entry, Entry)
+    return ["paydar-receipt-v1", service, proof_fields["node"], entry.doc_id, entry.hash, entry.position,
+            entry.epoch, proof_fields["role"], proof_fields["stale"], proof_fields["acknowledged"]]
+
+
+def prove(signer: Signer, *, service: str, node: str, entry: Entry, role: str, stale: bool,
+          acknowledged: bool = False) -> Proof:
+    """The node's proof for one entry it serves (or acknowledges)."""
+    fields: dict[str, object] = {"entry": entry, "node": node, "role": role, "stale": stale,
+                                 "acknowledged": acknowledged}
+    return Proof(**fields, signature=signer.sign(_receipt(service, fields)))  # type: ignore[arg-type]
+
+
+def render(proof: Proof, region: str) -> dict[str, Any]:
+    """A served document as citizens see it, built from the proof alone (node and gateway alike)."""
+    entry = proof.entry
+    document = {"doc_id": entry.doc_id, **json.loads(entry.body), "position": entry.position, "epoch": entry.epoch,
+                "hash": entry.hash, "stale": proof.stale, "served_by": {"region": region, "role": proof.role},
+                "proof": proof.model_dump(mode="json")}
+    return {"acknowledged": True, **document} if proof.acknowledged else document
+
+
+def check_proof(proof: Proof, *, service: str, nodes: Collection[str], doc_id: str | None,
+                trust: TrustRoot) -> Entry:
+    """The proven entry; raise :class:`SignatureError` naming what does not hold.
+
+    ``nodes`` are the nodes whose receipt is acceptable here: the one asked, or any replica of
+    the service when the answer was relayed by another region's gateway.
+    """
+    node = proof.node
+    if node not in nodes:
+        raise SignatureError(f"receipt names {node}, not a node asked for service {service}")
+    if doc_id is not None and proof.entry.doc_id != doc_id:
+        raise SignatureError(f"receipt is for document {proof.entry.doc_id!r}, not {doc_id!r}")
+    if not proof.entry.intact(service):
+        raise SignatureError(f"entry at position {proof.entry.position} does not match its hash")
+    try:
+        kid, key = trust.key_of(node)
+    except IdentityError as exc:
+        raise SignatureError(str(exc)) from None
+    if proof.signature.key_id != kid:
+        raise SignatureError(f"receipt signed by key {proof.signature.key_id}, not {node}'s")
+    verify(_receipt(service, proof.model_dump() | {"entry": proof.entry}), proof.signature, key)
+    return proof.entry
