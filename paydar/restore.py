@@ -85,6 +85,8 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
     steps.phase("reading manifests")
     candidates = list_backups(client, trust, service, region, at=at, position=position, newest=CANDIDATES)
     manifest = choose(candidates, service=service, region=region, at=at, position=position)
+    if at is None and position is None:
+        _refuse_rollback(realization, node, manifest)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     staging = (into if into is not None else realization.layout.restores / f"{node}-{stamp}" / "verified")
     staging.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,21 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
     if into is not None:
         return RestoreReport(node, manifest, verify_seconds, into / DB_FILE)
     return _rebuild(realization, node, manifest, staging, verify_seconds, steps, rejoin_timeout)
+
+
+def _refuse_rollback(realization: Realization, node: str, manifest: BackupManifest) -> None:
+    """Refuse a backup older than the newest one the node itself reports having taken.
+
+    The node's own record is out of reach of its region's vault credentials: whoever hides
+    the newest manifest in the vault cannot also change what the node remembers.
+    """
+    state = fetch_json(realization.plan.component(node).url + "/state") or {}
+    last = state.get("backup") if isinstance(state.get("backup"), dict) else None
+    known = int(last.get("position", -1)) if last else -1
+    if known > manifest.position:
+        raise RestoreRefused(f"{node} reports its last backup at position {known}, but the newest backup that "
+                             f"verifies in the vault is at position {manifest.position}: a newer one is missing or "
+                             "hidden. Investigate `paydar backups list`; restore an older one only with --position")
 
 
 def _refuse_primary(realization: Realization, service: str, region: str) -> None:

@@ -24,7 +24,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.identity import TrustRoot
 from node.store import verify_file
-from vault.manifest import MAX_MANIFEST_BYTES, BackupManifest, ManifestRejected, SignedManifest, manifests_prefix
+from vault.manifest import (
+    MAX_MANIFEST_BYTES,
+    BackupManifest,
+    ManifestRejected,
+    SignedManifest,
+    manifest_key,
+    manifests_prefix,
+)
 from vault.s3 import S3Client, VaultError, bucket_name
 from vault.snapshot import CHUNK
 
@@ -34,8 +41,9 @@ log = logging.getLogger(__name__)
 
 
 MAX_VERSIONS_PER_KEY = 8
-"""Versions of one manifest key tried, newest first: each is one GET, and a key only ever gets
-new versions from someone overwriting it."""
+"""Versions of one manifest key tried, oldest first: each is one GET. The oldest version is the
+one its node wrote (a node writes each manifest key once); later ones can only come from
+someone overwriting it, so however many are stacked on top, the node's is tried first."""
 
 
 class NoBackup(VaultError):
@@ -64,27 +72,37 @@ def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str, 
                  position: int | None = None, newest: int | None = None) -> list[Listed]:
     """Manifests of ``service`` in ``region``, newest first, each verified or with its problem.
 
-    Versions are listed, not just the latest objects: a region's credentials can stack a new
-    version or a delete marker on a manifest's key but never remove the version its node
-    wrote, so for each key the newest version that verifies counts (delete markers are
-    ignored); a key none of whose versions verify is listed with the newest one's problem.
+    Versions are listed, not just the latest objects: a region's credentials can stack new
+    versions or delete markers on a manifest's key but never remove the version its node
+    wrote, so for each key the oldest version that verifies counts (delete markers are
+    ignored); a key none of whose versions verify is listed with the first one's problem. A
+    manifest verifies only under its own key (the one its signed fields name), so an older
+    manifest copied over a newer key, or planted under a later name, is not taken for it.
+    The result is ordered by the manifests' signed position and time, not by key names.
     ``at``/``position`` keep the keys whose names say they are at or before the target, and
     ``newest`` keeps that many keys: names only narrow what is fetched (a vault holds thousands
     of manifests per node at a 15-minute schedule); every fetched manifest is still verified.
     """
     bucket = bucket_name(service)
-    versions: dict[str, list[tuple[datetime, str]]] = {}
+    versions: dict[str, list[str]] = {}
     for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket,
                                                                       Prefix=manifests_prefix(region)):
         for item in page.get("Versions", []):
             if _named_fit(item["Key"], at, position):
-                versions.setdefault(item["Key"], []).append((item["LastModified"], item["VersionId"]))
+                versions.setdefault(item["Key"], []).append(item["VersionId"])
     listed = []
     for key in sorted(versions, reverse=True)[:newest]:
+        # S3 lists a key's versions newest first; LastModified has one-second resolution, so
+        # the listing order, reversed, is what puts the node's own version first.
         found = [_verify_version(client, trust, service, region, bucket, key, version_id)
-                 for _, version_id in sorted(versions[key], reverse=True)[:MAX_VERSIONS_PER_KEY]]
+                 for version_id in list(reversed(versions[key]))[:MAX_VERSIONS_PER_KEY]]
         listed.append(next((entry for entry in found if entry.problem is None), found[0]))
-    return listed
+    return sorted(listed, key=_signed_order, reverse=True)
+
+
+def _signed_order(entry: Listed) -> tuple[int, int, str]:
+    m = entry.claimed
+    return (m.position, m.created_ms, entry.key) if m is not None else (-1, -1, entry.key)
 
 
 def _verify_version(client: S3Client, trust: TrustRoot, service: str, region: str, bucket: str, key: str,
@@ -98,6 +116,10 @@ def _verify_version(client: S3Client, trust: TrustRoot, service: str, region: st
         manifest = signed.verified(trust, service=service, bucket=bucket)
         if manifest.region != region:
             raise ManifestRejected(f"manifest of region {manifest.region} stored under {region}/")
+        own = manifest_key(manifest.region, manifest.created_ms, manifest.position)
+        if key != own:
+            raise ManifestRejected(f"manifest of position {manifest.position} is stored under {key}, not its own key "
+                                   f"{own}: a copy placed to pass an older backup off as a newer one")
     except ManifestRejected as exc:
         return Listed(key, signed.manifest, str(exc))
     return Listed(key, manifest)
@@ -115,32 +137,29 @@ def _named_fit(key: str, at: datetime | None, position: int | None) -> bool:
 
 def choose(listed: list[Listed], *, service: str, region: str, at: datetime | None = None,
            position: int | None = None) -> BackupManifest:
-    """The newest manifest at or before ``at`` / ``position`` (the newest of all without either).
+    """The newest *verified* manifest at or before ``at`` / ``position`` (the newest of all
+    without either), by its signed position and time.
 
-    Refuses rather than falls back when that newest one does not verify: silently restoring
-    an older backup would hide the attack. The message lists the verified alternatives.
+    A manifest that does not verify never counts, whatever it claims: its fields are the
+    attacker's. It cannot hide a newer genuine one either (a node's own version of a key is
+    always tried first), and ``paydar backups list`` shows it with its problem. When nothing
+    verifies the restore is refused with the first problem found.
     """
-    def fits(entry: Listed) -> bool:
-        m = entry.claimed
-        if m is None:
-            return at is None and position is None
+    def fits(m: BackupManifest) -> bool:
         return (at is None or m.created <= at) and (position is None or m.position <= position)
 
     target = ("" if at is None else f" at or before {at.isoformat()}") + \
              ("" if position is None else f" at or before position {position}")
-    candidates = [entry for entry in listed if fits(entry)]
-    if not candidates:
-        raise NoBackup(f"the vault holds no backup of service {service} from {region}{target}; "
-                       f"`paydar backups list --service {service} --region {region}` shows what it holds, "
-                       f"`paydar backup now --service {service} --region {region}` takes one")
-    newest = candidates[0]
-    if newest.verified is not None:
-        return newest.verified
-    alternatives = [f"position {e.verified.position} ({e.verified.created:%Y-%m-%dT%H:%M:%SZ})"
-                    for e in candidates[1:4] if e.verified is not None]
-    hint = (f"verified older backups: {', '.join(alternatives)}; pick one with --position N after "
-            "investigating" if alternatives else "no older backup verifies either")
-    raise RestoreRefused(f"refusing backup {newest.key}: {newest.problem}. {hint}")
+    verified = [e.verified for e in listed if e.verified is not None and fits(e.verified)]
+    if verified:
+        return max(verified, key=lambda m: (m.position, m.created_ms))
+    bad = [e for e in listed if e.verified is None]
+    if bad:
+        raise RestoreRefused(f"no backup of service {service} from {region}{target} verifies; refusing "
+                             f"{bad[0].key}: {bad[0].problem}")
+    raise NoBackup(f"the vault holds no backup of service {service} from {region}{target}; "
+                   f"`paydar backups list --service {service} --region {region}` shows what it holds, "
+                   f"`paydar backup now --service {service} --region {region}` takes one")
 
 
 def fetch_verified(client: S3Client, manifest: BackupManifest, dest: Path,

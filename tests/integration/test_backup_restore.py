@@ -117,11 +117,12 @@ def test_region_credentials_cannot_touch_another_regions_backups(system: Realiza
 # --- restore refuses what it can't prove ----------------------------------------------------
 
 
-def refused(system: Realization, tmp_path: Path, **target: int) -> str:
-    with pytest.raises(RestoreRefused) as caught:
-        restore(system, SERVICE, "tehran", into=tmp_path / "copy", **target)
-    assert not (tmp_path / "copy" / "registry.sqlite3").exists()
-    return str(caught.value)
+def ignored(system: Realization, tmp_path: Path, genuine: BackupManifest) -> str:
+    """Restore a copy: it must be the genuine newest backup; return the problems `backups list`
+    reports for the manifests that were passed over."""
+    report = restore(system, SERVICE, "tehran", into=tmp_path / "copy")
+    assert report.manifest == genuine, "restore used something other than the newest genuine backup"
+    return " | ".join(str(e.problem) for e in list_vault(system, SERVICE, "tehran")["tehran"] if e.problem)
 
 
 def put_manifest(system: Realization, signed: SignedManifest, created_ms: int) -> None:
@@ -130,13 +131,13 @@ def put_manifest(system: Realization, signed: SignedManifest, created_ms: int) -
                                        Body=signed.model_dump_json().encode())
 
 
-def test_restore_refuses_a_tampered_manifest(system: Realization, tmp_path: Path) -> None:
+def test_restore_passes_over_a_tampered_manifest(system: Realization, tmp_path: Path) -> None:
     m = back_up(system, SERVICE, "tehran")
     signed = SignedManifest.parse(client_of(system, None).get_object(
         Bucket=m.bucket, Key=manifest_key(m.region, m.created_ms, m.position))["Body"].read(), "manifest")
     forged = SignedManifest(manifest=m.model_copy(update={"position": m.position + 5}), signature=signed.signature)
     put_manifest(system, forged, m.created_ms + 1)
-    assert "changed after node.1101.tehran signed it" in refused(system, tmp_path)
+    assert "changed after node.1101.tehran signed it" in ignored(system, tmp_path, m)
     listed = list_vault(system, SERVICE, "tehran")["tehran"]
     assert listed[0].problem and listed[1].verified == m
 
@@ -157,22 +158,50 @@ def test_restore_never_uses_a_swapped_object(system: Realization, tmp_path: Path
     repointed = SignedManifest(manifest=m.model_copy(update={"version_id": swapped["VersionId"]}),
                                signature=signed.signature)
     put_manifest(system, repointed, m.created_ms + 1)
-    assert "changed after" in refused(system, tmp_path)
+    assert "changed after" in ignored(system, tmp_path / "repointed", m)
 
 
-def test_restore_refuses_a_manifest_signed_by_a_foreign_key(system: Realization, tmp_path: Path) -> None:
+def test_restore_passes_over_a_manifest_signed_by_a_foreign_key(system: Realization, tmp_path: Path) -> None:
     m = back_up(system, SERVICE, "tehran")
     put_manifest(system, SignedManifest.seal(m, Signer(Ed25519PrivateKey.generate())), m.created_ms + 1)
-    assert "signed by unknown key" in refused(system, tmp_path)
+    assert "signed by unknown key" in ignored(system, tmp_path, m)
 
 
-def test_restore_refuses_a_backup_of_another_service(system: Realization, tmp_path: Path) -> None:
+def test_restore_passes_over_a_backup_of_another_service(system: Realization, tmp_path: Path) -> None:
     theirs = back_up(system, "2204", "tehran")
     admin = client_of(system, None)
     signed = admin.get_object(Bucket=theirs.bucket, Key=manifest_key("tehran", theirs.created_ms, theirs.position))
     admin.put_object(Bucket="paydar-1101", Key=manifest_key("tehran", theirs.created_ms + 1, theirs.position),
                      Body=signed["Body"].read())
-    assert "is for service 2204" in refused(system, tmp_path)
+    assert "is for service 2204" in ignored(system, tmp_path, back_up(system, SERVICE, "tehran"))
+
+
+def test_region_credentials_cannot_roll_a_restore_back(system: Realization, tmp_path: Path) -> None:
+    """With tehran's own vault credentials: an older genuine manifest copied over the newest
+    key, planted under a later-sorting name, and a stack of junk versions on the newest key."""
+    write(system, 1, "rollback-a")
+    old = back_up(system, SERVICE, "tehran")
+    write(system, 2, "rollback-b")
+    new = back_up(system, SERVICE, "tehran")
+    assert old.position < new.position
+    tehran, admin = client_of(system, "tehran"), client_of(system, None)
+    old_raw = admin.get_object(Bucket=old.bucket, Key=manifest_key("tehran", old.created_ms, old.position))["Body"].read()
+    newest_key = manifest_key("tehran", new.created_ms, new.position)
+    tehran.put_object(Bucket=new.bucket, Key=newest_key, Body=old_raw)
+    for n in range(10):  # more than the versions tried per key: the node's own version is still tried first
+        tehran.put_object(Bucket=new.bucket, Key=newest_key, Body=b"junk %d" % n)
+    report = restore(system, SERVICE, "tehran", into=tmp_path / "newest")
+    assert report.manifest == new, "the newest genuine backup is restored, not the older copy"
+    listed = list_vault(system, SERVICE, "tehran")["tehran"]
+    assert next(e.verified for e in listed if e.verified) == new
+    tehran.put_object(Bucket=new.bucket, Key=manifest_key("tehran", new.created_ms + 10**9, old.position),
+                      Body=old_raw)
+    assert restore(system, SERVICE, "tehran", into=tmp_path / "still-newest").manifest == new, \
+        "a later-sorting name does not make an older backup the newest: manifests are ordered by signed fields"
+    listed = list_vault(system, SERVICE, "tehran")["tehran"]
+    planted = [e for e in listed if e.key.endswith(f"{new.created_ms + 10**9:015d}-{old.position:012d}.json")]
+    assert planted and planted[0].verified is None and "not its own key" in str(planted[0].problem), \
+        "`backups list` does not call the planted copy verified"
 
 
 def test_point_in_time_restore_returns_exactly_what_was_acknowledged_up_to_that_position(
@@ -301,10 +330,12 @@ def test_restore_refuses_bytes_that_do_not_match_even_a_validly_signed_manifest(
     m = back_up(system, SERVICE, "tehran")
     swapped = client_of(system, "tehran").put_object(Bucket=m.bucket, Key=m.key, Body=b"\0" * m.size)
     stolen_key = system.keystore().signer(f"node.{SERVICE}.tehran")
-    put_manifest(system, SignedManifest.seal(m.model_copy(update={"version_id": swapped["VersionId"]}), stolen_key),
-                 m.created_ms + 1)
-    reason = refused(system, tmp_path)
-    assert "SHA-256" in reason and "not the one that was backed up" in reason
+    planted = m.model_copy(update={"version_id": swapped["VersionId"], "created_ms": m.created_ms + 1})
+    put_manifest(system, SignedManifest.seal(planted, stolen_key), planted.created_ms)
+    with pytest.raises(RestoreRefused) as refused:  # it verifies, under its own key, and is the newest: the bytes
+        restore(system, SERVICE, "tehran", into=tmp_path / "copy")
+    assert "SHA-256" in str(refused.value) and "not the one that was backed up" in str(refused.value)
+    assert not (tmp_path / "copy" / "registry.sqlite3").exists()
 
 
 def test_a_restore_that_does_not_rejoin_puts_the_node_back_as_it_was(system: Realization) -> None:

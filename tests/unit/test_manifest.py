@@ -95,10 +95,12 @@ def test_choose_picks_the_newest_at_or_before_the_target() -> None:
         choose(listed, service="1101", region="tehran", position=5)
 
 
-def test_choose_refuses_an_unverified_newest_and_names_the_alternatives() -> None:
-    listed = listing((30, 3_000_000, "signed by unknown key"), (20, 2_000_000, None))
-    with pytest.raises(RestoreRefused, match="signed by unknown key.*verified older backups: position 20"):
-        choose(listed, service="1101", region="tehran")
+def test_choose_never_takes_an_unverified_manifest_whatever_it_claims() -> None:
+    listed = listing((10**9, 9_000_000, "signed by unknown key"), (20, 2_000_000, None), (30, 1_000_000, None))
+    assert choose(listed, service="1101", region="tehran").position == 30, \
+        "the newest by signed position, not by key name, and never the unverified claim"
+    with pytest.raises(RestoreRefused, match="no backup .* verifies; refusing .*: signed by unknown key"):
+        choose(listing((30, 3_000_000, "signed by unknown key")), service="1101", region="tehran")
 
 
 def test_snapshot_is_consistent_and_verified_and_refuses_tampered_data(tmp_path: Path) -> None:
