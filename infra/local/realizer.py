@@ -246,7 +246,8 @@ def _write_component_configs(realization: Realization) -> list[Program]:
             weed = str(Path(python).with_name("weed"))
             command = vault.weed_command(weed, layout.vault_dir, ports, layout.vault_s3_config)
             programs.append(Program(name=component.id, command=command, log=layout.log(component.id),
-                                    priority=PRIORITY[component.kind], stop_wait_seconds=20))
+                                    priority=PRIORITY[component.kind], stop_wait_seconds=20,
+                                    environment=vault.security_environment(layout.secrets / "vault")))
             continue
         write_json_atomic(path, config)
         programs.append(Program(name=component.id, command=[python, "-m", MODULES[component.kind], "--config",

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Program:
     log: Path
     priority: int = 500
     stop_wait_seconds: int = 10
+    environment: dict[str, str] = field(default_factory=dict)
+    """Extra environment (secrets allowed: supervisord.conf is 0600 in a 0700 directory)."""
 
 
 def render_config(layout: StateLayout, programs: list[Program], password: str) -> str:
@@ -62,7 +64,8 @@ def render_config(layout: StateLayout, programs: list[Program], password: str) -
             f"stopwaitsecs={program.stop_wait_seconds}", "stopasgroup=true", "killasgroup=true",
             "redirect_stderr=true", f"stdout_logfile={program.log}",
             "stdout_logfile_maxbytes=10MB", "stdout_logfile_backups=2",
-            'environment=PYTHONUNBUFFERED="1"', "",
+            "environment=" + ",".join(f'{k}="{_env_value(v)}"' for k, v in
+                                      {"PYTHONUNBUFFERED": "1", **program.environment}.items()), "",
         ]
     return "\n".join(lines)
 
@@ -72,6 +75,13 @@ def _quote(part: str) -> str:
     if any(c in part for c in "\"'%"):
         raise PaydarError(f"unsafe character in supervised command argument {part!r}")
     return f'"{part}"' if " " in part else part
+
+
+def _env_value(value: str) -> str:
+    # supervisord parses environment= as KEY="value" pairs separated by commas.
+    if any(c in value for c in "\"'%,"):
+        raise PaydarError(f"unsafe character in a supervised program's environment value {value[:40]!r}")
+    return value
 
 
 class Supervisor:

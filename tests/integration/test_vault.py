@@ -261,3 +261,51 @@ def test_identity_config_and_secrecy() -> None:
     assert identity.secret_key not in repr(identity)
     assert new_identity("region-x", []).secret_key != identity.secret_key
     assert S3Identity(**{**identity.__dict__, "actions": ["Read"]}).actions == ("Read",)
+
+
+# --- the side doors: only the S3 API with its IAM reaches the data -----------------------------
+
+
+def _raw(method: str, url: str, data: bytes | None = None) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_every_door_beside_s3_is_shut(vault: Vault) -> None:
+    import json as json_
+    import urllib.request
+
+    import grpc
+
+    admin = vault.client(vault.admin)
+    provision_buckets(admin, ["paydar-doors"], retention_days=1)
+    admin.put_object(Bucket="paydar-doors", Key="tehran/snapshot", Body=b"citizen data")
+    filer = f"http://127.0.0.1:{vault.ports.filer}"
+    doors = {
+        "filer list": _raw("GET", f"{filer}/buckets/"),
+        "filer read": _raw("GET", f"{filer}/buckets/paydar-doors/tehran/snapshot"),
+        "filer delete": _raw("DELETE", f"{filer}/buckets/paydar-doors/tehran/snapshot"),
+        "filer write": _raw("PUT", f"{filer}/buckets/paydar-doors/tehran/planted", b"x"),
+    }
+    with urllib.request.urlopen(f"http://127.0.0.1:{vault.ports.master}/dir/assign", timeout=5) as answer:
+        assigned = json_.loads(answer.read())
+    assert "auth" not in assigned, "the master hands out no write token"
+    doors["volume write"] = _raw("PUT", f"http://{assigned['url']}/{assigned['fid']}", b"evil")
+    assert doors == dict.fromkeys(doors, 401), doors
+    for name, port in (("filer", vault.ports.filer), ("master", vault.ports.master), ("volume", vault.ports.volume)):
+        for channel in (grpc.insecure_channel(f"127.0.0.1:{port + GRPC_OFFSET}"),
+                        grpc.secure_channel(f"127.0.0.1:{port + GRPC_OFFSET}", grpc.ssl_channel_credentials())):
+            listing = channel.unary_stream("/filer_pb.SeaweedFiler/ListEntries",
+                                           request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            with pytest.raises(grpc.RpcError) as refused:
+                list(listing(b"\n\x01/", timeout=3))
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE, (name, refused.value)
+            channel.close()
+    assert admin.get_object(Bucket="paydar-doors", Key="tehran/snapshot")["Body"].read() == b"citizen data", \
+        "the S3 API with its IAM still works, and nothing went through a side door"
