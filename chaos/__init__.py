@@ -1,4 +1,5 @@
-"""Paydar's Chaos Toolkit extension: attacks (``chaos.actions``) and citizen probes (``chaos.probes``).
+"""Paydar's Chaos Toolkit extension: attacks (``chaos.actions``, full compromise in
+``chaos.compromise``) and citizen probes (``chaos.probes``).
 
 Experiments in ``chaos/experiments/`` use them by module path; ``chaos discover paydar``
 style tooling lists them through :func:`discover`. The invariant checkers and the
@@ -19,5 +20,6 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
 
     discovery = initialize_discovery_result("paydar", __version__, "paydar")
     discovery["activities"].extend(discover_actions("chaos.actions"))
+    discovery["activities"].extend(discover_actions("chaos.compromise"))
     discovery["activities"].extend(discover_probes("chaos.probes"))
     return discovery

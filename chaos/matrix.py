@@ -19,12 +19,12 @@ from infra.local.realizer import Realization
 __all__ = ["FAULTS", "Cell", "cells", "experiment", "steady_state"]
 
 FAULTS: dict[str, tuple[str, ...]] = {
-    "node": ("crash", "hang", "encrypt", "corrupt"),
+    "node": ("crash", "hang", "encrypt", "corrupt", "byzantine-primary"),
     "gateway": ("crash", "hang", "flood"),
-    "prober": ("crash", "hang", "lie"),
-    "controller": ("crash", "hang", "rogue-table"),
-    "link": ("cut", "drop", "delay"),
-    "vault": ("crash", "hang"),
+    "prober": ("crash", "hang", "lie", "poison"),
+    "controller": ("crash", "hang", "rogue-table", "equivocate"),
+    "link": ("cut", "drop", "delay", "tamper"),
+    "vault": ("crash", "hang", "side-door"),
     "region": ("partition", "stolen-vault-credentials"),
 }
 """Faults per kind of component; a region stands for all of its links and its vault identity."""
@@ -45,6 +45,8 @@ class Cell:
     """Extra steady-state probes the attack calls for (``certified_route_unchanged``, ``backups_intact``)."""
     detect: bool = False
     """Whether to time the node noticing its own data is compromised."""
+    module: str = "chaos.actions"
+    """The extension module holding the action (full-compromise attacks live in ``chaos.compromise``)."""
 
     @property
     def name(self) -> str:
@@ -80,7 +82,15 @@ def _link_cell(component: str, fault: str, source: str, target: str) -> Cell:
     arguments: dict[str, Any] = {"source": source, "target": target}
     if fault == "delay":
         arguments["delay_ms"] = 300
-    return Cell(component, fault, f"{fault}_link", arguments)
+    return Cell(component, fault, f"{fault}_link", arguments, module=_module(f"{fault}_link"))
+
+
+COMPROMISE_ACTIONS = frozenset({"tamper_link", "equivocate_as_controller", "run_poisoning_prober",
+                                "send_hostile_batches", "open_vault_side_doors"})
+
+
+def _module(action: str) -> str:
+    return "chaos.compromise" if action in COMPROMISE_ACTIONS else "chaos.actions"
 
 
 def _component_cell(component: str, kind: str, fault: str, region: str | None, service: str) -> Cell:
@@ -95,6 +105,16 @@ def _component_cell(component: str, kind: str, fault: str, region: str | None, s
     if fault == "rogue-table":
         return Cell(component, fault, "push_rogue_table", {"service": service, "controller": component},
                     checks=("certified_route_unchanged",))
+    if fault == "equivocate":
+        return Cell(component, fault, "equivocate_as_controller", {"controller": component, "service": service},
+                    checks=("certified_route_unchanged",), module="chaos.compromise")
+    if fault == "poison":
+        return Cell(component, fault, "run_poisoning_prober", {"region": region},
+                    checks=("certified_route_unchanged",), module="chaos.compromise")
+    if fault == "byzantine-primary":
+        return Cell(component, fault, "send_hostile_batches", {"node": component}, module="chaos.compromise")
+    if fault == "side-door":
+        return Cell(component, fault, "open_vault_side_doors", {}, module="chaos.compromise")
     raise ValueError(f"no {fault!r} fault for a {kind}")
 
 
@@ -122,7 +142,7 @@ def experiment(cell: Cell, dwell: float) -> dict[str, Any]:
     """The Chaos Toolkit experiment for one cell; the fault is held ``dwell`` seconds under load."""
     method: list[dict[str, Any]] = [
         {"type": "action", "name": f"{cell.fault}-{cell.component}",
-         "provider": {"type": "python", "module": "chaos.actions", "func": cell.action, "arguments": cell.arguments}}]
+         "provider": {"type": "python", "module": cell.module, "func": cell.action, "arguments": cell.arguments}}]
     if cell.detect:
         method.append(_probe("seconds-until-the-node-detects-it", "seconds_until_compromise_detected",
                              {"timeout": DETECTION_TIMEOUT}))

@@ -44,6 +44,7 @@ class LinkMode(StrEnum):
     PASS = "pass"  # forward bytes normally
     CUT = "cut"  # close every connection and refuse new ones at once: peers fail fast
     DROP = "drop"  # blackhole: accept, then discard bytes both ways, so peers hang (gray partition)
+    TAMPER = "tamper"  # a compromised link: forward, but rewrite message bytes both ways (length kept)
 
 
 class LinkChange(BaseModel):
@@ -130,6 +131,7 @@ def build_admin_app(link: LinkControl, token: str) -> web.Application:
     app.router.add_post("/v1/link", post_link)
     app.router.add_post("/v1/link/cut", preset(LinkChange(mode=LinkMode.CUT)))
     app.router.add_post("/v1/link/drop", preset(LinkChange(mode=LinkMode.DROP)))
+    app.router.add_post("/v1/link/tamper", preset(LinkChange(mode=LinkMode.TAMPER)))
     app.router.add_post("/v1/link/heal", preset(LinkChange(mode=LinkMode.PASS, delay_ms=0)))
     return app
 
@@ -180,6 +182,10 @@ class LinkAdmin:
     def drop(self) -> LinkState:
         """Blackhole the link: connections stay open but no byte gets through."""
         return self._call("POST", "/v1/link/drop")
+
+    def tamper(self) -> LinkState:
+        """Rewrite what crosses the link (a compromised link): only proofs in the messages protect them."""
+        return self._call("POST", "/v1/link/tamper")
 
     def heal(self) -> LinkState:
         """Forward normally again with no delay."""

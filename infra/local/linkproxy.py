@@ -6,13 +6,15 @@ destination region, forwarding to that component's real port; the source region 
 destination only through these listeners.
 
 The idea is Toxiproxy's, but Toxiproxy is a Go binary that cannot be installed from PyPI, and
-the local realization installs everything with pip. We need only three modes and a delay, so
+the local realization installs everything with pip. We need only four modes and a delay, so
 it is written here: asyncio streams for the data path, aiohttp for the admin API
 (:mod:`infra.local.linkadmin`, which also holds the client :class:`LinkAdmin`).
 
 Modes (:class:`LinkMode`) and ``delay_ms`` apply to open connections as well as new ones.
 A connection that lost bytes in ``drop`` is closed when the link heals: real TCP would have
 retransmitted them, and delivering the rest of a stream with a hole hands the peers garbage.
+``tamper`` plays a compromised link: it forwards, but rewrites the digits of every message body
+both ways (keeping lengths, so HTTP framing holds and peers see well-formed, wrong messages).
 """
 
 from __future__ import annotations
@@ -271,6 +273,8 @@ class LinkProxy:
             if queue is None or self.mode is LinkMode.DROP:
                 conn.tainted = True
                 continue
+            if self.mode is LinkMode.TAMPER:
+                chunk, conn.tainted = tampered(chunk), True
             await queue.put((loop.time() + self.delay_ms / 1000, chunk))
         if queue is None or conn.tainted:
             # A peer hanging up ends the connection even in drop: holding sockets for peers that
@@ -296,6 +300,18 @@ class LinkProxy:
             writer.write(chunk)
             await writer.drain()
             self.bytes_forwarded += len(chunk)
+
+
+_SWAP_DIGITS = bytes.maketrans(b"0123456789", b"1234567890")
+
+
+def tampered(chunk: bytes) -> bytes:
+    """``chunk`` with every digit after the HTTP header block changed (a length-keeping rewrite:
+    positions, hashes, signatures and numbers all become wrong, and framing stays valid)."""
+    head, sep, body = chunk.partition(b"\r\n\r\n")
+    if not sep:  # a continuation of a body (or a header block split across reads)
+        return chunk.translate(_SWAP_DIGITS) if b"HTTP/1." not in chunk else chunk
+    return head + sep + body.translate(_SWAP_DIGITS)
 
 
 async def run(config: LinkConfig, token: str) -> None:

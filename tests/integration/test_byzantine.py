@@ -465,3 +465,22 @@ def test_a_gateway_serves_only_documents_whose_receipt_verifies(start_system: Sy
     with urllib.request.urlopen(gateway + "/metrics", timeout=5) as answer:
         scrape = answer.read().decode()
     assert 'paydar_gateway_unproven_answers_total{region="isfahan",target_region="tehran"} 1.0' in scrape
+
+
+# -- the full-compromise cells of the N-1 matrix -------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_the_full_compromise_cells_of_the_matrix_hold(start_system: SystemFactory) -> None:
+    from chaos.catalog import run_experiments
+    from chaos.matrix import cells, experiment
+
+    system = start_system()
+    only = ("link.isfahan.tehran:tamper", "controller.mashhad:equivocate", "prober.isfahan:poison",
+            f"node.{SERVICE}.tehran:byzantine-primary", "vault:side-door")
+    planned = [(cell.name, experiment(cell, dwell=1.0)) for cell in cells(system, only)]
+    assert len(planned) == len(only)
+    results = run_experiments(system, planned)
+    broken = {r.name: (r.status, r.unmet, r.failed_activities) for r in results if not r.held}
+    assert broken == {}, broken
+    assert all(r.steady_after for r in results)

@@ -33,14 +33,15 @@ def test_every_component_instance_meets_every_fault_of_its_kind(system: SimpleNa
     assert len(matrix) == (nodes * len(FAULTS["node"]) + regions * (len(FAULTS["gateway"]) + len(FAULTS["prober"])
                            + len(FAULTS["controller"]) + len(FAULTS["region"]))
                            + regions * (regions - 1) * len(FAULTS["link"]) + len(FAULTS["vault"]))
-    assert (services, len(matrix)) == (4, 101)
+    assert (services, len(matrix)) == (4, 101 + 12 + 3 + 3 + 6 + 1), "the full-compromise faults are cells too"
     assert len({c.name for c in matrix}) == len(matrix)
 
 
 def test_only_narrows_by_component_and_fault_patterns(system: SimpleNamespace) -> None:
     assert {c.name for c in cells(system, ("node.1101.tehran:*", "*:partition"))} == {
         "node.1101.tehran:crash", "node.1101.tehran:hang", "node.1101.tehran:encrypt", "node.1101.tehran:corrupt",
-        "region.tehran:partition", "region.isfahan:partition", "region.mashhad:partition"}
+        "node.1101.tehran:byzantine-primary", "region.tehran:partition", "region.isfahan:partition",
+        "region.mashhad:partition"}
     assert cells(system, ("nothing:*",)) == []
 
 
@@ -54,6 +55,8 @@ def test_a_cell_is_a_chaos_toolkit_experiment_with_the_citizen_steady_state(syst
                                               "arguments": {"region": "isfahan"}}
     assert built["method"][-1]["pauses"] == {"after": 1.5}
     assert [r["provider"]["func"] for r in built["rollbacks"]] == ["undo_fault"]
+    [equivocate] = cells(system, ("controller.tehran:equivocate",))
+    assert experiment(equivocate, 0)["method"][0]["provider"]["module"] == "chaos.compromise"
     [encrypt] = cells(system, ("node.2204.mashhad:encrypt",))
     assert [m["provider"]["func"] for m in experiment(encrypt, 0)["method"]] == [
         "encrypt_node_data", "seconds_until_compromise_detected", "seconds_until_available"]
