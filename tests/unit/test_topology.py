@@ -181,3 +181,34 @@ def test_bad_yaml_names_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TopologyError, match="cannot read"):
         load_topology(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(("regions", "sync", "ack"), [(2, 1, 1), (3, 1, 1), (4, 1, 2), (5, 1, 2), (5, 3, 3), (3, 0, 0)])
+def test_acknowledgement_needs_a_majority_of_replicas(example: dict[str, Any], regions: int, sync: int,
+                                                      ack: int) -> None:
+    names = ["tehran", "isfahan", "mashhad", "shiraz", "tabriz"][:regions]
+    example["regions"] = [{"name": n} for n in names]
+    example["vault"]["sites"] = [{"name": "kish-embassy"}]
+    example["services"] = [example["services"][0] | {"regions": names, "sync_replicas": sync}]
+    example["control"]["threshold"] = regions // 2 + 1
+    if sync == 0:
+        example["unsafe"] = ["no-synchronous-standby"]
+    service = parse_topology(example).services[0]
+    assert service.ack_replicas == ack, "the primary and the standbys it waits for are a majority, sync_replicas 0 aside"
+
+
+def test_validate_says_what_the_majority_rule_costs(tmp_path: Path, example: dict[str, Any]) -> None:
+    from click.testing import CliRunner
+
+    from paydar.cli import cli
+
+    names = ["tehran", "isfahan", "mashhad", "shiraz"]
+    example["regions"] = [{"name": n} for n in names]
+    example["services"] = [example["services"][0] | {"regions": names, "sync_replicas": 1}]
+    example["control"]["threshold"] = 3
+    path = tmp_path / "four.yaml"
+    path.write_text(yaml.safe_dump(example))
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "service 1101 acknowledges a write once 2 standbys hold it (sync_replicas 1)" in result.output
+    assert "majority of its 4 replicas" in result.output
