@@ -22,10 +22,10 @@ from botocore.exceptions import ClientError
 
 from chaos.liar import ScriptedProber
 from chaos.probes import seconds_until_available
+from chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
 from chaos.target import ActivityFailed, Configuration, Secrets, clear_fault, primary_of, realization, record_fault
 from chaos.target import component as resolve
 from failover.manual import current_table
-from infra.local.linkadmin import LinkAdmin
 from infra.local.plan import ComponentKind, PlannedComponent
 from infra.local.realizer import Realization
 from infra.routing import sign_table
@@ -83,28 +83,17 @@ def resume_component(component: str, configuration: Configuration = None, secret
     return {"component": target.id, "resumed": "started"}
 
 
-def _links(system: Realization, pairs: list[tuple[str, str]], change: str, **details: Any) -> dict[str, Any]:
-    for source, target in pairs:
-        link = system.plan.link(source, target)
-        admin = LinkAdmin(link.admin_url, system.link_token(link.id))
-        if change == "delay":
-            admin.set(delay_ms=details["delay_ms"])
-        else:
-            getattr(admin, change)()  # cut, drop or heal
-    return {"links": [list(pair) for pair in pairs], **details}
-
-
 def cut_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Cut the link from region ``source`` to region ``target``: connections refused at once."""
     system = realization(configuration)
-    done = _links(system, [(source, target)], "cut")
+    done = change_links(system, [(source, target)], "cut")
     return record_fault(system, kind="link-cut", component=f"link.{source}.{target}", region=None, **done)
 
 
 def drop_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Blackhole the link: connections are accepted and bytes vanish (a gray partition)."""
     system = realization(configuration)
-    done = _links(system, [(source, target)], "drop")
+    done = change_links(system, [(source, target)], "drop")
     return record_fault(system, kind="link-drop", component=f"link.{source}.{target}", region=None, **done)
 
 
@@ -113,13 +102,13 @@ def delay_link(source: str, target: str, delay_ms: int = 300,
                ) -> dict[str, Any]:
     """Add ``delay_ms`` of latency to every chunk the link forwards."""
     system = realization(configuration)
-    done = _links(system, [(source, target)], "delay", delay_ms=delay_ms)
+    done = change_links(system, [(source, target)], "delay", delay_ms=delay_ms)
     return record_fault(system, kind="link-delay", component=f"link.{source}.{target}", region=None, **done)
 
 
 def heal_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Put the link back to passing traffic with no delay."""
-    return _links(realization(configuration), [(source, target)], "heal")
+    return change_links(realization(configuration), [(source, target)], "heal")
 
 
 def partition_region(region: str | None = None, service: str | None = None,
@@ -131,7 +120,7 @@ def partition_region(region: str | None = None, service: str | None = None,
             raise ActivityFailed("partition_region needs a region or a service whose primary's region to cut")
         region = primary_of(system, service)
     names = system.topology.region_names
-    done = _links(system, [(a, b) for a in names for b in names if a != b and region in (a, b)], "cut")
+    done = change_links(system, [(a, b) for a in names for b in names if a != b and region in (a, b)], "cut")
     return record_fault(system, kind="partition", component=f"region.{region}", region=region, **done)
 
 
@@ -169,10 +158,6 @@ def corrupt_node_data(node: str, configuration: Configuration = None, secrets: S
                         node_region=target.region, backup_position=position)
 
 
-def _routes(system: Realization) -> dict[str, Any]:
-    return {sid: route.model_dump(mode="json") for sid, route in current_table(system).table.services.items()}
-
-
 def push_rogue_table(service: str, controller: str | None = None,
                      configuration: Configuration = None, secrets: Secrets = None
                      ) -> dict[str, Any]:
@@ -189,25 +174,10 @@ def push_rogue_table(service: str, controller: str | None = None,
                                     "services": {**held.services, service: moved}})
     stolen = resolve(system, controller or f"controller.{target}")
     signed = sign_table(rogue, [system.keystore().signer(stolen.id)]).model_dump_json().encode()
-    routes = _routes(system)
-    answers = asyncio.run(_offer(system, signed))
+    routes = routes_in_force(system)
+    answers = asyncio.run(offer_everywhere(system, signed))
     record_fault(system, kind="rogue-table", component=stolen.id, region=None, routes=routes)
     return {"accepted_by": sorted(c for c, status in answers.items() if status == 200), "answers": answers}
-
-
-async def _offer(system: Realization, body: bytes) -> dict[str, int]:
-    targets = [c for c in system.plan.components if c.kind.value in ("node", "gateway", "controller")]
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        async def one(url: str) -> int:
-            try:
-                async with session.post(url + "/v1/routing-table", data=body,
-                                        headers={"Content-Type": "application/json"}) as response:
-                    return response.status
-            except (aiohttp.ClientError, TimeoutError):
-                return 0
-
-        statuses = await asyncio.gather(*(one(c.url) for c in targets))
-    return {c.id: status for c, status in zip(targets, statuses)}
 
 
 def tamper_backups_with_region_credentials(service: str, region: str,
@@ -276,8 +246,6 @@ async def _flood(url: str, seconds: float, concurrency: int, service: str) -> di
 
 
 SETTLE_TIMEOUT = 60.0
-_LIARS: dict[str, ScriptedProber] = {}
-"""Lying probers this process runs (Chaos Toolkit runs every activity of an experiment in one process)."""
 
 
 def run_lying_prober(region: str | None = None, service: str | None = None,
@@ -292,9 +260,9 @@ def run_lying_prober(region: str | None = None, service: str | None = None,
     probers = system.plan.of_kind(ComponentKind.PROBER)
     prober = resolve(system, f"prober.{region}") if region else \
         next((c for c in probers if not any(t.endswith(f".{c.region}") for t in targets)), probers[0])
-    routes = _routes(system)
+    routes = routes_in_force(system)
     liar = ScriptedProber(system, str(prober.region), lambda _round, t: t not in targets)
-    _LIARS[str(system.layout.root)] = liar.__enter__()
+    LIARS[str(system.layout.root)] = liar.__enter__()
     return record_fault(system, kind="lying-prober", component=prober.id, region=None, routes=routes)
 
 
@@ -328,7 +296,7 @@ def undo_fault(configuration: Configuration = None, secrets: Secrets = None) -> 
     elif kind in ("ransomware", "corruption"):
         _restore_when_allowed(system, held)
     elif kind == "lying-prober":
-        liar = _LIARS.pop(str(system.layout.root), None)
+        liar = LIARS.pop(str(system.layout.root), None)
         if liar is not None:
             liar.__exit__(None, None, None)
         system.supervisor.rpc().supervisor.startProcess(held["component"], True)

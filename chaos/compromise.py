@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from chaos.actions import _LIARS, _links, _offer, _routes
+from chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
 from chaos.liar import ScriptedProber
 from chaos.target import ActivityFailed, Configuration, Secrets, realization, record_fault
 from chaos.target import component as resolve
@@ -42,7 +42,7 @@ def tamper_link(source: str, target: str, configuration: Configuration = None,
                 secrets: Secrets = None) -> dict[str, Any]:
     """Make the link from ``source`` to ``target`` rewrite every message body both ways."""
     system = realization(configuration)
-    done = _links(system, [(source, target)], "tamper")
+    done = change_links(system, [(source, target)], "tamper")
     return record_fault(system, kind="link-tamper", component=f"link.{source}.{target}", region=None, **done)
 
 
@@ -72,9 +72,9 @@ def equivocate_as_controller(controller: str, service: str | None = None, config
                              reason=f"rogue {rogue.id}: equivocation {n}", services={**held.services, sid: moved})
         offers.append(sign_table(table, [signer]).model_dump_json().encode())
     peers = [c for c in system.plan.of_kind(ComponentKind.CONTROLLER) if c.id != rogue.id]
-    routes = _routes(system)
+    routes = routes_in_force(system)
     proposals = {peer.id: _post(peer.url + "/v1/proposals", offers[i % 2]) for i, peer in enumerate(peers)}
-    pushed = [asyncio.run(_offer(system, offer)) for offer in offers]
+    pushed = [asyncio.run(offer_everywhere(system, offer)) for offer in offers]
     record_fault(system, kind="rogue-table", component=rogue.id, region=None, routes=routes)
     outcome = {"co_signed_by": sorted(p for p, status in proposals.items() if status == 200),
                "obeyed_by": sorted({c for answers in pushed for c, status in answers.items() if status == 200})}
@@ -95,9 +95,9 @@ def run_poisoning_prober(region: str, configuration: Configuration = None, secre
         future = time.time() + 10**6
         return body.model_copy(update={"started_at": future, "finished_at": future})
 
-    routes = _routes(system)
+    routes = routes_in_force(system)
     liar = ScriptedProber(system, region, lambda _round, _target: True, poison)
-    _LIARS[str(system.layout.root)] = liar.__enter__()
+    LIARS[str(system.layout.root)] = liar.__enter__()
     return record_fault(system, kind="lying-prober", component=prober.id, region=None, routes=routes)
 
 
