@@ -25,7 +25,7 @@ from typing import Any
 
 from chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
 from chaos.liar import ScriptedProber
-from chaos.target import ActivityFailed, Configuration, Secrets, realization, record_fault
+from chaos.target import ActivityFailed, Configuration, Secrets, primary_of, realization, record_fault
 from chaos.target import component as resolve
 from failover.manual import current_table
 from infra.local.plan import ComponentKind
@@ -38,21 +38,28 @@ __all__ = ["equivocate_as_controller", "open_vault_side_doors", "run_poisoning_p
            "tamper_link"]
 
 
-def tamper_link(source: str, target: str, configuration: Configuration = None,
+def tamper_link(source: str | None = None, target: str | None = None, configuration: Configuration = None,
                 secrets: Secrets = None) -> dict[str, Any]:
-    """Make the link from ``source`` to ``target`` rewrite every message body both ways."""
+    """Make the link from ``source`` to ``target`` rewrite every message body both ways (by
+    default the link from a standby's region to the primary's, for the first service)."""
     system = realization(configuration)
+    if source is None or target is None:
+        sid = system.topology.services[0].id
+        route = current_table(system).table.route(sid)
+        target = target or primary_of(system, sid)
+        source = source or next(r for r in route.regions if r != target)
     done = change_links(system, [(source, target)], "tamper")
     return record_fault(system, kind="link-tamper", component=f"link.{source}.{target}", region=None, **done)
 
 
-def equivocate_as_controller(controller: str, service: str | None = None, configuration: Configuration = None,
-                             secrets: Secrets = None) -> dict[str, Any]:
-    """With ``controller``'s key, offer each other controller a different successor of the held
-    table for ``service`` (default: the first), one at an inflated epoch, and push both,
-    signed, to every node, gateway and controller. Returns every answer: none may co-sign or obey."""
+def equivocate_as_controller(controller: str | None = None, service: str | None = None,
+                             configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """With ``controller``'s key (default: the last controller), offer each other controller a
+    different successor of the held table for ``service`` (default: the first), one at an
+    inflated epoch, and push both, signed, to every node, gateway and controller. Returns every
+    answer: none may co-sign or obey."""
     system = realization(configuration)
-    rogue = resolve(system, controller)
+    rogue = resolve(system, controller) if controller else system.plan.of_kind(ComponentKind.CONTROLLER)[-1]
     if rogue.kind is not ComponentKind.CONTROLLER:
         raise ActivityFailed(f"{controller} is not a controller")
     held = current_table(system).table
@@ -83,11 +90,14 @@ def equivocate_as_controller(controller: str, service: str | None = None, config
     return outcome
 
 
-def run_poisoning_prober(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """With ``prober.<region>``'s key, serve validly signed rounds that name unknown targets and
-    services, or are stamped a million seconds ahead; it may cost only that prober's vote."""
+def run_poisoning_prober(region: str | None = None, configuration: Configuration = None,
+                         secrets: Secrets = None) -> dict[str, Any]:
+    """With ``prober.<region>``'s key (default: the first prober), serve validly signed rounds
+    that name unknown targets and services, or are stamped a million seconds ahead; it may cost
+    only that prober's vote."""
     system = realization(configuration)
-    prober = resolve(system, f"prober.{region}")
+    prober = resolve(system, f"prober.{region}") if region else system.plan.of_kind(ComponentKind.PROBER)[0]
+    region = str(prober.region)
 
     def poison(body: ObservationRound) -> ObservationRound:
         if body.round % 2:
@@ -101,13 +111,15 @@ def run_poisoning_prober(region: str, configuration: Configuration = None, secre
     return record_fault(system, kind="lying-prober", component=prober.id, region=None, routes=routes)
 
 
-def send_hostile_batches(node: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, str]:
-    """With ``node``'s key (an id, or ``node.<service>@primary``), send every other replica of its
-    service batches a sane primary never would: a gap, a future epoch, a non-JSON body and a
-    position beyond 64 bits. Returns each answer per replica; every one must be a refusal (a
-    4xx, or a reply that applied nothing), never a 5xx and never an acknowledgement."""
+def send_hostile_batches(node: str | None = None, configuration: Configuration = None,
+                         secrets: Secrets = None) -> dict[str, str]:
+    """With ``node``'s key (an id, or ``node.<service>@primary``; default: the first service's
+    primary), send every other replica of its service batches a sane primary never would: a
+    gap, a future epoch, a non-JSON body and a position beyond 64 bits. Returns each answer per
+    replica; every one must be a refusal (a 4xx, or a reply that applied nothing), never a 5xx
+    and never an acknowledgement."""
     system = realization(configuration)
-    target = resolve(system, node)
+    target = resolve(system, node or f"node.{system.topology.services[0].id}@primary")
     service, sender = str(target.service), target.id
     signer = system.keystore().signer(sender)
     table = current_table(system).table

@@ -54,7 +54,8 @@ def test_the_catalog_covers_the_attacks_and_discovery_lists_every_activity() -> 
     names = {path.stem for path in CATALOG}
     assert names >= {"crash-primary-node", "hang-primary-node", "partition-primary-region", "ransomware-on-a-standby",
                      "rogue-controller-table", "stolen-region-vault-credentials", "flood-one-gateway",
-                     "lying-prober"}
+                     "lying-prober", "tampering-link", "equivocating-controller", "poisoning-prober",
+                     "byzantine-primary", "vault-side-doors"}
     discovered = {a["name"] for a in chaos.discover()["activities"]}
     used = {activity["provider"]["func"] for path in CATALOG for activity in _activities(json.loads(path.read_text()))}
     assert used <= discovered
