@@ -307,6 +307,11 @@ class Controller:
         if self.table.version >= proposal.version:
             self._outcome(proposal, "superseded", f"table v{self.table.version} arrived from a peer first")
             return
+        if len(signatures) < self.control.threshold:
+            reasons = "; ".join(r for _, r in replies if r)
+            self._outcome(proposal, "no-quorum", f"{len(signatures)} of {self.control.threshold} signatures "
+                                                 f"({reasons or 'peers unreachable'}); routing unchanged")
+            return
         try:
             signed = SignedTable(table=proposal, signatures=tuple(signatures))
             self._adopt(signed, source="own proposal")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -46,8 +47,12 @@ def public_key_to_b64(public_key: Ed25519PublicKey) -> str:
     return base64.b64encode(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def public_key_from_b64(text: str) -> Ed25519PublicKey:
-    """Decode a raw Ed25519 public key; raises :class:`SignatureError` when malformed."""
+    """Decode a raw Ed25519 public key; raises :class:`SignatureError` when malformed.
+
+    Cached: every signature check of a node, gateway or controller looks keys up in the trust
+    root, and decoding one costs as much as a third of a verification (keys are immutable)."""
     try:
         return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
     except (ValueError, binascii.Error) as exc:

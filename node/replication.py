@@ -35,6 +35,13 @@ MAX_BATCH_BYTES = 1_000_000
 MAX_REPLY_BYTES = 9 * 1024 * 1024  # a reply may carry the standby's table
 
 
+def _hash_sent(batch: ReplicationBatch, position: int) -> str:
+    """The chain hash at ``position`` as this primary sent it in ``batch`` (no database read)."""
+    if position == batch.prev_position:
+        return batch.prev_hash
+    return batch.entries[position - batch.prev_position - 1].hash
+
+
 class Replicator:
     """Ships this primary's log to the standby in ``region`` at ``url``."""
 
@@ -126,8 +133,8 @@ class Replicator:
             sent = batch.entries[-1].position if batch.entries else batch.prev_position
             if not batch.prev_position <= reply.matched <= sent:
                 raise ValueError(f"untrusted reply: matched {reply.matched} outside what was sent")
-            if reply.matched_hash != await self.runtime.chain_hash(reply.matched):
-                raise ValueError(f"untrusted reply: chain hash at {reply.matched} differs from this log's")
+            if reply.matched_hash != _hash_sent(batch, reply.matched):
+                raise ValueError(f"untrusted reply: chain hash at {reply.matched} differs from what was sent")
         return reply
 
     async def _handle(self, batch: ReplicationBatch, reply: ReplicationReply, head: int) -> bool:
