@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chaos.actions import _offer
+from chaos.reach import offer_everywhere
 from chaos.probes import seconds_until_available
 from failover.manual import current_table
 from infra.identity import TrustRoot
@@ -44,7 +44,7 @@ def test_a_rotated_controller_key_is_refused_and_the_table_is_re_signed(system: 
     # obeyed; now every node, gateway and controller refuses it as under-signed.
     held = current_table(system).table
     forged = held.model_copy(update={"version": held.version + 100, "reason": "signed with a retired key"})
-    answers = asyncio.run(_offer(system, sign_table(forged, [stolen, other]).model_dump_json().encode()))
+    answers = asyncio.run(offer_everywhere(system, sign_table(forged, [stolen, other]).model_dump_json().encode()))
     assert answers and set(answers.values()) == {403}, answers
     key_file = system.keystore().path("controller.tehran")
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
