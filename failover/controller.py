@@ -41,12 +41,14 @@ from infra.errors import PaydarError, SignatureError, TableRejected
 from infra.identity import Role
 from infra.routing import RoutingTable, ServiceRoute, SignedTable, TableRejection
 from infra.signing import Signature, verify_threshold
+from infra.wire import as_counter, parse_json
 from probes.models import ObservationRound, SignedObservations
 
 __all__ = ["Controller", "Disagreement", "votes_of"]
 
 log = logging.getLogger(__name__)
 MAX_OBSERVATION_BYTES = 16 * 1024 * 1024
+MAX_ANSWER_BYTES = 9 * 1024 * 1024  # a peer's answer may carry a table
 PEER_PING_SECONDS = 1.0
 PEER_FRESH_SECONDS = 3.0
 REPAIR_EVERY_SECONDS = 1.0
@@ -280,10 +282,11 @@ class Controller:
         answers = await asyncio.gather(*(self._get_json(url + "/state") for url in regions.values()))
         states: dict[str, ReplicaState | None] = {}
         for region, answer in zip(regions, answers):
-            try:
-                states[region] = ReplicaState(epoch=int(answer["epoch"]), log_position=int(answer["log_position"]),
-                                              acked_position=int(answer["acked_position"]),
-                                              compromised=bool(answer["compromised"])) if answer else None
+            try:  # a replica's own answer is untrusted: any surprise makes it "did not answer"
+                states[region] = ReplicaState(
+                    epoch=as_counter(answer["epoch"]), log_position=as_counter(answer["log_position"], minimum=-1),
+                    acked_position=as_counter(answer["acked_position"]),
+                    compromised=bool(answer["compromised"])) if answer else None
             except (KeyError, TypeError, ValueError):
                 states[region] = None
         return states
@@ -361,12 +364,13 @@ class Controller:
         try:
             async with self._http().post(url + "/v1/proposals", data=offer, timeout=self._ask_timeout,
                                          headers={"Content-Type": "application/json"}) as response:
-                answer = await response.json(content_type=None)
+                answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
                 self.peer_seen[peer] = time.monotonic()
                 if response.status == 200:
                     return Signature.model_validate(answer["signature"]), ""
                 return None, f"{peer}: {answer.get('error', response.status)}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, KeyError, ValidationError):
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, KeyError, TypeError,
+                AttributeError):
             return None, f"{peer}: unreachable"
 
     async def consider(self, offer: SignedTable) -> Signature:
@@ -450,7 +454,7 @@ class Controller:
             async with self._http().get(url) as response:
                 if response.status != 200:
                     return None
-                answer = await response.json(content_type=None)
+                answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
                 return answer if isinstance(answer, dict) else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
             return None

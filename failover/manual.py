@@ -11,7 +11,6 @@ first: one lying gateway must not steer an operator.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import urllib.error
@@ -28,6 +27,7 @@ from infra.identity import TrustRoot
 from infra.local.plan import ComponentKind, gateway_id, node_id
 from infra.local.realizer import Realization
 from infra.routing import RoutingTable, SignedTable, TableGuard
+from infra.wire import parse_json
 
 __all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
            "promote", "send_intent"]
@@ -58,7 +58,8 @@ def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """GET a JSON document; None when the component does not answer."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read())
+            answer = parse_json(response.read())
+            return answer if isinstance(answer, dict) else None
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
@@ -101,8 +102,8 @@ def send_intent(realization: Realization, action: IntentAction, region: str,
                 return "accepted"
         except urllib.error.HTTPError as exc:
             try:
-                return f"refused: {json.loads(exc.read()).get('error', exc.code)}"
-            except ValueError:
+                return f"refused: {parse_json(exc.read()).get('error', exc.code)}"
+            except (ValueError, AttributeError):
                 return f"refused ({exc.code})"
         except (urllib.error.URLError, OSError) as exc:
             return f"unreachable: {exc}"

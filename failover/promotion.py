@@ -67,7 +67,9 @@ def check_promotion(candidate: str, replicas: Mapping[str, ReplicaView], *, prim
     acked = max((v.acked_position for v in answered.values()), default=0)
     old = replicas.get(primary) if primary else None
     if old is not None and old.reachable:
-        required = max(acked, old.acked_position)
+        # The fenced primary is the one that acknowledged: its position is the requirement, and
+        # no standby's claim can raise it (a lying standby must not disqualify the honest ones).
+        required = old.acked_position
     else:
         standbys = [r for r in replicas if r != primary]
         needed = len(standbys) - sync_replicas + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 
 from aiohttp import web
 
@@ -19,6 +20,7 @@ from infra.errors import TableRejected
 from infra.routing import TableGuard
 from infra.web import json_error, livez, metrics_response, read_body, standard_shedders
 from node.models import DOC_ID_PATTERN
+from node.receipts import nonce_of
 
 __all__ = ["build_app"]
 
@@ -47,7 +49,9 @@ async def documents(request: web.Request) -> web.Response:
     body = await read_body(request, router.f.topology.limits.max_body_bytes) if request.method == "PUT" else None
     path = f"/v1/documents/{doc_id}" if doc_id else "/v1/documents"
     hop = 1 if request.headers.get(HOP_HEADER) else 0
-    answer = await router.forward(request.method, service, path, request.query_string, body, hop)
+    # A relaying gateway's nonce is kept, so the node's receipt answers the gateway that asked first.
+    nonce = (nonce_of(request.headers) if hop else None) or secrets.token_hex(16)
+    answer = await router.forward(request.method, service, path, request.query_string, body, hop, nonce)
     if answer is None:
         response = web.json_response(
             {"error": f"no region could serve service {service} from {router.region}; retry shortly"},
@@ -114,7 +118,8 @@ def build_app(router: Router) -> web.Application:
     # Bodies are bounded per route as they are read (read_body); this is only aiohttp's backstop.
     app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[ROUTER] = router
-    app.router.add_route("*", "/v1/services/{service}/documents/{doc_id}", documents)
+    app.router.add_get("/v1/services/{service}/documents/{doc_id}", documents)
+    app.router.add_put("/v1/services/{service}/documents/{doc_id}", documents)
     app.router.add_get("/v1/services/{service}/documents", documents)
     app.router.add_get("/v1/services", services)
     app.router.add_get("/v1/routing-table", get_table)

@@ -37,7 +37,8 @@ from infra.errors import SignatureError, TableRejected
 from infra.routing import SignedTable
 from infra.signing import canonical_json
 from node.models import DocumentIn
-from node.receipts import Proof, check_proof, render
+from node.receipts import NONCE_HEADER, Proof, check_proof, render
+from infra.wire import parse_json
 
 __all__ = ["HOP_HEADER", "Router", "Upstream"]
 
@@ -95,7 +96,7 @@ class Router:
         return signers
 
     async def forward(self, method: str, service: str, path: str, query: str, body: bytes | None,
-                      hop: int) -> Upstream | None:
+                      hop: int, nonce: str) -> Upstream | None:
         """The first usable upstream answer, or None when no region could answer."""
         lagging: Upstream | None = None  # a replica's 404: the answer only if nothing better answers
         deferred: list[tuple[str, str]] = []  # suspect upstreams: the last resort
@@ -111,8 +112,8 @@ class Router:
                 if self._suspect(base):
                     deferred.append((region, base))
                     continue
-                answer = self._proven(await self._call(method, base, path, query, body, region), method, service,
-                                      path, query, body, {f"node.{service}.{region}"})
+                answer = self._proven(await self._call(method, base, path, query, body, region, nonce), method,
+                                      service, path, query, body, {f"node.{service}.{region}"}, nonce)
                 if answer is None or answer.status >= 500 and method == "GET":
                     continue
                 if answer.status == 404 and method == "GET" and region != route.primary:
@@ -125,12 +126,12 @@ class Router:
             if not learned:
                 break
         if hop == 0:
-            relayed = await self._via_other_regions(method, service, path, query, body)
+            relayed = await self._via_other_regions(method, service, path, query, body, nonce)
             if relayed is not None:
                 return relayed
         for region, base in dict.fromkeys(deferred):
-            answer = self._proven(await self._call(method, base, path, query, body, region), method, service, path,
-                                  query, body, {f"node.{service}.{region}"})
+            answer = self._proven(await self._call(method, base, path, query, body, region, nonce), method, service,
+                                  path, query, body, {f"node.{service}.{region}"}, nonce)
             if answer is not None and (answer.status < 500 or method != "GET"):
                 return answer
         return lagging
@@ -138,7 +139,7 @@ class Router:
     def _learn_table(self, body: bytes, region: str) -> bool:
         """A node refused as not-primary and sent its table: adopt it if it is newer and valid."""
         try:
-            raw = json.loads(body).get("table")
+            raw = parse_json(body).get("table")
             if raw is None:
                 return False
             self.offer_table(SignedTable.model_validate(raw), source=f"node in {region}")
@@ -147,25 +148,25 @@ class Router:
             return False
 
     async def _via_other_regions(self, method: str, service: str, path: str, query: str,
-                                 body: bytes | None) -> Upstream | None:
+                                 body: bytes | None, nonce: str) -> Upstream | None:
         citizen_path = f"/v1/services/{service}{path.removeprefix('/v1')}"  # the node's path, as a gateway's
         replicas = {f"node.{service}.{r}" for r in self.config.nodes[service]}
         for region, url in sorted(self.config.gateways.items(), key=lambda item: self._suspect(item[1])):
-            answer = self._proven(await self._call(method, url, citizen_path, query, body, region,
+            answer = self._proven(await self._call(method, url, citizen_path, query, body, region, nonce,
                                                    headers={HOP_HEADER: "1"}), method, service, path, query, body,
-                                  replicas)
+                                  replicas, nonce)
             if answer is not None and answer.status < 500:
                 log.debug("served through another region service=%s via=%s", service, region)
                 return answer
         return None
 
     def _proven(self, answer: Upstream | None, method: str, service: str, path: str, query: str,
-                body: bytes | None, nodes: set[str]) -> Upstream | None:
+                body: bytes | None, nodes: set[str], nonce: str) -> Upstream | None:
         """``answer`` rebuilt from its verified proofs, or None when a 200 does not prove itself."""
         if answer is None or answer.status != 200:
             return answer
         try:
-            rendered = self._verify(json.loads(answer.body), method, service, path, query, body, nodes)
+            rendered = self._verify(parse_json(answer.body), method, service, path, query, body, nodes, nonce)
         except (SignatureError, ValueError, KeyError, TypeError, AttributeError) as exc:
             self.metrics.forged.labels(region=self.region, target_region=answer.region).inc()
             log.warning("answer without a valid proof dropped service=%s from=%s: %s", service, answer.region, exc)
@@ -173,21 +174,22 @@ class Router:
         return Upstream(200, json.dumps(rendered).encode(), answer.region, answer.retry_after)
 
     def _verify(self, payload: dict[str, Any], method: str, service: str, path: str, query: str,
-                body: bytes | None, nodes: set[str]) -> dict[str, Any]:
+                body: bytes | None, nodes: set[str], nonce: str) -> dict[str, Any]:
         trust = self.f.trust
         if path == "/v1/documents":  # a citizen's list: every document proven, and the citizen's own
-            citizen = dict(urllib.parse.parse_qsl(query)).get("citizen_id")
+            # The first value, as the node reads it (aiohttp): a repeated parameter must not split them.
+            citizen = next((v for k, v in urllib.parse.parse_qsl(query) if k == "citizen_id"), None)
             documents = []
             for item in payload["documents"]:
                 proof = Proof.model_validate(item["proof"])
-                entry = check_proof(proof, service=service, nodes=nodes, doc_id=None, trust=trust)
-                if json.loads(entry.body).get("citizen_id") != citizen:
+                entry = check_proof(proof, service=service, nodes=nodes, doc_id=None, nonce=nonce, trust=trust)
+                if parse_json(entry.body).get("citizen_id") != citizen:
                     raise SignatureError(f"listed document {entry.doc_id!r} is another citizen's")
                 documents.append(render(proof, proof.node.rsplit(".", 1)[1]))
             return {"documents": documents, "stale": bool(payload.get("stale"))}
         doc_id = path.rsplit("/", 1)[1]
         proof = Proof.model_validate(payload["proof"])
-        entry = check_proof(proof, service=service, nodes=nodes, doc_id=doc_id, trust=trust)
+        entry = check_proof(proof, service=service, nodes=nodes, doc_id=doc_id, nonce=nonce, trust=trust)
         if method == "PUT":
             sent = canonical_json(DocumentIn.model_validate_json(body or b"").model_dump(mode="json")).decode()
             if not proof.acknowledged or entry.body != sent:
@@ -195,10 +197,10 @@ class Router:
         return render(proof, proof.node.rsplit(".", 1)[1])
 
     async def _call(self, method: str, base: str, path: str, query: str, body: bytes | None, region: str,
-                    headers: dict[str, str] | None = None) -> Upstream | None:
+                    nonce: str, headers: dict[str, str] | None = None) -> Upstream | None:
         assert self.session is not None
         started = time.monotonic()
-        sent = {"Content-Type": "application/json", **(headers or {})}
+        sent = {"Content-Type": "application/json", NONCE_HEADER: nonce, **(headers or {})}
         url = base + path
         on_probation = started - self._timed_out.get(base, -1e9) < PROBATION_SECONDS
         try:

@@ -99,7 +99,7 @@ class RoutingTable(WireModel):
     services: dict[str, ServiceRoute] = Field(max_length=100_000)
 
     def digest(self) -> str:
-        """The SHA-256 of this table's canonical form: what a successor names as ``previous``."""
+        """What a successor names as ``previous`` (:func:`table_digest`)."""
         return table_digest(self)
 
     def route(self, service_id: str) -> ServiceRoute:
@@ -120,8 +120,15 @@ class SignedTable(WireModel):
 
 
 def table_digest(table: RoutingTable) -> str:
-    """SHA-256 (hex) of a table's canonical JSON."""
-    return hashlib.sha256(canonical_json(table.model_dump(mode="json"))).hexdigest()
+    """SHA-256 (hex) of what a table decides: its version, predecessor and routes.
+
+    Timestamps and the reason are left out on purpose: two certified copies of the same routes
+    (honest proposals racing, or a rogue controller handing each peer its own copy) are then
+    one predecessor, and cannot split the controllers into lineages that refuse each other.
+    """
+    decided = {"version": table.version, "previous": table.previous,
+               "services": {sid: route.model_dump(mode="json") for sid, route in table.services.items()}}
+    return hashlib.sha256(canonical_json(decided)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -190,12 +197,22 @@ class TableGuard:
         Returns the key ids of the controllers whose signatures verified.
         """
         table = candidate.table
+        held = self.current.table if self.current else None
+        # Refusals that need no signature check come first: an unauthenticated sender must not
+        # buy a round of Ed25519 verifications over a large table with a stale or foreign one.
+        if held is not None and (table.version < held.version or
+                                 (table.version == held.version and table.services == held.services)):
+            raise TableRejected(TableRejection.NOT_NEWER,
+                                f"table v{table.version} is not newer than held v{held.version}; rollback refused")
+        unknown = sorted(set(table.services) - self.known_services)
+        if unknown:
+            raise TableRejected(TableRejection.UNKNOWN_SERVICE,
+                                f"table v{table.version} names unknown services: {', '.join(unknown[:10])}")
         try:
             signers = verify_threshold(candidate.payload(), candidate.signatures, self._keys,
                                        self.threshold, Role.CONTROLLER.value)
         except SignatureError as exc:
             raise TableRejected(TableRejection.UNDER_SIGNED, f"table v{table.version} refused: {exc}") from None
-        held = self.current.table if self.current else None
         if held is not None and table.version <= held.version:
             # Same routes signed twice (two honest proposals racing) move nothing; only siblings
             # that route differently prove a double signature.
@@ -215,10 +232,6 @@ class TableGuard:
         if table.expires_at <= now:
             raise TableRejected(TableRejection.EXPIRED,
                                 f"table v{table.version} expired {now - table.expires_at:.0f}s ago")
-        unknown = sorted(set(table.services) - self.known_services)
-        if unknown:
-            raise TableRejected(TableRejection.UNKNOWN_SERVICE,
-                                f"table v{table.version} names unknown services: {', '.join(unknown)}")
         for service_id, route in table.services.items():
             if not route.regions:
                 raise TableRejected(TableRejection.ZERO_REGIONS,

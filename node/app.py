@@ -26,7 +26,7 @@ from node.backup import BackupUnavailable
 from node.chain import Entry
 from node.errors import BatchRefused, IntegrityViolation, WriteRefused
 from node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
-from node.receipts import prove, render
+from node.receipts import nonce_of, prove, render
 from node.runtime import NodeRuntime
 from vault.s3 import VaultError
 
@@ -39,10 +39,11 @@ MAX_REPLICATION_BYTES = 4 * 1024 * 1024
 MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 
-def _document(runtime: NodeRuntime, entry: Entry, *, acknowledged: bool = False) -> dict[str, object]:
+def _document(runtime: NodeRuntime, entry: Entry, request: web.Request, *, acknowledged: bool = False
+              ) -> dict[str, object]:
     stale = runtime.role is not NodeRole.PRIMARY or not runtime.route.writable
     proof = prove(runtime.f.signer, service=runtime.service, node=runtime.config.component, entry=entry,
-                  role=runtime.role.value, stale=stale, acknowledged=acknowledged)
+                  role=runtime.role.value, stale=stale, acknowledged=acknowledged, nonce=nonce_of(request.headers) or "")
     return render(proof, runtime.region)
 
 
@@ -69,7 +70,7 @@ async def put_document(request: web.Request) -> web.Response:
             body = {k: v for k, v in exc.extra.items() if k != "retry_after"}
             return web.json_response({"error": str(exc), **body}, status=exc.status, headers=headers)
     runtime.metrics.writes.labels(service=runtime.service, region=runtime.region, outcome="acknowledged").inc()
-    return web.json_response(_document(runtime, entry, acknowledged=True), status=200)
+    return web.json_response(_document(runtime, entry, request, acknowledged=True), status=200)
 
 
 async def get_document(request: web.Request) -> web.Response:
@@ -82,7 +83,7 @@ async def get_document(request: web.Request) -> web.Response:
                                "read from another region")
     if entry is None:
         return json_error(404, f"no document {doc_id!r} in service {runtime.service}")
-    return web.json_response(_document(runtime, entry))
+    return web.json_response(_document(runtime, entry, request))
 
 
 async def list_documents(request: web.Request) -> web.Response:
@@ -100,7 +101,7 @@ async def list_documents(request: web.Request) -> web.Response:
         entries = await runtime.list_documents(citizen_id, request.query.get("after", ""), limit)
     except IntegrityViolation as exc:
         return json_error(503, f"this replica failed verification ({exc.reason}); read from another region")
-    return web.json_response({"documents": [_document(runtime, e) for e in entries],
+    return web.json_response({"documents": [_document(runtime, e, request) for e in entries],
                               "stale": runtime.role is not NodeRole.PRIMARY})
 
 
@@ -170,7 +171,7 @@ async def post_integrity(request: web.Request) -> web.Response:
 async def chain_hash(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     raw = request.match_info["position"]
-    position = int(raw) if raw.isdigit() and len(raw) <= 16 else -1
+    position = int(raw) if re.fullmatch(r"[0-9]{1,16}", raw) else -1
     if not 0 <= position <= MAX_COUNTER:
         return json_error(400, f"position must be an integer from 0 to {MAX_COUNTER}")
     if runtime.compromised:

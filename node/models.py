@@ -7,7 +7,7 @@ from pydantic import Field
 
 from infra.routing import SignedTable
 from infra.signing import Signature
-from infra.wire import Counter, FiniteJson, WireModel
+from infra.wire import Counter, FiniteJson, PositiveCounter, WireModel
 from node.chain import Entry
 
 __all__ = [
@@ -60,7 +60,7 @@ class ReplicationBatch(WireModel):
 
     service: str = Field(max_length=64)
     sender: str = Field(max_length=200)
-    epoch: Counter = Field(ge=1)
+    epoch: PositiveCounter
     table_version: Counter
     acked_position: Counter
     head_position: Counter

@@ -4,7 +4,8 @@ Links and ports are not trusted: a link proxy can rewrite an answer, a process s
 crashed node's port can answer anything. So every document a node serves (and every write it
 acknowledges) carries a :class:`Proof`: the whole log entry, and the node's signature over
 the service, the entry's hash, position and epoch, which region and role served it, whether
-it is possibly stale and whether the write was acknowledged. A gateway serves a document only
+it is possibly stale, whether the write was acknowledged, and the nonce the asking gateway
+sent (so an old answer cannot be replayed as a fresh one). A gateway serves a document only
 after :func:`check_proof` verified the signature with the key the trust root lists for the
 node it asked, and the entry's hash against its content, so the proof holds over any transport.
 
@@ -15,7 +16,8 @@ chain comparison is what catches a node that forges its own history.)
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import Field
@@ -26,7 +28,16 @@ from infra.signing import Signature, Signer, verify
 from infra.wire import WireModel
 from node.chain import Entry
 
-__all__ = ["Proof", "check_proof", "prove", "render"]
+__all__ = ["NONCE_HEADER", "NONCE_PATTERN", "Proof", "check_proof", "nonce_of", "prove", "render"]
+
+NONCE_HEADER = "X-Paydar-Nonce"
+NONCE_PATTERN = r"^[0-9a-f]{0,64}$"
+
+
+def nonce_of(headers: Mapping[str, str]) -> str | None:
+    """The request's nonce when it is well-formed (None otherwise)."""
+    value = headers.get(NONCE_HEADER, "")
+    return value if re.fullmatch(NONCE_PATTERN, value) else None
 
 
 class Proof(WireModel):
@@ -37,6 +48,7 @@ class Proof(WireModel):
     role: str = Field(max_length=32)
     stale: bool
     acknowledged: bool = False
+    nonce: str = Field(default="", pattern=NONCE_PATTERN)
     signature: Signature
 
 
@@ -44,14 +56,15 @@ def _receipt(service: str, proof_fields: dict[str, object]) -> list[object]:
     entry = proof_fields["entry"]
     assert isinstance(entry, Entry)
     return ["paydar-receipt-v1", service, proof_fields["node"], entry.doc_id, entry.hash, entry.position,
-            entry.epoch, proof_fields["role"], proof_fields["stale"], proof_fields["acknowledged"]]
+            entry.epoch, proof_fields["role"], proof_fields["stale"], proof_fields["acknowledged"],
+            proof_fields["nonce"]]
 
 
 def prove(signer: Signer, *, service: str, node: str, entry: Entry, role: str, stale: bool,
-          acknowledged: bool = False) -> Proof:
-    """The node's proof for one entry it serves (or acknowledges)."""
+          acknowledged: bool = False, nonce: str = "") -> Proof:
+    """The node's proof for one entry it serves (or acknowledges), bound to the asker's ``nonce``."""
     fields: dict[str, object] = {"entry": entry, "node": node, "role": role, "stale": stale,
-                                 "acknowledged": acknowledged}
+                                 "acknowledged": acknowledged, "nonce": nonce}
     return Proof(**fields, signature=signer.sign(_receipt(service, fields)))  # type: ignore[arg-type]
 
 
@@ -64,7 +77,7 @@ def render(proof: Proof, region: str) -> dict[str, Any]:
     return {"acknowledged": True, **document} if proof.acknowledged else document
 
 
-def check_proof(proof: Proof, *, service: str, nodes: Collection[str], doc_id: str | None,
+def check_proof(proof: Proof, *, service: str, nodes: Collection[str], doc_id: str | None, nonce: str,
                 trust: TrustRoot) -> Entry:
     """The proven entry; raise :class:`SignatureError` naming what does not hold.
 
@@ -72,6 +85,8 @@ def check_proof(proof: Proof, *, service: str, nodes: Collection[str], doc_id: s
     the service when the answer was relayed by another region's gateway.
     """
     node = proof.node
+    if proof.nonce != nonce:
+        raise SignatureError("receipt is not for this request (its nonce differs): a replayed answer")
     if node not in nodes:
         raise SignatureError(f"receipt names {node}, not a node asked for service {service}")
     if doc_id is not None and proof.entry.doc_id != doc_id:

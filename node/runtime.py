@@ -50,6 +50,12 @@ from node.store import DocumentStore, VerifyResult, verify_file
 __all__ = ["NodeRuntime"]
 
 
+def _overloaded(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed for want of room or time (disk full, database busy), not bad data."""
+    text = str(exc).lower()
+    return "full" in text or "locked" in text or "busy" in text
+
+
 def _out_of_descriptors(path: Path) -> bool:
     """Whether opening ``path`` fails only because this process has no descriptor left."""
     try:
@@ -219,6 +225,12 @@ class NodeRuntime:
             try:
                 entry = await self.db(lambda: self._store().append(
                     epoch=epoch, doc_id=doc_id, body=body, written_ms=int(self._clock() * 1000)))
+            except sqlite3.OperationalError as exc:
+                if _overloaded(exc):  # a full or busy disk is overload, never evidence against the data
+                    raise WriteRefused(503, f"this node cannot store the write now ({exc}); retry shortly",
+                                       retry_after=1) from None
+                self.mark_compromised(f"database unusable: {exc}")
+                raise WriteRefused(503, "this node's storage is unusable; the write was not accepted") from None
             except sqlite3.DatabaseError as exc:
                 self.mark_compromised(f"database unusable: {exc}")
                 raise WriteRefused(503, "this node's storage is unusable; the write was not accepted") from None
@@ -318,7 +330,7 @@ class NodeRuntime:
         try:
             matched = await self.db(lambda: self._store().apply(
                 batch.entries, prev_position=batch.prev_position, prev_hash=batch.prev_hash,
-                sender_epoch=batch.epoch, sender_head=batch.head_position))
+                sender_epoch=batch.epoch, sender_head=batch.head_position, protected=self.known_acked))
         except LogMismatch:
             return await reply(ReplyStatus.MISMATCH, "previous entry differs")
         self.known_acked = max(self.known_acked, min(batch.acked_position, matched))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from node.chain import GENESIS_HASH, Entry, entry_hash
 from node.errors import BatchRefused, IntegrityViolation, LogMismatch
+from infra.wire import parse_json
 
 __all__ = ["DocumentStore", "VerifyResult", "check_batch", "verify_file", "verify_log"]
 
@@ -110,7 +111,7 @@ def check_batch(service: str, entries: Sequence[Entry], *, prev_position: int, p
         if entry.prev_hash != expected_prev or not entry.intact(service):
             raise BatchRefused(400, f"{where} does not continue the chain (link or hash does not match)")
         try:
-            body = json.loads(entry.body)
+            body = parse_json(entry.body)
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -219,13 +220,15 @@ class DocumentStore:
         return entry
 
     def apply(self, entries: Sequence[Entry], *, prev_position: int, prev_hash: str,
-              sender_epoch: int, sender_head: int) -> int:
+              sender_epoch: int, sender_head: int, protected: int = 0) -> int:
         """Apply a primary's batch as a standby; return the position matched through.
 
         Entries must continue the chain at ``prev_position`` (:func:`check_batch`). A local
         entry that differs from the primary's at the same position is an unacknowledged write
         of an older epoch: it and everything after it are dropped (truncation never touches
         the primary's epoch). Entries beyond ``sender_head`` are dropped for the same reason.
+        Nothing at or below ``protected`` (what this node knows was acknowledged) is ever dropped,
+        whatever the sender says: a hostile primary must not erase acknowledged history.
         """
         check_batch(self.service, entries, prev_position=prev_position, prev_hash=prev_hash,
                     sender_epoch=sender_epoch, sender_head=sender_head)
@@ -238,10 +241,10 @@ class DocumentStore:
                 if local is not None and local.hash == entry.hash:
                     continue
                 if local is not None:
-                    self._truncate_from(entry.position, sender_epoch)
+                    self._truncate_from(entry.position, sender_epoch, protected)
                 self._insert(entry)
             if self.head()[0] > sender_head:
-                self._truncate_from(sender_head + 1, sender_epoch)
+                self._truncate_from(sender_head + 1, sender_epoch, protected)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -258,7 +261,10 @@ class DocumentStore:
             "ON CONFLICT(doc_id) DO UPDATE SET position = excluded.position, citizen_id = excluded.citizen_id",
             (entry.doc_id, entry.position, citizen_id))
 
-    def _truncate_from(self, position: int, sender_epoch: int) -> None:
+    def _truncate_from(self, position: int, sender_epoch: int, protected: int) -> None:
+        if position <= protected:
+            raise BatchRefused(409, f"refusing to drop entries from position {position}: this node knows writes "
+                                    f"up to {protected} were acknowledged")
         newest = self._db.execute("SELECT MAX(epoch) FROM log WHERE position >= ?", (position,)).fetchone()[0]
         if newest is not None and newest >= sender_epoch:
             # Two different entries in one epoch would mean two primaries in one epoch.

@@ -9,12 +9,12 @@ probers of a realization and ``paydar bench probes``.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 
 import aiohttp
 
+from infra.wire import as_counter, parse_json
 from probes.models import TargetKind, TargetObservation
 
 __all__ = ["ProbeEngine", "Target"]
@@ -75,7 +75,7 @@ class ProbeEngine:
                 async with self.session.get(url) as response:
                     if response.status != 200:
                         return None
-                    answer = json.loads(await response.content.read(MAX_ANSWER_BYTES))
+                    answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
                     return answer if isinstance(answer, dict) else None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
                 return None
@@ -83,7 +83,7 @@ class ProbeEngine:
 
 def _gateway_observation(target: str, status: int, raw: bytes, latency_ms: float) -> TargetObservation:
     try:
-        version = int(json.loads(raw)["table_version"])
+        version: int | None = as_counter(parse_json(raw)["table_version"])
     except (ValueError, KeyError, TypeError):
         version = None
     return TargetObservation(target=target, alive=True, ready=status == 200, latency_ms=latency_ms,
@@ -91,19 +91,22 @@ def _gateway_observation(target: str, status: int, raw: bytes, latency_ms: float
 
 
 def _node_observation(target: str, status: int, raw: bytes, latency_ms: float) -> TargetObservation:
+    # A node's answer is untrusted: every field is checked, and any surprise makes it "not ready"
+    # (ValidationError is a ValueError), never an exception that would end the whole round.
     try:
-        state = json.loads(raw)
+        state = parse_json(raw)
         standbys = state.get("standbys") or {}
-        position = int(state["log_position"])
-        lag = {region: max(0, position - int(s.get("matched", 0))) for region, s in standbys.items()}
+        position = as_counter(state["log_position"], minimum=-1)
+        lag = {str(region)[:64]: max(0, position - as_counter(s.get("matched", 0)))
+               for region, s in list(standbys.items())[:64]}
         compromised = bool(state.get("compromised"))
         return TargetObservation(
             target=target, alive=True, ready=status == 200 and not compromised, latency_ms=latency_ms,
-            error=(f"compromised: {state['compromised']}" if compromised else
+            error=(f"compromised: {str(state['compromised'])[:200]}" if compromised else
                    None if status == 200 else f"status {status}"),
-            role=str(state.get("role")), epoch=int(state["epoch"]), position=position,
-            acked=int(state.get("acked_position", 0)), head=str(state.get("chain_head", "")),
-            table_version=int(state.get("table_version", 0)), compromised=compromised, lag=lag)
+            role=str(state.get("role"))[:32], epoch=as_counter(state["epoch"]), position=position,
+            acked=as_counter(state.get("acked_position", 0)), head=str(state.get("chain_head", ""))[:64],
+            table_version=as_counter(state.get("table_version", 0)), compromised=compromised, lag=lag)
     except (ValueError, KeyError, TypeError, AttributeError):
         return TargetObservation(target=target, alive=True, ready=False, latency_ms=latency_ms,
                                  error=f"status {status} with an unusable state document")

@@ -19,6 +19,7 @@ import aiohttp
 
 from infra.signing import Signer
 from infra.topology import NationalTopology
+from infra.wire import parse_json
 from probes.config import ProberConfig
 from probes.engine import ProbeEngine, Target
 from probes.metrics import ProberMetrics
@@ -161,12 +162,12 @@ class Prober:
                     error = f"write answered {response.status}"
             if error is None:
                 async with session.get(path, timeout=limit) as response:
-                    body = await response.json(content_type=None) if response.status == 200 else {}
+                    body = parse_json(await response.read()) if response.status == 200 else {}
                     if response.status != 200:
                         error = f"read answered {response.status}"
                     elif body.get("data", {}).get("marker") != marker:
                         error = "read back a different canary than was written"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, AttributeError) as exc:
             error = type(exc).__name__ if not isinstance(exc, asyncio.TimeoutError) else "timeout"
         seconds = time.monotonic() - started
         self.metrics.canary_success.labels(self.config.region, gateway).set(0 if error else 1)
@@ -186,7 +187,10 @@ class Prober:
                      if (o := self._last_obs.get(f"node.{service}.{r}")) and o.ready and o.position is not None}
         if len(positions) < 2:
             return None
-        position = min(p for p in positions.values() if p is not None)
+        # The lower median, not the minimum: one replica claiming position 0 (or a huge one) must
+        # not move the comparison to genesis and switch the check off for everyone.
+        ordered = sorted(p for p in positions.values() if p is not None)
+        position = ordered[(len(ordered) - 1) // 2]
         answers = await asyncio.gather(*(self._engine_().get_json(f"{regions[r]}/v1/chain/{position}")
                                          for r in positions))
         hashes = {r: str(a["hash"]) for r, a in zip(positions, answers) if a and "hash" in a}

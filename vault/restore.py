@@ -14,6 +14,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,10 @@ MAX_VERSIONS_PER_KEY = 8
 """Versions of one manifest key tried, oldest first: each is one GET. The oldest version is the
 one its node wrote (a node writes each manifest key once); later ones can only come from
 someone overwriting it, so however many are stacked on top, the node's is tried first."""
+
+
+FUTURE_SKEW_SECONDS = 3600.0
+"""Manifest names dated further ahead than this are plants: no node's clock is that far off."""
 
 
 class NoBackup(VaultError):
@@ -90,13 +95,18 @@ def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str, 
         for item in page.get("Versions", []):
             if _named_fit(item["Key"], at, position):
                 versions.setdefault(item["Key"], []).append(item["VersionId"])
-    listed = []
-    for key in sorted(versions, reverse=True)[:newest]:
+    listed: list[Listed] = []
+    verified = 0
+    for key in sorted(versions, reverse=True):
+        if newest is not None and verified >= newest:
+            break  # names only narrow what is fetched; planted names that do not verify don't count
         # S3 lists a key's versions newest first; LastModified has one-second resolution, so
         # the listing order, reversed, is what puts the node's own version first.
         found = [_verify_version(client, trust, service, region, bucket, key, version_id)
                  for version_id in list(reversed(versions[key]))[:MAX_VERSIONS_PER_KEY]]
-        listed.append(next((entry for entry in found if entry.problem is None), found[0]))
+        entry = next((entry for entry in found if entry.problem is None), found[0])
+        verified += entry.problem is None
+        listed.append(entry)
     return sorted(listed, key=_signed_order, reverse=True)
 
 
@@ -126,11 +136,17 @@ def _verify_version(client: S3Client, trust: TrustRoot, service: str, region: st
 
 
 def _named_fit(key: str, at: datetime | None, position: int | None) -> bool:
-    """Whether a manifest's key name claims a backup at or before the target (unparsable names are kept)."""
+    """Whether a manifest's key name claims a backup at or before the target.
+
+    A name no node writes (unparsable, or dated in the future) is passed over: a manifest
+    verifies only under its own key, so such a key can only hold a plant.
+    """
     try:
         created_ms, named_position = (int(part) for part in key.rsplit("/", 1)[1].removesuffix(".json").split("-"))
     except ValueError:
-        return True
+        return False
+    if created_ms > (time.time() + FUTURE_SKEW_SECONDS) * 1000:
+        return False
     return ((at is None or created_ms <= at.timestamp() * 1000)
             and (position is None or named_position <= position))
 

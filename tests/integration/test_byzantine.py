@@ -365,7 +365,8 @@ class TamperingLink:
 
     def __init__(self, system: Realization, source: str, target: str, component: str, rewrite: Any) -> None:
         link = system.plan.link(source, target)
-        system.supervisor.rpc().supervisor.stopProcess(link.id, True)
+        if system.supervisor.rpc().supervisor.getProcessInfo(link.id)["statename"] == "RUNNING":
+            system.supervisor.rpc().supervisor.stopProcess(link.id, True)
         target_url = system.plan.component(component).url
         self.seen = 0
         outer = self
@@ -465,6 +466,26 @@ def test_a_gateway_serves_only_documents_whose_receipt_verifies(start_system: Sy
     with urllib.request.urlopen(gateway + "/metrics", timeout=5) as answer:
         scrape = answer.read().decode()
     assert 'paydar_gateway_unproven_answers_total{region="isfahan",target_region="tehran"} 1.0' in scrape
+
+    # A replay: the link answers with a genuine, validly signed answer it recorded before the
+    # document changed. The receipt names another request's nonce, so it is not served.
+    recorded: dict[str, bytes] = {}
+
+    def record(method: str, path: str, body: bytes, upstream: Any) -> tuple[int, bytes]:
+        status, payload = upstream()
+        if method == "GET" and status == 200 and path.endswith("/v1/documents/d1"):
+            recorded.setdefault("old", payload)
+            return 200, recorded["old"]
+        return status, payload
+
+    with TamperingLink(system, "isfahan", "tehran", f"node.{SERVICE}.tehran", record):
+        assert http("GET", gateway + f"/v1/services/{SERVICE}/documents/d1")[0] == 200
+        assert http("PUT", system.plan.gateway("tehran").url + f"/v1/services/{SERVICE}/documents/d1",
+                    document(1, "newer"))[0] == 200
+        wait_until(lambda: http("GET", system.plan.node(SERVICE, "isfahan").url + "/v1/documents/d1")[1]
+                   .get("data", {}).get("tag") == "newer", 10, "isfahan's replica to hold the newer version")
+        status, got, _ = http("GET", gateway + f"/v1/services/{SERVICE}/documents/d1")
+    assert status == 200 and got["data"]["tag"] == "newer", "the replayed old version was not served"
 
 
 # -- the full-compromise cells of the N-1 matrix -------------------------------------------------

@@ -57,3 +57,10 @@ def test_read_only_service_without_primary() -> None:
     views = {"tehran": UP(True, 5, 5), "isfahan": UP(True, 5, 5), "mashhad": UP(True, 4, 4)}
     assert check("isfahan", views, primary=None).verdict is V.SAFE
     assert check("mashhad", views, primary=None).verdict is V.LACKS_WRITES
+
+
+def test_a_lying_standby_cannot_disqualify_the_honest_ones_while_the_primary_answers() -> None:
+    replicas = {"tehran": ReplicaView(True, 10, 10), "isfahan": ReplicaView(True, 10, 10),
+                "mashhad": ReplicaView(True, 10**15, 10**15)}
+    check = check_promotion("isfahan", replicas, primary="tehran", sync_replicas=1)
+    assert check.safe and check.required_position == 10, "the fenced primary's acknowledged position is the rule"

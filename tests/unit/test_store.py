@@ -151,3 +151,14 @@ def test_a_batch_beyond_the_senders_head_is_refused() -> None:
     entries = [forge(1, 1, GENESIS_HASH, body())]
     with pytest.raises(BatchRefused, match="beyond the sender's head 0"):
         check_batch("1101", entries, prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=1, sender_head=0)
+
+
+def test_acknowledged_history_is_never_dropped_whatever_the_sender_says(tmp_path: Path) -> None:
+    standby = DocumentStore(tmp_path / "s.sqlite3", "1101")
+    fill(standby, 3)
+    with pytest.raises(BatchRefused, match="knows writes up to 2 were acknowledged"):
+        standby.apply([], prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=9, sender_head=0, protected=2)
+    assert standby.head()[0] == 3, "an empty batch claiming head 0 erased nothing"
+    standby.apply([], prev_position=0, prev_hash=GENESIS_HASH, sender_epoch=9, sender_head=2, protected=2)
+    assert standby.head()[0] == 2, "an unacknowledged tail of an older epoch is still dropped"
+    standby.close()
