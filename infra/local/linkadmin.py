@@ -5,7 +5,7 @@ Served on 127.0.0.1:admin_port by :mod:`infra.local.linkproxy`:
 - ``GET /livez`` → ``{"status": "ok"}``, without auth (readiness);
 - everything else needs ``Authorization: Bearer <token>`` (401 otherwise);
 - ``GET /v1/link`` → :class:`LinkState`;
-- ``POST /v1/link`` with :class:`LinkChange` (``{"mode": "pass|cut|drop"}`` and/or
+- ``POST /v1/link`` with :class:`LinkChange` (``{"mode": "pass|cut|drop|tamper"}`` and/or
   ``{"delay_ms": N}``, at most 4 KiB) → the new :class:`LinkState`; a bad body is a 400 naming
   the field and changes nothing;
 - ``POST /v1/link/cut``, ``/v1/link/drop``, ``/v1/link/heal`` (pass, no delay), empty bodies.
@@ -117,7 +117,7 @@ def build_admin_app(link: LinkControl, token: str) -> web.Application:
     async def post_link(request: web.Request) -> web.Response:
         change = await read_model(request, LinkChange, limit=4096)
         if change.mode is None and change.delay_ms is None:
-            return json_error(400, 'nothing to change: send {"mode": "pass|cut|drop"} and/or {"delay_ms": N}')
+            return json_error(400, 'nothing to change: send {"mode": "pass|cut|drop|tamper"} and/or {"delay_ms": N}')
         return web.json_response(link.apply(change).model_dump(mode="json"))
 
     def preset(change: LinkChange) -> Handler:

@@ -194,14 +194,16 @@ def test_region_credentials_cannot_roll_a_restore_back(system: Realization, tmp_
     assert report.manifest == new, "the newest genuine backup is restored, not the older copy"
     listed = list_vault(system, SERVICE, "tehran")["tehran"]
     assert next(e.verified for e in listed if e.verified) == new
-    tehran.put_object(Bucket=new.bucket, Key=manifest_key("tehran", new.created_ms + 10**9, old.position),
-                      Body=old_raw)
+    later = manifest_key("tehran", new.created_ms + 1, old.position)
+    future = manifest_key("tehran", new.created_ms + 10**9, old.position)  # 11 days ahead: no node writes it
+    for key in (later, future):
+        tehran.put_object(Bucket=new.bucket, Key=key, Body=old_raw)
     assert restore(system, SERVICE, "tehran", into=tmp_path / "still-newest").manifest == new, \
         "a later-sorting name does not make an older backup the newest: manifests are ordered by signed fields"
-    listed = list_vault(system, SERVICE, "tehran")["tehran"]
-    planted = [e for e in listed if e.key.endswith(f"{new.created_ms + 10**9:015d}-{old.position:012d}.json")]
-    assert planted and planted[0].verified is None and "not its own key" in str(planted[0].problem), \
+    listed = {e.key: e for e in list_vault(system, SERVICE, "tehran")["tehran"]}
+    assert later in listed and listed[later].verified is None and "not its own key" in str(listed[later].problem), \
         "`backups list` does not call the planted copy verified"
+    assert future not in listed, "a name dated in the future is passed over"
 
 
 def test_point_in_time_restore_returns_exactly_what_was_acknowledged_up_to_that_position(

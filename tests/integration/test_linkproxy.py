@@ -284,12 +284,12 @@ def test_delay_slows_every_chunk_both_ways(start_proxy: Callable[..., Proxy]) ->
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
-    (b'{"mode": "explode"}', 400, "invalid request body: mode: Input should be 'pass', 'cut' or 'drop'"),
+    (b'{"mode": "explode"}', 400, "invalid request body: mode: Input should be 'pass', 'cut', 'drop' or 'tamper'"),
     (b'{"mode": "cut", "bogus": 1}', 400, "invalid request body: bogus: Extra inputs are not permitted"),
     (b'{"delay_ms": 60001}', 400, "invalid request body: delay_ms: Input should be less than or equal to 60000"),
     (b'{"delay_ms": "300"}', 400, "invalid request body: delay_ms: Input should be a valid integer"),
     (b"not json", 400, "invalid request body: body: Invalid JSON"),
-    (b"{}", 400, 'nothing to change: send {"mode": "pass|cut|drop"} and/or {"delay_ms": N}'),
+    (b"{}", 400, 'nothing to change: send {"mode": "pass|cut|drop|tamper"} and/or {"delay_ms": N}'),
     (json.dumps({"mode": "cut", "pad": "x" * 8192}).encode(), 413, "request body exceeds the 4096 byte limit"),
 ], ids=["bad-mode", "unknown-field", "delay-too-long", "delay-not-int", "not-json", "empty", "oversized"])
 def test_bad_bodies_are_refused_and_change_nothing(start_proxy: Callable[..., Proxy], body: bytes, status: int,
@@ -305,7 +305,7 @@ def test_bad_bodies_are_refused_and_change_nothing(start_proxy: Callable[..., Pr
 
 def test_client_raises_with_the_servers_message(start_proxy: Callable[..., Proxy]) -> None:
     proxy = start_proxy()
-    with pytest.raises(LinkAdminError, match=r"HTTP 400 .*mode: Input should be 'pass', 'cut' or 'drop'"):
+    with pytest.raises(LinkAdminError, match=r"HTTP 400 .*mode: Input should be 'pass', 'cut', 'drop' or 'tamper'"):
         proxy.admin().set(mode="explode")
     with pytest.raises(LinkAdminError, match=r"cannot reach .*is the link proxy running"):
         LinkAdmin(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=1).state()
