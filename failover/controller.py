@@ -305,8 +305,7 @@ class Controller:
         self.ballot.record(held, proposal)
         own = self.f.signer.sign(proposal.model_dump(mode="json"))
         offer = SignedTable(table=proposal, signatures=(own,)).model_dump_json().encode()
-        replies = await asyncio.gather(*(self._ask(peer, url, offer) for peer, url in self.config.peers.items()))
-        signatures = [own] + [s for s, _ in replies if s is not None]
+        signatures, replies = await self._collect(own, offer)
         if self.table.version >= proposal.version:
             self._outcome(proposal, "superseded", f"table v{self.table.version} arrived from a peer first")
             return
@@ -359,6 +358,25 @@ class Controller:
         if changed:
             log.log(logging.INFO if outcome in ("certified", "superseded") else logging.WARNING,
                     "proposal version=%d outcome=%s detail=%s", proposal.version, outcome, detail)
+
+    async def _collect(self, own: Signature, offer: bytes) -> tuple[list[Signature], list[tuple[Signature | None, str]]]:
+        """Ask every peer to co-sign; return as soon as ``threshold`` signatures are in hand, so a
+        hung peer (its whole region frozen) costs nothing once the others have answered."""
+        asks = [asyncio.create_task(self._ask(peer, url, offer)) for peer, url in self.config.peers.items()]
+        signatures, replies = [own], []
+        try:
+            for answer in asyncio.as_completed(asks):
+                signature, why = await answer
+                replies.append((signature, why))
+                if signature is not None:
+                    signatures.append(signature)
+                if len(signatures) >= self.control.threshold:
+                    break
+        finally:
+            for ask in asks:
+                ask.cancel()
+            await asyncio.gather(*asks, return_exceptions=True)
+        return signatures, replies
 
     async def _ask(self, peer: str, url: str, offer: bytes) -> tuple[Signature | None, str]:
         try:

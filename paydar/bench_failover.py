@@ -94,6 +94,11 @@ def _restart_region(realization: Realization, region: str, service: str) -> None
         rpc.startProcess(component.id, True)
     node = realization.plan.node(service, region).url
     _await(f"{region} to rejoin as standby", lambda: _get(node + "/state")["role"] == "standby")
+    _await_watched(realization, region)
+
+
+def _await_watched(realization: Realization, region: str) -> None:
+    """Until ``controller.<region>`` has judged every node up (out of its start-up grace)."""
     controller = realization.plan.component(f"controller.{region}").url
     _await(f"controller.{region} to judge every node up", lambda: (s := _get(controller + "/state"))["quorum"]
            and not s["down"] and len(s["probers"]) == len(realization.topology.regions)
@@ -115,6 +120,8 @@ def bench_failover(*, config: Path, kills: int, service: str | None, console: Co
 def _run(realization: Realization, kills: int, service: str, console: Console) -> dict[str, float | int]:
     regions = list(realization.topology.service(service).regions)
     gateways = {r: realization.plan.gateway(r).url for r in realization.topology.region_names}
+    for region in realization.topology.region_names:  # the first kill, like every later one, hits a watched system
+        _await_watched(realization, region)
     workload = Workload(gateways, [service], clients=2, tag="bench").start()
     recoveries: list[float] = []
     try:
