@@ -246,7 +246,11 @@ def _text(value: object) -> str:
 
 @cli.group()
 def failover() -> None:
-    """Move a service's primary through the signed routing-table path."""
+    """Move a service's primary through the signed routing-table path.
+
+    Each command signs an intent with the operator key (<state-dir>/keys/operator.key, which no
+    component holds) and posts it to every controller; the table that results still needs
+    control.threshold controller signatures."""
 
 
 def _operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
