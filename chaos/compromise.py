@@ -11,7 +11,7 @@ its vault identity) and records the fault so ``chaos.actions.undo_fault`` puts t
   stamped far in the future;
 - ``send_hostile_batches``: a primary signs batches with gaps, future epochs, non-JSON
   bodies and counters beyond 64 bits, to every standby of its service;
-- ``open_vault_side_doors``: the vault's filer and volume ports are tried without credentials.
+- ``open_vault_side_doors``: the vault's filer, master and volume ports are tried without credentials.
 """
 
 from __future__ import annotations
@@ -159,18 +159,22 @@ def send_hostile_batches(node: str | None = None, configuration: Configuration =
 
 
 def open_vault_side_doors(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, int]:
-    """Try the vault's filer port without credentials: list, read, delete, write.
-    Returns each attempt's HTTP status (all must be refused with 401)."""
+    """Try every vault port beside S3 without credentials: the filer's list, read, delete and
+    write, the master's and the volume server's status. Returns each attempt's HTTP status,
+    0 when nothing answered; the attempt fails unless every door is unreachable or says 401.
+    The master is only asked read-only questions: were its door open, ``/col/delete`` would not ask."""
     system = realization(configuration)
     v = system.plan.vault
     bucket = f"paydar-{system.topology.services[0].id}"
     filer = f"http://127.0.0.1:{v.filer}"
     attempts = {"filer-list": ("GET", f"{filer}/buckets/"), "filer-read": ("GET", f"{filer}/buckets/{bucket}/"),
                 "filer-delete": ("DELETE", f"{filer}/buckets/{bucket}/"),
-                "filer-write": ("PUT", f"{filer}/buckets/{bucket}/planted")}
+                "filer-write": ("PUT", f"{filer}/buckets/{bucket}/planted"),
+                "master-status": ("GET", f"http://127.0.0.1:{v.master}/dir/status"),
+                "volume-status": ("GET", f"http://127.0.0.1:{v.volume}/status")}
     results = {name: _request(method, url, b"x" if method == "PUT" else None) for name, (method, url) in attempts.items()}
     record_fault(system, kind="vault-side-door", component="vault", region=None)
-    open_doors = {name: status for name, status in results.items() if status != 401}
+    open_doors = {name: status for name, status in results.items() if status not in (0, 401)}
     if open_doors:
         raise ActivityFailed(f"vault side doors answered without credentials: {open_doors}")
     return results

@@ -244,7 +244,7 @@ def _write_component_configs(realization: Realization) -> list[Program]:
             v = plan.vault
             ports = vault.VaultPorts(s3=v.s3, master=v.master, volume=v.volume, filer=v.filer, admin=v.admin)
             weed = str(Path(python).with_name("weed"))
-            command = vault.weed_command(weed, layout.vault_dir, ports, layout.vault_s3_config)
+            command = vault.vault_command(python, weed, layout.vault_dir, ports, layout.vault_s3_config)
             programs.append(Program(name=component.id, command=command, log=layout.log(component.id),
                                     priority=PRIORITY[component.kind], stop_wait_seconds=20,
                                     environment=vault.security_environment(layout.secrets / "vault")))

@@ -25,11 +25,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from infra.files import write_secret
+from infra.local.netjail import jailed_command
 from infra.local.processes import terminate
 from vault.s3 import S3Identity, VaultNotReady, wait_ready
 
 __all__ = ["GRPC_OFFSET", "StandaloneVault", "VaultPorts", "WEED", "region_actions", "render_s3_config",
-           "security_environment", "standalone_vault", "weed_command"]
+           "security_environment", "standalone_vault", "vault_command", "weed_command"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,16 @@ def weed_command(weed_bin: str, data_dir: Path, ports: VaultPorts, s3_config: Pa
         "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-master.telemetry=false", "-s3.autoCreateBucket=false", "-s3.allowDeleteBucketNotEmpty=false",
     ]
+
+
+def vault_command(python: str, weed_bin: str, data_dir: Path, ports: VaultPorts, s3_config: Path) -> list[str]:
+    """The argv of the vault: :func:`weed_command` in its own network namespace, only S3 forwarded.
+
+    The master, volume, filer and admin ports (HTTP and gRPC) then exist only inside weed's
+    namespace: no other process can reach them, so the master's credential-free
+    ``/col/delete`` is shut along with every other side door (:mod:`infra.local.netjail`).
+    """
+    return jailed_command(python, [ports.s3], weed_command(weed_bin, data_dir, ports, s3_config))
 
 
 _JWT_KEYS = ("WEED_JWT_SIGNING_KEY", "WEED_JWT_SIGNING_READ_KEY",
@@ -203,7 +214,7 @@ def standalone_vault(root: Path, ports: VaultPorts, identities: list[S3Identity]
     weed_log = root / "weed.log"
     env = os.environ | security_environment(root / "secrets")
     with weed_log.open("wb") as out:
-        process = subprocess.Popen(weed_command(WEED, root / "data", ports, config), stdout=out,
+        process = subprocess.Popen(vault_command(sys.executable, WEED, root / "data", ports, config), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     on_start(process.pid)
     endpoint = f"http://127.0.0.1:{ports.s3}"

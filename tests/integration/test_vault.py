@@ -6,6 +6,7 @@ One weed per module; each test uses its own buckets, so tests don't depend on ea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -90,8 +91,10 @@ def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
     return str(excinfo.value.response["Error"]["Code"])
 
 
-def listeners(pid: int) -> set[tuple[str, str, int]]:
-    """(protocol, address, port) of every socket the process listens on, from /proc."""
+def listeners(pid: int, namespace_of: int | None = None) -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of every socket the process listens on, from /proc.
+
+    Sockets are looked up in the network namespace of ``namespace_of`` (the process's own by default)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         target = os.readlink(fd)
@@ -99,7 +102,7 @@ def listeners(pid: int) -> set[tuple[str, str, int]]:
             inodes.add(target[8:-1])
     found = set()
     for proto, listening_state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
-        for line in Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]:
+        for line in Path(f"/proc/{namespace_of or pid}/net/{proto}").read_text().splitlines()[1:]:
             fields = line.split()
             local, state, inode = fields[1], fields[3], fields[9]
             if inode in inodes and state == listening_state:
@@ -121,14 +124,32 @@ def test_every_weed_flag_exists_in_this_weed() -> None:
     assert [f for f in flags if f"  {f} " not in text and f"  {f}\n" not in text] == []
 
 
-def test_weed_listens_only_on_loopback_and_only_on_its_ports(vault: Vault) -> None:
-    # The admin server binds after S3 answers: wait for the whole set, then check nothing else is there.
-    wait_until(lambda: {port for _, _, port in listeners(vault.pid)} >= vault.ports.listening(), 10,
+def _weed_pid(jail_pid: int) -> int:
+    children = Path(f"/proc/{jail_pid}/task/{jail_pid}/children").read_text().split()
+    assert len(children) == 1, f"the jail runs exactly one program, found {children}"
+    return int(children[0])
+
+
+def test_weed_runs_in_its_own_network_and_only_s3_reaches_it(vault: Vault) -> None:
+    weed = _weed_pid(vault.pid)
+    assert os.readlink(f"/proc/{weed}/ns/net") != os.readlink("/proc/self/ns/net")
+    # Inside its namespace weed binds all its ports on loopback (the admin server binds after S3 answers).
+    wait_until(lambda: {port for _, _, port in listeners(weed)} >= vault.ports.listening(), 10,
                f"weed to listen on all of {sorted(vault.ports.listening())}")
-    seen = listeners(vault.pid)
-    assert {address for _, address, _ in seen} == {"127.0.0.1"}
-    assert {proto for proto, _, _ in seen} == {"tcp"}
-    assert {port for _, _, port in seen} == vault.ports.listening()
+    inside = listeners(weed)
+    assert {address for _, address, _ in inside} == {"127.0.0.1"}
+    assert {proto for proto, _, _ in inside} == {"tcp"}
+    assert {port for _, _, port in inside} == vault.ports.listening()
+    # From this namespace, the one the components share, only the S3 port is there.
+    assert listeners(vault.pid, namespace_of=os.getpid()) == {("tcp", "127.0.0.1", vault.ports.s3)}
+    refused = []
+    for port in sorted(vault.ports.listening() - {vault.ports.s3}):
+        with socket.socket() as probe, contextlib.suppress(ConnectionRefusedError):
+            probe.settimeout(3)
+            probe.connect(("127.0.0.1", port))
+            continue
+        refused.append(port)
+    assert refused == sorted(vault.ports.listening() - {vault.ports.s3})
 
 
 # --- provisioning --------------------------------------------------------------------------
@@ -266,56 +287,81 @@ def test_identity_config_and_secrecy() -> None:
 # --- the side doors: only the S3 API with its IAM reaches the data -----------------------------
 
 
-def _raw(method: str, url: str, data: bytes | None = None) -> int:
-    import urllib.error
-    import urllib.request
+def _raw(method: str, url: str, data: bytes | None = None, *, unix: str | None = None) -> int:
+    """The HTTP status of one request, 0 when nothing answered; over the unix socket ``unix`` if given."""
+    import http.client
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            if unix is None:
+                super().connect()
+                return
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(5)
+            self.sock.connect(unix)
+
+    connection = Connection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=5) as answer:
-            return answer.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=data)
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+def _unix_listeners(pid: int) -> dict[str, str]:
+    """{kind: path} of the unix sockets the process listens on, kind as weed names it ("filer-grpc")."""
+    inodes = {os.readlink(fd)[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir()
+              if os.readlink(fd).startswith("socket:[")}
+    found = {}
+    for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[6] in inodes and fields[5] == "01":
+            found[fields[7].removeprefix("/tmp/seaweedfs-").rsplit("-", 1)[0]] = fields[7]
+    return found
 
 
 def test_every_door_beside_s3_is_shut(vault: Vault) -> None:
-    import json as json_
-    import urllib.request
-
     import grpc
 
     admin = vault.client(vault.admin)
     provision_buckets(admin, ["paydar-doors"], retention_days=1)
     admin.put_object(Bucket="paydar-doors", Key="tehran/snapshot", Body=b"citizen data")
-    filer = f"http://127.0.0.1:{vault.ports.filer}"
-    doors = {
-        "filer list": _raw("GET", f"{filer}/buckets/"),
-        "filer read": _raw("GET", f"{filer}/buckets/paydar-doors/tehran/snapshot"),
-        "filer delete": _raw("DELETE", f"{filer}/buckets/paydar-doors/tehran/snapshot"),
-        "filer write": _raw("PUT", f"{filer}/buckets/paydar-doors/tehran/planted", b"x"),
-    }
-    with urllib.request.urlopen(f"http://127.0.0.1:{vault.ports.master}/dir/assign", timeout=5) as answer:
-        assigned = json_.loads(answer.read())
-    assert "auth" not in assigned, "the master hands out no write token"
-    doors["volume write"] = _raw("PUT", f"http://{assigned['url']}/{assigned['fid']}", b"evil")
-    assert doors == dict.fromkeys(doors, 401), doors
-    for name, port in (("filer", vault.ports.filer), ("master", vault.ports.master), ("volume", vault.ports.volume)):
-        for channel in (grpc.insecure_channel(f"127.0.0.1:{port + GRPC_OFFSET}"),
-                        grpc.secure_channel(f"127.0.0.1:{port + GRPC_OFFSET}", grpc.ssl_channel_credentials())):
-            listing = channel.unary_stream("/filer_pb.SeaweedFiler/ListEntries",
-                                           request_serializer=lambda b: b, response_deserializer=lambda b: b)
-            with pytest.raises(grpc.RpcError) as refused:
-                list(listing(b"\n\x01/", timeout=3))
-            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE, (name, refused.value)
-            channel.close()
+    filer, master = f"http://127.0.0.1:{vault.ports.filer}", f"http://127.0.0.1:{vault.ports.master}"
+    filer_doors = {"filer list": ("GET", "/buckets/"), "filer read": ("GET", "/buckets/paydar-doors/tehran/snapshot"),
+                   "filer delete": ("DELETE", "/buckets/paydar-doors/tehran/snapshot"),
+                   "filer write": ("PUT", "/buckets/paydar-doors/tehran/planted")}
+    over_tcp = {name: _raw(method, filer + path, b"x" if method == "PUT" else None)
+                for name, (method, path) in filer_doors.items()}
+    over_tcp |= {"master assign": _raw("GET", f"{master}/dir/assign"),
+                 "volume status": _raw("GET", f"http://127.0.0.1:{vault.ports.volume}/status")}
+    assert over_tcp == dict.fromkeys(over_tcp, 0), f"weed's TCP side doors answered from outside: {over_tcp}"
+    # Unix sockets are not network-scoped: each one must check credentials itself.
+    sockets = _unix_listeners(_weed_pid(vault.pid))
+    assert {"filer", "s3", "master-grpc", "volume-grpc", "filer-grpc", "s3-grpc"} <= set(sockets), sockets
+    over_unix = {name: _raw(method, "http://x" + path, b"x" if method == "PUT" else None, unix=sockets["filer"])
+                 for name, (method, path) in filer_doors.items()}
+    assert over_unix == dict.fromkeys(over_unix, 401), over_unix
+    assert _raw("GET", "http://x/paydar-doors/tehran/snapshot", unix=sockets["s3"]) == 403
+    for kind in sorted(k for k in sockets if k.endswith("grpc")):
+        channel = grpc.insecure_channel(f"unix:{sockets[kind]}")
+        listing = channel.unary_stream("/filer_pb.SeaweedFiler/ListEntries",
+                                       request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(listing(b"\n\x01/", timeout=3))
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE, (kind, refused.value)
+        channel.close()
     assert admin.get_object(Bucket="paydar-doors", Key="tehran/snapshot")["Body"].read() == b"citizen data", \
         "the S3 API with its IAM still works, and nothing went through a side door"
 
 
-@pytest.mark.xfail(strict=True, reason="known open side door: weed's master HTTP API deletes a collection (a "
-                                       "bucket's volumes) without credentials, and -whiteList also blocks weed's "
-                                       "own S3 writes; closing it needs network isolation of weed (see README)")
 def test_the_master_cannot_drop_a_locked_bucket_without_credentials(vault: Vault) -> None:
     admin = vault.client(vault.admin)
     provision_buckets(admin, ["paydar-doomed"], retention_days=1)
     admin.put_object(Bucket="paydar-doomed", Key="tehran/snapshot", Body=b"citizen data")
-    assert _raw("GET", f"http://127.0.0.1:{vault.ports.master}/col/delete?collection=paydar-doomed") == 401
+    assert _raw("GET", f"http://127.0.0.1:{vault.ports.master}/col/delete?collection=paydar-doomed") == 0
+    assert admin.get_object(Bucket="paydar-doomed", Key="tehran/snapshot")["Body"].read() == b"citizen data"
