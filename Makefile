@@ -3,7 +3,12 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# The editable install is strict (a tree of links under build/, which type checkers can
+# follow): adding or removing a module or packaged file needs a reinstall, so the stamp is
+# named for the list of those files.
+PACKAGED := $(shell find paydar infra node gateway vault probes failover chaos runbooks \
+              \( -name '*.py' -o -name '*.json' -o -name '*.md' \) -not -path '*/__pycache__/*' | sort | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(PACKAGED)
 
 .PHONY: drill test test-unit venv clean
 
@@ -12,7 +17,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	rm -rf build/__editable__.* $(VENV)/.installed*
+	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
 ## make drill: bring the national system up, exercise it, fail over by hand and automatically, check, tear down
@@ -28,4 +34,4 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

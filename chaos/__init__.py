@@ -1,5 +1,5 @@
-"""Paydar's Chaos Toolkit extension: attacks (``chaos.actions``, full compromise in
-``chaos.compromise``) and citizen probes (``chaos.probes``).
+"""Paydar's Chaos Toolkit extension: attacks (``paydar.chaos.actions``, full compromise in
+``paydar.chaos.compromise``) and citizen probes (``paydar.chaos.probes``).
 
 Experiments in ``chaos/experiments/`` use them by module path; ``chaos discover paydar``
 style tooling lists them through :func:`discover`. The invariant checkers and the
@@ -19,7 +19,7 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
     from chaoslib.discovery import discover_actions, discover_probes, initialize_discovery_result
 
     discovery = initialize_discovery_result("paydar", __version__, "paydar")
-    discovery["activities"].extend(discover_actions("chaos.actions"))
-    discovery["activities"].extend(discover_actions("chaos.compromise"))
-    discovery["activities"].extend(discover_probes("chaos.probes"))
+    discovery["activities"].extend(discover_actions("paydar.chaos.actions"))
+    discovery["activities"].extend(discover_actions("paydar.chaos.compromise"))
+    discovery["activities"].extend(discover_probes("paydar.chaos.probes"))
     return discovery

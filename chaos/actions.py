@@ -7,8 +7,6 @@ through the other regions and ``undo_fault`` knows what to put back. Targets are
 whatever earlier ones moved.
 """
 
-from __future__ import annotations
-
 import asyncio
 import os
 import signal
@@ -20,19 +18,19 @@ from typing import Any
 import aiohttp
 from botocore.exceptions import ClientError
 
-from chaos.liar import ScriptedProber
-from chaos.probes import seconds_until_available
-from chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
-from chaos.target import ActivityFailed, Configuration, Secrets, clear_fault, primary_of, realization, record_fault
-from chaos.target import component as resolve
-from failover.manual import current_table
-from infra.local.plan import ComponentKind, PlannedComponent
-from infra.local.realizer import Realization
-from infra.routing import sign_table
+from paydar.chaos.liar import ScriptedProber
+from paydar.chaos.probes import seconds_until_available
+from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
+from paydar.chaos.target import ActivityFailed, Configuration, Secrets, clear_fault, primary_of, realization, record_fault
+from paydar.chaos.target import component as resolve
+from paydar.failover.manual import current_table
+from paydar.infra.local.plan import ComponentKind, PlannedComponent
+from paydar.infra.local.realizer import Realization
+from paydar.infra.routing import sign_table
 from paydar.backups import backup_now
 from paydar.restore import restore
-from vault.restore import RestoreRefused
-from vault.s3 import error_code, load_identity, vault_client
+from paydar.vault.restore import RestoreRefused
+from paydar.vault.s3 import error_code, load_identity, vault_client
 
 __all__ = ["corrupt_node_data", "crash_component", "cut_link", "delay_link", "drop_link", "encrypt_node_data",
            "flood_gateway", "hang_component", "heal_link", "partition_region", "push_rogue_table",

@@ -1,7 +1,7 @@
 """Running experiments in-process with Chaos Toolkit's own runner, one at a time.
 
 `chaos run` does the same for one file; the drill runs the whole catalog (or the N-1
-matrix, :mod:`chaos.matrix`) against one system, keeps every journal, and reads the figures
+matrix, :mod:`paydar.chaos.matrix`) against one system, keeps every journal, and reads the figures
 that matter out of them: whether it held, recovery and detection times, writes lost,
 corrupted reads, the fault window and the region the fault took out.
 """
@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chaos.target import begin_experiment
-from infra.files import write_json_atomic
-from infra.local.realizer import Realization
+from paydar.chaos.target import begin_experiment
+from paydar.infra.files import write_json_atomic
+from paydar.infra.local.realizer import Realization
 
 __all__ = ["CATALOG_DIR", "ExperimentResult", "experiments", "load_catalog", "run_experiments"]
 

@@ -2,7 +2,7 @@
 that sends anything, to anything it can reach.
 
 Each attack uses the stolen material a compromised component would hold (its key, its port,
-its vault identity) and records the fault so ``chaos.actions.undo_fault`` puts things back:
+its vault identity) and records the fault so ``paydar.chaos.actions.undo_fault`` puts things back:
 
 - ``tamper_link``: a link rewrites every message crossing it (only proofs in the messages help);
 - ``equivocate_as_controller``: a controller offers each peer a different successor of the
@@ -14,8 +14,6 @@ its vault identity) and records the fault so ``chaos.actions.undo_fault`` puts t
 - ``open_vault_side_doors``: the vault's filer, master and volume ports are tried without credentials.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 import time
@@ -23,16 +21,16 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
-from chaos.liar import ScriptedProber
-from chaos.target import ActivityFailed, Configuration, Secrets, primary_of, realization, record_fault
-from chaos.target import component as resolve
-from failover.manual import current_table
-from infra.local.plan import ComponentKind
-from infra.routing import RoutingTable, sign_table
-from node.chain import GENESIS_HASH, entry_hash
-from node.models import ReplicationBatch, SignedBatch
-from probes.models import ObservationRound
+from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
+from paydar.chaos.liar import ScriptedProber
+from paydar.chaos.target import ActivityFailed, Configuration, Secrets, primary_of, realization, record_fault
+from paydar.chaos.target import component as resolve
+from paydar.failover.manual import current_table
+from paydar.infra.local.plan import ComponentKind
+from paydar.infra.routing import RoutingTable, sign_table
+from paydar.node.chain import GENESIS_HASH, entry_hash
+from paydar.node.models import ReplicationBatch, SignedBatch
+from paydar.probes.models import ObservationRound
 
 __all__ = ["equivocate_as_controller", "open_vault_side_doors", "run_poisoning_prober", "send_hostile_batches",
            "tamper_link"]

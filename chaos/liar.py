@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from infra.local.plan import ComponentKind
-from infra.local.realizer import Realization
-from probes.models import ObservationRound, SignedObservations, TargetObservation
+from paydar.infra.local.plan import ComponentKind
+from paydar.infra.local.realizer import Realization
+from paydar.probes.models import ObservationRound, SignedObservations, TargetObservation
 
 __all__ = ["Script", "ScriptedProber"]
 

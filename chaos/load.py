@@ -3,7 +3,7 @@
 A subprocess because Locust monkey-patches the standard library with gevent, which must not
 reach the drill's own asyncio code. The citizens (:mod:`chaos.locustfile`) log every
 write-then-read; :class:`CitizenLoad` reads that log back as availability :class:`Sample`
-objects and as an :class:`~chaos.invariants.AckLedger` of every write Locust saw acknowledged.
+objects and as an :class:`~paydar.chaos.invariants.AckLedger` of every write Locust saw acknowledged.
 Locust's own statistics (requests, failures, latency percentiles per region) land in
 ``<state>/chaos/locust_stats.csv``; the summary is parsed from it.
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.invariants import AckLedger
-from infra.errors import PaydarError
-from infra.local.processes import terminate
-from infra.local.realizer import Realization
+from paydar.chaos.invariants import AckLedger
+from paydar.infra.errors import PaydarError
+from paydar.infra.local.processes import terminate
+from paydar.infra.local.realizer import Realization
 
 __all__ = ["CitizenLoad", "LoadFailed", "Sample"]
 

@@ -1,7 +1,7 @@
 """Locust citizens for `paydar drill`: each writes a fresh document through its region's gateway,
 then reads it back, and logs the outcome.
 
-Run by :mod:`chaos.load` as ``locust -f chaos/locustfile.py --headless``, never imported by
+Run by :mod:`paydar.chaos.load` as ``locust -f chaos/locustfile.py --headless``, never imported by
 Paydar itself: Locust patches the standard library with gevent, so it lives in its own process.
 Configuration comes from the environment:
 

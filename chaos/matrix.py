@@ -4,7 +4,7 @@ Each cell is a Chaos Toolkit experiment built here as data, in the same shape as
 of the catalog: the citizen steady state (served through every unaffected gateway, nothing
 acknowledged lost, nothing corrupted served, plus the attack's own check), the attack, the
 probes that time detection and recovery, a dwell under load, and ``undo_fault`` as rollback.
-Cells run one after another on one system with :func:`chaos.catalog.run_experiments`.
+Cells run one after another on one system with :func:`paydar.chaos.catalog.run_experiments`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from infra.local.plan import ComponentKind
-from infra.local.realizer import Realization
+from paydar.infra.local.plan import ComponentKind
+from paydar.infra.local.realizer import Realization
 
 __all__ = ["FAULTS", "Cell", "cells", "experiment", "steady_state"]
 
@@ -45,8 +45,8 @@ class Cell:
     """Extra steady-state probes the attack calls for (``certified_route_unchanged``, ``backups_intact``)."""
     detect: bool = False
     """Whether to time the node noticing its own data is compromised."""
-    module: str = "chaos.actions"
-    """The extension module holding the action (full-compromise attacks live in ``chaos.compromise``)."""
+    module: str = "paydar.chaos.actions"
+    """The extension module holding the action (full-compromise attacks live in ``paydar.chaos.compromise``)."""
 
     @property
     def name(self) -> str:
@@ -90,7 +90,7 @@ COMPROMISE_ACTIONS = frozenset({"tamper_link", "equivocate_as_controller", "run_
 
 
 def _module(action: str) -> str:
-    return "chaos.compromise" if action in COMPROMISE_ACTIONS else "chaos.actions"
+    return "paydar.chaos.compromise" if action in COMPROMISE_ACTIONS else "paydar.chaos.actions"
 
 
 def _component_cell(component: str, kind: str, fault: str, region: str | None, service: str) -> Cell:
@@ -107,19 +107,19 @@ def _component_cell(component: str, kind: str, fault: str, region: str | None, s
                     checks=("certified_route_unchanged",))
     if fault == "equivocate":
         return Cell(component, fault, "equivocate_as_controller", {"controller": component, "service": service},
-                    checks=("certified_route_unchanged",), module="chaos.compromise")
+                    checks=("certified_route_unchanged",), module="paydar.chaos.compromise")
     if fault == "poison":
         return Cell(component, fault, "run_poisoning_prober", {"region": region},
-                    checks=("certified_route_unchanged",), module="chaos.compromise")
+                    checks=("certified_route_unchanged",), module="paydar.chaos.compromise")
     if fault == "byzantine-primary":
-        return Cell(component, fault, "send_hostile_batches", {"node": component}, module="chaos.compromise")
+        return Cell(component, fault, "send_hostile_batches", {"node": component}, module="paydar.chaos.compromise")
     if fault == "side-door":
-        return Cell(component, fault, "open_vault_side_doors", {}, module="chaos.compromise")
+        return Cell(component, fault, "open_vault_side_doors", {}, module="paydar.chaos.compromise")
     raise ValueError(f"no {fault!r} fault for a {kind}")
 
 
 def _probe(name: str, func: str, arguments: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    provider: dict[str, Any] = {"type": "python", "module": "chaos.probes", "func": func}
+    provider: dict[str, Any] = {"type": "python", "module": "paydar.chaos.probes", "func": func}
     if arguments:
         provider["arguments"] = arguments
     return {"type": "probe", "name": name, "provider": provider, **extra}
@@ -151,10 +151,10 @@ def experiment(cell: Cell, dwell: float) -> dict[str, Any]:
     return {
         "version": "1.0.0",
         "title": f"N-1: {cell.fault} of {cell.component}",
-        "description": "One cell of the N-1 matrix, built by chaos.matrix.",
+        "description": "One cell of the N-1 matrix, built by paydar.chaos.matrix.",
         "tags": ["paydar", "n-1", cell.fault],
         "steady-state-hypothesis": steady_state(cell.checks),
         "method": method,
         "rollbacks": [{"type": "action", "name": "undo-the-fault",
-                       "provider": {"type": "python", "module": "chaos.actions", "func": "undo_fault"}}],
+                       "provider": {"type": "python", "module": "paydar.chaos.actions", "func": "undo_fault"}}],
     }

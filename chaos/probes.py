@@ -5,8 +5,6 @@ Every probe measures through the gateways of the regions the fault in force does
 and go to the shared ledger, so later probes can prove no acknowledged write was lost.
 """
 
-from __future__ import annotations
-
 import asyncio
 import hashlib
 import time
@@ -15,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from chaos.invariants import Violation, ViolationKind, check_acknowledged
-from chaos.target import (
+from paydar.chaos.invariants import Violation, ViolationKind, check_acknowledged
+from paydar.chaos.target import (
     ActivityFailed,
     Configuration,
     Secrets,
@@ -27,14 +25,14 @@ from chaos.target import (
     load_ledger,
     realization,
 )
-from chaos.workload import read_back
-from failover.manual import current_table, fetch_json
-from gateway.client import GatewayClient
-from infra.local.realizer import Realization
+from paydar.chaos.workload import read_back
+from paydar.failover.manual import current_table, fetch_json
+from paydar.gateway.client import GatewayClient
+from paydar.infra.local.realizer import Realization
 from paydar.backups import list_vault
 from paydar.restore import CANDIDATES
-from vault.manifest import BackupManifest
-from vault.s3 import vault_client
+from paydar.vault.manifest import BackupManifest
+from paydar.vault.s3 import vault_client
 
 __all__ = ["acknowledged_writes_lost", "backups_intact", "certified_route_unchanged", "citizen_availability",
            "corrupted_documents_served", "routing_table", "seconds_until_available",

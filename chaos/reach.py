@@ -1,5 +1,5 @@
 """How attacks reach the system: link changes, a table offered to everyone, the routes in force,
-and the lying probers this process holds. Shared by ``chaos.actions`` and ``chaos.compromise``."""
+and the lying probers this process holds. Shared by ``paydar.chaos.actions`` and ``paydar.chaos.compromise``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import aiohttp
 
-from chaos.liar import ScriptedProber
-from failover.manual import current_table
-from infra.local.linkadmin import LinkAdmin
-from infra.local.realizer import Realization
+from paydar.chaos.liar import ScriptedProber
+from paydar.failover.manual import current_table
+from paydar.infra.local.linkadmin import LinkAdmin
+from paydar.infra.local.realizer import Realization
 
 __all__ = ["LIARS", "change_links", "offer_everywhere", "routes_in_force"]
 

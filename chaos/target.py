@@ -23,11 +23,11 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
-from chaos.invariants import AckLedger
-from failover.manual import current_table
-from infra.files import write_json_atomic
-from infra.local.plan import ComponentKind, PlannedComponent
-from infra.local.realizer import Realization, load_realization
+from paydar.chaos.invariants import AckLedger
+from paydar.failover.manual import current_table
+from paydar.infra.files import write_json_atomic
+from paydar.infra.local.plan import ComponentKind, PlannedComponent
+from paydar.infra.local.realizer import Realization, load_realization
 
 __all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "Fault", "Secrets", "append_ledger",
            "begin_experiment", "clear_fault", "component", "fault", "ledger_size", "load_ledger", "primary_of",

@@ -2,11 +2,11 @@
 
 :class:`Workload` runs concurrent writers while a fault is injected (the Jepsen-style
 history): each client writes fresh documents through its gateway in a loop and records in an
-:class:`~chaos.invariants.AckLedger` whether each write was acknowledged. The loop runs on its
+:class:`~paydar.chaos.invariants.AckLedger` whether each write was acknowledged. The loop runs on its
 own thread and event loop so a test or benchmark can inject faults from the main thread,
-then stop the writers and check the history with :func:`chaos.invariants.check_acknowledged`
+then stop the writers and check the history with :func:`paydar.chaos.invariants.check_acknowledged`
 over what :func:`read_back` returns. :func:`write_burst` writes a fixed number at once.
-(The drill's steady load is Locust: :mod:`chaos.load`.)
+(The drill's steady load is Locust: :mod:`paydar.chaos.load`.)
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from chaos.invariants import AckLedger
-from gateway.client import GatewayClient
-from infra.local.realizer import Realization
+from paydar.chaos.invariants import AckLedger
+from paydar.gateway.client import GatewayClient
+from paydar.infra.local.realizer import Realization
 
 __all__ = ["Workload", "read_back", "write_burst"]
 

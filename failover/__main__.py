@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from failover.app import build_app
-from failover.config import ControllerConfig
-from failover.controller import Controller
-from failover.metrics import ControllerMetrics
-from infra.component import load_foundation
-from infra.web import run_component
+from paydar.failover.app import build_app
+from paydar.failover.config import ControllerConfig
+from paydar.failover.controller import Controller
+from paydar.failover.metrics import ControllerMetrics
+from paydar.infra.component import load_foundation
+from paydar.infra.web import run_component
 
 
 def build(config: ControllerConfig) -> tuple[Controller, web.Application]:

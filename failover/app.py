@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from failover.controller import Controller, Disagreement
-from failover.intents import IntentRefused, SignedIntent
-from infra.errors import TableRejected
-from infra.routing import SignedTable, TableGuard
-from infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
+from paydar.failover.controller import Controller, Disagreement
+from paydar.failover.intents import IntentRefused, SignedIntent
+from paydar.infra.errors import TableRejected
+from paydar.infra.routing import SignedTable, TableGuard
+from paydar.infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
 
 __all__ = ["build_app"]
 

@@ -21,9 +21,9 @@ import json
 import logging
 from pathlib import Path
 
-from infra.files import write_json_atomic
-from infra.routing import RoutingTable, ServiceRoute
-from infra.signing import canonical_json
+from paydar.infra.files import write_json_atomic
+from paydar.infra.routing import RoutingTable, ServiceRoute
+from paydar.infra.signing import canonical_json
 
 __all__ = ["Ballot", "changes_of"]
 

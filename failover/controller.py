@@ -3,12 +3,12 @@
 Every ``control.interval`` a controller
 1. pulls the newest signed round of every prober (refusing unsigned, wrongly signed, replayed
    or stale rounds); once a majority of probers delivered new rounds, their latest rounds are
-   one judgement round of its :class:`~failover.judge.Judge`;
+   one judgement round of its :class:`~paydar.failover.judge.Judge`;
 2. catches up with any newer certified table a node holds, and re-pushes its table to
    targets that hold an older one (a healed partition, a restarted process);
-3. computes the next routes with :func:`failover.planner.plan`; when they differ from the
+3. computes the next routes with :func:`paydar.failover.planner.plan`; when they differ from the
    held table it signs a proposal and asks its peers, each of which signs only when its own
-   view yields exactly the same routes and its votes allow it (:class:`~failover.ballot.Ballot`);
+   view yields exactly the same routes and its votes allow it (:class:`~paydar.failover.ballot.Ballot`);
 4. with ``threshold`` signatures the table is certified and pushed to every node, gateway and
    peer. Without them nothing changes (fail static).
 
@@ -28,21 +28,21 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from failover.ballot import Ballot, changes_of
-from failover.config import ControllerConfig
-from failover.cosign import decide_cosign
-from failover.intents import Intent, IntentLog, SignedIntent
-from failover.judge import Judge
-from failover.metrics import ControllerMetrics
-from failover.planner import Change, ReplicaState, fenced_views, plan
-from failover.rounds import RoundPlan, RoundRefused, check_round
-from infra.component import Foundation
-from infra.errors import PaydarError, SignatureError, TableRejected
-from infra.identity import Role
-from infra.routing import RoutingTable, ServiceRoute, SignedTable, TableRejection
-from infra.signing import Signature, verify_threshold
-from infra.wire import as_counter, parse_json
-from probes.models import ObservationRound, SignedObservations
+from paydar.failover.ballot import Ballot, changes_of
+from paydar.failover.config import ControllerConfig
+from paydar.failover.cosign import decide_cosign
+from paydar.failover.intents import Intent, IntentLog, SignedIntent
+from paydar.failover.judge import Judge
+from paydar.failover.metrics import ControllerMetrics
+from paydar.failover.planner import Change, ReplicaState, fenced_views, plan
+from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
+from paydar.infra.component import Foundation
+from paydar.infra.errors import PaydarError, SignatureError, TableRejected
+from paydar.infra.identity import Role
+from paydar.infra.routing import RoutingTable, ServiceRoute, SignedTable, TableRejection
+from paydar.infra.signing import Signature, verify_threshold
+from paydar.infra.wire import as_counter, parse_json
+from paydar.probes.models import ObservationRound, SignedObservations
 
 __all__ = ["Controller", "Disagreement", "votes_of"]
 
@@ -60,7 +60,7 @@ class Disagreement(PaydarError):
 
 
 class Controller:
-    """State and behaviour of one controller; ``failover.app`` only translates HTTP."""
+    """State and behaviour of one controller; ``paydar.failover.app`` only translates HTTP."""
 
     def __init__(self, *, config: ControllerConfig, foundation: Foundation, metrics: ControllerMetrics,
                  clock: Callable[[], float] = time.time) -> None:
@@ -393,7 +393,7 @@ class Controller:
 
     async def consider(self, offer: SignedTable) -> Signature:
         """Co-sign a peer's proposal only if this controller's own view calls for it
-        (:func:`failover.cosign.decide_cosign` has the rules and their reasons)."""
+        (:func:`paydar.failover.cosign.decide_cosign` has the rules and their reasons)."""
         table = offer.table
         payload = offer.payload()
         try:

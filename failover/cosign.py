@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from failover.ballot import Ballot, changes_of
-from infra.routing import RoutingTable, ServiceRoute
+from paydar.failover.ballot import Ballot, changes_of
+from paydar.infra.routing import RoutingTable, ServiceRoute
 
 __all__ = ["CosignDecision", "CosignReason", "decide_cosign"]
 

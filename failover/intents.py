@@ -19,14 +19,14 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from failover.planner import Overrides
-from infra.errors import PaydarError, SignatureError
-from infra.files import write_json_atomic
-from infra.identity import Role, TrustRoot
-from infra.routing import RoutingTable
-from infra.signing import Signature, Signer, verify_threshold
-from infra.topology import NationalTopology
-from infra.wire import WireModel
+from paydar.failover.planner import Overrides
+from paydar.infra.errors import PaydarError, SignatureError
+from paydar.infra.files import write_json_atomic
+from paydar.infra.identity import Role, TrustRoot
+from paydar.infra.routing import RoutingTable
+from paydar.infra.signing import Signature, Signer, verify_threshold
+from paydar.infra.topology import NationalTopology
+from paydar.infra.wire import WireModel
 
 __all__ = ["INTENT_MAX_AGE", "Intent", "IntentAction", "IntentLog", "IntentRefused", "SignedIntent"]
 

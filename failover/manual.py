@@ -20,14 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from failover.intents import Intent, IntentAction, SignedIntent
-from failover.promotion import PromotionCheck, ReplicaView, check_promotion
-from infra.errors import PaydarError, TableRejected
-from infra.identity import TrustRoot
-from infra.local.plan import ComponentKind, gateway_id, node_id
-from infra.local.realizer import Realization
-from infra.routing import RoutingTable, SignedTable, TableGuard
-from infra.wire import parse_json
+from paydar.failover.intents import Intent, IntentAction, SignedIntent
+from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
+from paydar.infra.errors import PaydarError, TableRejected
+from paydar.infra.identity import TrustRoot
+from paydar.infra.local.plan import ComponentKind, gateway_id, node_id
+from paydar.infra.local.realizer import Realization
+from paydar.infra.routing import RoutingTable, SignedTable, TableGuard
+from paydar.infra.wire import parse_json
 
 __all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
            "promote", "send_intent"]

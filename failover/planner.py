@@ -8,7 +8,7 @@ agrees. Each service moves in two certified steps, so no acknowledged write is e
    service becomes read-only in epoch + 1 with every region kept as standby. Standbys in the
    new epoch refuse the old primary's replication, so it can acknowledge nothing more.
 2. **promote**: once the replicas that adopted the fenced epoch prove a candidate holds every
-   acknowledged write (:func:`failover.promotion.check_promotion`), it becomes primary in
+   acknowledged write (:func:`paydar.failover.promotion.check_promotion`), it becomes primary in
    epoch + 1 again. When that cannot be proven the service stays read-only.
 
 Safety rules: a service is never routed to zero regions (fenced regions stay standbys); a
@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
-from failover.promotion import ReplicaView, check_promotion
-from infra.routing import RouteMode, RoutingTable, ServiceRoute
-from infra.topology import NationalTopology
+from paydar.failover.promotion import ReplicaView, check_promotion
+from paydar.infra.routing import RouteMode, RoutingTable, ServiceRoute
+from paydar.infra.topology import NationalTopology
 
 __all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "plan"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from probes.models import ObservationRound
+from paydar.probes.models import ObservationRound
 
 __all__ = ["ROUND_SKEW_SECONDS", "RoundPlan", "RoundRefused", "check_round"]
 

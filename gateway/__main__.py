@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app import build_app
-from gateway.config import GatewayConfig
-from gateway.metrics import GatewayMetrics
-from gateway.router import Router
-from infra.component import load_foundation
-from infra.web import run_component
+from paydar.gateway.app import build_app
+from paydar.gateway.config import GatewayConfig
+from paydar.gateway.metrics import GatewayMetrics
+from paydar.gateway.router import Router
+from paydar.infra.component import load_foundation
+from paydar.infra.web import run_component
 
 
 def build(config: GatewayConfig) -> tuple[Router, web.Application]:

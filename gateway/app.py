@@ -15,12 +15,12 @@ import secrets
 
 from aiohttp import web
 
-from gateway.router import HOP_HEADER, Router
-from infra.errors import TableRejected
-from infra.routing import TableGuard
-from infra.web import json_error, livez, metrics_response, read_body, standard_shedders
-from node.models import DOC_ID_PATTERN
-from node.receipts import nonce_of
+from paydar.gateway.router import HOP_HEADER, Router
+from paydar.infra.errors import TableRejected
+from paydar.infra.routing import TableGuard
+from paydar.infra.web import json_error, livez, metrics_response, read_body, standard_shedders
+from paydar.node.models import DOC_ID_PATTERN
+from paydar.node.receipts import nonce_of
 
 __all__ = ["build_app"]
 

@@ -8,7 +8,7 @@ A replica's "not found" is not trusted while another path may reach the primary:
 can lag, and a citizen who just wrote a document must not be told it does not exist.
 
 Links and ports are not trusted: every document (and every acknowledgement) is served only
-after its node's signed receipt verifies (:mod:`node.receipts`), and the answer citizens get
+after its node's signed receipt verifies (:mod:`paydar.node.receipts`), and the answer citizens get
 is rebuilt from the verified entry. An answer whose proof does not hold is dropped as if the
 upstream had not answered, and the next path is tried.
 
@@ -30,15 +30,15 @@ from typing import Any
 
 import aiohttp
 
-from gateway.config import GatewayConfig
-from gateway.metrics import GatewayMetrics
-from infra.component import Foundation
-from infra.errors import SignatureError, TableRejected
-from infra.routing import SignedTable
-from infra.signing import canonical_json
-from node.models import DocumentIn
-from node.receipts import NONCE_HEADER, Proof, check_proof, render
-from infra.wire import parse_json
+from paydar.gateway.config import GatewayConfig
+from paydar.gateway.metrics import GatewayMetrics
+from paydar.infra.component import Foundation
+from paydar.infra.errors import SignatureError, TableRejected
+from paydar.infra.routing import SignedTable
+from paydar.infra.signing import canonical_json
+from paydar.node.models import DocumentIn
+from paydar.node.receipts import NONCE_HEADER, Proof, check_proof, render
+from paydar.infra.wire import parse_json
 
 __all__ = ["HOP_HEADER", "Router", "Upstream"]
 

@@ -1,5 +1,5 @@
-"""Pulumi's entry point (``main: infra/`` in Pulumi.yaml): the program lives in infra.production."""
+"""Pulumi's entry point (``main: infra/`` in Pulumi.yaml): the program lives in paydar.infra.production."""
 
-from infra.production.program import main
+from paydar.infra.production.program import main
 
 main()

@@ -16,12 +16,12 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
-from infra.errors import PaydarError, TableRejected
-from infra.files import read_secret, write_json_atomic
-from infra.identity import TrustRoot, load_private_key
-from infra.routing import SignedTable, TableGuard, TableRejection
-from infra.signing import Signer
-from infra.topology import NationalTopology, load_topology
+from paydar.infra.errors import PaydarError, TableRejected
+from paydar.infra.files import read_secret, write_json_atomic
+from paydar.infra.identity import TrustRoot, load_private_key
+from paydar.infra.routing import SignedTable, TableGuard, TableRejection
+from paydar.infra.signing import Signer
+from paydar.infra.topology import NationalTopology, load_topology
 
 __all__ = ["ComponentConfig", "Foundation", "load_foundation"]
 

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from infra.errors import IdentityError
-from infra.signing import Signer, key_id, public_key_from_b64, public_key_to_b64
+from paydar.infra.errors import IdentityError
+from paydar.infra.signing import Signer, key_id, public_key_from_b64, public_key_to_b64
 
-__all__ = ["OPERATOR", "KeyStore", "Role", "TrustRoot", "TrustedKey", "trust_root_of"]
+__all__ = ["ENTRY_MODULES", "OPERATOR", "KeyStore", "Role", "TrustRoot", "TrustedKey", "trust_root_of"]
 
 
 class Role(StrEnum):
@@ -40,6 +40,10 @@ class Role(StrEnum):
     CONTROLLER = "controller"
     OPERATOR = "operator"
 
+
+ENTRY_MODULES = {Role.NODE: "paydar.node", Role.GATEWAY: "paydar.gateway", Role.PROBER: "paydar.probes",
+                 Role.CONTROLLER: "paydar.failover"}
+"""The module each role's process runs (``python -m MODULE --config FILE``), in every realization."""
 
 OPERATOR = "operator"
 """The id of the local realization's operator key (``<state>/keys/operator.key``)."""

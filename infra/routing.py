@@ -24,11 +24,11 @@ from enum import StrEnum
 
 from pydantic import Field, ValidationError
 
-from infra.errors import SignatureError, TableRejected
-from infra.identity import Role, TrustRoot
-from infra.signing import Signature, Signer, canonical_json, verify_threshold
-from infra.topology import NationalTopology
-from infra.wire import MAX_COUNTER, WireModel
+from paydar.infra.errors import SignatureError, TableRejected
+from paydar.infra.identity import Role, TrustRoot
+from paydar.infra.signing import Signature, Signer, canonical_json, verify_threshold
+from paydar.infra.topology import NationalTopology
+from paydar.infra.wire import MAX_COUNTER, WireModel
 
 MAX_SIGNATURES = 64
 """More signatures than any threshold needs: a longer list is malformed before one is verified."""

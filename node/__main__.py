@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from infra.component import load_foundation
-from infra.web import run_component
-from node.app import build_app
-from node.config import NodeConfig
-from node.metrics import NodeMetrics
-from node.runtime import NodeRuntime
+from paydar.infra.component import load_foundation
+from paydar.infra.web import run_component
+from paydar.node.app import build_app
+from paydar.node.config import NodeConfig
+from paydar.node.metrics import NodeMetrics
+from paydar.node.runtime import NodeRuntime
 
 
 def build(config: NodeConfig) -> tuple[NodeRuntime, web.Application]:

@@ -18,17 +18,17 @@ import re
 
 from aiohttp import web
 
-from infra.errors import SignatureError, TableRejected
-from infra.routing import TableGuard
-from infra.wire import MAX_COUNTER
-from infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
-from node.backup import BackupUnavailable
-from node.chain import Entry
-from node.errors import BatchRefused, IntegrityViolation, WriteRefused
-from node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
-from node.receipts import nonce_of, prove, render
-from node.runtime import NodeRuntime
-from vault.s3 import VaultError
+from paydar.infra.errors import SignatureError, TableRejected
+from paydar.infra.routing import TableGuard
+from paydar.infra.wire import MAX_COUNTER
+from paydar.infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
+from paydar.node.backup import BackupUnavailable
+from paydar.node.chain import Entry
+from paydar.node.errors import BatchRefused, IntegrityViolation, WriteRefused
+from paydar.node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
+from paydar.node.receipts import nonce_of, prove, render
+from paydar.node.runtime import NodeRuntime
+from paydar.vault.s3 import VaultError
 
 __all__ = ["build_app"]
 

@@ -3,7 +3,7 @@
 The node holds only its region's vault identity, which can write and read that region's
 prefix of its service's bucket and nothing else. The snapshot runs off the event loop and
 off the database thread, so serving continues throughout; each upload runs in a
-short-lived ``python -m vault.upload`` (see there why), bounded by ``UPLOAD_TIMEOUT``.
+short-lived ``python -m paydar.vault.upload`` (see there why), bounded by ``UPLOAD_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infra.errors import PaydarError
-from vault.manifest import SignedManifest
-from vault.s3 import VaultError, bucket_name
-from vault.snapshot import SnapshotCorrupt, take_snapshot, upload_backup
+from paydar.infra.errors import PaydarError
+from paydar.vault.manifest import SignedManifest
+from paydar.vault.s3 import VaultError, bucket_name
+from paydar.vault.snapshot import SnapshotCorrupt, take_snapshot, upload_backup
 
 if TYPE_CHECKING:
-    from node.runtime import NodeRuntime
+    from paydar.node.runtime import NodeRuntime
 
 __all__ = ["BackupAgent", "BackupUnavailable"]
 
@@ -56,19 +56,19 @@ class BackupAgent:
         return self._vault is not None
 
     def _put(self, key: str, path: Path, content_type: str) -> str:
-        """Upload through ``python -m vault.upload``; the version id, or :class:`VaultError`."""
+        """Upload through ``python -m paydar.vault.upload``; the version id, or :class:`VaultError`."""
         assert self._vault is not None
         endpoint, identity = self._vault
         bucket = bucket_name(self.runtime.service)
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "vault.upload", "--endpoint", endpoint, "--identity", str(identity),
+                [sys.executable, "-m", "paydar.vault.upload", "--endpoint", endpoint, "--identity", str(identity),
                  "--bucket", bucket, "--key", key, "--file", str(path), "--content-type", content_type],
                 capture_output=True, text=True, timeout=UPLOAD_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise VaultError(f"upload of {bucket}/{key} did not finish within {UPLOAD_TIMEOUT:.0f}s") from None
         if done.returncode != 0:
-            raise VaultError(done.stderr.strip()[-500:] or f"vault.upload exited {done.returncode}")
+            raise VaultError(done.stderr.strip()[-500:] or f"paydar.vault.upload exited {done.returncode}")
         return str(json.loads(done.stdout)["version_id"])
 
     async def schedule(self) -> None:

@@ -12,8 +12,8 @@ import hashlib
 
 from pydantic import Field
 
-from infra.signing import canonical_json
-from infra.wire import MAX_COUNTER, WireModel
+from paydar.infra.signing import canonical_json
+from paydar.infra.wire import MAX_COUNTER, WireModel
 
 __all__ = ["GENESIS_HASH", "Entry", "entry_hash"]
 

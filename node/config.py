@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.component import ComponentConfig
+from paydar.infra.component import ComponentConfig
 
 __all__ = ["NodeConfig"]
 

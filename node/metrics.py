@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 
-from node.models import NodeRole
+from paydar.node.models import NodeRole
 
 __all__ = ["NodeMetrics"]
 

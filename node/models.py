@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from pydantic import Field
 
-from infra.routing import SignedTable
-from infra.signing import Signature
-from infra.wire import Counter, FiniteJson, PositiveCounter, WireModel
-from node.chain import Entry
+from paydar.infra.routing import SignedTable
+from paydar.infra.signing import Signature
+from paydar.infra.wire import Counter, FiniteJson, PositiveCounter, WireModel
+from paydar.node.chain import Entry
 
 __all__ = [
     "DOC_ID_PATTERN",

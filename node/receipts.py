@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic import Field
 
-from infra.errors import IdentityError, SignatureError
-from infra.identity import TrustRoot
-from infra.signing import Signature, Signer, verify
-from infra.wire import WireModel
-from node.chain import Entry
+from paydar.infra.errors import IdentityError, SignatureError
+from paydar.infra.identity import TrustRoot
+from paydar.infra.signing import Signature, Signer, verify
+from paydar.infra.wire import WireModel
+from paydar.node.chain import Entry
 
 __all__ = ["NONCE_HEADER", "NONCE_PATTERN", "Proof", "check_proof", "nonce_of", "prove", "render"]
 

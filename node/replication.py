@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from infra.errors import IdentityError, SignatureError
-from infra.signing import verify
-from node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch, SignedReply
+from paydar.infra.errors import IdentityError, SignatureError
+from paydar.infra.signing import verify
+from paydar.node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch, SignedReply
 
 if TYPE_CHECKING:
-    from node.runtime import NodeRuntime
+    from paydar.node.runtime import NodeRuntime
 
 __all__ = ["Replicator"]
 

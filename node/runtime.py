@@ -25,16 +25,16 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from infra.component import Foundation
-from infra.errors import IdentityError, SignatureError, TableRejected
-from infra.routing import ServiceRoute, SignedTable
-from infra.signing import Signature, canonical_json, verify
-from node.backup import BackupAgent
-from node.chain import Entry
-from node.config import NodeConfig
-from node.errors import IntegrityViolation, LogMismatch, WriteRefused
-from node.metrics import NodeMetrics
-from node.models import (
+from paydar.infra.component import Foundation
+from paydar.infra.errors import IdentityError, SignatureError, TableRejected
+from paydar.infra.routing import ServiceRoute, SignedTable
+from paydar.infra.signing import Signature, canonical_json, verify
+from paydar.node.backup import BackupAgent
+from paydar.node.chain import Entry
+from paydar.node.config import NodeConfig
+from paydar.node.errors import IntegrityViolation, LogMismatch, WriteRefused
+from paydar.node.metrics import NodeMetrics
+from paydar.node.models import (
     MAX_BATCH_ENTRIES,
     DocumentIn,
     NodeRole,
@@ -44,8 +44,8 @@ from node.models import (
     SignedBatch,
     SignedReply,
 )
-from node.replication import Replicator
-from node.store import DocumentStore, VerifyResult, verify_file
+from paydar.node.replication import Replicator
+from paydar.node.store import DocumentStore, VerifyResult, verify_file
 
 __all__ = ["NodeRuntime"]
 
@@ -69,7 +69,7 @@ T = TypeVar("T")
 
 
 class NodeRuntime:
-    """State and behaviour of one node; the HTTP layer (``node.app``) only translates."""
+    """State and behaviour of one node; the HTTP layer (``paydar.node.app``) only translates."""
 
     def __init__(self, *, config: NodeConfig, foundation: Foundation, metrics: NodeMetrics,
                  clock: Callable[[], float] = time.time) -> None:

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from infra.errors import PaydarError
-from infra.identity import TrustRoot
-from infra.local.realizer import Realization
-from vault.manifest import BackupManifest
-from vault.restore import Listed, list_backups
-from vault.s3 import vault_client
+from paydar.infra.errors import PaydarError
+from paydar.infra.identity import TrustRoot
+from paydar.infra.local.realizer import Realization
+from paydar.vault.manifest import BackupManifest
+from paydar.vault.restore import Listed, list_backups
+from paydar.vault.s3 import vault_client
 
 __all__ = ["BackupOutcome", "backup_now", "list_vault", "select_nodes"]
 

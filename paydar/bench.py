@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 from rich.console import Console
 
-from gateway.client import GatewayClient
-from infra.local.realizer import Realization, down, up
+from paydar.gateway.client import GatewayClient
+from paydar.infra.local.realizer import Realization, down, up
 
 __all__ = ["bench_up", "percentile", "process_tree"]
 

@@ -23,10 +23,10 @@ from typing import Any
 
 from rich.console import Console
 
-from chaos.invariants import ViolationKind, check_acknowledged
-from chaos.workload import Workload, read_back
-from infra.errors import PaydarError
-from infra.local.realizer import Realization, down, up
+from paydar.chaos.invariants import ViolationKind, check_acknowledged
+from paydar.chaos.workload import Workload, read_back
+from paydar.infra.errors import PaydarError
+from paydar.infra.local.realizer import Realization, down, up
 from paydar.bench import percentile
 
 __all__ = ["bench_failover"]

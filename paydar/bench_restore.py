@@ -23,14 +23,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from infra.identity import KeyStore, TrustRoot
-from infra.local.ports import PortAllocator
-from infra.local.vault import VaultPorts, standalone_vault
-from node.chain import Entry, entry_hash
-from node.store import DocumentStore, verify_file
-from vault.restore import choose, fetch_verified, list_backups
-from vault.s3 import bucket_name, new_identity, provision_buckets, vault_client
-from vault.snapshot import CHUNK, s3_put, take_snapshot, upload_backup
+from paydar.infra.identity import KeyStore, TrustRoot
+from paydar.infra.local.ports import PortAllocator
+from paydar.infra.local.vault import VaultPorts, standalone_vault
+from paydar.node.chain import Entry, entry_hash
+from paydar.node.store import DocumentStore, verify_file
+from paydar.vault.restore import choose, fetch_verified, list_backups
+from paydar.vault.s3 import bucket_name, new_identity, provision_buckets, vault_client
+from paydar.vault.snapshot import CHUNK, s3_put, take_snapshot, upload_backup
 
 __all__ = ["bench_restore"]
 

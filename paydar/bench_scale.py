@@ -1,7 +1,7 @@
 """Scale benchmarks: the probe engine and the controller path at national catalog size.
 
 :func:`bench_probes` measures how many probes per second the real
-:class:`probes.engine.ProbeEngine` sustains, and at what CPU cost, against
+:class:`paydar.probes.engine.ProbeEngine` sustains, and at what CPU cost, against
 ``services x regions`` node targets. The targets are answered by a hand-written HTTP/1.1
 keep-alive responder (a raw :class:`asyncio.Protocol` that answers every request with one
 fixed ``/state`` document) running in a separate process. A real node or any web framework
@@ -36,15 +36,15 @@ from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from failover.controller import votes_of
-from failover.judge import Judge
-from failover.planner import Overrides, plan
-from infra.identity import Role, TrustedKey, TrustRoot
-from infra.routing import RoutingTable, TableGuard, initial_table, sign_table
-from infra.signing import Signer, public_key_to_b64
-from infra.topology import NationalTopology, parse_topology
-from probes.engine import ProbeEngine, Target
-from probes.models import ObservationRound, SignedObservations, TargetKind, TargetObservation
+from paydar.failover.controller import votes_of
+from paydar.failover.judge import Judge
+from paydar.failover.planner import Overrides, plan
+from paydar.infra.identity import Role, TrustedKey, TrustRoot
+from paydar.infra.routing import RoutingTable, TableGuard, initial_table, sign_table
+from paydar.infra.signing import Signer, public_key_to_b64
+from paydar.infra.topology import NationalTopology, parse_topology
+from paydar.probes.engine import ProbeEngine, Target
+from paydar.probes.models import ObservationRound, SignedObservations, TargetKind, TargetObservation
 
 __all__ = ["bench_controller", "bench_probes", "serve"]
 
@@ -352,7 +352,7 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
     prober's signed round is parsed from its JSON wire form, its signature verified, turned
     into votes and folded into the judge (``judge_seconds``); then the next routes are planned
     (``plan_seconds``), and the version-2 table is built, signed by ``threshold`` controllers
-    and checked by a :class:`~infra.routing.TableGuard` holding version 1 (``sign_seconds``).
+    and checked by a :class:`~paydar.infra.routing.TableGuard` holding version 1 (``sign_seconds``).
     Building and signing the probers' rounds is the probers' work and is not timed.
     ``total_cpu_seconds`` is this process's CPU time over the timed sections, a check on the
     wall-clock figures when the machine is busy.

@@ -28,12 +28,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from infra.errors import PaydarError, TopologyError
-from infra.topology import load_topology
+from paydar.infra.errors import PaydarError, TopologyError
+from paydar.infra.topology import load_topology
 
 if TYPE_CHECKING:
-    from infra.local.realizer import Realization
-    from runbooks.engine import Step
+    from paydar.infra.local.realizer import Realization
+    from paydar.runbooks.engine import Step
 
 __all__ = ["main"]
 T = TypeVar("T")
@@ -114,8 +114,8 @@ def validate(file: Path) -> None:
 @state_option
 def up(config: Path, state_dir: Path) -> None:
     """Start every node, gateway, prober, controller, link proxy and the vault under supervisord; wait until ready."""
-    from infra.local.realizer import AlreadyRunning, UpFailed
-    from infra.local.realizer import up as realize
+    from paydar.infra.local.realizer import AlreadyRunning, UpFailed
+    from paydar.infra.local.realizer import up as realize
 
     try:
         realization = _with_progress("starting the national system", lambda p: realize(config, state_dir, p))
@@ -142,7 +142,7 @@ def up(config: Path, state_dir: Path) -> None:
 @state_option
 def down(state_dir: Path) -> None:
     """Stop exactly what `up` started (by PID, through supervisord) and leave nothing behind."""
-    from infra.local.realizer import down as stop
+    from paydar.infra.local.realizer import down as stop
 
     stopped, killed = stop(state_dir)
     if stopped == 0:
@@ -165,10 +165,10 @@ def check(state_dir: Path, exempt: tuple[str, ...], writes: int) -> None:
     served and nothing acknowledged was lost or corrupted. Runbooks verify recovery with it."""
     import asyncio
 
-    from chaos.invariants import ViolationKind, check_acknowledged
-    from chaos.probes import served_per_region
-    from chaos.target import load_ledger
-    from chaos.workload import read_back
+    from paydar.chaos.invariants import ViolationKind, check_acknowledged
+    from paydar.chaos.probes import served_per_region
+    from paydar.chaos.target import load_ledger
+    from paydar.chaos.workload import read_back
 
     def job(system: Realization) -> tuple[dict[str, tuple[int, int]], int, int]:
         unknown = [r for r in exempt if r not in system.topology.region_names]
@@ -216,7 +216,7 @@ def component_restart(name: str, state_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 def status(state_dir: Path, as_json: bool) -> None:
     """Show every component: process, role, epoch, log position, health. Exit 1 if any is unhealthy."""
-    from infra.local.realizer import load_realization
+    from paydar.infra.local.realizer import load_realization
     from paydar.status import collect_status
 
     try:
@@ -257,10 +257,10 @@ def _operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
     """Run an operator action against a running realization; bad input exits 2, refusals exit 1."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from failover.manual import FailoverRefused
-    from infra.local.realizer import load_realization
+    from paydar.failover.manual import FailoverRefused
+    from paydar.infra.local.realizer import load_realization
     from paydar.restore import RestoreFailed
-    from vault.restore import NoBackup, RestoreRefused
+    from paydar.vault.restore import NoBackup, RestoreRefused
 
     try:
         return action(load_realization(state_dir))
@@ -284,7 +284,7 @@ def promote(service: str, region: str, state_dir: Path) -> None:
     Refuses (and changes nothing) when the standby lacks acknowledged writes or when that
     cannot be proven. The table is signed by the controllers (k of n), never by this command.
     """
-    from failover.manual import promote as do_promote
+    from paydar.failover.manual import promote as do_promote
 
     result = _operate(state_dir, lambda r: do_promote(r, service, region))
     out.print(f"service {service}: primary {result.old_primary} -> {result.new_primary}, epoch {result.epoch}, "
@@ -301,7 +301,7 @@ def fence(service: str, region: str, state_dir: Path) -> None:
     If it is the primary, the service fails over to a standby proven to hold every
     acknowledged write. Undo with `paydar failover clear --region R --service ID`.
     """
-    from failover.manual import fence as do_fence
+    from paydar.failover.manual import fence as do_fence
 
     table = _operate(state_dir, lambda r: do_fence(r, service, region))
     route = table.route(service)
@@ -318,7 +318,7 @@ def drain(region: str, state_dir: Path) -> None:
     Each service moves through fence-then-promote, so no acknowledged write is lost.
     Undo with `paydar failover clear --region R` (primaries do not move back by themselves).
     """
-    from failover.manual import drain as do_drain
+    from paydar.failover.manual import drain as do_drain
 
     table = _operate(state_dir, lambda r: do_drain(r, region))
     moved = ", ".join(f"{sid}->{route.primary}" for sid, route in sorted(table.services.items()))
@@ -331,7 +331,7 @@ def drain(region: str, state_dir: Path) -> None:
 @state_option
 def clear(region: str, service: str | None, state_dir: Path) -> None:
     """Withdraw operator intents (undrain, unfence) on REGION."""
-    from failover.manual import clear as do_clear
+    from paydar.failover.manual import clear as do_clear
 
     outcomes = _operate(state_dir, lambda r: do_clear(r, region, service))
     out.print(f"intents on {region}{' for ' + service if service else ''} cleared on "
@@ -602,7 +602,7 @@ def runbook() -> None:
 @runbook.command("list")
 def runbook_list() -> None:
     """Every runbook and when to use it."""
-    from runbooks.engine import available
+    from paydar.runbooks.engine import available
 
     table = Table(show_header=True)
     table.add_column("runbook")
@@ -618,7 +618,7 @@ def runbook_show(name: str) -> None:
     """Print a runbook as Markdown."""
     from rich.markdown import Markdown
 
-    from runbooks.engine import find
+    from paydar.runbooks.engine import find
 
     try:
         out.print(Markdown(find(name).path.read_text(encoding="utf-8")))
@@ -644,7 +644,7 @@ def runbook_run(name: str, state_dir: Path, assignments: tuple[str, ...], yes: b
     """
     from rich.markdown import Markdown
 
-    from runbooks.engine import find, run
+    from paydar.runbooks.engine import find, run
 
     try:
         book = find(name)

@@ -19,16 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chaos.catalog import Experiment, experiments, load_catalog, run_experiments
-from chaos.invariants import AckLedger, ViolationKind, check_acknowledged
-from chaos.load import CitizenLoad, LoadFailed, Sample
-from chaos.matrix import cells
-from chaos.matrix import experiment as cell_experiment
-from chaos.target import load_ledger
-from chaos.workload import read_back
-from infra.errors import PaydarError
-from infra.files import write_json_atomic
-from infra.local.realizer import Realization, UpFailed, down, load_realization, up
+from paydar.chaos.catalog import Experiment, experiments, load_catalog, run_experiments
+from paydar.chaos.invariants import AckLedger, ViolationKind, check_acknowledged
+from paydar.chaos.load import CitizenLoad, LoadFailed, Sample
+from paydar.chaos.matrix import cells
+from paydar.chaos.matrix import experiment as cell_experiment
+from paydar.chaos.target import load_ledger
+from paydar.chaos.workload import read_back
+from paydar.infra.errors import PaydarError
+from paydar.infra.files import write_json_atomic
+from paydar.infra.local.realizer import Realization, UpFailed, down, load_realization, up
 from paydar.report_html import render_html, why_broken
 
 __all__ = ["DrillOptions", "DrillReport", "run_drill"]

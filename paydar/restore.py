@@ -26,14 +26,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from failover.manual import current_table, fetch_json
-from infra.errors import PaydarError
-from infra.identity import TrustRoot
-from infra.local.realizer import Realization
+from paydar.failover.manual import current_table, fetch_json
+from paydar.infra.errors import PaydarError
+from paydar.infra.identity import TrustRoot
+from paydar.infra.local.realizer import Realization
 from paydar.backups import select_nodes
-from vault.manifest import BackupManifest
-from vault.restore import RestoreRefused, choose, fetch_verified, list_backups
-from vault.s3 import vault_client
+from paydar.vault.manifest import BackupManifest
+from paydar.vault.restore import RestoreRefused, choose, fetch_verified, list_backups
+from paydar.vault.s3 import vault_client
 
 __all__ = ["RestoreFailed", "RestoreReport", "restore"]
 

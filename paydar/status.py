@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infra.local.plan import ComponentKind, PlannedComponent
-from infra.local.realizer import Realization, probe
+from paydar.infra.local.plan import ComponentKind, PlannedComponent
+from paydar.infra.local.realizer import Realization, probe
 
 __all__ = ["ComponentStatus", "collect_status"]
 

@@ -5,6 +5,6 @@ The rules live in infra/production/policies.py (the tests and `paydar plan` run 
 
 from pulumi_policy import PolicyPack
 
-from infra.production.policy_pack import PACK_NAME, stack_policies
+from paydar.infra.production.policy_pack import PACK_NAME, stack_policies
 
 PolicyPack(name=PACK_NAME, policies=stack_policies())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from infra.identity import TrustRoot, load_private_key
-from infra.signing import Signer
-from infra.topology import load_topology
-from infra.web import run_component
-from probes.app import build_app
-from probes.config import ProberConfig
-from probes.metrics import ProberMetrics
-from probes.prober import Prober
+from paydar.infra.identity import TrustRoot, load_private_key
+from paydar.infra.signing import Signer
+from paydar.infra.topology import load_topology
+from paydar.infra.web import run_component
+from paydar.probes.app import build_app
+from paydar.probes.config import ProberConfig
+from paydar.probes.metrics import ProberMetrics
+from paydar.probes.prober import Prober
 
 
 def build(config: ProberConfig) -> tuple[Prober, web.Application]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from infra.web import json_error, livez, metrics_response
-from probes.models import ObservationRound
-from probes.prober import Prober
+from paydar.infra.web import json_error, livez, metrics_response
+from paydar.probes.models import ObservationRound
+from paydar.probes.prober import Prober
 
 __all__ = ["build_app"]
 

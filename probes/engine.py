@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from infra.wire import as_counter, parse_json
-from probes.models import TargetKind, TargetObservation
+from paydar.infra.wire import as_counter, parse_json
+from paydar.probes.models import TargetKind, TargetObservation
 
 __all__ = ["ProbeEngine", "Target"]
 

@@ -10,10 +10,10 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from infra.errors import SignatureError
-from infra.identity import TrustRoot
-from infra.signing import Signature, Signer, verify_bytes
-from infra.wire import MAX_COUNTER, WireModel
+from paydar.infra.errors import SignatureError
+from paydar.infra.identity import TrustRoot
+from paydar.infra.signing import Signature, Signer, verify_bytes
+from paydar.infra.wire import MAX_COUNTER, WireModel
 
 __all__ = [
     "CanaryObservation",

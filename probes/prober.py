@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 import aiohttp
 
-from infra.signing import Signer
-from infra.topology import NationalTopology
-from infra.wire import parse_json
-from probes.config import ProberConfig
-from probes.engine import ProbeEngine, Target
-from probes.metrics import ProberMetrics
-from probes.models import (
+from paydar.infra.signing import Signer
+from paydar.infra.topology import NationalTopology
+from paydar.infra.wire import parse_json
+from paydar.probes.config import ProberConfig
+from paydar.probes.engine import ProbeEngine, Target
+from paydar.probes.metrics import ProberMetrics
+from paydar.probes.models import (
     CanaryObservation,
     IntegrityObservation,
     ObservationRound,

@@ -23,9 +23,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.identity import TrustRoot
-from node.store import verify_file
-from vault.manifest import (
+from paydar.infra.identity import TrustRoot
+from paydar.node.store import verify_file
+from paydar.vault.manifest import (
     MAX_MANIFEST_BYTES,
     BackupManifest,
     ManifestRejected,
@@ -33,8 +33,8 @@ from vault.manifest import (
     manifest_key,
     manifests_prefix,
 )
-from vault.s3 import S3Client, VaultError, bucket_name
-from vault.snapshot import CHUNK
+from paydar.vault.s3 import S3Client, VaultError, bucket_name
+from paydar.vault.snapshot import CHUNK
 
 __all__ = ["Listed", "NoBackup", "RestoreRefused", "choose", "fetch_verified", "list_backups"]
 

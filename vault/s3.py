@@ -8,7 +8,7 @@ lock at creation; SeaweedFS would allow it later, code that relied on that would
 
 The exceptions::
 
-    PaydarError (infra.errors)
+    PaydarError (paydar.infra.errors)
     └── VaultError                 anything this module raises on purpose
         ├── InvalidBucketName      a service id does not map to a valid S3 bucket name
         ├── VaultNotReady          the S3 endpoint did not answer before the deadline
@@ -32,8 +32,8 @@ from typing import Any, TypedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.errors import PaydarError
-from infra.files import write_json_atomic
+from paydar.infra.errors import PaydarError
+from paydar.infra.files import write_json_atomic
 
 __all__ = [
     "BucketDescription", "BucketNotLocked", "InvalidBucketName", "S3Client", "S3Identity", "VaultError",
@@ -110,7 +110,7 @@ def load_identity(path: Path) -> S3Identity:
 def vault_client(endpoint_url: str, identity: S3Identity, *, timeout: float = 5.0) -> S3Client:
     """A boto3 S3 client for the vault: path addressing, short timeouts, few retries."""
     # Imported here: a client costs a process about 26 MiB, and nodes import this module
-    # for its names and errors only (their uploads run in `python -m vault.upload`).
+    # for its names and errors only (their uploads run in `python -m paydar.vault.upload`).
     import boto3
     from botocore.config import Config
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.signing import Signer
-from node.store import verify_file
-from vault.manifest import BackupManifest, SignedManifest, manifest_key, snapshot_key
-from vault.s3 import S3Client, VaultError
+from paydar.infra.signing import Signer
+from paydar.node.store import verify_file
+from paydar.vault.manifest import BackupManifest, SignedManifest, manifest_key, snapshot_key
+from paydar.vault.s3 import S3Client, VaultError
 
 __all__ = ["CHUNK", "Put", "Snapshot", "SnapshotCorrupt", "SnapshotFailed", "s3_put", "sha256_file",
            "take_snapshot", "upload_backup"]

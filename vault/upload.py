@@ -1,4 +1,4 @@
-"""`python -m vault.upload`: put one file in the vault and print the version id it was given.
+"""`python -m paydar.vault.upload`: put one file in the vault and print the version id it was given.
 
 Nodes upload their backups through this short-lived process rather than holding a boto3
 client: a client costs every long-running node about 26 MiB (300 MiB over the 12 nodes of
@@ -18,15 +18,15 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.errors import PaydarError
-from vault.s3 import load_identity, vault_client
-from vault.snapshot import s3_put
+from paydar.infra.errors import PaydarError
+from paydar.vault.s3 import load_identity, vault_client
+from paydar.vault.snapshot import s3_put
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vault.upload", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m paydar.vault.upload", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True, help="S3 endpoint URL of the vault")
     parser.add_argument("--identity", required=True, type=Path, help="identity file (JSON, mode 0600)")
     parser.add_argument("--bucket", required=True)

@@ -1,6 +1,6 @@
 """The admin API of a link proxy: its wire schema, its aiohttp routes, and a small client.
 
-Served on 127.0.0.1:admin_port by :mod:`infra.local.linkproxy`:
+Served on 127.0.0.1:admin_port by :mod:`paydar.infra.local.linkproxy`:
 
 - ``GET /livez`` → ``{"status": "ok"}``, without auth (readiness);
 - everything else needs ``Authorization: Bearer <token>`` (401 otherwise);
@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.errors import PaydarError
-from infra.web import json_error, read_model
+from paydar.infra.errors import PaydarError
+from paydar.infra.web import json_error, read_model
 
 __all__ = ["MAX_DELAY_MS", "LinkAdmin", "LinkAdminError", "LinkChange", "LinkControl", "LinkMode", "LinkState",
            "RouteInfo", "build_admin_app"]

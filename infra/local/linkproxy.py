@@ -8,7 +8,7 @@ destination only through these listeners.
 The idea is Toxiproxy's, but Toxiproxy is a Go binary that cannot be installed from PyPI, and
 the local realization installs everything with pip. We need only four modes and a delay, so
 it is written here: asyncio streams for the data path, aiohttp for the admin API
-(:mod:`infra.local.linkadmin`, which also holds the client :class:`LinkAdmin`).
+(:mod:`paydar.infra.local.linkadmin`, which also holds the client :class:`LinkAdmin`).
 
 Modes (:class:`LinkMode`) and ``delay_ms`` apply to open connections as well as new ones.
 A connection that lost bytes in ``drop`` is closed when the link heals: real TCP would have
@@ -29,9 +29,9 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infra.errors import PaydarError
-from infra.local.linkadmin import LinkAdmin, LinkAdminError, LinkChange, LinkMode, LinkState, RouteInfo, build_admin_app
-from infra.web import LOOPBACK, run_until_signalled, serve, setup_logging
+from paydar.infra.errors import PaydarError
+from paydar.infra.local.linkadmin import LinkAdmin, LinkAdminError, LinkChange, LinkMode, LinkState, RouteInfo, build_admin_app
+from paydar.infra.web import LOOPBACK, run_until_signalled, serve, setup_logging
 
 __all__ = ["LinkAdmin", "LinkAdminError", "LinkConfig", "LinkConfigError", "LinkMode", "LinkProxy",
            "Route", "load_config", "main", "read_token", "run"]
@@ -333,8 +333,8 @@ async def run(config: LinkConfig, token: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m infra.local.linkproxy --config PATH``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m infra.local.linkproxy",
+    """Entry point: ``python -m paydar.infra.local.linkproxy --config PATH``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m paydar.infra.local.linkproxy",
                                      description="TCP proxy on one inter-region link.")
     parser.add_argument("--config", type=Path, required=True, help="JSON config of this link")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

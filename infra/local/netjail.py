@@ -1,6 +1,6 @@
 """Run one program in a network namespace of its own, reachable only through forwarded ports.
 
-``python -m infra.local.netjail --forward PORT [--forward PORT ...] -- COMMAND ...``
+``python -m paydar.infra.local.netjail --forward PORT [--forward PORT ...] -- COMMAND ...``
 
 Why: SeaweedFS answers on master, volume and filer HTTP ports beside its S3 port, and the
 master's ``/col/delete`` drops a bucket's volumes, object lock or not, without any
@@ -54,7 +54,7 @@ class JailUnavailable(RuntimeError):
 
 def jailed_command(python: str, forward: Sequence[int], command: Sequence[str]) -> list[str]:
     """The argv that runs ``command`` in its own network namespace, ``forward`` ports reachable."""
-    argv = [python, "-m", "infra.local.netjail"]
+    argv = [python, "-m", "paydar.infra.local.netjail"]
     for port in forward:
         argv += ["--forward", str(port)]
     return [*argv, "--", *command]
@@ -67,7 +67,7 @@ class _Options:
 
 
 def _parse(argv: Sequence[str]) -> _Options:
-    parser = argparse.ArgumentParser(prog="python -m infra.local.netjail", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m paydar.infra.local.netjail", description=__doc__.split("\n\n")[0])
     parser.add_argument("--forward", type=int, action="append", required=True, metavar="PORT",
                         help="a 127.0.0.1 port forwarded from the host to the same port inside (repeatable)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the program and its arguments")

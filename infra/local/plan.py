@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from infra.local.ports import PortAllocator
-from infra.topology import NationalTopology
+from paydar.infra.local.ports import PortAllocator
+from paydar.infra.topology import NationalTopology
 
 __all__ = ["ComponentKind", "LinkPlan", "Plan", "PlannedComponent", "build_plan"]
 

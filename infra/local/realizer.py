@@ -20,17 +20,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from infra.errors import PaydarError
-from infra.files import read_secret, write_json_atomic, write_secret
-from infra.identity import OPERATOR, KeyStore
-from infra.signing import Signer
-from infra.local import vault
-from infra.local.layout import StateLayout
-from infra.local.plan import ComponentKind, Plan, PlannedComponent, build_plan
-from infra.local.supervisor import Program, Supervisor, render_config
-from infra.routing import SignedTable, initial_table, sign_table
-from infra.topology import NationalTopology, load_topology
-from vault.s3 import (
+from paydar.infra.errors import PaydarError
+from paydar.infra.files import read_secret, write_json_atomic, write_secret
+from paydar.infra.identity import ENTRY_MODULES, OPERATOR, KeyStore
+from paydar.infra.signing import Signer
+from paydar.infra.local import vault
+from paydar.infra.local.layout import StateLayout
+from paydar.infra.local.plan import ComponentKind, Plan, PlannedComponent, build_plan
+from paydar.infra.local.supervisor import Program, Supervisor, render_config
+from paydar.infra.routing import SignedTable, initial_table, sign_table
+from paydar.infra.topology import NationalTopology, load_topology
+from paydar.vault.s3 import (
     S3Identity,
     bucket_name,
     load_identity,
@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT = 90.0
 CRASH_LOOP_SPAWNS = 3
 SIGNING_KINDS = (ComponentKind.NODE, ComponentKind.GATEWAY, ComponentKind.PROBER, ComponentKind.CONTROLLER)
-MODULES = {ComponentKind.NODE: "node", ComponentKind.GATEWAY: "gateway", ComponentKind.PROBER: "probes",
-           ComponentKind.CONTROLLER: "failover", ComponentKind.LINK: "infra.local.linkproxy"}
+MODULES = {**{ComponentKind(role): module for role, module in ENTRY_MODULES.items()},
+           ComponentKind.LINK: "paydar.infra.local.linkproxy"}
 # Vault first, links and gateways next, nodes, then the probers and controllers that watch them.
 PRIORITY = {ComponentKind.VAULT: 100, ComponentKind.LINK: 200, ComponentKind.GATEWAY: 200,
             ComponentKind.NODE: 300, ComponentKind.PROBER: 400, ComponentKind.CONTROLLER: 400}

@@ -18,9 +18,9 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from infra.errors import PaydarError
-from infra.files import read_secret
-from infra.local.layout import StateLayout
+from paydar.infra.errors import PaydarError
+from paydar.infra.files import read_secret
+from paydar.infra.local.layout import StateLayout
 
 __all__ = ["Program", "Supervisor", "render_config"]
 

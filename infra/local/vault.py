@@ -1,7 +1,7 @@
 """The local vault: SeaweedFS's real S3 server (``weed mini``) bound to 127.0.0.1.
 
 What is SeaweedFS-specific lives here: the command line, the ports, and the identity file
-format with its scoped actions. Everything spoken over S3 is in :mod:`vault.s3`.
+format with its scoped actions. Everything spoken over S3 is in :mod:`paydar.vault.s3`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from infra.files import write_secret
-from infra.local.netjail import jailed_command
-from infra.local.processes import terminate
-from vault.s3 import S3Identity, VaultNotReady, wait_ready
+from paydar.infra.files import write_secret
+from paydar.infra.local.netjail import jailed_command
+from paydar.infra.local.processes import terminate
+from paydar.vault.s3 import S3Identity, VaultNotReady, wait_ready
 
 __all__ = ["GRPC_OFFSET", "StandaloneVault", "VaultPorts", "WEED", "region_actions", "render_s3_config",
            "security_environment", "standalone_vault", "vault_command", "weed_command"]
@@ -93,7 +93,7 @@ def vault_command(python: str, weed_bin: str, data_dir: Path, ports: VaultPorts,
 
     The master, volume, filer and admin ports (HTTP and gRPC) then exist only inside weed's
     namespace: no other process can reach them, so the master's credential-free
-    ``/col/delete`` is shut along with every other side door (:mod:`infra.local.netjail`).
+    ``/col/delete`` is shut along with every other side door (:mod:`paydar.infra.local.netjail`).
     """
     return jailed_command(python, [ports.s3], weed_command(weed_bin, data_dir, ports, s3_config))
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pulumi
 
-from infra.production.settings import StackSettings
-from infra.topology import NationalTopology
+from paydar.infra.production.settings import StackSettings
+from paydar.infra.topology import NationalTopology
 
 __all__ = ["Graph", "Resource", "render"]
 
@@ -74,7 +74,7 @@ def _revealed(value: Any) -> Any:
 def render(topology: NationalTopology, topology_yaml: str, settings: StackSettings, *, project: str = "paydar",
            stack: str = "staging") -> Graph:
     """Run the program under the mock runtime and return what it declared."""
-    from infra.production.program import declare
+    from paydar.infra.production.program import declare
 
     graph = Graph()
     with _LOCK:

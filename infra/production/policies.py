@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.production.graph import Resource
+from paydar.infra.production.graph import Resource
 
 __all__ = ["POLICIES", "Policy", "evaluate"]
 

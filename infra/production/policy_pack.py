@@ -10,8 +10,8 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from infra.production.graph import Resource
-from infra.production.policies import POLICIES, Policy
+from paydar.infra.production.graph import Resource
+from paydar.infra.production.policies import POLICIES, Policy
 
 __all__ = ["PACK_NAME", "stack_policies"]
 

@@ -3,7 +3,7 @@
 Per workload (each node of a hosted service, the gateway, the prober where the region is a
 vantage point, the controller): a Deployment with readiness and liveness probes, anti-affinity
 and a restricted security context, a Service, a PodDisruptionBudget, its Ed25519 identity as a
-Secret, and a NetworkPolicy allowing exactly its paths of :mod:`infra.production.paths`. The
+Secret, and a NetworkPolicy allowing exactly its paths of :mod:`paydar.infra.production.paths`. The
 namespace denies everything else by default. Paths inside the region name pods; paths from or
 to another region can only name that region's CIDR (another cluster's pods have no labels
 here), so across regions the policies are as narrow as the network allows.
@@ -18,15 +18,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from infra.production.paths import CITIZENS, VAULT, Component, Path
-from infra.production.settings import StackSettings
-from infra.production.vault import RegionCredentials
+from paydar.infra.identity import ENTRY_MODULES, Role
+from paydar.infra.production.paths import CITIZENS, VAULT, Component, Path
+from paydar.infra.production.settings import StackSettings
+from paydar.infra.production.vault import RegionCredentials
 
-__all__ = ["COMPONENT_LABEL", "MODULES", "RegionArgs", "RegionStack", "peer"]
+__all__ = ["COMPONENT_LABEL", "RegionArgs", "RegionStack", "peer"]
 
 COMPONENT_LABEL = "paydar.io/component"
-MODULES = {"node": "node", "gateway": "gateway", "prober": "probes", "controller": "failover"}
-"""The Python module each workload's container runs (``python -m MODULE``), as in the local realization."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class RegionStack(pulumi.ComponentResource):
                         "topologyKey": "kubernetes.io/hostname"}}]}},
                 "containers": [{
                     "name": c.kind, "image": getattr(settings.images, c.kind),
-                    "args": ["python", "-m", MODULES[c.kind]],
+                    "args": ["python", "-m", ENTRY_MODULES[Role(c.kind)]],
                     "env": [{"name": "PAYDAR_COMPONENT", "value": c.id}, {"name": "PAYDAR_REGION", "value": c.region}],
                     "ports": [{"name": "http", "containerPort": settings.port}],
                     "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, **probe},

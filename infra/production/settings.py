@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from infra.errors import Issue, TopologyError
-from infra.topology import NationalTopology
+from paydar.infra.errors import Issue, TopologyError
+from paydar.infra.topology import NationalTopology
 
 __all__ = ["Images", "StackSettings", "VaultSettings", "parse_settings"]
 

@@ -17,9 +17,9 @@ import pulumi
 import pulumi_minio as minio
 from pulumi.dynamic import CreateResult, ResourceProvider, UpdateResult
 
-from infra.production.settings import VaultSettings
-from infra.topology import NationalTopology
-from vault.s3 import bucket_name
+from paydar.infra.production.settings import VaultSettings
+from paydar.infra.topology import NationalTopology
+from paydar.vault.s3 import bucket_name
 
 __all__ = ["REGION_ACTIONS", "ObjectLockRetention", "VaultArgs", "VaultStack", "region_policy"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.local.realizer import Realization, down, up
+from paydar.infra.local.realizer import Realization, down, up
 from paydar.bench import process_tree
 
 ROOT = Path(__file__).resolve().parents[2]

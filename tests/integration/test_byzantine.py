@@ -22,16 +22,16 @@ from typing import Any
 import pytest
 import yaml
 
-from chaos.liar import ScriptedProber
-from failover.intents import Intent, IntentAction, SignedIntent
-from failover.manual import current_table
-from infra.local.realizer import Realization
-from infra.routing import RoutingTable, SignedTable, sign_table
-from node.chain import GENESIS_HASH, entry_hash
-from node.models import ReplicationBatch, SignedBatch
+from paydar.chaos.liar import ScriptedProber
+from paydar.failover.intents import Intent, IntentAction, SignedIntent
+from paydar.failover.manual import current_table
+from paydar.infra.local.realizer import Realization
+from paydar.infra.routing import RoutingTable, SignedTable, sign_table
+from paydar.node.chain import GENESIS_HASH, entry_hash
+from paydar.node.models import ReplicationBatch, SignedBatch
 from paydar.restore import restore
-from probes.models import ObservationRound
-from vault.restore import RestoreRefused
+from paydar.probes.models import ObservationRound
+from paydar.vault.restore import RestoreRefused
 from tests.integration.conftest import ROOT, SystemFactory, document, http, running
 from tests.waiting import wait_until
 
@@ -493,8 +493,8 @@ def test_a_gateway_serves_only_documents_whose_receipt_verifies(start_system: Sy
 
 @pytest.mark.timeout(300)
 def test_the_full_compromise_cells_of_the_matrix_hold(start_system: SystemFactory) -> None:
-    from chaos.catalog import run_experiments
-    from chaos.matrix import cells, experiment
+    from paydar.chaos.catalog import run_experiments
+    from paydar.chaos.matrix import cells, experiment
 
     system = start_system()
     only = ("link.isfahan.tehran:tamper", "controller.mashhad:equivocate", "prober.isfahan:poison",

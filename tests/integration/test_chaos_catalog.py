@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-import chaos
-from chaos.invariants import check_acknowledged
-from chaos.load import CitizenLoad
-from chaos.probes import acknowledged_writes_lost, citizen_availability
-from chaos.target import append_ledger
-from chaos.workload import read_back
-from infra.local.realizer import Realization
+from paydar import chaos
+from paydar.chaos.invariants import check_acknowledged
+from paydar.chaos.load import CitizenLoad
+from paydar.chaos.probes import acknowledged_writes_lost, citizen_availability
+from paydar.chaos.target import append_ledger
+from paydar.chaos.workload import read_back
+from paydar.infra.local.realizer import Realization
 from tests.integration.conftest import ROOT, running, write_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chaos.catalog import load_catalog, run_experiments
-from infra.local.layout import StateLayout
-from infra.local.realizer import down
+from paydar.chaos.catalog import load_catalog, run_experiments
+from paydar.infra.local.layout import StateLayout
+from paydar.infra.local.realizer import down
 from tests.integration.conftest import ROOT, running, write_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

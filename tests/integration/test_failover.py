@@ -15,11 +15,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from chaos.invariants import check_acknowledged
-from chaos.liar import ScriptedProber
-from chaos.workload import Workload, read_back
-from infra.local.realizer import Realization
-from infra.routing import RoutingTable, initial_table, sign_table
+from paydar.chaos.invariants import check_acknowledged
+from paydar.chaos.liar import ScriptedProber
+from paydar.chaos.workload import Workload, read_back
+from paydar.infra.local.realizer import Realization
+from paydar.infra.routing import RoutingTable, initial_table, sign_table
 from tests.integration.conftest import SystemFactory, document, http
 from tests.waiting import wait_until
 
@@ -29,7 +29,7 @@ FAILOVER_TIMEOUT = 30.0
 
 
 def link_admin(system: Realization, source: str, target: str):  # type: ignore[no-untyped-def]
-    from infra.local.linkadmin import LinkAdmin
+    from paydar.infra.local.linkadmin import LinkAdmin
 
     link = system.plan.link(source, target)
     return LinkAdmin(link.admin_url, system.link_token(link.id))

@@ -10,12 +10,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chaos.invariants import AckLedger, check_acknowledged
-from chaos.workload import read_back, write_burst
-from failover.manual import FailoverRefused, promote
-from infra.local.layout import StateLayout
-from infra.local.realizer import Realization, UpFailed, down, up
-from infra.local.supervisor import Supervisor
+from paydar.chaos.invariants import AckLedger, check_acknowledged
+from paydar.chaos.workload import read_back, write_burst
+from paydar.failover.manual import FailoverRefused, promote
+from paydar.infra.local.layout import StateLayout
+from paydar.infra.local.realizer import Realization, UpFailed, down, up
+from paydar.infra.local.supervisor import Supervisor
 from paydar.bench import process_tree
 from tests.integration.conftest import SystemFactory, document, http, write_topology
 from tests.waiting import wait_until
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 def link_admin(system: Realization, source: str, target: str):  # type: ignore[no-untyped-def]
-    from infra.local.linkadmin import LinkAdmin
+    from paydar.infra.local.linkadmin import LinkAdmin
 
     link = system.plan.link(source, target)
     return LinkAdmin(link.admin_url, system.link_token(link.id))
@@ -62,7 +62,7 @@ def test_manual_failover_keeps_every_acknowledged_write_and_fences(start_system:
                10, "every replica to reach the same chain head")
 
     # The deposed primary's key signing old-epoch replication is refused: fencing.
-    from node.models import ReplicationBatch, SignedBatch
+    from paydar.node.models import ReplicationBatch, SignedBatch
 
     batch = ReplicationBatch(service="1101", sender="node.1101.tehran", epoch=1, table_version=1, acked_position=0,
                              head_position=0, prev_position=0, prev_hash="0" * 64)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from infra.local.linkproxy import LinkAdmin, LinkAdminError, LinkMode
-from infra.local.ports import PortAllocator
+from paydar.infra.local.linkproxy import LinkAdmin, LinkAdminError, LinkMode
+from paydar.infra.local.ports import PortAllocator
 from tests.integration.conftest import STARTED_PIDS, http
 from tests.waiting import wait_until
 
@@ -124,7 +124,7 @@ def proxy_config(tmp_path: Path, targets: list[int], **overrides: Any) -> Path:
 
 def run_proxy(config: Path, stderr: Path) -> subprocess.Popen[bytes]:
     with stderr.open("wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "infra.local.linkproxy", "--config", str(config)],
+        process = subprocess.Popen([sys.executable, "-m", "paydar.infra.local.linkproxy", "--config", str(config)],
                                    cwd=ROOT, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     STARTED_PIDS.add(process.pid)
     return process
@@ -366,7 +366,7 @@ def test_unusable_config_exits_nonzero_with_a_clear_message(tmp_path: Path, setu
     if setup == "no-config":
         config = tmp_path / "missing.json"
     # run() kills the child itself if it outlives the timeout.
-    result = subprocess.run([sys.executable, "-m", "infra.local.linkproxy", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "paydar.infra.local.linkproxy", "--config", str(config)],
                             cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=15)
     assert result.returncode == 2
     assert message in result.stderr.decode()

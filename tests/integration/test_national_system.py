@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.realizer import AlreadyRunning, Realization, up
-from infra.routing import RoutingTable, ServiceRoute, SignedTable, sign_table
+from paydar.infra.local.realizer import AlreadyRunning, Realization, up
+from paydar.infra.routing import RoutingTable, ServiceRoute, SignedTable, sign_table
 from tests.integration.conftest import ROOT, document, http
 from tests.waiting import wait_until
 
@@ -171,8 +171,8 @@ def test_tables_that_must_be_refused_by_nodes_and_gateways(national: Realization
 def test_standby_refuses_replication_signed_by_a_foreign_key(national: Realization) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from infra.signing import Signer
-    from node.models import ReplicationBatch, SignedBatch
+    from paydar.infra.signing import Signer
+    from paydar.node.models import ReplicationBatch, SignedBatch
 
     batch = ReplicationBatch(service="1101", sender="node.1101.tehran", epoch=1, table_version=1, acked_position=0,
                              head_position=0, prev_position=0, prev_hash="0" * 64)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.actions import (
+from paydar.chaos.actions import (
     encrypt_node_data,
     flood_gateway,
     partition_region,
@@ -22,11 +22,11 @@ from chaos.actions import (
     run_lying_prober,
     undo_fault,
 )
-from chaos.liar import ScriptedProber
-from chaos.probes import seconds_until_available, seconds_until_compromise_detected
-from chaos.target import clear_fault
-from failover.manual import current_table
-from infra.local.realizer import Realization
+from paydar.chaos.liar import ScriptedProber
+from paydar.chaos.probes import seconds_until_available, seconds_until_compromise_detected
+from paydar.chaos.target import clear_fault
+from paydar.failover.manual import current_table
+from paydar.infra.local.realizer import Realization
 from paydar.backups import backup_now
 from tests.integration.conftest import running, write_topology
 from tests.waiting import wait_until

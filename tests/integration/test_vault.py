@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.vault import GRPC_OFFSET, WEED, VaultPorts, render_s3_config, standalone_vault, weed_command
+from paydar.infra.local.vault import GRPC_OFFSET, WEED, VaultPorts, render_s3_config, standalone_vault, weed_command
 from tests.integration.conftest import STARTED_PIDS
 from tests.waiting import wait_until
-from vault.s3 import (
+from paydar.vault.s3 import (
     BucketNotLocked,
     InvalidBucketName,
     S3Client,
@@ -168,9 +168,9 @@ def test_provisioning_twice_changes_nothing(vault: Vault, caplog: pytest.LogCapt
     provision_buckets(admin, ["paydar-twice"], retention_days=2)
     before = describe_bucket(admin, "paydar-twice")
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="vault.s3"):
+    with caplog.at_level(logging.DEBUG, logger="paydar.vault.s3"):
         provision_buckets(admin, ["paydar-twice"], retention_days=2)
-    changes = [r.getMessage() for r in caplog.records if r.name == "vault.s3" and r.levelno >= logging.INFO]
+    changes = [r.getMessage() for r in caplog.records if r.name == "paydar.vault.s3" and r.levelno >= logging.INFO]
     assert changes == []
     assert describe_bucket(admin, "paydar-twice") == before
 

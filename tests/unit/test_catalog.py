@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chaos.catalog import RECOVERY_PROBE, _result, experiments
-from chaos.load import Sample
+from paydar.chaos.catalog import RECOVERY_PROBE, _result, experiments
+from paydar.chaos.load import Sample
 from paydar.drill import DrillReport, served_during
 from paydar.report_html import render_html
 

@@ -8,12 +8,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from failover.intents import INTENT_MAX_AGE, Intent, IntentAction, IntentLog, IntentRefused, SignedIntent
-from failover.rounds import RoundPlan, RoundRefused, check_round
-from infra.identity import OPERATOR, KeyStore
-from infra.topology import NationalTopology, parse_topology
-from node.models import DocumentIn
-from probes.models import IntegrityObservation, ObservationRound, TargetObservation
+from paydar.failover.intents import INTENT_MAX_AGE, Intent, IntentAction, IntentLog, IntentRefused, SignedIntent
+from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
+from paydar.infra.identity import OPERATOR, KeyStore
+from paydar.infra.topology import NationalTopology, parse_topology
+from paydar.node.models import DocumentIn
+from paydar.probes.models import IntegrityObservation, ObservationRound, TargetObservation
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 5_000.0

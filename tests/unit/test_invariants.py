@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chaos.invariants import AckLedger, ViolationKind, check_acknowledged
+from paydar.chaos.invariants import AckLedger, ViolationKind, check_acknowledged
 
 DOC = {"citizen_id": "0012345678", "kind": "diploma", "data": {"n": 1}}
 

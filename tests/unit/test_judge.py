@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from failover.judge import Health, Judge
+from paydar.failover.judge import Health, Judge
 
 PROBERS = ("prober.a", "prober.b", "prober.c")
 T = "node.1101.tehran"

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.identity import KeyStore, TrustRoot
-from infra.signing import Signer
-from node.store import DocumentStore, verify_file
-from vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifest_key, snapshot_key
-from vault.restore import Listed, NoBackup, RestoreRefused, choose
-from vault.snapshot import SnapshotFailed, take_snapshot
+from paydar.infra.identity import KeyStore, TrustRoot
+from paydar.infra.signing import Signer
+from paydar.node.store import DocumentStore, verify_file
+from paydar.vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifest_key, snapshot_key
+from paydar.vault.restore import Listed, NoBackup, RestoreRefused, choose
+from paydar.vault.snapshot import SnapshotFailed, take_snapshot
 
 NODE = "node.1101.tehran"
 

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from chaos.load import Sample
-from chaos.matrix import FAULTS, cells, experiment
-from infra.local.plan import build_plan
-from infra.topology import load_topology
+from paydar.chaos.load import Sample
+from paydar.chaos.matrix import FAULTS, cells, experiment
+from paydar.infra.local.plan import build_plan
+from paydar.infra.topology import load_topology
 from paydar.drill import DrillReport, blast_radius
 from paydar.report_html import render_html
 
@@ -51,12 +51,12 @@ def test_a_cell_is_a_chaos_toolkit_experiment_with_the_citizen_steady_state(syst
     probes = [p["provider"]["func"] for p in built["steady-state-hypothesis"]["probes"]]
     assert probes == ["citizen_availability", "acknowledged_writes_lost", "corrupted_documents_served",
                       "certified_route_unchanged"]
-    assert built["method"][0]["provider"] == {"type": "python", "module": "chaos.actions", "func": "run_lying_prober",
+    assert built["method"][0]["provider"] == {"type": "python", "module": "paydar.chaos.actions", "func": "run_lying_prober",
                                               "arguments": {"region": "isfahan"}}
     assert built["method"][-1]["pauses"] == {"after": 1.5}
     assert [r["provider"]["func"] for r in built["rollbacks"]] == ["undo_fault"]
     [equivocate] = cells(system, ("controller.tehran:equivocate",))
-    assert experiment(equivocate, 0)["method"][0]["provider"]["module"] == "chaos.compromise"
+    assert experiment(equivocate, 0)["method"][0]["provider"]["module"] == "paydar.chaos.compromise"
     [encrypt] = cells(system, ("node.2204.mashhad:encrypt",))
     assert [m["provider"]["func"] for m in experiment(encrypt, 0)["method"]] == [
         "encrypt_node_data", "seconds_until_compromise_detected", "seconds_until_available"]

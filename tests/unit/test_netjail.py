@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from infra.local.netjail import _parse, jailed_command, main
+from paydar.infra.local.netjail import _parse, jailed_command, main
 
 
 def test_the_jailed_command_forwards_each_port_and_keeps_the_program_argv_intact() -> None:
     argv = jailed_command("/py", [9000, 9001], ["weed", "-x", "--", "mini"])
-    assert argv == ["/py", "-m", "infra.local.netjail", "--forward", "9000", "--forward", "9001",
+    assert argv == ["/py", "-m", "paydar.infra.local.netjail", "--forward", "9000", "--forward", "9001",
                     "--", "weed", "-x", "--", "mini"]
     options = _parse(argv[3:])
     assert options.forward == (9000, 9001)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from failover.ballot import Ballot
-from failover.planner import Overrides, ReplicaState, fenced_views, plan
-from failover.promotion import ReplicaView
-from infra.routing import RouteMode, RoutingTable, initial_table
-from infra.topology import NationalTopology, parse_topology
+from paydar.failover.ballot import Ballot
+from paydar.failover.planner import Overrides, ReplicaState, fenced_views, plan
+from paydar.failover.promotion import ReplicaView
+from paydar.infra.routing import RouteMode, RoutingTable, initial_table
+from paydar.infra.topology import NationalTopology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 

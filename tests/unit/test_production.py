@@ -14,13 +14,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from infra.errors import TopologyError
-from infra.production.graph import Graph, Resource, render
-from infra.production.paths import CITIZENS, VAULT, components, intended_paths
-from infra.production.policies import evaluate
-from infra.production.policy_pack import stack_policies
-from infra.production.settings import parse_settings
-from infra.topology import NationalTopology, load_topology
+from paydar.infra.errors import TopologyError
+from paydar.infra.production.graph import Graph, Resource, render
+from paydar.infra.production.paths import CITIZENS, VAULT, components, intended_paths
+from paydar.infra.production.policies import evaluate
+from paydar.infra.production.policy_pack import stack_policies
+from paydar.infra.production.settings import parse_settings
+from paydar.infra.topology import NationalTopology, load_topology
 from paydar.cli import cli
 from paydar.plan import load_stack, open_paths
 
@@ -212,8 +212,8 @@ def test_the_trust_root_is_in_the_format_components_load() -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from infra.identity import TrustRoot
-    from infra.production.program import _trust_root
+    from paydar.infra.identity import TrustRoot
+    from paydar.infra.production.program import _trust_root
 
     key = Ed25519PrivateKey.generate()
     pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()

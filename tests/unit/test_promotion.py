@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from failover.promotion import PromotionVerdict as V
-from failover.promotion import ReplicaView, check_promotion
+from paydar.failover.promotion import PromotionVerdict as V
+from paydar.failover.promotion import ReplicaView, check_promotion
 
 UP = ReplicaView
 

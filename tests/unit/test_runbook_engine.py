@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import PaydarError
-from runbooks.engine import available, load, run
+from paydar.infra.errors import PaydarError
+from paydar.runbooks.engine import available, load, run
 
 BOOK = """# Test incident
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from node.chain import GENESIS_HASH, Entry
-from node.chain import entry_hash
-from node.errors import BatchRefused, IntegrityViolation, LogMismatch
-from node.store import DocumentStore, check_batch
+from paydar.node.chain import GENESIS_HASH, Entry
+from paydar.node.chain import entry_hash
+from paydar.node.errors import BatchRefused, IntegrityViolation, LogMismatch
+from paydar.node.store import DocumentStore, check_batch
 
 
 def body(citizen: str = "0012345678", n: int = 0) -> str:

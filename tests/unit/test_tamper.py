@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.local.linkproxy import tampered
+from paydar.infra.local.linkproxy import tampered
 
 
 def test_tampering_rewrites_every_digit_of_a_body_and_keeps_the_headers() -> None:
