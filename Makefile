@@ -3,12 +3,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The editable install is strict (a tree of links under build/, which type checkers can
-# follow): adding or removing a module or packaged file needs a reinstall, so the stamp is
-# named for the list of those files.
-PACKAGED := $(shell find paydar infra node gateway vault probes failover chaos runbooks \
-              \( -name '*.py' -o -name '*.json' -o -name '*.md' \) -not -path '*/__pycache__/*' | sort | cksum | cut -d' ' -f1)
-STAMP  := $(VENV)/.installed-$(PACKAGED)
+STAMP  := $(VENV)/.installed
 
 .PHONY: drill test test-unit venv clean
 
@@ -17,8 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	rm -rf build/__editable__.* $(VENV)/.installed*
-	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=strict
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 ## make drill: bring the national system up, exercise it, fail over by hand and automatically, check, tear down
@@ -34,4 +28,4 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache build
+	rm -rf $(VENV) .pytest_cache

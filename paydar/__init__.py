@@ -1,15 +1,10 @@
 """Paydar: keep government digital services running while they are under cyberattack.
 
-Each top-level folder of the checkout is a sub-package of this one (``paydar.node`` is
-``node/``; see ``package-dir`` in pyproject.toml). Imported from inside a checkout (the
-checkout on ``sys.path``, as under pytest), this folder alone would hide those sub-packages,
-so the package also spans the installed tree, the standard library's way.
+The one import root: every part is a sub-package (``paydar.node``, ``paydar.infra.local``, ...).
 """
 
-from pkgutil import extend_path
 from typing import Any
 
-__path__ = extend_path(__path__, __name__)
 __all__ = ["discover"]
 
 

@@ -1,33 +1,34 @@
-"""One import root: every top-level folder is a sub-package of ``paydar``, and nothing else is installed."""
+"""One import root: everything is a sub-package of ``paydar``, and nothing else is installed."""
 
 from __future__ import annotations
 
 import importlib.util
-import tomllib
 from importlib.metadata import distribution
 from pathlib import Path
+
+from setuptools import find_packages
 
 from paydar import discover
 from paydar.infra.identity import ENTRY_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
-SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+TOP_LEVEL_FOLDERS = ("infra", "failover", "probes", "chaos", "runbooks")
+"""The folders a newcomer looks for at the top of the checkout: each is a link into paydar/."""
 
 
-def test_the_package_list_is_exactly_the_folders_on_disk() -> None:
-    mapping = SETUPTOOLS["package-dir"]
-    on_disk = set()
-    for name, folder in mapping.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT / folder).parts
-            on_disk.add(".".join((name, *relative)))
-    assert sorted(SETUPTOOLS["packages"]) == sorted(on_disk)
-    packages_at_top = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()} - {"tests"}
-    assert packages_at_top == set(mapping.values()), "every top-level package folder is mapped under paydar"
+def test_every_top_level_folder_is_a_link_into_the_one_import_root() -> None:
+    for name in TOP_LEVEL_FOLDERS:
+        folder = ROOT / name
+        assert folder.is_symlink() and folder.resolve() == ROOT / "paydar" / name, name
+    stray = [p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() and not p.is_symlink()]
+    assert sorted(stray) == ["paydar", "tests"], "no package outside paydar/ but the tests"
 
 
 def test_only_paydar_is_installed_as_a_top_level_name() -> None:
     assert (distribution("paydar").read_text("top_level.txt") or "").split() == ["paydar"]
+    found = find_packages(str(ROOT), include=["paydar*"])
+    assert {p.split(".")[0] for p in found} == {"paydar"}
+    assert {f"paydar.{name}" for name in TOP_LEVEL_FOLDERS} <= set(found)
 
 
 def test_every_entry_module_runs_as_python_dash_m() -> None:
