@@ -28,8 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from paydar.infra.errors import PaydarError, TopologyError
-from paydar.infra.topology import load_topology
+from paydar.model.errors import PaydarError, TopologyError
+from paydar.model.topology import load_topology
 
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
@@ -217,7 +217,7 @@ def component_restart(name: str, state_dir: Path) -> None:
 def status(state_dir: Path, as_json: bool) -> None:
     """Show every component: process, role, epoch, log position, health. Exit 1 if any is unhealthy."""
     from paydar.infra.local.realizer import load_realization
-    from paydar.status import collect_status
+    from paydar.ops.status import collect_status
 
     try:
         rows = collect_status(load_realization(state_dir))
@@ -257,9 +257,9 @@ def _operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
     """Run an operator action against a running realization; bad input exits 2, refusals exit 1."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from paydar.failover.manual import FailoverRefused
+    from paydar.ops.failover import FailoverRefused
     from paydar.infra.local.realizer import load_realization
-    from paydar.restore import RestoreFailed
+    from paydar.ops.restore import RestoreFailed
     from paydar.vault.restore import NoBackup, RestoreRefused
 
     try:
@@ -284,7 +284,7 @@ def promote(service: str, region: str, state_dir: Path) -> None:
     Refuses (and changes nothing) when the standby lacks acknowledged writes or when that
     cannot be proven. The table is signed by the controllers (k of n), never by this command.
     """
-    from paydar.failover.manual import promote as do_promote
+    from paydar.ops.failover import promote as do_promote
 
     result = _operate(state_dir, lambda r: do_promote(r, service, region))
     out.print(f"service {service}: primary {result.old_primary} -> {result.new_primary}, epoch {result.epoch}, "
@@ -301,7 +301,7 @@ def fence(service: str, region: str, state_dir: Path) -> None:
     If it is the primary, the service fails over to a standby proven to hold every
     acknowledged write. Undo with `paydar failover clear --region R --service ID`.
     """
-    from paydar.failover.manual import fence as do_fence
+    from paydar.ops.failover import fence as do_fence
 
     table = _operate(state_dir, lambda r: do_fence(r, service, region))
     route = table.route(service)
@@ -318,7 +318,7 @@ def drain(region: str, state_dir: Path) -> None:
     Each service moves through fence-then-promote, so no acknowledged write is lost.
     Undo with `paydar failover clear --region R` (primaries do not move back by themselves).
     """
-    from paydar.failover.manual import drain as do_drain
+    from paydar.ops.failover import drain as do_drain
 
     table = _operate(state_dir, lambda r: do_drain(r, region))
     moved = ", ".join(f"{sid}->{route.primary}" for sid, route in sorted(table.services.items()))
@@ -331,7 +331,7 @@ def drain(region: str, state_dir: Path) -> None:
 @state_option
 def clear(region: str, service: str | None, state_dir: Path) -> None:
     """Withdraw operator intents (undrain, unfence) on REGION."""
-    from paydar.failover.manual import clear as do_clear
+    from paydar.ops.failover import clear as do_clear
 
     outcomes = _operate(state_dir, lambda r: do_clear(r, region, service))
     out.print(f"intents on {region}{' for ' + service if service else ''} cleared on "
@@ -351,8 +351,8 @@ def backup_now(service: str | None, region: str | None, state_dir: Path) -> None
     """Each selected node snapshots its store while serving, verifies the copy, uploads it with a
     manifest signed by its own key, and answers once the vault holds both. Exits 1 if any failed.
     """
-    from paydar.backups import backup_now as run
-    from paydar.backups import select_nodes
+    from paydar.ops.backups import backup_now as run
+    from paydar.ops.backups import select_nodes
 
     def job(realization: Realization) -> list:  # type: ignore[type-arg]
         nodes = select_nodes(realization, service, region)
@@ -393,7 +393,7 @@ def backups_list(service: str, region: str | None, limit: int, as_json: bool, st
     """Every backup of a service, newest first, and whether its manifest verifies (signature by the
     node's key in the trust root, right service, right place). Exits 1 if any does not verify.
     """
-    from paydar.backups import list_vault
+    from paydar.ops.backups import list_vault
 
     found = _operate(state_dir, lambda r: list_vault(r, service, region, newest=limit))
     rows = [{"region": r, "manifest_key": e.key, "verified": e.problem is None, "problem": e.problem,
@@ -438,8 +438,8 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
        as a standby. If it does not come back, the old data is put back.
     Refuses to restore the writable primary: fail over first.
     """
-    from paydar.restore import Steps
-    from paydar.restore import restore as run
+    from paydar.ops.restore import Steps
+    from paydar.ops.restore import restore as run
 
     moment = at.replace(tzinfo=timezone.utc) if at else None
 
@@ -502,7 +502,7 @@ def drill(config: Path, state_dir: Path | None, matrix: bool, only: tuple[str, .
       paydar drill --matrix --only 'gateway.*'        # part of it
       paydar drill --config examples/weakened/no-synchronous-standby.yaml   # must FAIL
     """
-    from paydar.drill import DrillOptions, run_drill
+    from paydar.drill.run import DrillOptions, run_drill
 
     if only and not matrix:
         fail("--only narrows the N-1 matrix: add --matrix")
@@ -532,7 +532,7 @@ def plan(stack: str, as_json: bool) -> None:
       paydar plan --stack staging
       paydar plan --stack production --json > plan.json
     """
-    from paydar.plan import plan_stack, summary
+    from paydar.infra.production.plan import plan_stack, summary
 
     try:
         with console.status(f"rendering stack {stack} with Pulumi's mock runtime"):
@@ -587,7 +587,7 @@ def keys_rotate(component: str, state_dir: Path) -> None:
     replaces the old file and the component restarts with it. Use it when a key may be stolen
     (see the runbooks lying-prober and compromised-controller-key).
     """
-    from paydar.keys import rotate
+    from paydar.ops.keys import rotate
 
     done = _operate(state_dir, lambda system: rotate(system, component, lambda text: out.print(f"  {text}")))
     out.print(f"{done.component}: key {done.old_key_id} replaced by {done.new_key_id} in {done.seconds:.1f}s; "
@@ -696,7 +696,7 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 def bench_up(config: Path, writes: int, concurrency: int, idle_seconds: float, as_json: bool) -> None:
     """Time to all-ready, total RSS, idle CPU, and write throughput/latency through one gateway."""
-    from paydar.bench import bench_up as run
+    from paydar.bench.up import bench_up as run
 
     _print_figures("paydar bench up", run(config=config, writes=writes, concurrency=concurrency,
                                           idle_seconds=idle_seconds, console=console), as_json)
@@ -709,7 +709,7 @@ def bench_up(config: Path, writes: int, concurrency: int, idle_seconds: float, a
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 def bench_failover(config: Path, kills: int, service: str | None, as_json: bool) -> None:
     """Kill the primary region KILLS times: time to the first acknowledged write, writes lost."""
-    from paydar.bench_failover import bench_failover as run
+    from paydar.bench.failover import bench_failover as run
 
     try:
         _print_figures("paydar bench failover", run(config=config, kills=kills, service=service, console=console),
@@ -725,7 +725,7 @@ def bench_failover(config: Path, kills: int, service: str | None, as_json: bool)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 def bench_restore(size_mb: int, document_kb: int, rounds: int, as_json: bool) -> None:
     """Backup and verified-restore MB/s on a real vault, against a raw boto3 GET of the same bytes."""
-    from paydar.bench_restore import bench_restore as run
+    from paydar.bench.restore import bench_restore as run
 
     _print_figures("paydar bench restore", run(size_mb=size_mb, document_kb=document_kb, rounds=rounds,
                                                console=console), as_json)
@@ -741,7 +741,7 @@ def bench_restore(size_mb: int, document_kb: int, rounds: int, as_json: bool) ->
 def bench_matrix(config: Path, users: int, dwell: float, only: tuple[str, ...], as_json: bool) -> None:
     """Wall time of the whole N-1 matrix on a fresh system (target: 15 minutes for 3 regions x 4
     services), and per fault: cells held, time until served again, availability elsewhere, data lost."""
-    from paydar.bench_matrix import bench_matrix as run
+    from paydar.bench.matrix import bench_matrix as run
 
     _print_figures("paydar bench matrix", run(config=config, users=users, dwell=dwell, only=only, console=console),
                    as_json)
@@ -754,7 +754,7 @@ def bench_matrix(config: Path, users: int, dwell: float, only: tuple[str, ...], 
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 def bench_probes(services: int, regions: int, seconds: float, as_json: bool) -> None:
     """Sustained probes/s and CPU of the probe engine against minimal real HTTP targets."""
-    from paydar.bench_scale import bench_probes as run
+    from paydar.bench.scale import bench_probes as run
 
     _print_figures("paydar bench probes", run(services=services, regions=regions, seconds=seconds), as_json)
 
@@ -765,7 +765,7 @@ def bench_probes(services: int, regions: int, seconds: float, as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 def bench_controller(services: int, regions: int, as_json: bool) -> None:
     """Time to judge SERVICES x REGIONS targets from signed observations and sign the next table."""
-    from paydar.bench_scale import bench_controller as run
+    from paydar.bench.scale import bench_controller as run
 
     _print_figures("paydar bench controller", run(services=services, regions=regions, probers=regions), as_json)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from paydar.chaos.target import begin_experiment
-from paydar.infra.files import write_json_atomic
+from paydar.model.files import write_json_atomic
 from paydar.infra.local.realizer import Realization
 
 __all__ = ["CATALOG_DIR", "ExperimentResult", "experiments", "load_catalog", "run_experiments"]

@@ -25,9 +25,9 @@ from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.target import ActivityFailed, Configuration, Secrets, primary_of, realization, record_fault
 from paydar.chaos.target import component as resolve
-from paydar.failover.manual import current_table
+from paydar.ops.failover import current_table
 from paydar.infra.local.plan import ComponentKind
-from paydar.infra.routing import RoutingTable, sign_table
+from paydar.model.routing import RoutingTable, sign_table
 from paydar.node.chain import GENESIS_HASH, entry_hash
 from paydar.node.models import ReplicationBatch, SignedBatch
 from paydar.probes.models import ObservationRound

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from paydar.chaos.invariants import AckLedger
-from paydar.infra.errors import PaydarError
+from paydar.model.errors import PaydarError
 from paydar.infra.local.processes import terminate
 from paydar.infra.local.realizer import Realization
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from paydar.chaos.liar import ScriptedProber
-from paydar.failover.manual import current_table
+from paydar.ops.failover import current_table
 from paydar.infra.local.linkadmin import LinkAdmin
 from paydar.infra.local.realizer import Realization
 

@@ -24,8 +24,8 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 
 from paydar.chaos.invariants import AckLedger
-from paydar.failover.manual import current_table
-from paydar.infra.files import write_json_atomic
+from paydar.ops.failover import current_table
+from paydar.model.files import write_json_atomic
 from paydar.infra.local.plan import ComponentKind, PlannedComponent
 from paydar.infra.local.realizer import Realization, load_realization
 

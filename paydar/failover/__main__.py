@@ -8,8 +8,8 @@ from paydar.failover.app import build_app
 from paydar.failover.config import ControllerConfig
 from paydar.failover.controller import Controller
 from paydar.failover.metrics import ControllerMetrics
-from paydar.infra.component import load_foundation
-from paydar.infra.web import run_component
+from paydar.server.component import load_foundation
+from paydar.server.web import run_component
 
 
 def build(config: ControllerConfig) -> tuple[Controller, web.Application]:

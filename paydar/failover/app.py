@@ -12,9 +12,9 @@ from aiohttp import web
 
 from paydar.failover.controller import Controller, Disagreement
 from paydar.failover.intents import IntentRefused, SignedIntent
-from paydar.infra.errors import TableRejected
-from paydar.infra.routing import SignedTable, TableGuard
-from paydar.infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
+from paydar.model.errors import TableRejected
+from paydar.model.routing import SignedTable, TableGuard
+from paydar.server.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
 
 __all__ = ["build_app"]
 

@@ -21,9 +21,9 @@ import json
 import logging
 from pathlib import Path
 
-from paydar.infra.files import write_json_atomic
-from paydar.infra.routing import RoutingTable, ServiceRoute
-from paydar.infra.signing import canonical_json
+from paydar.model.files import write_json_atomic
+from paydar.model.routing import RoutingTable, ServiceRoute
+from paydar.model.signing import canonical_json
 
 __all__ = ["Ballot", "changes_of"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from paydar.failover.ballot import Ballot, changes_of
-from paydar.infra.routing import RoutingTable, ServiceRoute
+from paydar.model.routing import RoutingTable, ServiceRoute
 
 __all__ = ["CosignDecision", "CosignReason", "decide_cosign"]
 

@@ -20,13 +20,13 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from paydar.failover.planner import Overrides
-from paydar.infra.errors import PaydarError, SignatureError
-from paydar.infra.files import write_json_atomic
-from paydar.infra.identity import Role, TrustRoot
-from paydar.infra.routing import RoutingTable
-from paydar.infra.signing import Signature, Signer, verify_threshold
-from paydar.infra.topology import NationalTopology
-from paydar.infra.wire import WireModel
+from paydar.model.errors import PaydarError, SignatureError
+from paydar.model.files import write_json_atomic
+from paydar.model.identity import Role, TrustRoot
+from paydar.model.routing import RoutingTable
+from paydar.model.signing import Signature, Signer, verify_threshold
+from paydar.model.topology import NationalTopology
+from paydar.model.wire import WireModel
 
 __all__ = ["INTENT_MAX_AGE", "Intent", "IntentAction", "IntentLog", "IntentRefused", "SignedIntent"]
 

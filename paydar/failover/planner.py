@@ -22,8 +22,8 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
 from paydar.failover.promotion import ReplicaView, check_promotion
-from paydar.infra.routing import RouteMode, RoutingTable, ServiceRoute
-from paydar.infra.topology import NationalTopology
+from paydar.model.routing import RouteMode, RoutingTable, ServiceRoute
+from paydar.model.topology import NationalTopology
 
 __all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "plan"]
 

@@ -8,8 +8,8 @@ from paydar.gateway.app import build_app
 from paydar.gateway.config import GatewayConfig
 from paydar.gateway.metrics import GatewayMetrics
 from paydar.gateway.router import Router
-from paydar.infra.component import load_foundation
-from paydar.infra.web import run_component
+from paydar.server.component import load_foundation
+from paydar.server.web import run_component
 
 
 def build(config: GatewayConfig) -> tuple[Router, web.Application]:

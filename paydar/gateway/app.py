@@ -16,9 +16,9 @@ import secrets
 from aiohttp import web
 
 from paydar.gateway.router import HOP_HEADER, Router
-from paydar.infra.errors import TableRejected
-from paydar.infra.routing import TableGuard
-from paydar.infra.web import json_error, livez, metrics_response, read_body, standard_shedders
+from paydar.model.errors import TableRejected
+from paydar.model.routing import TableGuard
+from paydar.server.web import json_error, livez, metrics_response, read_body, standard_shedders
 from paydar.node.models import DOC_ID_PATTERN
 from paydar.node.receipts import nonce_of
 

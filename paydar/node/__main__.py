@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paydar.infra.component import load_foundation
-from paydar.infra.web import run_component
+from paydar.server.component import load_foundation
+from paydar.server.web import run_component
 from paydar.node.app import build_app
 from paydar.node.config import NodeConfig
 from paydar.node.metrics import NodeMetrics

@@ -18,10 +18,10 @@ import re
 
 from aiohttp import web
 
-from paydar.infra.errors import SignatureError, TableRejected
-from paydar.infra.routing import TableGuard
-from paydar.infra.wire import MAX_COUNTER
-from paydar.infra.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
+from paydar.model.errors import SignatureError, TableRejected
+from paydar.model.routing import TableGuard
+from paydar.model.wire import MAX_COUNTER
+from paydar.server.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
 from paydar.node.backup import BackupUnavailable
 from paydar.node.chain import Entry
 from paydar.node.errors import BatchRefused, IntegrityViolation, WriteRefused

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from paydar.infra.errors import PaydarError
+from paydar.model.errors import PaydarError
 from paydar.vault.manifest import SignedManifest
 from paydar.vault.s3 import VaultError, bucket_name
 from paydar.vault.snapshot import SnapshotCorrupt, take_snapshot, upload_backup

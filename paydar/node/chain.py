@@ -12,8 +12,8 @@ import hashlib
 
 from pydantic import Field
 
-from paydar.infra.signing import canonical_json
-from paydar.infra.wire import MAX_COUNTER, WireModel
+from paydar.model.signing import canonical_json
+from paydar.model.wire import MAX_COUNTER, WireModel
 
 __all__ = ["GENESIS_HASH", "Entry", "entry_hash"]
 

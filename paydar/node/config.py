@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paydar.infra.component import ComponentConfig
+from paydar.server.component import ComponentConfig
 
 __all__ = ["NodeConfig"]
 

@@ -2,7 +2,7 @@
 
 The tree::
 
-    PaydarError (paydar.infra.errors)
+    PaydarError (paydar.model.errors)
     └── NodeError
         ├── IntegrityViolation   stored or replicated data does not verify (tampering, ransomware)
         ├── LogMismatch          a replication batch does not continue this node's log
@@ -12,7 +12,7 @@ The tree::
 
 from __future__ import annotations
 
-from paydar.infra.errors import PaydarError
+from paydar.model.errors import PaydarError
 
 
 class NodeError(PaydarError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from pydantic import Field
 
-from paydar.infra.routing import SignedTable
-from paydar.infra.signing import Signature
-from paydar.infra.wire import Counter, FiniteJson, PositiveCounter, WireModel
+from paydar.model.routing import SignedTable
+from paydar.model.signing import Signature
+from paydar.model.wire import Counter, FiniteJson, PositiveCounter, WireModel
 from paydar.node.chain import Entry
 
 __all__ = [

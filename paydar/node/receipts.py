@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import Field
 
-from paydar.infra.errors import IdentityError, SignatureError
-from paydar.infra.identity import TrustRoot
-from paydar.infra.signing import Signature, Signer, verify
-from paydar.infra.wire import WireModel
+from paydar.model.errors import IdentityError, SignatureError
+from paydar.model.identity import TrustRoot
+from paydar.model.signing import Signature, Signer, verify
+from paydar.model.wire import WireModel
 from paydar.node.chain import Entry
 
 __all__ = ["NONCE_HEADER", "NONCE_PATTERN", "Proof", "check_proof", "nonce_of", "prove", "render"]

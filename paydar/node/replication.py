@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from paydar.infra.errors import IdentityError, SignatureError
-from paydar.infra.signing import verify
+from paydar.model.errors import IdentityError, SignatureError
+from paydar.model.signing import verify
 from paydar.node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch, SignedReply
 
 if TYPE_CHECKING:

@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from paydar.infra.component import Foundation
-from paydar.infra.errors import IdentityError, SignatureError, TableRejected
-from paydar.infra.routing import ServiceRoute, SignedTable
-from paydar.infra.signing import Signature, canonical_json, verify
+from paydar.server.component import Foundation
+from paydar.model.errors import IdentityError, SignatureError, TableRejected
+from paydar.model.routing import ServiceRoute, SignedTable
+from paydar.model.signing import Signature, canonical_json, verify
 from paydar.node.backup import BackupAgent
 from paydar.node.chain import Entry
 from paydar.node.config import NodeConfig

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paydar.infra.identity import TrustRoot, load_private_key
-from paydar.infra.signing import Signer
-from paydar.infra.topology import load_topology
-from paydar.infra.web import run_component
+from paydar.model.identity import TrustRoot, load_private_key
+from paydar.model.signing import Signer
+from paydar.model.topology import load_topology
+from paydar.server.web import run_component
 from paydar.probes.app import build_app
 from paydar.probes.config import ProberConfig
 from paydar.probes.metrics import ProberMetrics

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paydar.infra.web import json_error, livez, metrics_response
+from paydar.server.web import json_error, livez, metrics_response
 from paydar.probes.models import ObservationRound
 from paydar.probes.prober import Prober
 

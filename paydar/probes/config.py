@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paydar.infra.component import ComponentConfig
+from paydar.server.component import ComponentConfig
 
 __all__ = ["ProberConfig"]
 

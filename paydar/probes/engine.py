@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from paydar.infra.wire import as_counter, parse_json
+from paydar.model.wire import as_counter, parse_json
 from paydar.probes.models import TargetKind, TargetObservation
 
 __all__ = ["ProbeEngine", "Target"]

@@ -10,10 +10,10 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from paydar.infra.errors import SignatureError
-from paydar.infra.identity import TrustRoot
-from paydar.infra.signing import Signature, Signer, verify_bytes
-from paydar.infra.wire import MAX_COUNTER, WireModel
+from paydar.model.errors import SignatureError
+from paydar.model.identity import TrustRoot
+from paydar.model.signing import Signature, Signer, verify_bytes
+from paydar.model.wire import MAX_COUNTER, WireModel
 
 __all__ = [
     "CanaryObservation",

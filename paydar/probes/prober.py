@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from paydar.infra.signing import Signer
-from paydar.infra.topology import NationalTopology
-from paydar.infra.wire import parse_json
+from paydar.model.signing import Signer
+from paydar.model.topology import NationalTopology
+from paydar.model.wire import parse_json
 from paydar.probes.config import ProberConfig
 from paydar.probes.engine import ProbeEngine, Target
 from paydar.probes.metrics import ProberMetrics

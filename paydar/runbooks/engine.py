@@ -24,7 +24,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from paydar.infra.errors import PaydarError
+from paydar.model.errors import PaydarError
 
 __all__ = ["RUNBOOK_DIR", "Runbook", "RunOutcome", "Step", "available", "find", "load", "run"]
 

@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from paydar.infra.errors import IdentityError, PaydarError, SignatureError
-from paydar.infra.identity import TrustRoot
-from paydar.infra.signing import Signature, Signer, verify
+from paydar.model.errors import IdentityError, PaydarError, SignatureError
+from paydar.model.identity import TrustRoot
+from paydar.model.signing import Signature, Signer, verify
 
 __all__ = ["MAX_MANIFEST_BYTES", "BackupManifest", "ManifestRejected", "SignedManifest", "manifest_key",
            "manifests_prefix", "snapshot_key"]

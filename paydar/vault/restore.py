@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from paydar.infra.identity import TrustRoot
+from paydar.model.identity import TrustRoot
 from paydar.node.store import verify_file
 from paydar.vault.manifest import (
     MAX_MANIFEST_BYTES,

@@ -8,7 +8,7 @@ lock at creation; SeaweedFS would allow it later, code that relied on that would
 
 The exceptions::
 
-    PaydarError (paydar.infra.errors)
+    PaydarError (paydar.model.errors)
     └── VaultError                 anything this module raises on purpose
         ├── InvalidBucketName      a service id does not map to a valid S3 bucket name
         ├── VaultNotReady          the S3 endpoint did not answer before the deadline
@@ -32,8 +32,8 @@ from typing import Any, TypedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from paydar.infra.errors import PaydarError
-from paydar.infra.files import write_json_atomic
+from paydar.model.errors import PaydarError
+from paydar.model.files import write_json_atomic
 
 __all__ = [
     "BucketDescription", "BucketNotLocked", "InvalidBucketName", "S3Client", "S3Identity", "VaultError",

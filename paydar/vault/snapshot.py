@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paydar.infra.signing import Signer
+from paydar.model.signing import Signer
 from paydar.node.store import verify_file
 from paydar.vault.manifest import BackupManifest, SignedManifest, manifest_key, snapshot_key
 from paydar.vault.s3 import S3Client, VaultError

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from paydar.infra.errors import PaydarError
+from paydar.model.errors import PaydarError
 from paydar.vault.s3 import load_identity, vault_client
 from paydar.vault.snapshot import s3_put
 

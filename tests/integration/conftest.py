@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from paydar.infra.local.realizer import Realization, down, up
-from paydar.bench import process_tree
+from paydar.bench.up import process_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED_PIDS: set[int] = set()

@@ -19,9 +19,9 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from paydar.infra.local.realizer import Realization
-from paydar.infra.signing import Signer
-from paydar.backups import backup_now, list_vault
-from paydar.restore import RestoreFailed, restore
+from paydar.model.signing import Signer
+from paydar.ops.backups import backup_now, list_vault
+from paydar.ops.restore import RestoreFailed, restore
 from tests.integration.conftest import SystemFactory, document, http, running, write_topology
 from tests.integration.test_failover import assert_history_holds, state, wait_failover_from, writers
 from tests.waiting import wait_until
@@ -307,7 +307,7 @@ def test_one_silently_changed_record_is_detected_never_served_and_restored(start
                                f"/v1/services/{SERVICE}/documents/{victim['doc_id']}")
         assert status == 200 and body["data"] == {"tag": "quiet", "n": 3}, (region, body)
     # Excluded from promotion: the controllers refuse to make the compromised replica primary.
-    from paydar.failover.manual import FailoverRefused, promote
+    from paydar.ops.failover import FailoverRefused, promote
     with pytest.raises(FailoverRefused, match="integrity"):
         promote(system, SERVICE, "mashhad")
     restore(system, SERVICE, "mashhad")

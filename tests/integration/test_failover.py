@@ -19,7 +19,7 @@ from paydar.chaos.invariants import check_acknowledged
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.workload import Workload, read_back
 from paydar.infra.local.realizer import Realization
-from paydar.infra.routing import RoutingTable, initial_table, sign_table
+from paydar.model.routing import RoutingTable, initial_table, sign_table
 from tests.integration.conftest import SystemFactory, document, http
 from tests.waiting import wait_until
 

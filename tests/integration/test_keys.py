@@ -11,11 +11,11 @@ import pytest
 
 from paydar.chaos.reach import offer_everywhere
 from paydar.chaos.probes import seconds_until_available
-from paydar.failover.manual import current_table
-from paydar.infra.identity import TrustRoot
+from paydar.ops.failover import current_table
+from paydar.model.identity import TrustRoot
 from paydar.infra.local.realizer import Realization
-from paydar.infra.routing import TableGuard, sign_table
-from paydar.keys import rotate
+from paydar.model.routing import TableGuard, sign_table
+from paydar.ops.keys import rotate
 from tests.integration.conftest import running, write_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -53,7 +53,7 @@ def test_a_rotated_controller_key_is_refused_and_the_table_is_re_signed(system: 
 
 
 def test_only_components_with_keys_rotate(system: Realization) -> None:
-    from paydar.infra.errors import PaydarError
+    from paydar.model.errors import PaydarError
 
     with pytest.raises(PaydarError, match="holds no signing key"):
         rotate(system, "vault")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from paydar.infra.local.realizer import AlreadyRunning, Realization, up
-from paydar.infra.routing import RoutingTable, ServiceRoute, SignedTable, sign_table
+from paydar.model.routing import RoutingTable, ServiceRoute, SignedTable, sign_table
 from tests.integration.conftest import ROOT, document, http
 from tests.waiting import wait_until
 
@@ -171,7 +171,7 @@ def test_tables_that_must_be_refused_by_nodes_and_gateways(national: Realization
 def test_standby_refuses_replication_signed_by_a_foreign_key(national: Realization) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from paydar.infra.signing import Signer
+    from paydar.model.signing import Signer
     from paydar.node.models import ReplicationBatch, SignedBatch
 
     batch = ReplicationBatch(service="1101", sender="node.1101.tehran", epoch=1, table_version=1, acked_position=0,

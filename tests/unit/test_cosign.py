@@ -10,8 +10,8 @@ import yaml
 from paydar.failover.ballot import Ballot
 from paydar.failover.cosign import CosignReason, decide_cosign
 from paydar.failover.planner import Overrides, plan
-from paydar.infra.routing import RoutingTable, ServiceRoute, initial_table
-from paydar.infra.topology import NationalTopology, parse_topology
+from paydar.model.routing import RoutingTable, ServiceRoute, initial_table
+from paydar.model.topology import NationalTopology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_000.0

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from paydar.failover.intents import INTENT_MAX_AGE, Intent, IntentAction, IntentLog, IntentRefused, SignedIntent
 from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
-from paydar.infra.identity import OPERATOR, KeyStore
-from paydar.infra.topology import NationalTopology, parse_topology
+from paydar.model.identity import OPERATOR, KeyStore
+from paydar.model.topology import NationalTopology, parse_topology
 from paydar.node.models import DocumentIn
 from paydar.probes.models import IntegrityObservation, ObservationRound, TargetObservation
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from paydar.infra.identity import KeyStore, TrustRoot
-from paydar.infra.signing import Signer
+from paydar.model.identity import KeyStore, TrustRoot
+from paydar.model.signing import Signer
 from paydar.node.store import DocumentStore, verify_file
 from paydar.vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifest_key, snapshot_key
 from paydar.vault.restore import Listed, NoBackup, RestoreRefused, choose

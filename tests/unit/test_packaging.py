@@ -9,7 +9,7 @@ from pathlib import Path
 from setuptools import find_packages
 
 from paydar import discover
-from paydar.infra.identity import ENTRY_MODULES
+from paydar.model.identity import ENTRY_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL_FOLDERS = ("infra", "failover", "probes", "chaos", "runbooks")

@@ -10,8 +10,8 @@ import yaml
 from paydar.failover.ballot import Ballot
 from paydar.failover.planner import Overrides, ReplicaState, fenced_views, plan
 from paydar.failover.promotion import ReplicaView
-from paydar.infra.routing import RouteMode, RoutingTable, initial_table
-from paydar.infra.topology import NationalTopology, parse_topology
+from paydar.model.routing import RouteMode, RoutingTable, initial_table
+from paydar.model.topology import NationalTopology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 

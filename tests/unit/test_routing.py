@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from paydar.infra.errors import TableRejected
-from paydar.infra.identity import KeyStore
-from paydar.infra.routing import RoutingTable, ServiceRoute, SignedTable, TableGuard, TableRejection, sign_table
+from paydar.model.errors import TableRejected
+from paydar.model.identity import KeyStore
+from paydar.model.routing import RoutingTable, ServiceRoute, SignedTable, TableGuard, TableRejection, sign_table
 
 REGIONS = ("tehran", "isfahan", "mashhad")
 NOW = 1_000_000.0
@@ -102,7 +102,7 @@ def test_a_rotated_key_no_longer_counts_and_the_held_table_stays_in_force(guard:
                                                                           keystore: KeyStore) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from paydar.infra.identity import trust_root_of
+    from paydar.model.identity import trust_root_of
 
     guard.accept(signed(keystore, table(2)))
     old_tehran = keystore.signer("controller.tehran")

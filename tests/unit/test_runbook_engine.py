@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paydar.infra.errors import PaydarError
+from paydar.model.errors import PaydarError
 from paydar.runbooks.engine import available, load, run
 
 BOOK = """# Test incident

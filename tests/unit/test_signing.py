@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from paydar.infra.errors import IdentityError, SignatureError, ThresholdNotMet
-from paydar.infra.identity import KeyStore, Role, TrustRoot
-from paydar.infra.signing import Signature, Signer, canonical_json, key_id, verify, verify_threshold
+from paydar.model.errors import IdentityError, SignatureError, ThresholdNotMet
+from paydar.model.identity import KeyStore, Role, TrustRoot
+from paydar.model.signing import Signature, Signer, canonical_json, key_id, verify, verify_threshold
 
 
 def test_canonical_json_is_order_independent_and_compact() -> None:

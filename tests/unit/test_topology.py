@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from paydar.infra.errors import TopologyError
-from paydar.infra.topology import load_topology, parse_duration, parse_topology
+from paydar.model.errors import TopologyError
+from paydar.model.topology import load_topology, parse_duration, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 

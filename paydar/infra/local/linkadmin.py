@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from paydar.infra.errors import PaydarError
-from paydar.infra.web import json_error, read_model
+from paydar.model.errors import PaydarError
+from paydar.server.web import json_error, read_model
 
 __all__ = ["MAX_DELAY_MS", "LinkAdmin", "LinkAdminError", "LinkChange", "LinkControl", "LinkMode", "LinkState",
            "RouteInfo", "build_admin_app"]

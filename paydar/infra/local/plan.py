@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from paydar.infra.local.ports import PortAllocator
-from paydar.infra.topology import NationalTopology
+from paydar.model.topology import NationalTopology
 
 __all__ = ["ComponentKind", "LinkPlan", "Plan", "PlannedComponent", "build_plan"]
 

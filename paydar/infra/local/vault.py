@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from paydar.infra.files import write_secret
+from paydar.model.files import write_secret
 from paydar.infra.local.netjail import jailed_command
 from paydar.infra.local.processes import terminate
 from paydar.vault.s3 import S3Identity, VaultNotReady, wait_ready

@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 
 from paydar.infra.production.settings import StackSettings
-from paydar.infra.topology import NationalTopology
+from paydar.model.topology import NationalTopology
 
 __all__ = ["Graph", "Resource", "render"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paydar.infra.topology import NationalTopology
+from paydar.model.topology import NationalTopology
 
 __all__ = ["CITIZENS", "VAULT", "Component", "Path", "components", "intended_paths"]
 

@@ -12,12 +12,12 @@ import pulumi_tls as tls
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from paydar.infra.identity import trust_root_of
+from paydar.model.identity import trust_root_of
 from paydar.infra.production.paths import components, intended_paths
 from paydar.infra.production.region import RegionArgs, RegionStack
 from paydar.infra.production.settings import StackSettings, parse_settings
 from paydar.infra.production.vault import VaultArgs, VaultStack
-from paydar.infra.topology import NationalTopology, load_topology
+from paydar.model.topology import NationalTopology, load_topology
 
 __all__ = ["declare", "main"]
 
@@ -41,7 +41,7 @@ def declare(topology: NationalTopology, topology_yaml: str, settings: StackSetti
 
 
 def _trust_root(pems: dict[str, str | None]) -> str:
-    """The components' trust root in the format every component loads (``paydar.infra.identity.TrustRoot``).
+    """The components' trust root in the format every component loads (``paydar.model.identity.TrustRoot``).
     Keys only the engine can generate are absent under the mock runtime."""
     publics = {cid: load_pem_public_key(pem.encode()) for cid, pem in pems.items() if pem}
     return trust_root_of({cid: key for cid, key in publics.items() if isinstance(key, Ed25519PublicKey)}

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from paydar.infra.errors import Issue, TopologyError
-from paydar.infra.topology import NationalTopology
+from paydar.model.errors import Issue, TopologyError
+from paydar.model.topology import NationalTopology
 
 __all__ = ["Images", "StackSettings", "VaultSettings", "parse_settings"]
 

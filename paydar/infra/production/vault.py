@@ -18,7 +18,7 @@ import pulumi_minio as minio
 from pulumi.dynamic import CreateResult, ResourceProvider, UpdateResult
 
 from paydar.infra.production.settings import VaultSettings
-from paydar.infra.topology import NationalTopology
+from paydar.model.topology import NationalTopology
 from paydar.vault.s3 import bucket_name
 
 __all__ = ["REGION_ACTIONS", "ObjectLockRetention", "VaultArgs", "VaultStack", "region_policy"]

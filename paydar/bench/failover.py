@@ -25,9 +25,9 @@ from rich.console import Console
 
 from paydar.chaos.invariants import ViolationKind, check_acknowledged
 from paydar.chaos.workload import Workload, read_back
-from paydar.infra.errors import PaydarError
+from paydar.model.errors import PaydarError
 from paydar.infra.local.realizer import Realization, down, up
-from paydar.bench import percentile
+from paydar.bench.up import percentile
 
 __all__ = ["bench_failover"]
 

@@ -13,7 +13,7 @@ the figure to measure the prober and not the server. Its CPU is reported separat
 catalog during a region outage: parse and verify every prober's signed round, judge,
 plan the next routes, and sign and check the new routing table.
 
-Both return a dict of figures and print nothing; ``python -m paydar.bench_scale probes|controller``
+Both return a dict of figures and print nothing; ``python -m paydar.bench.scale probes|controller``
 prints it as JSON.
 """
 
@@ -39,10 +39,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paydar.failover.controller import votes_of
 from paydar.failover.judge import Judge
 from paydar.failover.planner import Overrides, plan
-from paydar.infra.identity import Role, TrustedKey, TrustRoot
-from paydar.infra.routing import RoutingTable, TableGuard, initial_table, sign_table
-from paydar.infra.signing import Signer, public_key_to_b64
-from paydar.infra.topology import NationalTopology, parse_topology
+from paydar.model.identity import Role, TrustedKey, TrustRoot
+from paydar.model.routing import RoutingTable, TableGuard, initial_table, sign_table
+from paydar.model.signing import Signer, public_key_to_b64
+from paydar.model.topology import NationalTopology, parse_topology
 from paydar.probes.engine import ProbeEngine, Target
 from paydar.probes.models import ObservationRound, SignedObservations, TargetKind, TargetObservation
 
@@ -145,12 +145,12 @@ class _TargetServer:
 
 
 def _start_server(ports: Sequence[int]) -> _TargetServer:
-    """Start the target server as ``python -m paydar.bench_scale --serve PORT...``."""
+    """Start the target server as ``python -m paydar.bench.scale --serve PORT...``."""
     root = Path(__file__).resolve().parents[1]
     log = tempfile.TemporaryFile()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "paydar.bench_scale", "--serve", *map(str, ports)],
+            [sys.executable, "-m", "paydar.bench.scale", "--serve", *map(str, ports)],
             cwd=root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
     except BaseException:
         log.close()
@@ -352,7 +352,7 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
     prober's signed round is parsed from its JSON wire form, its signature verified, turned
     into votes and folded into the judge (``judge_seconds``); then the next routes are planned
     (``plan_seconds``), and the version-2 table is built, signed by ``threshold`` controllers
-    and checked by a :class:`~paydar.infra.routing.TableGuard` holding version 1 (``sign_seconds``).
+    and checked by a :class:`~paydar.model.routing.TableGuard` holding version 1 (``sign_seconds``).
     Building and signing the probers' rounds is the probers' work and is not timed.
     ``total_cpu_seconds`` is this process's CPU time over the timed sections, a check on the
     wall-clock figures when the machine is busy.
@@ -430,7 +430,7 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``probes`` or ``controller`` prints the figures as JSON; ``--serve`` runs the target server."""
-    parser = argparse.ArgumentParser(prog="python -m paydar.bench_scale", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m paydar.bench.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--serve", nargs="+", type=int, metavar="PORT", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command")
     probes = commands.add_parser("probes", help="probe engine throughput and CPU")

@@ -24,11 +24,11 @@ from enum import StrEnum
 
 from pydantic import Field, ValidationError
 
-from paydar.infra.errors import SignatureError, TableRejected
-from paydar.infra.identity import Role, TrustRoot
-from paydar.infra.signing import Signature, Signer, canonical_json, verify_threshold
-from paydar.infra.topology import NationalTopology
-from paydar.infra.wire import MAX_COUNTER, WireModel
+from paydar.model.errors import SignatureError, TableRejected
+from paydar.model.identity import Role, TrustRoot
+from paydar.model.signing import Signature, Signer, canonical_json, verify_threshold
+from paydar.model.topology import NationalTopology
+from paydar.model.wire import MAX_COUNTER, WireModel
 
 MAX_SIGNATURES = 64
 """More signatures than any threshold needs: a longer list is malformed before one is verified."""

@@ -16,12 +16,12 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
-from paydar.infra.errors import PaydarError, TableRejected
-from paydar.infra.files import read_secret, write_json_atomic
-from paydar.infra.identity import TrustRoot, load_private_key
-from paydar.infra.routing import SignedTable, TableGuard, TableRejection
-from paydar.infra.signing import Signer
-from paydar.infra.topology import NationalTopology, load_topology
+from paydar.model.errors import PaydarError, TableRejected
+from paydar.model.files import read_secret, write_json_atomic
+from paydar.model.identity import TrustRoot, load_private_key
+from paydar.model.routing import SignedTable, TableGuard, TableRejection
+from paydar.model.signing import Signer
+from paydar.model.topology import NationalTopology, load_topology
 
 __all__ = ["ComponentConfig", "Foundation", "load_foundation"]
 

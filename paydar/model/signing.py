@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import Field
 
-from paydar.infra.errors import SignatureError, ThresholdNotMet
-from paydar.infra.wire import WireModel
+from paydar.model.errors import SignatureError, ThresholdNotMet
+from paydar.model.wire import WireModel
 
 __all__ = [
     "Signature",
@@ -118,7 +118,7 @@ def verify_threshold(
     counted in the error, so one key can never stand in for two. A key with a valid signature,
     a signature already tried and a key tried twice are skipped before verifying, so the cost
     is at most two checks per trusted key whatever the list holds (its length is also bounded
-    where it is parsed, :data:`paydar.infra.routing.MAX_SIGNATURES`). One bad copy placed before a
+    where it is parsed, :data:`paydar.model.routing.MAX_SIGNATURES`). One bad copy placed before a
     key's good signature does not hide the good one.
     """
     if required < 1:

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from paydar.infra.errors import IdentityError
-from paydar.infra.signing import Signer, key_id, public_key_from_b64, public_key_to_b64
+from paydar.model.errors import IdentityError
+from paydar.model.signing import Signer, key_id, public_key_from_b64, public_key_to_b64
 
 __all__ = ["ENTRY_MODULES", "OPERATOR", "KeyStore", "Role", "TrustRoot", "TrustedKey", "trust_root_of"]
 

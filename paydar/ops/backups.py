@@ -14,8 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from paydar.infra.errors import PaydarError
-from paydar.infra.identity import TrustRoot
+from paydar.model.errors import PaydarError
+from paydar.model.identity import TrustRoot
 from paydar.infra.local.realizer import Realization
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import Listed, list_backups

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from paydar.infra.identity import KeyStore, TrustRoot
+from paydar.model.identity import KeyStore, TrustRoot
 from paydar.infra.local.ports import PortAllocator
 from paydar.infra.local.vault import VaultPorts, standalone_vault
 from paydar.node.chain import Entry, entry_hash

@@ -26,11 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paydar.failover.manual import current_table, fetch_json
-from paydar.infra.errors import PaydarError
-from paydar.infra.identity import TrustRoot
+from paydar.ops.failover import current_table, fetch_json
+from paydar.model.errors import PaydarError
+from paydar.model.identity import TrustRoot
 from paydar.infra.local.realizer import Realization
-from paydar.backups import select_nodes
+from paydar.ops.backups import select_nodes
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import RestoreRefused, choose, fetch_verified, list_backups
 from paydar.vault.s3 import vault_client

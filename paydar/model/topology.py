@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from paydar.infra.errors import Issue, TopologyError
+from paydar.model.errors import Issue, TopologyError
 
 __all__ = [
     "Ecosystem",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from paydar.drill import DrillOptions, run_drill
+from paydar.drill.run import DrillOptions, run_drill
 
 __all__ = ["bench_matrix"]
 

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from paydar.infra.component import ComponentConfig
+    from paydar.server.component import ComponentConfig
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -311,7 +311,7 @@ def run_component(description: str, config_type: type[C],
     """
     import argparse
 
-    from paydar.infra.errors import PaydarError
+    from paydar.model.errors import PaydarError
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="component config JSON written by `paydar up`")

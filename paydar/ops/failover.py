@@ -22,12 +22,12 @@ from typing import Any
 
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
 from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
-from paydar.infra.errors import PaydarError, TableRejected
-from paydar.infra.identity import TrustRoot
+from paydar.model.errors import PaydarError, TableRejected
+from paydar.model.identity import TrustRoot
 from paydar.infra.local.plan import ComponentKind, gateway_id, node_id
 from paydar.infra.local.realizer import Realization
-from paydar.infra.routing import RoutingTable, SignedTable, TableGuard
-from paydar.infra.wire import parse_json
+from paydar.model.routing import RoutingTable, SignedTable, TableGuard
+from paydar.model.wire import parse_json
 
 __all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
            "promote", "send_intent"]

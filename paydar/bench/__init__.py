@@ -1,0 +1,1 @@
+"""The benchmarks behind `paydar bench`: figures printed, never asserted."""

@@ -1,0 +1,1 @@
+"""What every networked component is built on: the aiohttp foundation, bounded bodies, load shedding, connection caps."""
