@@ -1,0 +1,55 @@
+"""The `paydar` command: parse, call the library, render. Nothing else lives here.
+
+One module per command group (system, failover, backups, drill, production, keys, runbook,
+bench); what they share is in :mod:`paydar.cli.common`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from paydar.cli import system
+from paydar.cli import failover
+from paydar.cli import backups
+from paydar.cli import drill
+from paydar.cli import production
+from paydar.cli import keys
+from paydar.cli import runbook
+from paydar.cli import bench
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log library activity to stderr.")
+def cli(verbose: bool) -> None:
+    """Paydar keeps government digital services running while they are under attack.
+
+    \b
+    Typical session:
+      paydar validate                 check national.yaml
+      paydar up                       run the whole national system on 127.0.0.1
+      paydar status                   every component: role, epoch, log position, health
+      paydar failover promote --service 1101 --region isfahan
+      paydar failover drain --region tehran   planned evacuation through the controllers
+      paydar backup now --service 1101        verified, signed snapshots into the vault
+      paydar backups list --service 1101      what the vault holds, each manifest verified
+      paydar restore --service 1101 --region tehran   rebuild a node from a verified backup
+      paydar down                     stop exactly what `up` started
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s %(message)s")
+
+
+for command in (system.validate, system.up, system.down, system.check, system.status, system.component, failover.failover, backups.backup, backups.backups, backups.restore, drill.drill, production.plan, keys.keys, runbook.runbook, bench.bench):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="paydar")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""`paydar backup`, `paydar backups` and `paydar restore`: the vault, from the operator's side."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.table import Table
+
+from paydar.cli.common import console, operate, out, size, state_option
+
+if TYPE_CHECKING:
+    from paydar.infra.local.realizer import Realization
+
+__all__ = ["backup", "backups", "restore"]
+
+
+@click.group()
+def backup() -> None:
+    """Take backups into the vault (nodes also take them every `storage.backup_interval`)."""
+
+
+@backup.command("now")
+@click.option("--service", default=None, help="Only this service's nodes (default: every service).")
+@click.option("--region", default=None, help="Only this region's nodes (default: every region).")
+@state_option
+def backup_now(service: str | None, region: str | None, state_dir: Path) -> None:
+    """Each selected node snapshots its store while serving, verifies the copy, uploads it with a
+    manifest signed by its own key, and answers once the vault holds both. Exits 1 if any failed.
+    """
+    from paydar.ops.backups import backup_now as run
+    from paydar.ops.backups import select_nodes
+
+    def job(realization: Realization) -> list:  # type: ignore[type-arg]
+        nodes = select_nodes(realization, service, region)
+        with Progress(TextColumn("[bold]backing up"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("backup", total=len(nodes), last="")
+            return run(realization, nodes, lambda o: progress.update(task, advance=1, last=o.node))
+
+    outcomes = operate(state_dir, job)
+    table = Table(title="backups taken")
+    for column in ("node", "position", "epoch", "size", "sha256", "result"):
+        table.add_column(column)
+    for o in outcomes:
+        m = o.manifest
+        table.add_row(o.node, str(m.position) if m else "", str(m.epoch) if m else "", size(m.size) if m else "",
+                      m.sha256[:12] if m else "", "[green]stored[/]" if m else f"[red]{o.error}[/]")
+    out.print(table)
+    sys.exit(0 if all(o.manifest for o in outcomes) else 1)
+
+
+@click.group()
+def backups() -> None:
+    """What the vault holds."""
+
+
+@backups.command("list")
+@click.option("--service", required=True, help="Service identifier, e.g. 1101.")
+@click.option("--region", default=None, help="Only this region's backups (default: every region of the service).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Newest backups shown per region.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@state_option
+def backups_list(service: str, region: str | None, limit: int, as_json: bool, state_dir: Path) -> None:
+    """Every backup of a service, newest first, and whether its manifest verifies (signature by the
+    node's key in the trust root, right service, right place). Exits 1 if any does not verify.
+    """
+    from paydar.ops.backups import list_vault
+
+    found = operate(state_dir, lambda r: list_vault(r, service, region, newest=limit))
+    rows = [{"region": r, "manifest_key": e.key, "verified": e.problem is None, "problem": e.problem,
+             **(e.claimed.model_dump(mode="json") if e.claimed else {})} for r, entries in found.items()
+            for e in entries]
+    if as_json:
+        out.print_json(json.dumps(rows))
+    else:
+        table = Table(title=f"vault backups of service {service}")
+        for column in ("region", "created (UTC)", "position", "epoch", "size", "sha256", "manifest"):
+            table.add_column(column)
+        for r, entries in found.items():
+            for e in entries:
+                m = e.claimed
+                table.add_row(r, f"{m.created:%Y-%m-%d %H:%M:%S}" if m else e.key, str(m.position) if m else "",
+                              str(m.epoch) if m else "", size(m.size) if m else "", m.sha256[:12] if m else "",
+                              "[green]verified[/]" if e.problem is None else f"[red]REFUSED: {e.problem}[/]")
+        out.print(table if rows else f"the vault holds no backup of service {service}")
+    sys.exit(0 if all(row["verified"] for row in rows) else 1)
+
+
+@click.command()
+@click.option("--service", required=True, help="Service identifier, e.g. 1101.")
+@click.option("--region", required=True, help="Region of the node to rebuild.")
+@click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S"]),
+              default=None, help="Newest backup taken at or before this UTC time.")
+@click.option("--position", type=click.IntRange(min=0), default=None,
+              help="Newest backup at or before this log position.")
+@click.option("--into", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write the verified store to this directory instead of rebuilding the node.")
+@state_option
+def restore(service: str, region: str, at: datetime | None, position: int | None, into: Path | None,
+            state_dir: Path) -> None:
+    """Rebuild a node from the vault, verifying before anything is served.
+
+    \b
+    1. picks the newest backup (at or before --at / --position);
+    2. verifies its manifest's signature against the trust root, the object's
+       size and SHA-256, and the whole hash chain; any failure refuses, with the reason;
+    3. stops the node, keeps its old data under <state-dir>/restores/, starts it
+       on the verified store; it catches up from the current primary and rejoins
+       as a standby. If it does not come back, the old data is put back.
+    Refuses to restore the writable primary: fail over first.
+    """
+    from paydar.ops.restore import Steps
+    from paydar.ops.restore import restore as run
+
+    moment = at.replace(tzinfo=timezone.utc) if at else None
+
+    def job(realization: Realization):  # type: ignore[no-untyped-def]
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("restore", total=None)
+            steps = Steps(downloaded=lambda n: progress.update(task, advance=n),
+                          phase=lambda text: progress.update(task, description=text))
+            return run(realization, service, region, at=moment, position=position, into=into, steps=steps)
+
+    report = operate(state_dir, job)
+    m = report.manifest
+    out.print(f"backup of {m.node} at position {m.position} (epoch {m.epoch}, {m.created:%Y-%m-%d %H:%M:%S} UTC, "
+              f"{size(m.size)}) verified in {report.verify_seconds:.2f}s: signature, SHA-256 {m.sha256[:12]}, "
+              f"chain head {m.chain_head[:12]}")
+    if into is not None:
+        out.print(f"verified store written to {report.path}; no node was touched")
+    else:
+        out.print(f"{report.node} rebuilt and caught up to position {report.caught_up_position} (primary had "
+                  f"acknowledged {report.target_position}) in {report.rejoin_seconds:.2f}s; "
+                  f"replaced data kept in {report.path}")

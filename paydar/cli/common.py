@@ -1,0 +1,118 @@
+"""What every `paydar` command shares: the consoles, the common options, failing with an exit
+code, running an operator action against a realization, and rendering figures and progress.
+
+Exit codes: 0 healthy / done, 1 an invariant or health check failed, 2 bad usage or input.
+Progress and logs go to stderr; `--json` output goes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from paydar.model.errors import PaydarError, TopologyError
+
+if TYPE_CHECKING:
+    from paydar.infra.local.realizer import Realization
+
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_STATE", "config_option", "console", "fail", "operate", "out",
+           "print_figures", "size", "state_option", "text", "topology_problems", "with_progress"]
+T = TypeVar("T")
+
+console = Console(stderr=True)
+# Tables stay readable when piped (rich would otherwise fold them to 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 200)
+DEFAULT_STATE = Path(os.environ.get("PAYDAR_STATE_DIR", ".paydar/state"))
+DEFAULT_CONFIG = Path(os.environ.get("PAYDAR_CONFIG", "national.yaml"))
+
+config_option = click.option("--config", "config", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
+                             show_default=True, help="Topology file (env PAYDAR_CONFIG).")
+state_option = click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE,
+                            show_default=True, help="Where keys, data and logs live (env PAYDAR_STATE_DIR).")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``message`` as an error and exit with ``code`` (2: bad usage or input, 1: refused or failed)."""
+    console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def topology_problems(exc: TopologyError) -> NoReturn:
+    """Every problem of a topology or stack file, with its location and hint; exit 2."""
+    console.print(f"[bold red]{exc.source}: {len(exc.issues)} problem(s)[/]")
+    for issue in exc.issues:
+        hint = f"\n      hint: {issue.hint}" if issue.hint else ""
+        console.print(f"  [yellow]{issue.location}[/]: {issue.message}{hint}")
+    sys.exit(2)
+
+
+def operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
+    """Run an operator action against a running realization; bad input exits 2, refusals exit 1."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from paydar.ops.failover import FailoverRefused
+    from paydar.infra.local.realizer import load_realization
+    from paydar.ops.restore import RestoreFailed
+    from paydar.vault.restore import NoBackup, RestoreRefused
+
+    try:
+        return action(load_realization(state_dir))
+    except (FailoverRefused, RestoreRefused, RestoreFailed, NoBackup) as exc:
+        fail(str(exc), 1)
+    except (BotoCoreError, ClientError) as exc:
+        fail(f"the vault did not answer as expected: {exc}; check `paydar status` (component vault)", 1)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    except PaydarError as exc:
+        fail(str(exc))
+
+
+def text(value: object) -> str:
+    """A table cell: empty for None."""
+    return "" if value is None else str(value)
+
+
+def size(size: int) -> str:
+    """Bytes as kB or MB for a table."""
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def print_figures(title: str, figures: dict[str, float | int | str], as_json: bool) -> None:
+    """A benchmark's figures as a table, or as JSON on stdout."""
+    if as_json:
+        out.print_json(json.dumps(figures))
+        return
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+def with_progress(what: str, job):  # type: ignore[no-untyped-def]
+    """Run ``job(progress_callback)`` under a progress bar of components ready."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        task = progress.add_task(what, total=None, last="")
+
+        def update(component: str, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, last=f"{component} ready")
+
+        return job(update)

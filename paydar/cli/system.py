@@ -1,0 +1,175 @@
+"""Bring the national system up and down, and look at it: validate, up, down, status, check, component restart."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+
+from paydar.cli.common import DEFAULT_CONFIG, config_option, console, fail, operate, out, state_option, text, topology_problems, with_progress
+from paydar.model.errors import PaydarError, TopologyError
+from paydar.model.topology import load_topology
+
+if TYPE_CHECKING:
+    from paydar.infra.local.realizer import Realization
+
+__all__ = ["check", "component", "down", "status", "up", "validate"]
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path), default=DEFAULT_CONFIG)
+def validate(file: Path) -> None:
+    """Check a topology file and report every problem with its location and a fix."""
+    try:
+        topology = load_topology(file)
+    except TopologyError as exc:
+        topology_problems(exc)
+    nodes = sum(len(s.regions) for s in topology.services)
+    out.print(f"{file}: valid — {len(topology.regions)} regions, {len(topology.services)} services, "
+              f"{nodes} nodes, vault sites {', '.join(s.name for s in topology.vault.sites)}, "
+              f"table threshold {topology.control.threshold} of {len(topology.regions)}")
+    for service in topology.services:
+        if service.ack_replicas > service.sync_replicas:
+            out.print(f"  note: service {service.id} acknowledges a write once {service.ack_replicas} standbys hold "
+                      f"it (sync_replicas {service.sync_replicas}): with the primary that is a majority of its "
+                      f"{len(service.regions)} replicas, so two primaries of one epoch can never both acknowledge; "
+                      f"the cost is waiting for the {service.ack_replicas}th fastest standby and losing write "
+                      f"availability once fewer than {service.ack_replicas} standbys answer", markup=False)
+    if topology.unsafe:
+        console.print(f"[bold red]UNSAFE[/]: this topology gives up {', '.join(topology.unsafe)} on purpose; "
+                      "it exists to prove the drill catches it and must never run in production")
+
+
+@click.command()
+@config_option
+@state_option
+def up(config: Path, state_dir: Path) -> None:
+    """Start every node, gateway, prober, controller, link proxy and the vault under supervisord; wait until ready."""
+    from paydar.infra.local.realizer import AlreadyRunning, UpFailed
+    from paydar.infra.local.realizer import up as realize
+
+    try:
+        realization = with_progress("starting the national system", lambda p: realize(config, state_dir, p))
+    except TopologyError as exc:
+        fail(str(exc))
+    except AlreadyRunning as exc:
+        fail(str(exc), 1)
+    except UpFailed as exc:
+        console.print(f"[bold red]up failed:[/] {exc}; everything started was stopped again")
+        for component, log_tail in exc.diagnostics.items():
+            console.rule(f"last lines of {component}'s log")
+            console.print(log_tail, markup=False, highlight=False)
+        sys.exit(1)
+    except PaydarError as exc:
+        fail(str(exc), 1)
+    plan = realization.plan
+    console.print(f"[green]ready:[/] {len(plan.components)} components from {realization.layout.root}")
+    for region in realization.topology.region_names:
+        out.print(f"  gateway {region:<10} {plan.gateway(region).url}")
+    out.print(f"  vault              {plan.vault.endpoint}")
+
+
+@click.command()
+@state_option
+def down(state_dir: Path) -> None:
+    """Stop exactly what `up` started (by PID, through supervisord) and leave nothing behind."""
+    from paydar.infra.local.realizer import down as stop
+
+    stopped, killed = stop(state_dir)
+    if stopped == 0:
+        console.print(f"nothing running from {state_dir}")
+        return
+    console.print(f"stopped {stopped} programs and supervisord"
+                  + (f"; had to kill PIDs {killed}" if killed else ""))
+
+
+@click.command()
+@state_option
+@click.option("--except-region", "exempt", multiple=True, metavar="REGION",
+              help="Do not expect this region's gateway to serve (it is lost or drained); repeatable.")
+@click.option("--writes", default=2, show_default=True, type=click.IntRange(1, 100),
+              help="Fresh documents written and read back per service and gateway.")
+def check(state_dir: Path, exempt: tuple[str, ...], writes: int) -> None:
+    """What citizens see, now: write fresh documents of every service through every gateway (but
+    the exempted regions') and read them back, then re-read earlier acknowledged writes (this
+    command's and the chaos probes') through those gateways. Exit 1 unless every request was
+    served and nothing acknowledged was lost or corrupted. Runbooks verify recovery with it."""
+    import asyncio
+
+    from paydar.chaos.invariants import ViolationKind, check_acknowledged
+    from paydar.chaos.probes import served_per_region
+    from paydar.chaos.target import load_ledger
+    from paydar.chaos.workload import read_back
+
+    def job(system: Realization) -> tuple[dict[str, tuple[int, int]], int, int]:
+        unknown = [r for r in exempt if r not in system.topology.region_names]
+        if unknown:
+            raise KeyError(f"unknown region {unknown[0]!r}; regions: {', '.join(system.topology.region_names)}")
+        regions = [r for r in system.topology.region_names if r not in exempt]
+        served = asyncio.run(served_per_region(system, writes, regions))
+        ledger = load_ledger(system)
+        found = [v for region in regions for v in check_acknowledged(ledger, asyncio.run(
+            read_back(system, ledger, region)))]
+        return (served, len({(v.service, v.doc_id) for v in found if v.kind is ViolationKind.LOST}),
+                len({(v.service, v.doc_id) for v in found if v.kind is ViolationKind.CORRUPTED}))
+
+    served, lost, corrupted = operate(state_dir, job)
+    for region, (ok, total) in served.items():
+        flag = "" if ok == total else " [red]FAILING[/]"
+        out.print(f"gateway {region}: {ok}/{total} citizen requests served{flag}")
+    out.print(f"acknowledged writes lost: {lost}; corrupted documents served: {corrupted}")
+    sys.exit(0 if all(ok == total for ok, total in served.values()) and not lost and not corrupted else 1)
+
+
+@click.command()
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+def status(state_dir: Path, as_json: bool) -> None:
+    """Show every component: process, role, epoch, log position, health. Exit 1 if any is unhealthy."""
+    from paydar.infra.local.realizer import load_realization
+    from paydar.ops.status import collect_status
+
+    try:
+        rows = collect_status(load_realization(state_dir))
+    except PaydarError as exc:
+        fail(str(exc))
+    if as_json:
+        out.print_json(json.dumps([r.as_dict() for r in rows]))
+    else:
+        table = Table(title=f"national system in {state_dir}")
+        for column in ("component", "region", "service", "process", "role", "epoch", "log", "acked",
+                       "table", "health", "detail"):
+            table.add_column(column)
+        colours = {"ready": "green", "degraded": "yellow"}
+        for r in rows:
+            health = f"[{colours.get(r.health, 'red')}]{r.health}[/]"
+            table.add_row(r.component, r.region or "", r.service or "", r.process, r.role or "",
+                          text(r.epoch), text(r.log_position), text(r.acked_position), text(r.table_version),
+                          health, r.detail)
+        out.print(table)
+    sys.exit(0 if all(r.health == "ready" for r in rows) else 1)
+
+
+@click.group()
+def component() -> None:
+    """Restart one supervised component (`paydar status` lists them)."""
+
+
+@component.command("restart")
+@click.argument("name")
+@state_option
+def component_restart(name: str, state_dir: Path) -> None:
+    """Restart NAME (e.g. prober.isfahan) through supervisord and wait until it is running."""
+    def job(system: Realization) -> str:
+        system.plan.component(name)  # KeyError names the known components
+        rpc = system.supervisor.rpc().supervisor
+        if rpc.getProcessInfo(name)["statename"] == "RUNNING":
+            rpc.stopProcess(name, True)
+        rpc.startProcess(name, True)
+        return str(rpc.getProcessInfo(name)["statename"])
+
+    out.print(f"{name}: {operate(state_dir, job)}")
