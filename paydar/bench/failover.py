@@ -23,11 +23,11 @@ from typing import Any
 
 from rich.console import Console
 
+from paydar.bench.up import percentile
 from paydar.chaos.invariants import ViolationKind, check_acknowledged
 from paydar.chaos.workload import Workload, read_back
-from paydar.model.errors import PaydarError
 from paydar.infra.local.realizer import Realization, down, up
-from paydar.bench.up import percentile
+from paydar.model.errors import PaydarError
 
 __all__ = ["bench_failover"]
 

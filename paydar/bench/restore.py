@@ -23,14 +23,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from paydar.model.identity import KeyStore, TrustRoot
 from paydar.infra.local.ports import PortAllocator
 from paydar.infra.local.vault import VaultPorts, standalone_vault
+from paydar.model.buckets import bucket_name
+from paydar.model.identity import KeyStore, TrustRoot
 from paydar.node.chain import Entry, entry_hash
+from paydar.node.snapshot import take_snapshot
 from paydar.node.store import DocumentStore, verify_file
 from paydar.vault.restore import choose, fetch_verified, list_backups
-from paydar.vault.s3 import bucket_name, new_identity, provision_buckets, vault_client
-from paydar.vault.snapshot import CHUNK, s3_put, take_snapshot, upload_backup
+from paydar.vault.s3 import new_identity, provision_buckets, vault_client
+from paydar.vault.snapshot import CHUNK, s3_put, upload_backup
 
 __all__ = ["bench_restore"]
 
@@ -108,7 +110,7 @@ def _measure(client: object, store: Path, root: Path, keys: KeyStore, trust: Tru
         target.unlink(missing_ok=True)
         started = time.perf_counter()
         chosen = choose(list_backups(client, trust, SERVICE, REGION), service=SERVICE, region=REGION)
-        fetch_verified(client, chosen, target)
+        fetch_verified(client, chosen, target, verify_file)
         restore.append(time.perf_counter() - started)
         started = time.perf_counter()
         assert verify_file(target, SERVICE).ok

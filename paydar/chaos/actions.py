@@ -21,13 +21,21 @@ from botocore.exceptions import ClientError
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.probes import seconds_until_available
 from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
-from paydar.chaos.target import ActivityFailed, Configuration, Secrets, clear_fault, primary_of, realization, record_fault
+from paydar.chaos.target import (
+    ActivityFailed,
+    Configuration,
+    Secrets,
+    clear_fault,
+    primary_of,
+    realization,
+    record_fault,
+)
 from paydar.chaos.target import component as resolve
-from paydar.ops.failover import current_table
 from paydar.infra.local.plan import ComponentKind, PlannedComponent
 from paydar.infra.local.realizer import Realization
 from paydar.model.routing import sign_table
 from paydar.ops.backups import backup_now
+from paydar.ops.failover import current_table
 from paydar.ops.restore import restore
 from paydar.vault.restore import RestoreRefused
 from paydar.vault.s3 import error_code, load_identity, vault_client

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from paydar.chaos.target import begin_experiment
-from paydar.model.files import write_json_atomic
 from paydar.infra.local.realizer import Realization
+from paydar.model.files import write_json_atomic
 
 __all__ = ["CATALOG_DIR", "ExperimentResult", "experiments", "load_catalog", "run_experiments"]
 

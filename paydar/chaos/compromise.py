@@ -21,15 +21,15 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
 from paydar.chaos.liar import ScriptedProber
+from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
 from paydar.chaos.target import ActivityFailed, Configuration, Secrets, primary_of, realization, record_fault
 from paydar.chaos.target import component as resolve
-from paydar.ops.failover import current_table
 from paydar.infra.local.plan import ComponentKind
 from paydar.model.routing import RoutingTable, sign_table
 from paydar.node.chain import GENESIS_HASH, entry_hash
 from paydar.node.models import ReplicationBatch, SignedBatch
+from paydar.ops.failover import current_table
 from paydar.probes.models import ObservationRound
 
 __all__ = ["equivocate_as_controller", "open_vault_side_doors", "run_poisoning_prober", "send_hostile_batches",

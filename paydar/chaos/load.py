@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from paydar.chaos.invariants import AckLedger
-from paydar.model.errors import PaydarError
 from paydar.infra.local.processes import terminate
 from paydar.infra.local.realizer import Realization
+from paydar.model.errors import PaydarError
 
 __all__ = ["CitizenLoad", "LoadFailed", "Sample"]
 

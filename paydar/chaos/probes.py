@@ -26,10 +26,10 @@ from paydar.chaos.target import (
     realization,
 )
 from paydar.chaos.workload import read_back
-from paydar.ops.failover import current_table, fetch_json
 from paydar.gateway.client import GatewayClient
 from paydar.infra.local.realizer import Realization
 from paydar.ops.backups import list_vault
+from paydar.ops.failover import current_table, fetch_json
 from paydar.ops.restore import CANDIDATES
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.s3 import vault_client

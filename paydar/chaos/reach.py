@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 
 from paydar.chaos.liar import ScriptedProber
-from paydar.ops.failover import current_table
 from paydar.infra.local.linkadmin import LinkAdmin
 from paydar.infra.local.realizer import Realization
+from paydar.ops.failover import current_table
 
 __all__ = ["LIARS", "change_links", "offer_everywhere", "routes_in_force"]
 

@@ -24,10 +24,10 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 
 from paydar.chaos.invariants import AckLedger
-from paydar.ops.failover import current_table
-from paydar.model.files import write_json_atomic
 from paydar.infra.local.plan import ComponentKind, PlannedComponent
 from paydar.infra.local.realizer import Realization, load_realization
+from paydar.model.files import write_json_atomic
+from paydar.ops.failover import current_table
 
 __all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "Fault", "Secrets", "append_ledger",
            "begin_experiment", "clear_fault", "component", "fault", "ledger_size", "load_ledger", "primary_of",

@@ -10,14 +10,7 @@ import logging
 
 import click
 
-from paydar.cli import system
-from paydar.cli import failover
-from paydar.cli import backups
-from paydar.cli import drill
-from paydar.cli import production
-from paydar.cli import keys
-from paydar.cli import runbook
-from paydar.cli import bench
+from paydar.cli import backups, bench, drill, failover, keys, production, runbook, system
 
 __all__ = ["cli", "main"]
 

@@ -65,8 +65,8 @@ def operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
     """Run an operator action against a running realization; bad input exits 2, refusals exit 1."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from paydar.ops.failover import FailoverRefused
     from paydar.infra.local.realizer import load_realization
+    from paydar.ops.failover import FailoverRefused
     from paydar.ops.restore import RestoreFailed
     from paydar.vault.restore import NoBackup, RestoreRefused
 

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from paydar.cli.common import DEFAULT_CONFIG, config_option, console, fail, operate, out, state_option, text, topology_problems, with_progress
+from paydar.cli.common import (
+    DEFAULT_CONFIG,
+    config_option,
+    console,
+    fail,
+    operate,
+    out,
+    state_option,
+    text,
+    topology_problems,
+    with_progress,
+)
 from paydar.model.errors import PaydarError, TopologyError
 from paydar.model.topology import load_topology
 

@@ -26,10 +26,10 @@ from paydar.chaos.matrix import cells
 from paydar.chaos.matrix import experiment as cell_experiment
 from paydar.chaos.target import load_ledger
 from paydar.chaos.workload import read_back
+from paydar.drill.report import render_html, why_broken
+from paydar.infra.local.realizer import Realization, UpFailed, down, load_realization, up
 from paydar.model.errors import PaydarError
 from paydar.model.files import write_json_atomic
-from paydar.infra.local.realizer import Realization, UpFailed, down, load_realization, up
-from paydar.drill.report import render_html, why_broken
 
 __all__ = ["DrillOptions", "DrillReport", "run_drill"]
 

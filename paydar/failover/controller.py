@@ -36,13 +36,13 @@ from paydar.failover.judge import Judge
 from paydar.failover.metrics import ControllerMetrics
 from paydar.failover.planner import Change, ReplicaState, fenced_views, plan
 from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
-from paydar.server.component import Foundation
 from paydar.model.errors import PaydarError, SignatureError, TableRejected
 from paydar.model.identity import Role
 from paydar.model.routing import RoutingTable, ServiceRoute, SignedTable, TableRejection
 from paydar.model.signing import Signature, verify_threshold
 from paydar.model.wire import as_counter, parse_json
 from paydar.probes.models import ObservationRound, SignedObservations
+from paydar.server.component import Foundation
 
 __all__ = ["Controller", "Disagreement", "votes_of"]
 

@@ -18,9 +18,9 @@ from aiohttp import web
 from paydar.gateway.router import HOP_HEADER, Router
 from paydar.model.errors import TableRejected
 from paydar.model.routing import TableGuard
-from paydar.server.web import json_error, livez, metrics_response, read_body, standard_shedders
 from paydar.node.models import DOC_ID_PATTERN
 from paydar.node.receipts import nonce_of
+from paydar.server.web import json_error, livez, metrics_response, read_body, standard_shedders
 
 __all__ = ["build_app"]
 

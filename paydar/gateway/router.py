@@ -32,13 +32,13 @@ import aiohttp
 
 from paydar.gateway.config import GatewayConfig
 from paydar.gateway.metrics import GatewayMetrics
-from paydar.server.component import Foundation
 from paydar.model.errors import SignatureError, TableRejected
 from paydar.model.routing import SignedTable
 from paydar.model.signing import canonical_json
+from paydar.model.wire import parse_json
 from paydar.node.models import DocumentIn
 from paydar.node.receipts import NONCE_HEADER, Proof, check_proof, render
-from paydar.model.wire import parse_json
+from paydar.server.component import Foundation
 
 __all__ = ["HOP_HEADER", "Router", "Upstream"]
 

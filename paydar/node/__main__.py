@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paydar.server.component import load_foundation
-from paydar.server.web import run_component
 from paydar.node.app import build_app
 from paydar.node.config import NodeConfig
 from paydar.node.metrics import NodeMetrics
 from paydar.node.runtime import NodeRuntime
+from paydar.server.component import load_foundation
+from paydar.server.web import run_component
 
 
 def build(config: NodeConfig) -> tuple[NodeRuntime, web.Application]:

@@ -21,13 +21,13 @@ from aiohttp import web
 from paydar.model.errors import SignatureError, TableRejected
 from paydar.model.routing import TableGuard
 from paydar.model.wire import MAX_COUNTER
-from paydar.server.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
 from paydar.node.backup import BackupUnavailable
 from paydar.node.chain import Entry
 from paydar.node.errors import BatchRefused, IntegrityViolation, WriteRefused
 from paydar.node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
 from paydar.node.receipts import nonce_of, prove, render
 from paydar.node.runtime import NodeRuntime
+from paydar.server.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
 from paydar.vault.s3 import VaultError
 
 __all__ = ["build_app"]

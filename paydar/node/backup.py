@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from paydar.model.buckets import bucket_name
 from paydar.model.errors import PaydarError
+from paydar.node.snapshot import SnapshotCorrupt, take_snapshot
 from paydar.vault.manifest import SignedManifest
-from paydar.vault.s3 import VaultError, bucket_name
-from paydar.vault.snapshot import SnapshotCorrupt, take_snapshot, upload_backup
+from paydar.vault.s3 import VaultError
+from paydar.vault.snapshot import upload_backup
 
 if TYPE_CHECKING:
     from paydar.node.runtime import NodeRuntime

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from paydar.server.component import Foundation
 from paydar.model.errors import IdentityError, SignatureError, TableRejected
 from paydar.model.routing import ServiceRoute, SignedTable
 from paydar.model.signing import Signature, canonical_json, verify
@@ -46,6 +45,7 @@ from paydar.node.models import (
 )
 from paydar.node.replication import Replicator
 from paydar.node.store import DocumentStore, VerifyResult, verify_file
+from paydar.server.component import Foundation
 
 __all__ = ["NodeRuntime"]
 

@@ -14,9 +14,9 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from paydar.model.wire import parse_json
 from paydar.node.chain import GENESIS_HASH, Entry, entry_hash
 from paydar.node.errors import BatchRefused, IntegrityViolation, LogMismatch
-from paydar.model.wire import parse_json
 
 __all__ = ["DocumentStore", "VerifyResult", "check_batch", "verify_file", "verify_log"]
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError
 from paydar.model.identity import TrustRoot
-from paydar.infra.local.realizer import Realization
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import Listed, list_backups
 from paydar.vault.s3 import vault_client

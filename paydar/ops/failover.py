@@ -22,10 +22,10 @@ from typing import Any
 
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
 from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
-from paydar.model.errors import PaydarError, TableRejected
-from paydar.model.identity import TrustRoot
 from paydar.infra.local.plan import ComponentKind, gateway_id, node_id
 from paydar.infra.local.realizer import Realization
+from paydar.model.errors import PaydarError, TableRejected
+from paydar.model.identity import TrustRoot
 from paydar.model.routing import RoutingTable, SignedTable, TableGuard
 from paydar.model.wire import parse_json
 

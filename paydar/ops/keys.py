@@ -18,14 +18,14 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from paydar.ops.failover import current_table, fetch_json
+from paydar.infra.local.plan import ComponentKind
+from paydar.infra.local.realizer import SIGNING_KINDS, Realization
 from paydar.model.errors import PaydarError
 from paydar.model.files import write_json_atomic
 from paydar.model.identity import Role, TrustRoot, trust_root_of
-from paydar.infra.local.plan import ComponentKind
-from paydar.infra.local.realizer import SIGNING_KINDS, Realization
 from paydar.model.routing import TableGuard
 from paydar.model.signing import key_id
+from paydar.ops.failover import current_table, fetch_json
 
 __all__ = ["Rotation", "rotate"]
 

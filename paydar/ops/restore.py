@@ -26,11 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paydar.ops.failover import current_table, fetch_json
+from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError
 from paydar.model.identity import TrustRoot
-from paydar.infra.local.realizer import Realization
+from paydar.node.store import verify_file
 from paydar.ops.backups import select_nodes
+from paydar.ops.failover import current_table, fetch_json
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import RestoreRefused, choose, fetch_verified, list_backups
 from paydar.vault.s3 import vault_client
@@ -92,7 +93,7 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
     staging.mkdir(parents=True, exist_ok=True)
     steps.phase(f"downloading and verifying position {manifest.position}")
     started = time.monotonic()
-    fetch_verified(client, manifest, staging / DB_FILE, steps.downloaded)
+    fetch_verified(client, manifest, staging / DB_FILE, verify_file, steps.downloaded)
     verify_seconds = time.monotonic() - started
     if into is not None:
         return RestoreReport(node, manifest, verify_seconds, into / DB_FILE)

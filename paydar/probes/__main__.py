@@ -7,11 +7,11 @@ from aiohttp import web
 from paydar.model.identity import TrustRoot, load_private_key
 from paydar.model.signing import Signer
 from paydar.model.topology import load_topology
-from paydar.server.web import run_component
 from paydar.probes.app import build_app
 from paydar.probes.config import ProberConfig
 from paydar.probes.metrics import ProberMetrics
 from paydar.probes.prober import Prober
+from paydar.server.web import run_component
 
 
 def build(config: ProberConfig) -> tuple[Prober, web.Application]:

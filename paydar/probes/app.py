@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paydar.server.web import json_error, livez, metrics_response
 from paydar.probes.models import ObservationRound
 from paydar.probes.prober import Prober
+from paydar.server.web import json_error, livez, metrics_response
 
 __all__ = ["build_app"]
 

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paydar.model.buckets import bucket_name
 from paydar.model.identity import TrustRoot
-from paydar.node.store import verify_file
 from paydar.vault.manifest import (
     MAX_MANIFEST_BYTES,
     BackupManifest,
@@ -33,10 +33,10 @@ from paydar.vault.manifest import (
     manifest_key,
     manifests_prefix,
 )
-from paydar.vault.s3 import S3Client, VaultError, bucket_name
+from paydar.vault.s3 import S3Client, VaultError
 from paydar.vault.snapshot import CHUNK
 
-__all__ = ["Listed", "NoBackup", "RestoreRefused", "choose", "fetch_verified", "list_backups"]
+__all__ = ["Listed", "NoBackup", "Proof", "RestoreRefused", "Verifier", "choose", "fetch_verified", "list_backups"]
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +178,36 @@ def choose(listed: list[Listed], *, service: str, region: str, at: datetime | No
                    f"`paydar backup now --service {service} --region {region}` takes one")
 
 
-def fetch_verified(client: S3Client, manifest: BackupManifest, dest: Path,
+class Proof(Protocol):
+    """What a workload's verifier found in a downloaded snapshot."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def checked(self) -> int: ...
+    @property
+    def head_hash(self) -> str: ...
+    @property
+    def first_bad_position(self) -> int | None: ...
+    @property
+    def reason(self) -> str: ...
+
+
+Verifier = Callable[[Path, str], Proof]
+"""The workload's own proof of a file of one service (the node's: :func:`paydar.node.store.verify_file`)."""
+
+
+def fetch_verified(client: S3Client, manifest: BackupManifest, dest: Path, verify: Verifier,
                    progress: Callable[[int], None] = lambda _: None) -> None:
     """Download the manifest's pinned snapshot to ``dest`` and prove it; raise :class:`RestoreRefused`.
 
-    ``progress`` gets the byte count of each chunk as it arrives. On any refusal ``dest`` is
-    deleted.
+    The vault proves the signature, size and SHA-256; ``verify`` (the workload's) proves the
+    content, and its entry count and head must be the manifest's. ``progress`` gets the byte
+    count of each chunk as it arrives. On any refusal ``dest`` is deleted.
     """
     try:
         _download(client, manifest, dest, progress)
-        result = verify_file(dest, manifest.service)
+        result = verify(dest, manifest.service)
         if not result.ok:
             raise RestoreRefused(f"snapshot {manifest.key} does not verify at position {result.first_bad_position}: "
                                  f"{result.reason}")

@@ -10,7 +10,6 @@ The exceptions::
 
     PaydarError (paydar.model.errors)
     └── VaultError                 anything this module raises on purpose
-        ├── InvalidBucketName      a service id does not map to a valid S3 bucket name
         ├── VaultNotReady          the S3 endpoint did not answer before the deadline
         └── BucketNotLocked        a bucket exists without object lock (can't be fixed in place)
 
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 import string
 import time
@@ -32,12 +30,13 @@ from typing import Any, TypedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paydar.model.buckets import check_bucket_name
 from paydar.model.errors import PaydarError
 from paydar.model.files import write_json_atomic
 
 __all__ = [
-    "BucketDescription", "BucketNotLocked", "InvalidBucketName", "S3Client", "S3Identity", "VaultError",
-    "VaultNotReady", "bucket_name", "describe_bucket", "error_code", "load_identity", "new_identity",
+    "BucketDescription", "BucketNotLocked", "S3Client", "S3Identity", "VaultError",
+    "VaultNotReady", "describe_bucket", "error_code", "load_identity", "new_identity",
     "provision_buckets", "save_identity", "vault_client", "wait_ready",
 ]
 
@@ -46,17 +45,11 @@ log = logging.getLogger(__name__)
 S3Client = Any
 """A boto3 S3 client (boto3 ships no static type for it without mypy-boto3-s3)."""
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_BUCKET_PREFIX = "paydar-"
 _LOCK_MODE = "COMPLIANCE"
 
 
 class VaultError(PaydarError):
     """Base of every error the vault module raises on purpose."""
-
-
-class InvalidBucketName(VaultError, ValueError):
-    """A name is not a valid S3 bucket name; the message gives the rule and the fix."""
 
 
 class VaultNotReady(VaultError):
@@ -140,33 +133,6 @@ def wait_ready(endpoint_url: str, identity: S3Identity, timeout: float, *, inter
         time.sleep(interval)
 
 
-def bucket_name(service_id: str) -> str:
-    """The vault bucket of a service: ``paydar-<id>``, lowercased, other characters as ``-``.
-
-    Distinct ids can map to one name (``a.b`` and ``a_b``): callers naming many services
-    should check the names are distinct.
-    """
-    slug = re.sub(r"[^a-z0-9-]", "-", service_id.lower()).strip("-")
-    if not slug:
-        raise InvalidBucketName(
-            f"service id {service_id!r} has no letter or digit to name its vault bucket; "
-            "give the service an id with letters or digits")
-    name = _BUCKET_PREFIX + slug
-    _check_bucket_name(name, f"service id {service_id!r}")
-    return name
-
-
-def _check_bucket_name(name: str, origin: str) -> None:
-    if len(name) > 63:
-        raise InvalidBucketName(
-            f"bucket name {name!r} from {origin} is {len(name)} characters, S3 allows at most 63; "
-            f"use a service id of at most {63 - len(_BUCKET_PREFIX)} characters")
-    if not _BUCKET_RE.fullmatch(name):
-        raise InvalidBucketName(
-            f"bucket name {name!r} from {origin} is not a valid S3 name: 3-63 characters of "
-            "a-z, 0-9 and '-', starting and ending with a letter or digit")
-
-
 def provision_buckets(client: S3Client, buckets: Iterable[str], retention_days: int) -> None:
     """Make every bucket locked, versioned, with COMPLIANCE default retention; safe to repeat.
 
@@ -178,7 +144,7 @@ def provision_buckets(client: S3Client, buckets: Iterable[str], retention_days: 
         raise VaultError(f"retention_days must be a whole number of days >= 1, got {retention_days!r}")
     names = list(buckets)
     for bucket in names:  # all names first, so a bad one changes nothing
-        _check_bucket_name(bucket, "the caller")
+        check_bucket_name(bucket, "the caller")
     for bucket in names:
         _ensure_locked_bucket(client, bucket)
         _ensure_versioning(client, bucket)

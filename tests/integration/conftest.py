@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from paydar.infra.local.realizer import Realization, down, up
 from paydar.bench.up import process_tree
+from paydar.infra.local.realizer import Realization, down, up
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTED_PIDS: set[int] = set()

@@ -22,12 +22,12 @@ from paydar.infra.local.realizer import Realization
 from paydar.model.signing import Signer
 from paydar.ops.backups import backup_now, list_vault
 from paydar.ops.restore import RestoreFailed, restore
-from tests.integration.conftest import SystemFactory, document, http, running, write_topology
-from tests.integration.test_failover import assert_history_holds, state, wait_failover_from, writers
-from tests.waiting import wait_until
 from paydar.vault.manifest import BackupManifest, SignedManifest, manifest_key
 from paydar.vault.restore import RestoreRefused
 from paydar.vault.s3 import S3Client, error_code, load_identity, vault_client
+from tests.integration.conftest import SystemFactory, document, http, running, write_topology
+from tests.integration.test_failover import assert_history_holds, state, wait_failover_from, writers
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -24,11 +24,11 @@ import yaml
 
 from paydar.chaos.liar import ScriptedProber
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
-from paydar.ops.failover import current_table
 from paydar.infra.local.realizer import Realization
 from paydar.model.routing import RoutingTable, SignedTable, sign_table
 from paydar.node.chain import GENESIS_HASH, entry_hash
 from paydar.node.models import ReplicationBatch, SignedBatch
+from paydar.ops.failover import current_table
 from paydar.ops.restore import restore
 from paydar.probes.models import ObservationRound
 from paydar.vault.restore import RestoreRefused

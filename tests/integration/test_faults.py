@@ -10,13 +10,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from paydar.bench.up import process_tree
 from paydar.chaos.invariants import AckLedger, check_acknowledged
 from paydar.chaos.workload import read_back, write_burst
-from paydar.ops.failover import FailoverRefused, promote
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.realizer import Realization, UpFailed, down, up
 from paydar.infra.local.supervisor import Supervisor
-from paydar.bench.up import process_tree
+from paydar.ops.failover import FailoverRefused, promote
 from tests.integration.conftest import SystemFactory, document, http, write_topology
 from tests.waiting import wait_until
 

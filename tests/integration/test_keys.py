@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from paydar.chaos.reach import offer_everywhere
 from paydar.chaos.probes import seconds_until_available
-from paydar.ops.failover import current_table
-from paydar.model.identity import TrustRoot
+from paydar.chaos.reach import offer_everywhere
 from paydar.infra.local.realizer import Realization
+from paydar.model.identity import TrustRoot
 from paydar.model.routing import TableGuard, sign_table
+from paydar.ops.failover import current_table
 from paydar.ops.keys import rotate
 from tests.integration.conftest import running, write_topology
 

@@ -25,9 +25,9 @@ from paydar.chaos.actions import (
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.probes import seconds_until_available, seconds_until_compromise_detected
 from paydar.chaos.target import clear_fault
-from paydar.ops.failover import current_table
 from paydar.infra.local.realizer import Realization
 from paydar.ops.backups import backup_now
+from paydar.ops.failover import current_table
 from tests.integration.conftest import running, write_topology
 from tests.waiting import wait_until
 

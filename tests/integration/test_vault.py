@@ -21,19 +21,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from paydar.infra.local.vault import GRPC_OFFSET, WEED, VaultPorts, render_s3_config, standalone_vault, weed_command
-from tests.integration.conftest import STARTED_PIDS
-from tests.waiting import wait_until
+from paydar.model.buckets import InvalidBucketName, bucket_name
 from paydar.vault.s3 import (
     BucketNotLocked,
-    InvalidBucketName,
     S3Client,
     S3Identity,
-    bucket_name,
     describe_bucket,
     new_identity,
     provision_buckets,
     vault_client,
 )
+from tests.integration.conftest import STARTED_PIDS
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -9,8 +9,8 @@ import pytest
 
 from paydar.chaos.catalog import RECOVERY_PROBE, _result, experiments
 from paydar.chaos.load import Sample
-from paydar.drill.run import DrillReport, served_during
 from paydar.drill.report import render_html
+from paydar.drill.run import DrillReport, served_during
 
 
 def journal(*, before: bool = True, after: bool | None = True, status: str = "completed",

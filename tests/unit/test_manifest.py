@@ -11,10 +11,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from paydar.model.identity import KeyStore, TrustRoot
 from paydar.model.signing import Signer
+from paydar.node.snapshot import take_snapshot
 from paydar.node.store import DocumentStore, verify_file
 from paydar.vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifest_key, snapshot_key
 from paydar.vault.restore import Listed, NoBackup, RestoreRefused, choose
-from paydar.vault.snapshot import SnapshotFailed, take_snapshot
+from paydar.vault.snapshot import SnapshotFailed
 
 NODE = "node.1101.tehran"
 

@@ -10,10 +10,10 @@ import pytest
 
 from paydar.chaos.load import Sample
 from paydar.chaos.matrix import FAULTS, cells, experiment
+from paydar.drill.report import render_html
+from paydar.drill.run import DrillReport, blast_radius
 from paydar.infra.local.plan import build_plan
 from paydar.model.topology import load_topology
-from paydar.drill.run import DrillReport, blast_radius
-from paydar.drill.report import render_html
 
 ROOT = Path(__file__).resolve().parents[2]
 

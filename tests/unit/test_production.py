@@ -14,15 +14,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from paydar.model.errors import TopologyError
+from paydar.cli import cli
 from paydar.infra.production.graph import Graph, Resource, render
 from paydar.infra.production.paths import CITIZENS, VAULT, components, intended_paths
+from paydar.infra.production.plan import load_stack, open_paths
 from paydar.infra.production.policies import evaluate
 from paydar.infra.production.policy_pack import stack_policies
 from paydar.infra.production.settings import parse_settings
+from paydar.model.errors import TopologyError
 from paydar.model.topology import NationalTopology, load_topology
-from paydar.cli import cli
-from paydar.infra.production.plan import load_stack, open_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 CIDRS = {"tehran": "10.1.0.0/16", "isfahan": "10.2.0.0/16", "mashhad": "10.3.0.0/16"}
@@ -212,8 +212,8 @@ def test_the_trust_root_is_in_the_format_components_load() -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from paydar.model.identity import TrustRoot
     from paydar.infra.production.program import _trust_root
+    from paydar.model.identity import TrustRoot
 
     key = Ed25519PrivateKey.generate()
     pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()

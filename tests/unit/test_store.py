@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from paydar.node.chain import GENESIS_HASH, Entry
-from paydar.node.chain import entry_hash
+from paydar.node.chain import GENESIS_HASH, Entry, entry_hash
 from paydar.node.errors import BatchRefused, IntegrityViolation, LogMismatch
 from paydar.node.store import DocumentStore, check_batch
 

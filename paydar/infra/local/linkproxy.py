@@ -29,8 +29,16 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from paydar.infra.local.linkadmin import (
+    LinkAdmin,
+    LinkAdminError,
+    LinkChange,
+    LinkMode,
+    LinkState,
+    RouteInfo,
+    build_admin_app,
+)
 from paydar.model.errors import PaydarError
-from paydar.infra.local.linkadmin import LinkAdmin, LinkAdminError, LinkChange, LinkMode, LinkState, RouteInfo, build_admin_app
 from paydar.server.web import LOOPBACK, run_until_signalled, serve, setup_logging
 
 __all__ = ["LinkAdmin", "LinkAdminError", "LinkConfig", "LinkConfigError", "LinkMode", "LinkProxy",

@@ -20,19 +20,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from paydar.model.errors import PaydarError
-from paydar.model.files import read_secret, write_json_atomic, write_secret
-from paydar.model.identity import ENTRY_MODULES, OPERATOR, KeyStore
-from paydar.model.signing import Signer
 from paydar.infra.local import vault
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.plan import ComponentKind, Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
+from paydar.model.buckets import bucket_name
+from paydar.model.errors import PaydarError
+from paydar.model.files import read_secret, write_json_atomic, write_secret
+from paydar.model.identity import ENTRY_MODULES, OPERATOR, KeyStore
 from paydar.model.routing import SignedTable, initial_table, sign_table
+from paydar.model.signing import Signer
 from paydar.model.topology import NationalTopology, load_topology
 from paydar.vault.s3 import (
     S3Identity,
-    bucket_name,
     load_identity,
     new_identity,
     provision_buckets,

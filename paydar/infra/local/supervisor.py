@@ -18,9 +18,9 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from paydar.infra.local.layout import StateLayout
 from paydar.model.errors import PaydarError
 from paydar.model.files import read_secret
-from paydar.infra.local.layout import StateLayout
 
 __all__ = ["Program", "Supervisor", "render_config"]
 

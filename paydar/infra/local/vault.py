@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from paydar.model.files import write_secret
 from paydar.infra.local.netjail import jailed_command
 from paydar.infra.local.processes import terminate
+from paydar.model.files import write_secret
 from paydar.vault.s3 import S3Identity, VaultNotReady, wait_ready
 
 __all__ = ["GRPC_OFFSET", "StandaloneVault", "VaultPorts", "WEED", "region_actions", "render_s3_config",

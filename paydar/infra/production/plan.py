@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from paydar.model.errors import PaydarError
 from paydar.infra.production.graph import Graph, render
 from paydar.infra.production.policies import IAM_POLICY, evaluate
 from paydar.infra.production.region import COMPONENT_LABEL
 from paydar.infra.production.settings import StackSettings, parse_settings
+from paydar.model.errors import PaydarError
 from paydar.model.topology import NationalTopology, load_topology
 
 __all__ = ["Plan", "load_stack", "open_paths", "plan_stack"]

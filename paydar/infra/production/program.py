@@ -12,11 +12,11 @@ import pulumi_tls as tls
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from paydar.model.identity import trust_root_of
 from paydar.infra.production.paths import components, intended_paths
 from paydar.infra.production.region import RegionArgs, RegionStack
 from paydar.infra.production.settings import StackSettings, parse_settings
 from paydar.infra.production.vault import VaultArgs, VaultStack
+from paydar.model.identity import trust_root_of
 from paydar.model.topology import NationalTopology, load_topology
 
 __all__ = ["declare", "main"]

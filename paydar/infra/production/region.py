@@ -18,10 +18,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from paydar.model.identity import ENTRY_MODULES, Role
 from paydar.infra.production.paths import CITIZENS, VAULT, Component, Path
 from paydar.infra.production.settings import StackSettings
 from paydar.infra.production.vault import RegionCredentials
+from paydar.model.identity import ENTRY_MODULES, Role
 
 __all__ = ["COMPONENT_LABEL", "RegionArgs", "RegionStack", "peer"]
 

@@ -18,8 +18,8 @@ import pulumi_minio as minio
 from pulumi.dynamic import CreateResult, ResourceProvider, UpdateResult
 
 from paydar.infra.production.settings import VaultSettings
+from paydar.model.buckets import bucket_name
 from paydar.model.topology import NationalTopology
-from paydar.vault.s3 import bucket_name
 
 __all__ = ["REGION_ACTIONS", "ObjectLockRetention", "VaultArgs", "VaultStack", "region_policy"]
 
