@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: drill test test-unit venv clean
+.PHONY: drill test test-unit lint venv clean
 
 venv: $(STAMP)
 
@@ -19,9 +19,15 @@ $(STAMP): pyproject.toml
 drill: $(STAMP)
 	$(BIN)/paydar drill
 
-## make test: the whole suite (unit + integration with real processes); CI runs exactly this
-test: $(STAMP)
+## make test: lint and strict type check of every file, then the whole suite (unit + integration
+## with real processes); CI runs exactly this
+test: lint
 	$(BIN)/python -m pytest
+
+## make lint: ruff and mypy --strict over paydar/ and tests/ (configured in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check paydar tests
+	$(BIN)/mypy
 
 ## make test-unit: the quick loop while iterating (CI never runs less than `make test`)
 test-unit: $(STAMP)

@@ -36,7 +36,8 @@ STEP_TIMEOUT = 60.0
 
 def _get(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=3) as response:
-        return json.loads(response.read())
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
 
 
 def _await(what: str, predicate: Any, timeout: float = STEP_TIMEOUT) -> Any:
@@ -55,7 +56,7 @@ def _await(what: str, predicate: Any, timeout: float = STEP_TIMEOUT) -> Any:
 def _primary(realization: Realization, service: str, via: list[str]) -> str | None:
     for region in via:
         try:
-            return _get(realization.plan.gateway(region).url + "/state")["services"][service]["primary"]
+            return str(_get(realization.plan.gateway(region).url + "/state")["services"][service]["primary"])
         except OSError:
             continue
     return None
@@ -129,10 +130,10 @@ def _run(realization: Realization, kills: int, service: str, console: Console) -
             victim = _await("a primary", lambda: _primary(realization, service, regions))
             survivors = [r for r in regions if r != victim]
             acked = workload.acknowledged
-            _await("writes before the kill", lambda: workload.acknowledged >= acked + 10)
+            _await("writes before the kill", lambda acked=acked: workload.acknowledged >= acked + 10)
             killed_at = _kill_region(realization, victim)
             first = _await("the first acknowledged write after the kill",
-                           lambda: workload.acked_after(killed_at, service))
+                           lambda killed_at=killed_at: workload.acked_after(killed_at, service))
             recoveries.append(first - killed_at)
             new = _primary(realization, service, survivors)
             console.print(f"kill {n}/{kills}: {victim} down, {new} primary; first acknowledged write after "

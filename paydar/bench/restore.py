@@ -31,7 +31,7 @@ from paydar.node.chain import Entry, entry_hash
 from paydar.node.snapshot import take_snapshot
 from paydar.node.store import DocumentStore, verify_file
 from paydar.vault.restore import choose, fetch_verified, list_backups
-from paydar.vault.s3 import new_identity, provision_buckets, vault_client
+from paydar.vault.s3 import S3Client, new_identity, provision_buckets, vault_client
 from paydar.vault.snapshot import CHUNK, s3_put, upload_backup
 
 __all__ = ["bench_restore"]
@@ -86,7 +86,7 @@ def _build_store(path: Path, target_bytes: int, document_bytes: int) -> int:
     return position
 
 
-def _measure(client: object, store: Path, root: Path, keys: KeyStore, trust: TrustRoot, rounds: int,
+def _measure(client: S3Client, store: Path, root: Path, keys: KeyStore, trust: TrustRoot, rounds: int,
              console: Console) -> dict[str, float]:
     with console.status("backup: snapshot, verify, upload"):
         started = time.perf_counter()
@@ -101,7 +101,7 @@ def _measure(client: object, store: Path, root: Path, keys: KeyStore, trust: Tru
     for n in range(rounds):
         console.log(f"round {n + 1}/{rounds}: raw GET, then verified restore")
         started = time.perf_counter()
-        body = client.get_object(Bucket=manifest.bucket, Key=manifest.key,  # type: ignore[attr-defined]
+        body = client.get_object(Bucket=manifest.bucket, Key=manifest.key,
                                  VersionId=manifest.version_id)["Body"]
         while body.read(CHUNK):
             pass

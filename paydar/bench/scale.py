@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -44,7 +45,12 @@ from paydar.model.routing import RoutingTable, TableGuard, initial_table, sign_t
 from paydar.model.signing import Signer, public_key_to_b64
 from paydar.model.topology import NationalTopology, parse_topology
 from paydar.probes.engine import ProbeEngine, Target
-from paydar.probes.models import ObservationRound, SignedObservations, TargetKind, TargetObservation
+from paydar.probes.models import (
+    ObservationRound,
+    SignedObservations,
+    TargetKind,
+    TargetObservation,
+)
 
 __all__ = ["bench_controller", "bench_probes", "serve"]
 
@@ -146,8 +152,8 @@ class _TargetServer:
 
 def _start_server(ports: Sequence[int]) -> _TargetServer:
     """Start the target server as ``python -m paydar.bench.scale --serve PORT...``."""
-    root = Path(__file__).resolve().parents[1]
-    log = tempfile.TemporaryFile()
+    root = Path(__file__).resolve().parents[2]
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - the _TargetServer owns it and closes it
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "paydar.bench.scale", "--serve", *map(str, ports)],
@@ -175,10 +181,8 @@ def _wait_listening(server: _TargetServer, ports: Sequence[int], timeout: float)
                 waiting.pop(0)
         except OSError:
             # Not listening yet: block on the process for a moment instead of spinning.
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=min(0.05, max(0.0, deadline - time.monotonic())))
-            except subprocess.TimeoutExpired:
-                pass
 
 
 def _stop_server(server: _TargetServer) -> None:
@@ -368,7 +372,7 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
     trust = TrustRoot(roles={Role.CONTROLLER: {
         s.key_id: TrustedKey(component=f"controller.{topology.region_names[j]}",
                              public_key=public_key_to_b64(k.public_key()))
-        for j, (s, k) in enumerate(zip(controllers, controller_keys))}})
+        for j, (s, k) in enumerate(zip(controllers, controller_keys, strict=True))}})
 
     now = time.time()
     held = initial_table(topology, now)

@@ -93,7 +93,8 @@ async def _write_load(realization: Realization, writes: int, concurrency: int) -
     return elapsed, latencies, failures
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
+    """The ``q``-th percentile (1-99) of ``values``, inclusive method."""
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 

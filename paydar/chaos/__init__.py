@@ -16,10 +16,14 @@ __version__ = "0.1.0"
 
 def discover(discover_system: bool = True) -> dict[str, Any]:
     """Chaos Toolkit discovery: every action and probe this extension exports."""
-    from chaoslib.discovery import discover_actions, discover_probes, initialize_discovery_result
+    from chaoslib.discovery import (
+        discover_actions,
+        discover_probes,
+        initialize_discovery_result,
+    )
 
     discovery = initialize_discovery_result("paydar", __version__, "paydar")
     discovery["activities"].extend(discover_actions("paydar.chaos.actions"))
     discovery["activities"].extend(discover_actions("paydar.chaos.compromise"))
     discovery["activities"].extend(discover_probes("paydar.chaos.probes"))
-    return discovery
+    return dict(discovery)

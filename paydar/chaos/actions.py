@@ -12,7 +12,8 @@ import os
 import signal
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -198,8 +199,8 @@ def tamper_backups_with_region_credentials(service: str, region: str,
     m = outcome.manifest
     stolen = vault_client(system.plan.vault.endpoint, load_identity(system.layout.vault_region(region)))
     other = next(r for r in system.topology.service(service).regions if r != region)
-    sooner = datetime.now(timezone.utc) + timedelta(minutes=1)
-    attempts = {
+    sooner = datetime.now(UTC) + timedelta(minutes=1)
+    attempts: dict[str, Callable[[], object]] = {
         "delete-version": lambda: stolen.delete_object(Bucket=m.bucket, Key=m.key, VersionId=m.version_id),
         "shorten-retention": lambda: stolen.put_object_retention(
             Bucket=m.bucket, Key=m.key, VersionId=m.version_id, BypassGovernanceRetention=True,

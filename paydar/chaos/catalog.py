@@ -89,9 +89,9 @@ def run_experiments(system: Realization, planned: list[Experiment],
     journals = system.layout.root / "chaos" / "journals"
     journals.mkdir(parents=True, exist_ok=True)
     results = []
-    for index, (name, experiment) in enumerate(planned):
-        experiment = {**experiment, "configuration": {**experiment.get("configuration", {}),
-                                                      "paydar_state_dir": str(system.layout.root)}}
+    for index, (name, planned_experiment) in enumerate(planned):
+        experiment = {**planned_experiment, "configuration": {**planned_experiment.get("configuration", {}),
+                                                              "paydar_state_dir": str(system.layout.root)}}
         started(index, name)
         begin_experiment(system)
         began = time.monotonic()

@@ -23,7 +23,14 @@ from typing import Any
 
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
-from paydar.chaos.target import ActivityFailed, Configuration, Secrets, primary_of, realization, record_fault
+from paydar.chaos.target import (
+    ActivityFailed,
+    Configuration,
+    Secrets,
+    primary_of,
+    realization,
+    record_fault,
+)
 from paydar.chaos.target import component as resolve
 from paydar.infra.local.plan import ComponentKind
 from paydar.model.routing import RoutingTable, sign_table
@@ -131,7 +138,8 @@ def send_hostile_batches(node: str | None = None, configuration: Configuration =
 
     first = entry(1, epoch, GENESIS_HASH, doc)
     attacks = {"gap": [first, entry(3, epoch, first["hash"], doc)],
-               "future-epoch": [entry(1, epoch + 9, GENESIS_HASH, doc)], "not-json": [entry(1, epoch, GENESIS_HASH, "{x")]}
+               "future-epoch": [entry(1, epoch + 9, GENESIS_HASH, doc)],
+               "not-json": [entry(1, epoch, GENESIS_HASH, "{x")]}
     bodies = {}
     for name, entries in attacks.items():
         batch = ReplicationBatch.model_validate({
@@ -170,7 +178,8 @@ def open_vault_side_doors(configuration: Configuration = None, secrets: Secrets 
                 "filer-write": ("PUT", f"{filer}/buckets/{bucket}/planted"),
                 "master-status": ("GET", f"http://127.0.0.1:{v.master}/dir/status"),
                 "volume-status": ("GET", f"http://127.0.0.1:{v.volume}/status")}
-    results = {name: _request(method, url, b"x" if method == "PUT" else None) for name, (method, url) in attempts.items()}
+    results = {name: _request(method, url, b"x" if method == "PUT" else None)
+               for name, (method, url) in attempts.items()}
     record_fault(system, kind="vault-side-door", component="vault", region=None)
     open_doors = {name: status for name, status in results.items() if status not in (0, 401)}
     if open_doors:

@@ -70,7 +70,7 @@ class ScriptedProber:
         prober = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 body = prober.next_round() if self.path == "/v1/observations" else b'{"status": "alive"}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -82,9 +82,9 @@ async def served_per_region(system: Realization, writes: int, regions: list[str]
 
         outcomes = await asyncio.gather(*(one(*a) for a in attempts))
     append_ledger(system, [(service, doc_id, document, acked)
-                           for (_, service, doc_id, document), (acked, _) in zip(attempts, outcomes)])
+                           for (_, service, doc_id, document), (acked, _) in zip(attempts, outcomes, strict=True)])
     counts = {region: [0, 0] for region in regions}
-    for (region, *_), (_, served) in zip(attempts, outcomes):
+    for (region, *_), (_, served) in zip(attempts, outcomes, strict=True):
         counts[region][0] += served
         counts[region][1] += 1
     return {region: (served, total) for region, (served, total) in counts.items()}

@@ -49,4 +49,4 @@ async def offer_everywhere(system: Realization, body: bytes) -> dict[str, int]:
                 return 0
 
         statuses = await asyncio.gather(*(one(c.url) for c in targets))
-    return {c.id: status for c, status in zip(targets, statuses)}
+    return {c.id: status for c, status in zip(targets, statuses, strict=True)}

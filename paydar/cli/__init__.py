@@ -10,7 +10,16 @@ import logging
 
 import click
 
-from paydar.cli import backups, bench, drill, failover, keys, production, runbook, system
+from paydar.cli import (
+    backups,
+    bench,
+    drill,
+    failover,
+    keys,
+    production,
+    runbook,
+    system,
+)
 
 __all__ = ["cli", "main"]
 
@@ -36,7 +45,9 @@ def cli(verbose: bool) -> None:
                         format="%(levelname)s %(name)s %(message)s")
 
 
-for command in (system.validate, system.up, system.down, system.check, system.status, system.component, failover.failover, backups.backup, backups.backups, backups.restore, drill.drill, production.plan, keys.keys, runbook.runbook, bench.bench):
+for command in (system.validate, system.up, system.down, system.check, system.status, system.component,
+                failover.failover, backups.backup, backups.backups, backups.restore, drill.drill,
+                production.plan, keys.keys, runbook.runbook, bench.bench):
     cli.add_command(command)
 
 

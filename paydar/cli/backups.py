@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,8 @@ from paydar.cli.common import console, operate, out, size, state_option
 
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
+    from paydar.ops.backups import BackupOutcome
+    from paydar.ops.restore import RestoreReport
 
 __all__ = ["backup", "backups", "restore"]
 
@@ -44,7 +46,7 @@ def backup_now(service: str | None, region: str | None, state_dir: Path) -> None
     from paydar.ops.backups import backup_now as run
     from paydar.ops.backups import select_nodes
 
-    def job(realization: Realization) -> list:  # type: ignore[type-arg]
+    def job(realization: Realization) -> list[BackupOutcome]:
         nodes = select_nodes(realization, service, region)
         with Progress(TextColumn("[bold]backing up"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=console) as progress:
@@ -127,9 +129,9 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
     from paydar.ops.restore import Steps
     from paydar.ops.restore import restore as run
 
-    moment = at.replace(tzinfo=timezone.utc) if at else None
+    moment = at.replace(tzinfo=UTC) if at else None
 
-    def job(realization: Realization):  # type: ignore[no-untyped-def]
+    def job(realization: Realization) -> RestoreReport:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                       TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("restore", total=None)

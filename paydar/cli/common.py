@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -92,7 +92,7 @@ def size(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
 
 
-def print_figures(title: str, figures: dict[str, float | int | str], as_json: bool) -> None:
+def print_figures(title: str, figures: Mapping[str, float | int | str], as_json: bool) -> None:
     """A benchmark's figures as a table, or as JSON on stdout."""
     if as_json:
         out.print_json(json.dumps(figures))
@@ -105,7 +105,7 @@ def print_figures(title: str, figures: dict[str, float | int | str], as_json: bo
     out.print(table)
 
 
-def with_progress(what: str, job):  # type: ignore[no-untyped-def]
+def with_progress(what: str, job: Callable[[Callable[[str, int, int], None]], T]) -> T:
     """Run ``job(progress_callback)`` under a progress bar of components ready."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=console,

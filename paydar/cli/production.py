@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from rich.table import Table
@@ -44,7 +45,7 @@ def plan(stack: str, as_json: bool) -> None:
     sys.exit(0 if found["passed"] else 1)
 
 
-def _print_plan(found: dict) -> None:  # type: ignore[type-arg]
+def _print_plan(found: dict[str, Any]) -> None:
     out.print(f"[bold]stack {found['stack']}[/]: {found['resources']} resources")
     for region, counts in found["by_region"].items():
         table = Table(title=f"{region}: resources", show_header=False)

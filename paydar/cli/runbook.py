@@ -91,7 +91,7 @@ def runbook_run(name: str, state_dir: Path, assignments: tuple[str, ...], yes: b
         return yes or click.confirm("run it?", default=True)
 
     try:
-        outcome = run(book, state_dir=state_dir, values=values, confirm=confirm, show=lambda text: out.print(text))
+        outcome = run(book, state_dir=state_dir, values=values, confirm=confirm, show=out.print)
     except PaydarError as exc:
         fail(str(exc))
     if outcome.failed:

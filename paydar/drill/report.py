@@ -120,7 +120,7 @@ def _figures(report: dict[str, Any]) -> str:
 def _timeline(region: str, points: list[list[float]], experiments: list[dict[str, Any]], origin: float) -> str:
     if not points:
         return f"<p>{escape(region)}: no samples</p>"
-    end = max(max(t for t, _ in points), *(e["window"][1] - origin for e in experiments if e.get("window")), 1.0)
+    end = float(max(*(t for t, _ in points), *(e["window"][1] - origin for e in experiments if e.get("window")), 1.0))
 
     def x(t: float) -> float:
         return PAD + (WIDTH - 2 * PAD) * t / end

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from paydar.chaos.catalog import Experiment, experiments, load_catalog, run_experiments
@@ -27,7 +33,13 @@ from paydar.chaos.matrix import experiment as cell_experiment
 from paydar.chaos.target import load_ledger
 from paydar.chaos.workload import read_back
 from paydar.drill.report import render_html, why_broken
-from paydar.infra.local.realizer import Realization, UpFailed, down, load_realization, up
+from paydar.infra.local.realizer import (
+    Realization,
+    UpFailed,
+    down,
+    load_realization,
+    up,
+)
 from paydar.model.errors import PaydarError
 from paydar.model.files import write_json_atomic
 
@@ -253,7 +265,7 @@ def _sweep(realization: Realization, report: DrillReport, citizens: AckLedger, c
 
     with console.status(f"reading {report.writes_acknowledged} acknowledged writes back through every gateway"):
         everywhere = asyncio.run(through_every_gateway())
-    for region, reads in zip(regions, everywhere):
+    for region, reads in zip(regions, everywhere, strict=True):
         violations = check_acknowledged(ledger, reads)
         report.reads_checked += report.writes_acknowledged
         report.lost += sum(1 for v in violations if v.kind is ViolationKind.LOST)

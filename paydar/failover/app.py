@@ -14,7 +14,14 @@ from paydar.failover.controller import Controller, Disagreement
 from paydar.failover.intents import IntentRefused, SignedIntent
 from paydar.model.errors import TableRejected
 from paydar.model.routing import SignedTable, TableGuard
-from paydar.server.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
+from paydar.server.web import (
+    json_error,
+    livez,
+    metrics_response,
+    read_body,
+    read_model,
+    standard_shedders,
+)
 
 __all__ = ["build_app"]
 
@@ -34,8 +41,10 @@ async def proposals(request: web.Request) -> web.Response:
 
 
 async def get_table(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[CONTROLLER].f.guard.current.model_dump_json(),  # type: ignore[union-attr]
-                        content_type="application/json")
+    held = request.app[CONTROLLER].f.guard.current
+    if held is None:
+        raise web.HTTPServiceUnavailable(text="this controller holds no routing table yet; retry shortly")
+    return web.Response(body=held.model_dump_json(), content_type="application/json")
 
 
 async def post_table(request: web.Request) -> web.Response:
@@ -49,7 +58,8 @@ async def post_table(request: web.Request) -> web.Response:
 
 
 async def get_intents(request: web.Request) -> web.Response:
-    return web.json_response({"intents": [i.model_dump(mode="json") for i in request.app[CONTROLLER].intent_log.intents]})
+    intents = request.app[CONTROLLER].intent_log.intents
+    return web.json_response({"intents": [i.model_dump(mode="json") for i in intents]})
 
 
 async def post_intent(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ needs ``threshold`` controllers to sign it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -106,10 +107,8 @@ class Controller:
         for task in (self._task, self._repairing, *self._tasks):
             if task:
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
         if self.session:
             await self.session.close()
 
@@ -189,7 +188,7 @@ class Controller:
                 if response.status != 200:
                     return None
                 raw = await response.content.read(MAX_OBSERVATION_BYTES)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return None
         reason = None
         try:
@@ -273,7 +272,7 @@ class Controller:
         held = self.table
         read_only = [sid for sid, route in held.services.items() if not route.writable]
         states = await asyncio.gather(*(self._replica_states(sid) for sid in read_only))
-        views = {sid: fenced_views(s, held.services[sid].epoch) for sid, s in zip(read_only, states)}
+        views = {sid: fenced_views(s, held.services[sid].epoch) for sid, s in zip(read_only, states, strict=True)}
         return plan(held, self.topology, down=self.judge.down(), overrides=self.intent_log.overrides(), views=views,
                     cap=self.control.failover_cap(len(self.topology.services)))
 
@@ -281,7 +280,7 @@ class Controller:
         regions = self.config.nodes[service]
         answers = await asyncio.gather(*(self._get_json(url + "/state") for url in regions.values()))
         states: dict[str, ReplicaState | None] = {}
-        for region, answer in zip(regions, answers):
+        for region, answer in zip(regions, answers, strict=True):
             try:  # a replica's own answer is untrusted: any surprise makes it "did not answer"
                 states[region] = ReplicaState(
                     epoch=as_counter(answer["epoch"]), log_position=as_counter(answer["log_position"], minimum=-1),
@@ -359,7 +358,8 @@ class Controller:
             log.log(logging.INFO if outcome in ("certified", "superseded") else logging.WARNING,
                     "proposal version=%d outcome=%s detail=%s", proposal.version, outcome, detail)
 
-    async def _collect(self, own: Signature, offer: bytes) -> tuple[list[Signature], list[tuple[Signature | None, str]]]:
+    async def _collect(self, own: Signature,
+                       offer: bytes) -> tuple[list[Signature], list[tuple[Signature | None, str]]]:
         """Ask every peer to co-sign; return as soon as ``threshold`` signatures are in hand, so a
         hung peer (its whole region frozen) costs nothing once the others have answered."""
         asks = [asyncio.create_task(self._ask(peer, url, offer)) for peer, url in self.config.peers.items()]
@@ -387,8 +387,7 @@ class Controller:
                 if response.status == 200:
                     return Signature.model_validate(answer["signature"]), ""
                 return None, f"{peer}: {answer.get('error', response.status)}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, KeyError, TypeError,
-                AttributeError):
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError, TypeError, AttributeError):
             return None, f"{peer}: unreachable"
 
     async def consider(self, offer: SignedTable) -> Signature:
@@ -452,7 +451,7 @@ class Controller:
         targets |= {f"gateway.{r}": url for r, url in self.config.gateways.items()}
         targets |= dict(self.config.peers)
         results = await asyncio.gather(*(self._push(url, signed) for url in targets.values()))
-        outcome = dict(zip(targets, results))
+        outcome = dict(zip(targets, results, strict=True))
         accepted = sum(1 for r in results if r in ("accepted", "held"))
         log.info("table published version=%d accepted=%d of %d", signed.table.version, accepted, len(targets))
         return outcome
@@ -464,7 +463,7 @@ class Controller:
                 if response.status == 200:
                     return "accepted"
                 return "held" if response.status == 409 else f"refused ({response.status})"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return "unreachable"
 
     async def _get_json(self, url: str) -> dict[str, Any] | None:
@@ -474,7 +473,7 @@ class Controller:
                     return None
                 answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
                 return answer if isinstance(answer, dict) else None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return None
 
     # -- operator intents ----------------------------------------------------------------

@@ -69,7 +69,8 @@ def decide_cosign(*, held: RoutingTable, proposal: RoutingTable, own_routes: Map
                                                               f"the proposal names {proposal.previous[:12] or 'none'}")
     if abs(proposal.issued_at - now) > skew or abs(proposal.expires_at - proposal.issued_at - ttl) > 1.0:
         return CosignDecision(CosignReason.TIMESTAMPS, f"issued {proposal.issued_at - now:+.0f}s from now, ttl "
-                                                       f"{proposal.expires_at - proposal.issued_at:.0f}s (want {ttl:.0f}s)")
+                                                       f"{proposal.expires_at - proposal.issued_at:.0f}s "
+                                                       f"(want {ttl:.0f}s)")
     if set(proposal.services) != set(held.services):
         return CosignDecision(CosignReason.OTHER_SERVICES)
     changes = changes_of(held, proposal)

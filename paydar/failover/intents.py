@@ -141,7 +141,7 @@ class IntentLog:
 
         self.intents = [i for i in self.intents if not same(i)]
         if intent.action is not IntentAction.CLEAR:
-            self.intents = (self.intents + [intent])[-MAX_INTENTS:]
+            self.intents = ([*self.intents, intent])[-MAX_INTENTS:]
         self._save()
 
     def retire_done(self, table: RoutingTable) -> None:

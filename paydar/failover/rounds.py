@@ -46,9 +46,9 @@ def check_round(body: ObservationRound, *, prober: str, region: str, plan: Round
     unknown = sorted(named.difference(plan.targets))
     if unknown:
         raise RoundRefused(f"round names unknown targets: {', '.join(unknown[:5])}")
-    for check in [*body.integrity, *body.canaries]:
-        if check.service not in plan.services:
-            raise RoundRefused(f"round names unknown service {check.service[:40]!r}")
+    for service in [*(c.service for c in body.integrity), *(c.service for c in body.canaries)]:
+        if service not in plan.services:
+            raise RoundRefused(f"round names unknown service {service[:40]!r}")
     for check in body.integrity:
         regions = set(check.hashes) | set(check.diverged)
         if not regions <= set(plan.services[check.service]):

@@ -114,7 +114,7 @@ class Router:
                     continue
                 answer = self._proven(await self._call(method, base, path, query, body, region, nonce), method,
                                       service, path, query, body, {f"node.{service}.{region}"}, nonce)
-                if answer is None or answer.status >= 500 and method == "GET":
+                if answer is None or (answer.status >= 500 and method == "GET"):
                     continue
                 if answer.status == 404 and method == "GET" and region != route.primary:
                     lagging = lagging or answer
@@ -209,7 +209,7 @@ class Router:
                 payload = await response.read()
                 self._timed_out.pop(base, None)
                 return Upstream(response.status, payload, region, response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
                 self._timed_out[base] = time.monotonic()
             # Per request, so DEBUG: during an outage this fires for every citizen request;

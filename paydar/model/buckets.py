@@ -37,7 +37,7 @@ def bucket_name(service_id: str) -> str:
 
 
 def check_bucket_name(name: str, origin: str) -> None:
-    """Raise :class:`InvalidBucketName` unless ``name`` is a valid S3 bucket name; ``origin`` says where it came from."""
+    """Raise :class:`InvalidBucketName` unless ``name`` is a valid S3 bucket name (``origin``: where it came from)."""
     if len(name) > 63:
         raise InvalidBucketName(
             f"bucket name {name!r} from {origin} is {len(name)} characters, S3 allows at most 63; "

@@ -34,8 +34,8 @@ MAX_SIGNATURES = 64
 """More signatures than any threshold needs: a longer list is malformed before one is verified."""
 
 __all__ = [
-    "Equivocation",
     "MAX_SIGNATURES",
+    "Equivocation",
     "RouteMode",
     "RoutingTable",
     "ServiceRoute",

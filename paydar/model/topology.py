@@ -20,8 +20,8 @@ from paydar.model.errors import Issue, TopologyError
 __all__ = [
     "Ecosystem",
     "Limits",
-    "Probes",
     "NationalTopology",
+    "Probes",
     "Region",
     "Service",
     "Tier",
@@ -270,7 +270,8 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
     issues += _duplicates("services", [s.id for s in topo.services], "service identifiers must be unique")
     if topo.control.threshold > len(regions):
         issues.append(Issue("control.threshold",
-                            f"threshold {topo.control.threshold} exceeds the {len(regions)} controllers (one per region)",
+                            f"threshold {topo.control.threshold} exceeds the {len(regions)} controllers "
+                            "(one per region)",
                             f"use a threshold between 1 and {len(regions)}; a majority is the safe choice"))
     elif topo.control.threshold * 2 <= len(regions) and Weakening.MINORITY_THRESHOLD not in topo.unsafe:
         issues.append(Issue("control.threshold",
@@ -296,7 +297,8 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
         standbys = len(set(service.regions)) - 1
         if service.sync_replicas > standbys:
             issues.append(Issue(f"{where}.sync_replicas",
-                                f"sync_replicas {service.sync_replicas} is larger than the {standbys} standbys available",
+                                f"sync_replicas {service.sync_replicas} is larger than the {standbys} "
+                                "standbys available",
                                 f"use at most {standbys}, or host the service in more regions"))
         if service.rpo == 0 and service.sync_replicas == 0 and Weakening.NO_SYNCHRONOUS_STANDBY not in topo.unsafe:
             issues.append(Issue(f"{where}.sync_replicas", "rpo 0s needs at least one synchronous standby",

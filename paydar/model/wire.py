@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-__all__ = ["MAX_COUNTER", "Counter", "PositiveCounter", "FiniteJson", "WireModel", "as_counter", "parse_json", "require_finite"]
+__all__ = ["MAX_COUNTER", "Counter", "FiniteJson", "PositiveCounter", "WireModel", "as_counter", "parse_json",
+           "require_finite"]
 
 # Exact in every JSON parser (IEEE doubles) and far below SQLite's 2**63: a counter that
 # needs more than this was inflated by an attacker, never reached by honest use.

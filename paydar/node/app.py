@@ -27,7 +27,14 @@ from paydar.node.errors import BatchRefused, IntegrityViolation, WriteRefused
 from paydar.node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
 from paydar.node.receipts import nonce_of, prove, render
 from paydar.node.runtime import NodeRuntime
-from paydar.server.web import json_error, livez, metrics_response, read_body, read_model, standard_shedders
+from paydar.server.web import (
+    json_error,
+    livez,
+    metrics_response,
+    read_body,
+    read_model,
+    standard_shedders,
+)
 from paydar.vault.s3 import VaultError
 
 __all__ = ["build_app"]
@@ -43,7 +50,8 @@ def _document(runtime: NodeRuntime, entry: Entry, request: web.Request, *, ackno
               ) -> dict[str, object]:
     stale = runtime.role is not NodeRole.PRIMARY or not runtime.route.writable
     proof = prove(runtime.f.signer, service=runtime.service, node=runtime.config.component, entry=entry,
-                  role=runtime.role.value, stale=stale, acknowledged=acknowledged, nonce=nonce_of(request.headers) or "")
+                  role=runtime.role.value, stale=stale, acknowledged=acknowledged,
+                  nonce=nonce_of(request.headers) or "")
     return render(proof, runtime.region)
 
 
@@ -201,7 +209,8 @@ def build_app(runtime: NodeRuntime) -> web.Application:
     """The node's aiohttp application; limits come from the topology."""
     limits = runtime.f.topology.limits
     shedders = standard_shedders(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
-                                 citizen=lambda path: path.startswith("/v1/documents"), on_shed=runtime.metrics.shed.inc)
+                                 citizen=lambda path: path.startswith("/v1/documents"),
+                                 on_shed=runtime.metrics.shed.inc)
     # Bodies are bounded per route as they are read (read_body); this is only aiohttp's backstop.
     app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[RUNTIME] = runtime

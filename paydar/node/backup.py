@@ -78,7 +78,7 @@ class BackupAgent:
         if not self.enabled:
             log.warning("no vault configured: this node takes no backups")
             return
-        delay = random.uniform(0.1, 1.0) * self.interval  # noqa: S311 - spreading load, not security
+        delay = random.uniform(0.1, 1.0) * self.interval
         while True:
             await asyncio.sleep(delay)
             delay = self.interval

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from paydar.node.models import NodeRole
+
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
 
 __all__ = ["NodeMetrics"]
 
@@ -39,7 +43,7 @@ class NodeMetrics:
         labels = {"service": service, "region": region}
         names = list(labels)
 
-        def bind(metric):  # type: ignore[no-untyped-def]
+        def bind(metric: _Metric) -> _Metric:
             return metric.labels(**labels)
 
         return cls(

@@ -65,7 +65,8 @@ def prove(signer: Signer, *, service: str, node: str, entry: Entry, role: str, s
     """The node's proof for one entry it serves (or acknowledges), bound to the asker's ``nonce``."""
     fields: dict[str, object] = {"entry": entry, "node": node, "role": role, "stale": stale,
                                  "acknowledged": acknowledged, "nonce": nonce}
-    return Proof(**fields, signature=signer.sign(_receipt(service, fields)))  # type: ignore[arg-type]
+    return Proof(entry=entry, node=node, role=role, stale=stale, acknowledged=acknowledged, nonce=nonce,
+                 signature=signer.sign(_receipt(service, fields)))
 
 
 def render(proof: Proof, region: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ replies, or a process squatting the standby's port, gets no write acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -22,7 +23,13 @@ import aiohttp
 
 from paydar.model.errors import IdentityError, SignatureError
 from paydar.model.signing import verify
-from paydar.node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch, SignedReply
+from paydar.node.models import (
+    ReplicationBatch,
+    ReplicationReply,
+    ReplyStatus,
+    SignedBatch,
+    SignedReply,
+)
 
 if TYPE_CHECKING:
     from paydar.node.runtime import NodeRuntime
@@ -73,10 +80,8 @@ class Replicator:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self._ship()

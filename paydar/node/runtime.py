@@ -13,6 +13,7 @@ The rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -259,10 +260,8 @@ class NodeRuntime:
             return self.acked_position >= position or self.epoch != epoch or self.role is not NodeRole.PRIMARY
 
         async with self._acked:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._acked.wait_for(settled), deadline)
-            except TimeoutError:
-                pass
         if self.epoch != epoch or self.role is not NodeRole.PRIMARY:
             raise WriteRefused(503, f"write at position {position} NOT acknowledged: this node left epoch "
                                     f"{epoch} while waiting; retry through a gateway")
@@ -306,10 +305,8 @@ class NodeRuntime:
             raise SignatureError(f"batch from {batch.sender} is signed by another key ({signed.signature.key_id})")
         verify(batch.model_dump(mode="json"), signed.signature, public_key)
         if batch.table is not None:
-            try:
+            with contextlib.suppress(TableRejected):
                 await self.offer_table(batch.table, source=batch.sender)
-            except TableRejected:
-                pass
         reply = await self._apply_batch(batch, signed.signature.sig)
         return SignedReply(reply=reply, signature=self.sign(reply.model_dump(mode="json")))
 

@@ -158,7 +158,8 @@ class DocumentStore:
         """Consecutive entries starting at ``position``, bounded in count and bytes."""
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM log WHERE position >= ? ORDER BY position LIMIT ?",
                                 (position, max_entries)).fetchall()
-        entries, size = [], 0
+        entries: list[Entry] = []
+        size = 0
         for row in rows:
             size += len(row[3])
             if entries and size > max_bytes:
@@ -181,7 +182,7 @@ class DocumentStore:
             "SELECT position, doc_id FROM documents WHERE citizen_id = ? AND doc_id > ? ORDER BY doc_id LIMIT ?",
             (citizen_id, after, limit)).fetchall()
         entries = [self._verified_entry(position) for position, _ in rows]
-        for (position, doc_id), entry in zip(rows, entries):
+        for (position, doc_id), entry in zip(rows, entries, strict=True):
             if entry.doc_id != doc_id or str(json.loads(entry.body).get("citizen_id", "")) != citizen_id:
                 raise IntegrityViolation(position, "the document index lists an entry of another document")
         return entries

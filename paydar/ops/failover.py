@@ -110,7 +110,7 @@ def send_intent(realization: Realization, action: IntentAction, region: str,
 
     controllers = realization.plan.of_kind(ComponentKind.CONTROLLER)
     with ThreadPoolExecutor(max_workers=len(controllers)) as pool:
-        outcomes = dict(zip([c.id for c in controllers], pool.map(lambda c: post(c.url), controllers)))
+        outcomes = dict(zip([c.id for c in controllers], pool.map(lambda c: post(c.url), controllers), strict=True))
     taken = sum(1 for o in outcomes.values() if o == "accepted")
     if taken < realization.topology.control.threshold:
         detail = "; ".join(f"{c}: {o}" for c, o in outcomes.items())
@@ -143,7 +143,7 @@ def replica_views(realization: Realization, service: str) -> dict[str, ReplicaVi
                            acked_position=int(state["acked_position"]), compromised=bool(state["compromised"]))
 
     with ThreadPoolExecutor(max_workers=len(regions)) as pool:
-        return dict(zip(regions, pool.map(view, regions)))
+        return dict(zip(regions, pool.map(view, regions), strict=True))
 
 
 def _known(realization: Realization, service: str | None, region: str) -> None:

@@ -86,8 +86,9 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
         detail = (f"signers {len(state.get('signers', []))}; quorum {'ok' if state.get('quorum') else 'LOST'}"
                   f" ({state.get('peers_reachable')} peers); judged down: {', '.join(state.get('down', [])) or 'none'}")
         if state.get("intents"):
-            detail += "; intents: " + ", ".join(f"{i['action']} {i.get('service') or ''} {i['region']}".replace("  ", " ")
-                                                for i in state["intents"])
+            named = (f"{i['action']} {i.get('service') or ''} {i['region']}".replace("  ", " ")
+                     for i in state["intents"])
+            detail += "; intents: " + ", ".join(named)
         if last:
             detail += f"; last proposal v{last.get('version')} {last.get('outcome')}"
         return ComponentStatus(**base, health="ready" if state.get("quorum") else "degraded", role="controller",

@@ -59,7 +59,7 @@ class ProbeEngine:
                 async with self.session.get(target.probe_url) as response:
                     raw = await response.content.read(MAX_ANSWER_BYTES)
                     status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return TargetObservation(target=target.id, alive=False, ready=False,
                                          latency_ms=(time.monotonic() - started) * 1000,
                                          error=_reason(exc))
@@ -77,7 +77,7 @@ class ProbeEngine:
                         return None
                     answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
                     return answer if isinstance(answer, dict) else None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 return None
 
 

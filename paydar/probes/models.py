@@ -108,9 +108,9 @@ class ObservationRound(_Wire):
         for o in observations:
             if o.table_version is not None:
                 tables.setdefault(o.table_version, []).append(o.target)
-        return cls(ready=tuple(o.target for o in observations if o.ready),
-                   failing=tuple(o for o in observations if not o.ready),
-                   tables={v: tuple(t) for v, t in tables.items()}, **fields)  # type: ignore[arg-type]
+        return cls.model_validate({"ready": tuple(o.target for o in observations if o.ready),
+                                   "failing": tuple(o for o in observations if not o.ready),
+                                   "tables": {v: tuple(t) for v, t in tables.items()}, **fields})
 
 
 class SignedObservations(_Wire):

@@ -10,6 +10,7 @@ of a service's replicas compared at the same log position).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -79,10 +80,8 @@ class Prober:
                 task.cancel()
         for task in [self._task, *self._background.values()]:
             if task:
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down: whatever it raised
                     await task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                    pass
         if self._engine:
             await self._engine.close()
 
@@ -117,7 +116,7 @@ class Prober:
     def _export(self, observations: list[TargetObservation], seconds: float) -> None:
         vantage = self.config.region
         m = self.metrics
-        for target, observation in zip(self.targets, observations):
+        for target, observation in zip(self.targets, observations, strict=True):
             m.success.labels(vantage, target.kind.value, target.id).set(1 if observation.ready else 0)
             m.duration.labels(vantage, target.kind.value).observe(observation.latency_ms / 1000)
             if observation.role == "primary":
@@ -167,7 +166,7 @@ class Prober:
                         error = f"read answered {response.status}"
                     elif body.get("data", {}).get("marker") != marker:
                         error = "read back a different canary than was written"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, AttributeError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, AttributeError) as exc:
             error = type(exc).__name__ if not isinstance(exc, asyncio.TimeoutError) else "timeout"
         seconds = time.monotonic() - started
         self.metrics.canary_success.labels(self.config.region, gateway).set(0 if error else 1)
@@ -193,7 +192,7 @@ class Prober:
         position = ordered[(len(ordered) - 1) // 2]
         answers = await asyncio.gather(*(self._engine_().get_json(f"{regions[r]}/v1/chain/{position}")
                                          for r in positions))
-        hashes = {r: str(a["hash"]) for r, a in zip(positions, answers) if a and "hash" in a}
+        hashes = {r: str(a["hash"]) for r, a in zip(positions, answers, strict=True) if a and "hash" in a}
         if len(hashes) < 2:
             return None
         majority, votes = Counter(hashes.values()).most_common(1)[0]

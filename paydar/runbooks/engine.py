@@ -26,7 +26,7 @@ from markdown_it import MarkdownIt
 
 from paydar.model.errors import PaydarError
 
-__all__ = ["RUNBOOK_DIR", "Runbook", "RunOutcome", "Step", "available", "find", "load", "run"]
+__all__ = ["RUNBOOK_DIR", "RunOutcome", "Runbook", "Step", "available", "find", "load", "run"]
 
 RUNBOOK_DIR = Path(__file__).parent
 STEP_TIMEOUT = 600.0

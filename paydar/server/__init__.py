@@ -1,1 +1,4 @@
-"""What every networked component is built on: the aiohttp foundation, bounded bodies, load shedding, connection caps."""
+"""What every networked component is built on.
+
+The aiohttp foundation, bounded bodies, load shedding and connection caps.
+"""

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 __all__ = [
     "HEALTH_PATHS",
-    "LoadShedder",
     "Lifecycle",
+    "LoadShedder",
     "json_error",
     "livez",
     "metrics_response",
@@ -205,7 +205,7 @@ class _Gate(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         peer = _peer_of(transport)
-        open_ = self.server._connections  # noqa: SLF001 - the only record of open connections
+        open_ = self.server._connections
         same_peer = sum(1 for t in open_.values() if _peer_of(t) == peer)
         if len(open_) >= self.max_total or same_peer >= self.max_per_peer:
             log.warning("connection refused peer=%s open=%d from_peer=%d: over the connection cap",

@@ -17,7 +17,7 @@ Keys sort by time, so the newest backups are found by listing one prefix.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -75,7 +75,7 @@ class BackupManifest(BaseModel):
 
     @property
     def created(self) -> datetime:
-        return datetime.fromtimestamp(self.created_ms / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.created_ms / 1000, tz=UTC)
 
 
 class SignedManifest(BaseModel):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -42,10 +42,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-S3Client = Any
-"""A boto3 S3 client (boto3 ships no static type for it without mypy-boto3-s3)."""
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import DefaultRetentionTypeDef
+else:
+    S3Client = Any
+"""A boto3 S3 client; its static type comes from the mypy-boto3-s3 stubs (a test dependency)."""
 
-_LOCK_MODE = "COMPLIANCE"
+_LOCK_MODE: Final = "COMPLIANCE"
 
 
 class VaultError(PaydarError):
@@ -182,12 +186,12 @@ def _ensure_versioning(client: S3Client, bucket: str) -> None:
         log.debug("vault bucket %s: versioning already enabled", bucket)
         return
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    log.info("vault bucket %s: versioning enabled (was %s)", bucket, status or "never enabled")
+    log.info("vault bucket %s: versioning enabled (was %s)", bucket, status)
 
 
 def _ensure_default_retention(client: S3Client, bucket: str, days: int) -> None:
     current = _lock_configuration(client, bucket).get("Rule", {}).get("DefaultRetention", {})
-    wanted = {"Mode": _LOCK_MODE, "Days": days}
+    wanted: DefaultRetentionTypeDef = {"Mode": _LOCK_MODE, "Days": days}
     if current == wanted:
         log.debug("vault bucket %s: default retention already %s %d days", bucket, _LOCK_MODE, days)
         return
@@ -200,7 +204,7 @@ def _ensure_default_retention(client: S3Client, bucket: str, days: int) -> None:
 
 def _lock_configuration(client: S3Client, bucket: str) -> dict[str, Any]:
     try:
-        config: dict[str, Any] = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+        config = dict(client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"])
     except ClientError as exc:
         if error_code(exc) == "ObjectLockConfigurationNotFoundError":
             return {}

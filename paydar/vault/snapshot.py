@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paydar.model.signing import Signer
-from paydar.vault.manifest import BackupManifest, SignedManifest, manifest_key, snapshot_key
+from paydar.vault.manifest import (
+    BackupManifest,
+    SignedManifest,
+    manifest_key,
+    snapshot_key,
+)
 from paydar.vault.s3 import S3Client, VaultError
 
 __all__ = ["CHUNK", "Put", "Snapshot", "SnapshotFailed", "s3_put", "sha256_file", "upload_backup"]

@@ -11,8 +11,9 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -56,7 +57,7 @@ def back_up(system: Realization, service: str, region: str) -> BackupManifest:
     return outcome.manifest
 
 
-def write(system: Realization, n: int, tag: str, service: str = SERVICE) -> dict:
+def write(system: Realization, n: int, tag: str, service: str = SERVICE) -> dict[str, Any]:
     status, body, _ = http("PUT", system.plan.gateway("isfahan").url + f"/v1/services/{service}/documents/{tag}-{n}",
                            document(n, tag))
     assert status == 200 and body["acknowledged"] is True, body
@@ -85,7 +86,7 @@ def test_region_credentials_cannot_delete_overwrite_or_shorten_a_backup(system: 
 
     assert s3_refusal(lambda: tehran.delete_object(Bucket=m.bucket, Key=m.key, VersionId=m.version_id)) \
         == "AccessDenied"
-    sooner = datetime.now(timezone.utc) + timedelta(minutes=5)
+    sooner = datetime.now(UTC) + timedelta(minutes=5)
     assert s3_refusal(lambda: tehran.put_object_retention(
         Bucket=m.bucket, Key=m.key, VersionId=m.version_id, BypassGovernanceRetention=True,
         Retention={"Mode": "COMPLIANCE", "RetainUntilDate": sooner})) == "AccessDenied"
@@ -185,7 +186,8 @@ def test_region_credentials_cannot_roll_a_restore_back(system: Realization, tmp_
     new = back_up(system, SERVICE, "tehran")
     assert old.position < new.position
     tehran, admin = client_of(system, "tehran"), client_of(system, None)
-    old_raw = admin.get_object(Bucket=old.bucket, Key=manifest_key("tehran", old.created_ms, old.position))["Body"].read()
+    old_key = manifest_key("tehran", old.created_ms, old.position)
+    old_raw = admin.get_object(Bucket=old.bucket, Key=old_key)["Body"].read()
     newest_key = manifest_key("tehran", new.created_ms, new.position)
     tehran.put_object(Bucket=new.bucket, Key=newest_key, Body=old_raw)
     for n in range(10):  # more than the versions tried per key: the node's own version is still tried first
@@ -200,10 +202,10 @@ def test_region_credentials_cannot_roll_a_restore_back(system: Realization, tmp_
         tehran.put_object(Bucket=new.bucket, Key=key, Body=old_raw)
     assert restore(system, SERVICE, "tehran", into=tmp_path / "still-newest").manifest == new, \
         "a later-sorting name does not make an older backup the newest: manifests are ordered by signed fields"
-    listed = {e.key: e for e in list_vault(system, SERVICE, "tehran")["tehran"]}
-    assert later in listed and listed[later].verified is None and "not its own key" in str(listed[later].problem), \
+    by_key = {e.key: e for e in list_vault(system, SERVICE, "tehran")["tehran"]}
+    assert later in by_key and by_key[later].verified is None and "not its own key" in str(by_key[later].problem), \
         "`backups list` does not call the planted copy verified"
-    assert future not in listed, "a name dated in the future is passed over"
+    assert future not in by_key, "a name dated in the future is passed over"
 
 
 def test_point_in_time_restore_returns_exactly_what_was_acknowledged_up_to_that_position(
@@ -233,12 +235,12 @@ def start_fast(start_system: SystemFactory) -> Realization:
     return start_system(**FAST_CHECKS)
 
 
-def node_state(system: Realization, region: str) -> dict:
+def node_state(system: Realization, region: str) -> dict[str, Any]:
     return state(system, f"node.{SERVICE}.{region}")
 
 
 def wait_compromised(system: Realization, region: str) -> str:
-    return wait_until(lambda: node_state(system, region)["compromised"], DETECTION_TIMEOUT,
+    return wait_until(lambda: str(node_state(system, region)["compromised"] or ""), DETECTION_TIMEOUT,
                       f"node.{SERVICE}.{region} to report itself compromised")
 
 
@@ -319,7 +321,7 @@ def test_one_silently_changed_record_is_detected_never_served_and_restored(start
 def test_restore_refuses_the_writable_primary_and_changes_nothing(system: Realization) -> None:
     back_up(system, SERVICE, "tehran")
     before = state(system, f"node.{SERVICE}.tehran")
-    with pytest.raises(RestoreRefused, match="writable primary of service 1101.*Fail over first"):
+    with pytest.raises(RestoreRefused, match=r"writable primary of service 1101.*Fail over first"):
         restore(system, SERVICE, "tehran")
     after = state(system, f"node.{SERVICE}.tehran")
     assert (after["role"], after["epoch"], after["compromised"]) == (before["role"], before["epoch"], None)

@@ -210,7 +210,8 @@ def test_a_rogue_controller_can_neither_act_as_operator_nor_inflate_epochs(start
     }
     for name, rogue_route in wanted.items():
         now = time.time()
-        proposal = RoutingTable(version=held.version + 1, issued_at=now, expires_at=now + system.topology.control.table_ttl,
+        proposal = RoutingTable(version=held.version + 1, issued_at=now,
+                                expires_at=now + system.topology.control.table_ttl,
                                 previous=held.digest(), reason=f"rogue: {name}",
                                 services={**held.services, SERVICE: rogue_route})
         offer = sign_table(proposal, [rogue]).model_dump_json().encode()
@@ -270,7 +271,8 @@ def test_two_certified_primaries_of_one_epoch_never_both_acknowledge(tmp_path: P
                     (system.layout.data(f"node.{SERVICE}.{r}") / "evidence").glob("equivocation-*.json")]
         assert evidence, "a primary that heard the other camp's table kept the evidence"
         record = json.loads(evidence[0].read_text())
-        assert record["double_signers"] == sorted(keys.signer(f"controller.{r}").key_id for r in ("isfahan", "mashhad")), \
+        double = sorted(keys.signer(f"controller.{r}").key_id for r in ("isfahan", "mashhad"))
+        assert record["double_signers"] == double, \
             "the two controllers that signed both tables are named"
 
 
@@ -331,7 +333,7 @@ def test_operator_tooling_ignores_a_lying_gateways_table(start_system: SystemFac
     forged = sign_table(lie, [system.keystore().signer("gateway.isfahan")]).model_dump_json().encode()
 
     class Liar(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(forged)))
@@ -393,7 +395,7 @@ class TamperingLink:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_PUT = do_POST = _any  # noqa: N815
+            do_GET = do_PUT = do_POST = _any
 
             def log_message(self, *_: object) -> None:
                 pass
@@ -420,7 +422,8 @@ def test_a_tampering_link_gets_no_write_acknowledged(start_system: SystemFactory
 
     def fake_ok(method: str, path: str, body: bytes, upstream: Any) -> tuple[int, bytes]:
         if path != "/v1/replicate":
-            return upstream()
+            answer: tuple[int, bytes] = upstream()
+            return answer
         batch = json.loads(body)
         entries = batch["batch"]["entries"]
         reply = {"status": "ok", "standby": f"node.{SERVICE}.isfahan", "batch_signature": batch["signature"]["sig"],
@@ -442,7 +445,7 @@ def test_a_tampering_link_gets_no_write_acknowledged(start_system: SystemFactory
 def test_a_gateway_serves_only_documents_whose_receipt_verifies(start_system: SystemFactory) -> None:
     system = start_system()
     gateway = system.plan.gateway("isfahan").url
-    status, written, _ = http("PUT", system.plan.gateway("tehran").url + f"/v1/services/{SERVICE}/documents/d1",
+    status, _written, _ = http("PUT", system.plan.gateway("tehran").url + f"/v1/services/{SERVICE}/documents/d1",
                               document(1, "genuine"))
     assert status == 200
     wait_until(lambda: http("GET", system.plan.node(SERVICE, "isfahan").url + "/v1/documents/d1")[0] == 200, 10,

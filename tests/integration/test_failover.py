@@ -12,12 +12,14 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from paydar.chaos.invariants import check_acknowledged
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.workload import Workload, read_back
+from paydar.infra.local.linkadmin import LinkAdmin
 from paydar.infra.local.realizer import Realization
 from paydar.model.routing import RoutingTable, initial_table, sign_table
 from tests.integration.conftest import SystemFactory, document, http
@@ -28,19 +30,18 @@ SERVICE = "1101"  # tehran, then isfahan, then mashhad
 FAILOVER_TIMEOUT = 30.0
 
 
-def link_admin(system: Realization, source: str, target: str):  # type: ignore[no-untyped-def]
-    from paydar.infra.local.linkadmin import LinkAdmin
-
+def link_admin(system: Realization, source: str, target: str) -> LinkAdmin:
     link = system.plan.link(source, target)
     return LinkAdmin(link.admin_url, system.link_token(link.id))
 
 
-def state(system: Realization, component: str) -> dict:
+def state(system: Realization, component: str) -> dict[str, Any]:
     return http("GET", system.plan.component(component).url + "/state", timeout=3)[1]
 
 
-def route(system: Realization, via: str) -> dict:
-    return state(system, f"gateway.{via}")["services"][SERVICE]
+def route(system: Realization, via: str) -> dict[str, Any]:
+    found: dict[str, Any] = state(system, f"gateway.{via}")["services"][SERVICE]
+    return found
 
 
 def controller_rounds(system: Realization, region: str) -> int:
@@ -64,7 +65,7 @@ def assert_history_holds(system: Realization, workload: Workload, regions: tuple
         assert violations == [], f"via {region}: {violations[:5]}"
 
 
-def wait_failover_from(system: Realization, old: str, via: str) -> dict:
+def wait_failover_from(system: Realization, old: str, via: str) -> dict[str, Any]:
     return wait_until(lambda: (r := route(system, via))["primary"] not in (None, old) and r, FAILOVER_TIMEOUT,
                       f"service {SERVICE} to fail over away from {old}")
 

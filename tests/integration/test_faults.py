@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,6 +15,7 @@ from paydar.bench.up import process_tree
 from paydar.chaos.invariants import AckLedger, check_acknowledged
 from paydar.chaos.workload import read_back, write_burst
 from paydar.infra.local.layout import StateLayout
+from paydar.infra.local.linkadmin import LinkAdmin
 from paydar.infra.local.realizer import Realization, UpFailed, down, up
 from paydar.infra.local.supervisor import Supervisor
 from paydar.ops.failover import FailoverRefused, promote
@@ -23,14 +25,12 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 
-def link_admin(system: Realization, source: str, target: str):  # type: ignore[no-untyped-def]
-    from paydar.infra.local.linkadmin import LinkAdmin
-
+def link_admin(system: Realization, source: str, target: str) -> LinkAdmin:
     link = system.plan.link(source, target)
     return LinkAdmin(link.admin_url, system.link_token(link.id))
 
 
-def node_state(system: Realization, region: str, service: str = "1101") -> dict:
+def node_state(system: Realization, region: str, service: str = "1101") -> dict[str, Any]:
     return http("GET", system.plan.node(service, region).url + "/state")[1]
 
 

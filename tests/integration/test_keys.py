@@ -57,5 +57,5 @@ def test_only_components_with_keys_rotate(system: Realization) -> None:
 
     with pytest.raises(PaydarError, match="holds no signing key"):
         rotate(system, "vault")
-    with pytest.raises(KeyError, match="no component 'controller.shiraz'"):
+    with pytest.raises(KeyError, match=r"no component 'controller\.shiraz'"):
         rotate(system, "controller.shiraz")

@@ -367,6 +367,6 @@ def test_unusable_config_exits_nonzero_with_a_clear_message(tmp_path: Path, setu
         config = tmp_path / "missing.json"
     # run() kills the child itself if it outlives the timeout.
     result = subprocess.run([sys.executable, "-m", "paydar.infra.local.linkproxy", "--config", str(config)],
-                            cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=15)
+                            cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=15, check=False)
     assert result.returncode == 2
     assert message in result.stderr.decode()

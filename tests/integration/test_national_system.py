@@ -176,7 +176,8 @@ def test_standby_refuses_replication_signed_by_a_foreign_key(national: Realizati
 
     batch = ReplicationBatch(service="1101", sender="node.1101.tehran", epoch=1, table_version=1, acked_position=0,
                              head_position=0, prev_position=0, prev_hash="0" * 64)
-    forged = SignedBatch(batch=batch, signature=Signer(Ed25519PrivateKey.generate()).sign(batch.model_dump(mode="json")))
+    stranger = Signer(Ed25519PrivateKey.generate())
+    forged = SignedBatch(batch=batch, signature=stranger.sign(batch.model_dump(mode="json")))
     code, answer, _ = http("POST", national.plan.node("1101", "isfahan").url + "/v1/replicate",
                            raw=forged.model_dump_json().encode())
     assert code == 403 and "signed by another key" in answer["error"]

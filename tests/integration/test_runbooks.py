@@ -11,6 +11,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,10 +51,10 @@ def configuration(system: Realization) -> dict[str, str]:
 
 def paydar(system: Realization, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PAYDAR, *args], capture_output=True, text=True, timeout=timeout,
-                          env={"PAYDAR_STATE_DIR": str(system.layout.root), "PATH": "/usr/bin:/bin"})
+                          env={"PAYDAR_STATE_DIR": str(system.layout.root), "PATH": "/usr/bin:/bin"}, check=False)
 
 
-def run_runbook(system: Realization, name: str, **inputs: str) -> list[dict]:
+def run_runbook(system: Realization, name: str, **inputs: str) -> list[dict[str, Any]]:
     """Run it with --yes; it must succeed, and its incident log must record every step."""
     sets = [arg for key, value in inputs.items() for arg in ("--set", f"{key}={value}")]
     done = paydar(system, "runbook", "run", name, "--yes", *sets)

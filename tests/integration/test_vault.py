@@ -14,8 +14,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import ClientError
@@ -33,6 +34,9 @@ from paydar.vault.s3 import (
 )
 from tests.integration.conftest import STARTED_PIDS
 from tests.waiting import wait_until
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectLockRetentionTypeDef
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -116,7 +120,7 @@ def listeners(pid: int, namespace_of: int | None = None) -> set[tuple[str, str, 
 
 
 def test_every_weed_flag_exists_in_this_weed() -> None:
-    usage = subprocess.run([WEED, "mini", "-h"], capture_output=True, text=True, timeout=20)
+    usage = subprocess.run([WEED, "mini", "-h"], capture_output=True, text=True, timeout=20, check=False)
     text = usage.stdout + usage.stderr
     command = weed_command(WEED, Path("/d"), VaultPorts(1, 2, 3, 4, 5), Path("/c"))
     flags = [arg.split("=")[0] for arg in command[command.index("mini") + 1:]]
@@ -190,7 +194,7 @@ def test_locked_version_cannot_be_deleted_even_by_admin_with_bypass(vault: Vault
     version = admin.put_object(Bucket="paydar-immutable", Key="snap", Body=b"backup-1")["VersionId"]
     head = admin.head_object(Bucket="paydar-immutable", Key="snap", VersionId=version)
     assert head["ObjectLockMode"] == "COMPLIANCE"
-    assert head["ObjectLockRetainUntilDate"] > datetime.now(timezone.utc) + timedelta(hours=23)
+    assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC) + timedelta(hours=23)
 
     with pytest.raises(ClientError) as refused:
         admin.delete_object(Bucket="paydar-immutable", Key="snap", VersionId=version, BypassGovernanceRetention=True)
@@ -213,10 +217,12 @@ def test_retention_cannot_be_shortened_or_weakened(vault: Vault) -> None:
     provision_buckets(admin, ["paydar-retention"], retention_days=1)
     version = admin.put_object(Bucket="paydar-retention", Key="snap", Body=b"backup")["VersionId"]
     before = admin.get_object_retention(Bucket="paydar-retention", Key="snap", VersionId=version)["Retention"]
-    sooner = datetime.now(timezone.utc) + timedelta(minutes=1)
-    later = datetime.now(timezone.utc) + timedelta(days=2)
+    sooner = datetime.now(UTC) + timedelta(minutes=1)
+    later = datetime.now(UTC) + timedelta(days=2)
 
-    for retention in ({"Mode": "COMPLIANCE", "RetainUntilDate": sooner}, {"Mode": "GOVERNANCE", "RetainUntilDate": later}):
+    attempts: list[ObjectLockRetentionTypeDef] = [{"Mode": "COMPLIANCE", "RetainUntilDate": sooner},
+                                                  {"Mode": "GOVERNANCE", "RetainUntilDate": later}]
+    for retention in attempts:
         with pytest.raises(ClientError) as refused:
             admin.put_object_retention(Bucket="paydar-retention", Key="snap", VersionId=version,
                                        Retention=retention, BypassGovernanceRetention=True)
@@ -258,7 +264,8 @@ def test_region_identity_writes_its_bucket_and_nothing_else(vault: Vault) -> Non
 
 
 @pytest.mark.parametrize(("service_id", "expected"), [
-    ("1101", "paydar-1101"), ("Tax.Filing_2", "paydar-tax-filing-2"), ("-x-", "paydar-x"), ("a" * 56, "paydar-" + "a" * 56),
+    ("1101", "paydar-1101"), ("Tax.Filing_2", "paydar-tax-filing-2"), ("-x-", "paydar-x"),
+    ("a" * 56, "paydar-" + "a" * 56),
 ])
 def test_bucket_name(service_id: str, expected: str) -> None:
     assert bucket_name(service_id) == expected

@@ -24,7 +24,7 @@ PLAN = RoundPlan(targets={"node.1101.tehran", "node.1101.isfahan", "gateway.tehr
 def round_of(**fields: object) -> ObservationRound:
     base: dict[str, object] = {"prober": "prober.tehran", "region": "tehran", "round": 1, "started_at": NOW - 1,
                                "finished_at": NOW, "ready": ("node.1101.tehran",)}
-    return ObservationRound(**(base | fields))
+    return ObservationRound.model_validate(base | fields)
 
 
 def test_an_honest_round_passes() -> None:
@@ -94,4 +94,4 @@ def test_an_intent_names_a_known_service_in_its_region(topology: NationalTopolog
 @pytest.mark.parametrize("data", [{"x": float("nan")}, {"x": [1, {"y": float("inf")}]}])
 def test_a_document_with_non_finite_numbers_is_refused(data: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="finite"):
-        DocumentIn(citizen_id="0012345678", kind="diploma", data=data)
+        DocumentIn.model_validate({"citizen_id": "0012345678", "kind": "diploma", "data": data})

@@ -13,7 +13,7 @@ def judge(down_after: int = 2, up_after: int = 3) -> Judge:
 
 
 def votes(*ready: bool | None) -> dict[str, dict[str, bool]]:
-    return {p: {T: r} for p, r in zip(PROBERS, ready) if r is not None}
+    return {p: {T: r} for p, r in zip(PROBERS, ready, strict=True) if r is not None}
 
 
 def test_majority_for_down_after_rounds() -> None:

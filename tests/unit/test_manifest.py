@@ -45,7 +45,8 @@ def test_a_manifest_signed_by_its_node_verifies(keys: tuple[KeyStore, TrustRoot]
     ({"sha256": "c" * 64}, "changed after"),
     ({"version_id": "v2"}, "changed after"),
 ])
-def test_any_changed_field_breaks_the_signature(keys: tuple[KeyStore, TrustRoot], change: dict, reason: str) -> None:
+def test_any_changed_field_breaks_the_signature(keys: tuple[KeyStore, TrustRoot], change: dict[str, object],
+                                                reason: str) -> None:
     store, trust = keys
     signed = SignedManifest.seal(manifest(), store.signer(NODE))
     forged = SignedManifest(manifest=signed.manifest.model_copy(update=change), signature=signed.signature)
@@ -100,7 +101,7 @@ def test_choose_never_takes_an_unverified_manifest_whatever_it_claims() -> None:
     listed = listing((10**9, 9_000_000, "signed by unknown key"), (20, 2_000_000, None), (30, 1_000_000, None))
     assert choose(listed, service="1101", region="tehran").position == 30, \
         "the newest by signed position, not by key name, and never the unverified claim"
-    with pytest.raises(RestoreRefused, match="no backup .* verifies; refusing .*: signed by unknown key"):
+    with pytest.raises(RestoreRefused, match=r"no backup .* verifies; refusing .*: signed by unknown key"):
         choose(listing((30, 3_000_000, "signed by unknown key")), service="1101", region="tehran")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -13,18 +14,20 @@ from paydar.chaos.matrix import FAULTS, cells, experiment
 from paydar.drill.report import render_html
 from paydar.drill.run import DrillReport, blast_radius
 from paydar.infra.local.plan import build_plan
+from paydar.infra.local.realizer import Realization
 from paydar.model.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def system() -> SimpleNamespace:
+def system() -> Realization:
+    # cells() reads only a realization's topology and plan: no system is started.
     topology = load_topology(ROOT / "national.yaml")
-    return SimpleNamespace(topology=topology, plan=build_plan(topology, Path("/nonexistent")))
+    return cast("Realization", SimpleNamespace(topology=topology, plan=build_plan(topology, Path("/nonexistent"))))
 
 
-def test_every_component_instance_meets_every_fault_of_its_kind(system: SimpleNamespace) -> None:
+def test_every_component_instance_meets_every_fault_of_its_kind(system: Realization) -> None:
     matrix = cells(system)
     by_component = Counter(c.component for c in matrix)
     regions, services = len(system.topology.regions), len(system.topology.services)
@@ -37,7 +40,7 @@ def test_every_component_instance_meets_every_fault_of_its_kind(system: SimpleNa
     assert len({c.name for c in matrix}) == len(matrix)
 
 
-def test_only_narrows_by_component_and_fault_patterns(system: SimpleNamespace) -> None:
+def test_only_narrows_by_component_and_fault_patterns(system: Realization) -> None:
     assert {c.name for c in cells(system, ("node.1101.tehran:*", "*:partition"))} == {
         "node.1101.tehran:crash", "node.1101.tehran:hang", "node.1101.tehran:encrypt", "node.1101.tehran:corrupt",
         "node.1101.tehran:byzantine-primary", "region.tehran:partition", "region.isfahan:partition",
@@ -45,13 +48,14 @@ def test_only_narrows_by_component_and_fault_patterns(system: SimpleNamespace) -
     assert cells(system, ("nothing:*",)) == []
 
 
-def test_a_cell_is_a_chaos_toolkit_experiment_with_the_citizen_steady_state(system: SimpleNamespace) -> None:
+def test_a_cell_is_a_chaos_toolkit_experiment_with_the_citizen_steady_state(system: Realization) -> None:
     [cell] = cells(system, ("prober.isfahan:lie",))
     built = experiment(cell, dwell=1.5)
     probes = [p["provider"]["func"] for p in built["steady-state-hypothesis"]["probes"]]
     assert probes == ["citizen_availability", "acknowledged_writes_lost", "corrupted_documents_served",
                       "certified_route_unchanged"]
-    assert built["method"][0]["provider"] == {"type": "python", "module": "paydar.chaos.actions", "func": "run_lying_prober",
+    assert built["method"][0]["provider"] == {"type": "python", "module": "paydar.chaos.actions",
+                                              "func": "run_lying_prober",
                                               "arguments": {"region": "isfahan"}}
     assert built["method"][-1]["pauses"] == {"after": 1.5}
     assert [r["provider"]["func"] for r in built["rollbacks"]] == ["undo_fault"]
@@ -72,7 +76,7 @@ def test_blast_radius_names_the_regions_and_services_that_saw_a_failure() -> Non
 
 
 def test_the_matrix_report_draws_a_heat_map_of_every_cell() -> None:
-    def cell(name: str, held: bool, share: float | None) -> dict:
+    def cell(name: str, held: bool, share: float | None) -> dict[str, Any]:
         return {"name": name, "title": name, "held": held, "status": "completed", "seconds": 5.0,
                 "steady_state_before": True, "steady_state_after": held, "unmet": [] if held else ["x"],
                 "failed_activities": [], "recovery_seconds": 1.5, "availability_during_fault": share,

@@ -10,7 +10,7 @@ import yaml
 from paydar.failover.ballot import Ballot
 from paydar.failover.planner import Overrides, ReplicaState, fenced_views, plan
 from paydar.failover.promotion import ReplicaView
-from paydar.model.routing import RouteMode, RoutingTable, initial_table
+from paydar.model.routing import RouteMode, RoutingTable, ServiceRoute, initial_table
 from paydar.model.topology import NationalTopology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ def topology() -> NationalTopology:
     return parse_topology(yaml.safe_load((ROOT / "national.yaml").read_text()))
 
 
-def step(table: RoutingTable, routes: dict) -> RoutingTable:
+def step(table: RoutingTable, routes: dict[str, ServiceRoute]) -> RoutingTable:
     return table.model_copy(update={"version": table.version + 1, "services": routes, "previous": table.digest()})
 
 

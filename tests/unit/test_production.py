@@ -8,11 +8,12 @@ import json
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from pulumi_policy import StackValidationArgs, StackValidationPolicy
 
 from paydar.cli import cli
 from paydar.infra.production.graph import Graph, Resource, render
@@ -20,7 +21,7 @@ from paydar.infra.production.paths import CITIZENS, VAULT, components, intended_
 from paydar.infra.production.plan import load_stack, open_paths
 from paydar.infra.production.policies import evaluate
 from paydar.infra.production.policy_pack import stack_policies
-from paydar.infra.production.settings import parse_settings
+from paydar.infra.production.settings import StackSettings, parse_settings
 from paydar.model.errors import TopologyError
 from paydar.model.topology import NationalTopology, load_topology
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CIDRS = {"tehran": "10.1.0.0/16", "isfahan": "10.2.0.0/16", "mashhad": "10.3.0.0/16"}
 
 
-def settings_for(topology: NationalTopology, **overrides: Any):  # type: ignore[no-untyped-def]
+def settings_for(topology: NationalTopology, **overrides: Any) -> StackSettings:
     raw = {"kubeconfigs": {r: f"/k/{r}" for r in topology.region_names},
            "region_cidrs": {r: CIDRS.get(r, "10.8.0.0/16") for r in topology.region_names},
            "vault": {"server": "vault.example:9000", "user": "root", "password": "pw", "cidr": "10.9.0.0/24"},
@@ -145,15 +146,19 @@ def _mutated(graph: Graph, token: str, change: Any, match: Any = lambda r: True)
         "containers"][0].pop("livenessProbe"), lambda r: r.name.endswith("gateway.tehran-deployment")),
      "deployment paydar-tehran/gateway-tehran: container gateway has no livenessProbe"),
 ])
-def test_each_policy_catches_a_graph_that_breaks_it(graph: Graph, policy: str, breaks: tuple, message: str) -> None:
+def test_each_policy_catches_a_graph_that_breaks_it(graph: Graph, policy: str,
+                                                 breaks: tuple[Any, ...], message: str) -> None:
     bad = _mutated(graph, *breaks)
     found = evaluate(bad)
     assert [name for name, violations in found.items() if violations] == [policy]
     assert any(message in v for v in found[policy]), found[policy]
     # The CrossGuard pack runs the same rule on what the engine hands it.
     [pack_policy] = [p for p in stack_policies() if p.name == policy]
+    assert isinstance(pack_policy, StackValidationPolicy)
     reported: list[str] = []
-    args = SimpleNamespace(resources=[SimpleNamespace(resource_type=r.type, name=r.name, props=r.props) for r in bad])
+    # What the engine hands a stack policy: resources with their type, name and properties.
+    resources = [SimpleNamespace(resource_type=r.type, name=r.name, props=r.props) for r in bad]
+    args = cast("StackValidationArgs", SimpleNamespace(resources=resources))
     pack_policy.validate(args, lambda text, urn: reported.append(text))
     assert reported == found[policy]
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
 from paydar.failover.promotion import PromotionVerdict as V
-from paydar.failover.promotion import ReplicaView, check_promotion
 
 UP = ReplicaView
 
 
-def check(candidate: str, views: dict[str, ReplicaView], primary: str | None = "tehran", sync: int = 1):
+def check(candidate: str, views: dict[str, ReplicaView], primary: str | None = "tehran",
+          sync: int = 1) -> PromotionCheck:
     return check_promotion(candidate, views, primary=primary, sync_replicas=sync)
 
 

@@ -78,7 +78,7 @@ def test_a_declined_step_runs_nothing_more(book: Path, tmp_path: Path) -> None:
 
 
 def test_missing_inputs_are_named_before_anything_runs(book: Path, tmp_path: Path) -> None:
-    with pytest.raises(PaydarError, match="needs NAME: pass --set NAME=..."):
+    with pytest.raises(PaydarError, match=r"needs NAME: pass --set NAME=\.\.\."):
         run(load(book), state_dir=tmp_path, values={}, confirm=lambda s, n: True, show=lambda _: None)
     assert not (tmp_path / "incidents").exists()
 
@@ -86,7 +86,8 @@ def test_missing_inputs_are_named_before_anything_runs(book: Path, tmp_path: Pat
 def test_every_shipped_runbook_has_the_sections_an_sre_needs() -> None:
     books = available()
     assert {b.name for b in books} >= {"region-loss", "region-drain-and-return", "ransomware-on-a-node",
-                                       "restore-from-vault", "gateway-flood", "compromised-controller-key", "lying-prober"}
+                                       "restore-from-vault", "gateway-flood", "compromised-controller-key",
+                                       "lying-prober"}
     for b in books:
         assert {"when to use", "decide", "steps", "verify", "roll back", "if a step fails"} <= set(b.sections), b.name
         assert any(s.section == "verify" for s in b.steps), b.name

@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from paydar.model.errors import IdentityError, SignatureError, ThresholdNotMet
 from paydar.model.identity import KeyStore, Role, TrustRoot
@@ -35,7 +35,7 @@ def test_signer_repr_hides_key() -> None:
     assert repr(signer) == f"Signer(key_id={signer.key_id!r})"
 
 
-def _keys(n: int) -> tuple[list[Signer], dict[str, object]]:
+def _keys(n: int) -> tuple[list[Signer], dict[str, Ed25519PublicKey]]:
     keys = [Ed25519PrivateKey.generate() for _ in range(n)]
     return [Signer(k) for k in keys], {key_id(k.public_key()): k.public_key() for k in keys}
 

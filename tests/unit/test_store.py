@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def body(citizen: str = "0012345678", n: int = 0) -> str:
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> DocumentStore:
+def store(tmp_path: Path) -> Iterator[DocumentStore]:
     s = DocumentStore(tmp_path / "a.sqlite3", "1101")
     yield s
     s.close()
@@ -40,7 +41,8 @@ def test_wal_mode_and_chain(store: DocumentStore) -> None:
 def test_document_latest_version_and_listing(store: DocumentStore) -> None:
     store.append(epoch=1, doc_id="x", body=body(n=1), written_ms=1)
     store.append(epoch=1, doc_id="x", body=body(n=2), written_ms=2)
-    assert json.loads(store.document("x").body)["data"] == {"n": 2}
+    latest = store.document("x")
+    assert latest is not None and json.loads(latest.body)["data"] == {"n": 2}
     assert store.document("absent") is None
     assert [e.doc_id for e in store.documents_of("0012345678", after="", limit=10)] == ["x"]
 
@@ -56,7 +58,7 @@ def test_modified_record_is_detected_on_read_and_verify(store: DocumentStore) ->
 
 def test_rehashed_record_is_caught_by_the_successor_link(store: DocumentStore) -> None:
     fill(store, 3)
-    forged = Entry(position=2, epoch=1, doc_id="d1", body=body(n=99), prev_hash=store.hash_at(1),
+    forged = Entry(position=2, epoch=1, doc_id="d1", body=body(n=99), prev_hash=store.hash_at(1) or "",
                    hash="0" * 64, written_ms=1)
     forged = forged.model_copy(update={"hash": forged.expected_hash("1101")})
     store._db.execute("UPDATE log SET body = ?, hash = ? WHERE position = 2", (forged.body, forged.hash))
@@ -134,7 +136,8 @@ def forge(position: int, epoch: int, prev: str, text: str) -> Entry:
     (lambda: [forge(1, 1, GENESIS_HASH, "[1, 2]")], "not a JSON object"),
     (lambda: [forge(1, 1, GENESIS_HASH, body()), forge(2, 1, "f" * 64, body())], "does not continue the chain"),
 ])
-def test_a_hostile_primarys_batch_is_refused_and_changes_nothing(tmp_path: Path, make, why: str) -> None:
+def test_a_hostile_primarys_batch_is_refused_and_changes_nothing(tmp_path: Path, make: Callable[[], list[Entry]],
+                                                                 why: str) -> None:
     standby = DocumentStore(tmp_path / "s.sqlite3", "1101")
     entries = make()
     if len(entries) == 2 and "position 2" in why:  # a gap: the second entry links correctly but skips a position

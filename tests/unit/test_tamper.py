@@ -12,4 +12,5 @@ def test_tampering_rewrites_every_digit_of_a_body_and_keeps_the_headers() -> Non
     assert head == b"HTTP/1.1 200 OK\r\nContent-Length: 25" and len(out) == len(chunk)
     assert body == b'{"position": 21, "n": 01}', "every digit changed, so numbers, hashes and signatures are wrong"
     assert tampered(b'"hash": "0a9"') == b'"hash": "1a0"', "a body continued in a later read is rewritten too"
-    assert tampered(b"HTTP/1.1 200 OK\r\nContent-Le") == b"HTTP/1.1 200 OK\r\nContent-Le", "a split header block is left"
+    split = b"HTTP/1.1 200 OK\r\nContent-Le"
+    assert tampered(split) == split, "a split header block is left"

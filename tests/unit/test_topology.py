@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def example() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "national.yaml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "national.yaml").read_text())
+    return loaded
 
 
 def issues_of(data: Any) -> list[str]:
@@ -194,7 +195,8 @@ def test_acknowledgement_needs_a_majority_of_replicas(example: dict[str, Any], r
     if sync == 0:
         example["unsafe"] = ["no-synchronous-standby"]
     service = parse_topology(example).services[0]
-    assert service.ack_replicas == ack, "the primary and the standbys it waits for are a majority, sync_replicas 0 aside"
+    assert service.ack_replicas == ack, \
+        "the primary and the standbys it waits for are a majority, sync_replicas 0 aside"
 
 
 def test_validate_says_what_the_majority_rule_costs(tmp_path: Path, example: dict[str, Any]) -> None:

@@ -33,8 +33,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MAX_CONNECTIONS", "IDLE_SECONDS", "JailUnavailable", "jailed_command", "main"]
+__all__ = ["IDLE_SECONDS", "MAX_CONNECTIONS", "JailUnavailable", "jailed_command", "main"]
 
 log = logging.getLogger("paydar.netjail")
 
@@ -110,7 +111,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         while chunk := await asyncio.wait_for(reader.read(_CHUNK), IDLE_SECONDS):
             writer.write(chunk)
             await asyncio.wait_for(writer.drain(), IDLE_SECONDS)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         pass
     finally:
         writer.close()
@@ -134,7 +135,7 @@ class _Forwarder:
             try:
                 # Opened after unshare, so this socket lives inside the jail's namespace.
                 inner_reader, inner_writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 writer.close()
                 self.open -= 1
                 return
@@ -147,7 +148,7 @@ class _Forwarder:
 
 
 async def _run(listeners: list[socket.socket], command: tuple[str, ...]) -> int:
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509 - no thread runs yet
     log.info("jailed pid %d (%s) with ports %s forwarded", child.pid, command[0],
              [sock.getsockname()[1] for sock in listeners])
     loop = asyncio.get_running_loop()
@@ -156,16 +157,17 @@ async def _run(listeners: list[socket.socket], command: tuple[str, ...]) -> int:
         loop.add_signal_handler(signum, stop.set)
     forwarder = _Forwarder()
     servers = [await forwarder.serve(sock) for sock in listeners]
-    exited = loop.run_in_executor(None, child.wait)
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    exited: asyncio.Future[int] = loop.run_in_executor(None, child.wait)
+    stopping: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
+    either: list[asyncio.Future[Any]] = [exited, stopping]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
         server.close()
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(exited), 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             child.kill()
     code = await exited
     stopping.cancel()

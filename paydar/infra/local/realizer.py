@@ -186,10 +186,7 @@ def _write_identities(realization: Realization) -> None:
 
 def _vault_identity(path: Path, name: str, actions: tuple[str, ...]) -> S3Identity:
     """The identity saved at ``path`` (keys kept across restarts), with ``actions`` as the topology now needs."""
-    if path.exists():
-        identity = replace(load_identity(path), actions=actions)
-    else:
-        identity = new_identity(name, actions)
+    identity = replace(load_identity(path), actions=actions) if path.exists() else new_identity(name, actions)
     save_identity(path, identity)
     return identity
 
@@ -291,7 +288,7 @@ def _wait_ready(realization: Realization, progress: Progress) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     with ThreadPoolExecutor(max_workers=8) as pool:
         while pending and time.monotonic() < deadline:
-            results = dict(zip(pending, pool.map(lambda c: probe(realization, c), pending.values())))
+            results = dict(zip(pending, pool.map(lambda c: probe(realization, c), pending.values()), strict=True))
             for cid, ready in results.items():
                 if ready:
                     del pending[cid]

@@ -119,7 +119,8 @@ class Supervisor:
                 except (OSError, xmlrpc.client.Fault):
                     pass
             time.sleep(0.05)
-        raise PaydarError(f"supervisord did not answer within 15s; see {self.layout.supervisor_dir / 'supervisord.log'}")
+        raise PaydarError(f"supervisord did not answer within 15s; "
+                          f"see {self.layout.supervisor_dir / 'supervisord.log'}")
 
     def rpc(self) -> Any:
         password = read_secret(self.layout.supervisor_password)

@@ -29,8 +29,18 @@ from paydar.infra.local.processes import terminate
 from paydar.model.files import write_secret
 from paydar.vault.s3 import S3Identity, VaultNotReady, wait_ready
 
-__all__ = ["GRPC_OFFSET", "StandaloneVault", "VaultPorts", "WEED", "region_actions", "render_s3_config",
-           "security_environment", "standalone_vault", "vault_command", "weed_command"]
+__all__ = [
+    "GRPC_OFFSET",
+    "WEED",
+    "StandaloneVault",
+    "VaultPorts",
+    "region_actions",
+    "render_s3_config",
+    "security_environment",
+    "standalone_vault",
+    "vault_command",
+    "weed_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +149,9 @@ def _write_grpc_tls(ca_path: Path, cert_path: Path, key_path: Path) -> None:
     weed does not check host names, so one certificate serves every weed service; nobody
     else is given it.
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
-    valid = {"not_valid_before": now - datetime.timedelta(minutes=5), "not_valid_after": now + datetime.timedelta(days=3650)}
+    now = datetime.datetime.now(datetime.UTC)
+    valid = {"not_valid_before": now - datetime.timedelta(minutes=5),
+             "not_valid_after": now + datetime.timedelta(days=3650)}
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paydar-local-vault-ca")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())

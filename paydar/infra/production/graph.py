@@ -55,8 +55,8 @@ class _Recorder(pulumi.runtime.Mocks):
         self.graph.resources.append(Resource(args.typ, args.name, _revealed(dict(args.inputs))))
         return f"{args.name}-id", dict(args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 def _revealed(value: Any) -> Any:
@@ -85,7 +85,7 @@ def render(topology: NationalTopology, topology_yaml: str, settings: StackSettin
         try:
             pulumi.runtime.set_mocks(_Recorder(graph), project=project, stack=stack, preview=False)
 
-            @pulumi.runtime.test
+            @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi ships this decorator untyped
             def program() -> pulumi.Output[None]:
                 outputs = declare(topology, topology_yaml, settings)
                 return pulumi.Output.all(**outputs).apply(graph.outputs.update)

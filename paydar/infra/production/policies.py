@@ -81,9 +81,9 @@ def vault_immutable(resources: list[Resource]) -> list[str]:
 def no_shared_credentials(resources: list[Resource]) -> list[str]:
     holders: dict[str, list[str]] = {}
     for secret in (r for r in resources if r.type == SECRET and r.region):
-        key = _get(secret.props, "stringData", "access_key")
-        if key is not None:
-            holders.setdefault(str(key), []).append(secret.region)
+        key, region = _get(secret.props, "stringData", "access_key"), secret.region
+        if key is not None and region:
+            holders.setdefault(str(key), []).append(region)
     found = [f"vault identity {key} is given to regions {', '.join(sorted(set(where)))}: a region's stolen "
              "credentials must not reach another region's backups" for key, where in holders.items()
              if len(set(where)) > 1]

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy import Policy as PulumiPolicy
 
 from paydar.infra.production.graph import Resource
 from paydar.infra.production.policies import POLICIES, Policy
@@ -27,7 +33,7 @@ def _validator(policy: Policy) -> Any:
     return validate
 
 
-def stack_policies() -> list[StackValidationPolicy]:
+def stack_policies() -> list[PulumiPolicy]:
     """One mandatory stack policy per resilience rule."""
     return [StackValidationPolicy(name=p.name, description=p.description, validate=_validator(p),
                                   enforcement_level=EnforcementLevel.MANDATORY) for p in POLICIES]

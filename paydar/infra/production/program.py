@@ -7,6 +7,8 @@ namespace, the vault's buckets and the region users (never a secret).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_tls as tls
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -22,7 +24,7 @@ from paydar.model.topology import NationalTopology, load_topology
 __all__ = ["declare", "main"]
 
 
-def declare(topology: NationalTopology, topology_yaml: str, settings: StackSettings) -> dict[str, pulumi.Output]:
+def declare(topology: NationalTopology, topology_yaml: str, settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
     """Declare the national system; returns the stack outputs."""
     every = components(topology)
     paths = intended_paths(topology)
@@ -51,13 +53,13 @@ def _trust_root(pems: dict[str, str | None]) -> str:
 def main() -> None:
     """Entry point under the Pulumi CLI: read the stack's ``paydar:*`` settings and declare."""
     config = pulumi.Config("paydar")
-    raw = {key: config.get_object(key) for key in ("kubeconfigs", "region_cidrs", "vault", "images")}
+    raw: dict[str, Any] = {key: config.get_object(key) for key in ("kubeconfigs", "region_cidrs", "vault", "images")}
     raw |= {key: value for key in ("topology", "citizen_cidr") if (value := config.get(key)) is not None}
-    raw |= {key: value for key in ("gateway_replicas", "port") if (value := config.get_int(key)) is not None}
+    raw |= {key: number for key in ("gateway_replicas", "port") if (number := config.get_int(key)) is not None}
     path = raw.get("topology") or "national.yaml"
     topology = load_topology(path)
     with open(path, encoding="utf-8") as text:
         topology_yaml = text.read()
     settings = parse_settings({k: v for k, v in raw.items() if v is not None}, topology, f"stack {pulumi.get_stack()}")
-    for name, value in declare(topology, topology_yaml, settings).items():
-        pulumi.export(name, value)
+    for name, output in declare(topology, topology_yaml, settings).items():
+        pulumi.export(name, output)
