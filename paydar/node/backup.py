@@ -15,20 +15,20 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from paydar.model.buckets import bucket_name
 from paydar.model.errors import PaydarError
+from paydar.model.signing import Signer
+from paydar.node.metrics import NodeMetrics
 from paydar.node.snapshot import SnapshotCorrupt, take_snapshot
 from paydar.vault.manifest import SignedManifest
 from paydar.vault.s3 import VaultError
 from paydar.vault.snapshot import upload_backup
 
-if TYPE_CHECKING:
-    from paydar.node.runtime import NodeRuntime
-
-__all__ = ["BackupAgent", "BackupUnavailable"]
+__all__ = ["BackupAgent", "BackupSite", "BackupUnavailable"]
 
 log = logging.getLogger(__name__)
 UPLOAD_TIMEOUT = 600.0
@@ -38,18 +38,38 @@ class BackupUnavailable(PaydarError):
     """This node can't take a backup now; the message says why and what to do."""
 
 
-class BackupAgent:
-    """Takes one backup at a time; the schedule and `POST /v1/backup` share it."""
+@dataclass(frozen=True)
+class BackupSite:
+    """What one node's backups are made of: whose they are, where the store is, where they go."""
 
-    def __init__(self, runtime: NodeRuntime) -> None:
-        self.runtime = runtime
-        self.interval = runtime.f.topology.storage.backup_interval
+    service: str
+    region: str
+    db_path: Path
+    staging: Path
+    """Where the snapshot is written before upload (removed afterwards)."""
+    interval: float
+    signer: Signer
+    vault: tuple[str, Path] | None
+    """The vault's S3 endpoint and this region's identity file; None takes no backups."""
+
+
+class BackupAgent:
+    """Takes one backup at a time; the schedule and `POST /v1/backup` share it.
+
+    Built from values and callables, not from the node: ``epoch`` and ``compromised`` read the
+    node's state when a backup starts, and ``on_corrupt`` is told when the store itself does
+    not verify (the node then marks itself compromised).
+    """
+
+    def __init__(self, site: BackupSite, *, metrics: NodeMetrics, epoch: Callable[[], int],
+                 compromised: Callable[[], str | None], on_corrupt: Callable[[str], None]) -> None:
+        self.site = site
+        self.interval = site.interval
         self.last: SignedManifest | None = None
         self._lock = asyncio.Lock()
-        config = runtime.config
-        self._vault = (config.vault_endpoint, config.vault_identity) \
-            if config.vault_endpoint and config.vault_identity else None
-        metrics = runtime.metrics
+        self._vault = site.vault
+        self._metrics = metrics
+        self._epoch, self._compromised, self._on_corrupt = epoch, compromised, on_corrupt
         metrics.backup_age.set_function(
             lambda: time.time() - self.last.manifest.created_ms / 1000 if self.last else -1.0)
 
@@ -61,7 +81,7 @@ class BackupAgent:
         """Upload through ``python -m paydar.vault.upload``; the version id, or :class:`VaultError`."""
         assert self._vault is not None
         endpoint, identity = self._vault
-        bucket = bucket_name(self.runtime.service)
+        bucket = bucket_name(self.site.service)
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "paydar.vault.upload", "--endpoint", endpoint, "--identity", str(identity),
@@ -89,26 +109,25 @@ class BackupAgent:
 
     async def backup(self) -> SignedManifest:
         """Snapshot, verify and upload now; the signed manifest once the vault holds both objects."""
-        runtime = self.runtime
+        site = self.site
         if not self.enabled:
             raise BackupUnavailable("this node has no vault identity in its config; `paydar up` gives each "
                                     "region one")
         async with self._lock:
-            if runtime.compromised:
-                raise BackupUnavailable(f"node is compromised ({runtime.compromised}); restore it instead "
+            if compromised := self._compromised():
+                raise BackupUnavailable(f"node is compromised ({compromised}); restore it instead "
                                         "of backing up data that does not verify")
             started = time.monotonic()
-            data_dir: Path = runtime.config.data_dir
-            staging = data_dir / "snapshot.tmp"
+            staging = site.staging
             try:
-                snapshot = await asyncio.to_thread(take_snapshot, runtime.db_path, staging, runtime.service)
+                snapshot = await asyncio.to_thread(take_snapshot, site.db_path, staging, site.service)
                 signed = await asyncio.to_thread(
-                    upload_backup, self._put, snapshot, bucket=bucket_name(runtime.service),
-                    service=runtime.service, region=runtime.region, epoch=runtime.epoch, signer=runtime.f.signer,
+                    upload_backup, self._put, snapshot, bucket=bucket_name(site.service),
+                    service=site.service, region=site.region, epoch=self._epoch(), signer=site.signer,
                     created_ms=int(time.time() * 1000))
             except SnapshotCorrupt as exc:
                 self._count("refused")
-                runtime.mark_compromised(str(exc))
+                self._on_corrupt(str(exc))
                 raise
             except VaultError as exc:
                 self._count("vault-error")
@@ -116,7 +135,7 @@ class BackupAgent:
             finally:
                 staging.unlink(missing_ok=True)
         self.last = signed
-        metrics, manifest = runtime.metrics, signed.manifest
+        metrics, manifest = self._metrics, signed.manifest
         metrics.backup_last_success.set(manifest.created_ms / 1000)
         metrics.backup_size.set(manifest.size)
         metrics.backup_position.set(manifest.position)
@@ -125,5 +144,4 @@ class BackupAgent:
         return signed
 
     def _count(self, outcome: str) -> None:
-        runtime = self.runtime
-        runtime.metrics.backups.labels(service=runtime.service, region=runtime.region, outcome=outcome).inc()
+        self._metrics.backups.labels(service=self.site.service, region=self.site.region, outcome=outcome).inc()

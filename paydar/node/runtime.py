@@ -25,26 +25,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from paydar.model.errors import IdentityError, SignatureError, TableRejected
 from paydar.model.routing import ServiceRoute, SignedTable
-from paydar.model.signing import Signature, canonical_json, verify
-from paydar.node.backup import BackupAgent
+from paydar.model.signing import Signature, canonical_json
+from paydar.node.backup import BackupAgent, BackupSite
 from paydar.node.chain import Entry
 from paydar.node.config import NodeConfig
-from paydar.node.errors import IntegrityViolation, LogMismatch, WriteRefused
+from paydar.node.errors import IntegrityViolation, WriteRefused
 from paydar.node.metrics import NodeMetrics
 from paydar.node.models import (
     MAX_BATCH_ENTRIES,
     DocumentIn,
     NodeRole,
     ReplicationBatch,
-    ReplicationReply,
-    ReplyStatus,
     SignedBatch,
     SignedReply,
 )
-from paydar.node.replication import Replicator
+from paydar.node.replication import Replicator, answer_batch
 from paydar.node.store import DocumentStore, VerifyResult, verify_file
 from paydar.server.component import Foundation
 
@@ -93,7 +91,14 @@ class NodeRuntime:
         self.replicators: dict[str, Replicator] = {}
         self.session: aiohttp.ClientSession | None = None
         self.db_path = config.data_dir / "registry.sqlite3"
-        self.backups = BackupAgent(self)
+        vault = (config.vault_endpoint, config.vault_identity) \
+            if config.vault_endpoint and config.vault_identity else None
+        self.backups = BackupAgent(
+            BackupSite(service=self.service, region=self.region, db_path=self.db_path,
+                       staging=config.data_dir / "snapshot.tmp", interval=foundation.topology.storage.backup_interval,
+                       signer=foundation.signer, vault=vault),
+            metrics=metrics, epoch=lambda: self.epoch, compromised=lambda: self.compromised,
+            on_corrupt=self.mark_compromised)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -170,7 +175,7 @@ class NodeRuntime:
         for region in set(self.replicators) - wanted:
             await self.replicators.pop(region).stop()
         for region in wanted - set(self.replicators):
-            replicator = Replicator(runtime=self, region=region, url=self.config.peers[region],
+            replicator = Replicator(node=self, region=region, url=self.config.peers[region],
                                     session=self._session(), on_progress=self._recompute_acked)
             self.replicators[region] = replicator
             replicator.start()
@@ -188,6 +193,21 @@ class NodeRuntime:
 
     def may_replicate(self) -> bool:
         return self.role is NodeRole.PRIMARY and self.compromised is None
+
+    @property
+    def component(self) -> str:
+        return self.config.component
+
+    @property
+    def primary_region(self) -> str | None:
+        return self.route.primary
+
+    @property
+    def is_primary(self) -> bool:
+        return self.role is NodeRole.PRIMARY
+
+    def key_of(self, component: str) -> tuple[str, Ed25519PublicKey]:
+        return self.f.trust.key_of(component)
 
     # -- primary: writes -----------------------------------------------------------------
 
@@ -291,59 +311,23 @@ class NodeRuntime:
     # -- standby: replication ------------------------------------------------------------
 
     async def receive_batch(self, signed: SignedBatch) -> SignedReply:
-        """Verify and apply a primary's batch and answer with a reply signed by this node;
-        raise ``SignatureError`` on a bad signature."""
-        batch = signed.batch
-        expected = f"node.{self.service}."
-        if batch.service != self.service or not batch.sender.startswith(expected):
-            raise SignatureError(f"batch for {batch.service} from {batch.sender} is not for this node's service")
-        try:
-            kid, public_key = self.f.trust.key_of(batch.sender)
-        except IdentityError:
-            raise SignatureError(f"batch from {batch.sender!r}, which holds no trusted node key") from None
-        if signed.signature.key_id != kid:
-            raise SignatureError(f"batch from {batch.sender} is signed by another key ({signed.signature.key_id})")
-        verify(batch.model_dump(mode="json"), signed.signature, public_key)
-        if batch.table is not None:
-            with contextlib.suppress(TableRejected):
-                await self.offer_table(batch.table, source=batch.sender)
-        reply = await self._apply_batch(batch, signed.signature.sig)
-        return SignedReply(reply=reply, signature=self.sign(reply.model_dump(mode="json")))
+        """A primary's batch, verified and applied, answered with a reply this node signs."""
+        return await answer_batch(self, signed)
 
-    async def _apply_batch(self, batch: ReplicationBatch, batch_signature: str) -> ReplicationReply:
-        sender_region = batch.sender.split(".", 2)[2]
-
-        async def reply(status: ReplyStatus, detail: str = "", matched: int = 0) -> ReplicationReply:
-            return await self._reply(status, batch_signature, detail, matched)
-
-        if batch.epoch < self.epoch:
-            return await reply(ReplyStatus.STALE_EPOCH, f"epoch {batch.epoch} < {self.epoch}")
-        if batch.epoch > self.epoch:
-            return await reply(ReplyStatus.NEED_TABLE, f"epoch {batch.epoch} unknown here")
-        if self.route.primary != sender_region or self.role is NodeRole.PRIMARY:
-            return await reply(ReplyStatus.NOT_PRIMARY, f"{sender_region} is not primary in v{self.table_version}")
-        if self.compromised:
-            raise IntegrityViolation(0, f"node is compromised ({self.compromised}) and accepts no replication")
-        try:
-            matched = await self.db(lambda: self._store().apply(
-                batch.entries, prev_position=batch.prev_position, prev_hash=batch.prev_hash,
-                sender_epoch=batch.epoch, sender_head=batch.head_position, protected=self.known_acked))
-        except LogMismatch:
-            return await reply(ReplyStatus.MISMATCH, "previous entry differs")
+    async def apply_entries(self, batch: ReplicationBatch) -> int:
+        """Store a verified, admitted batch; the position now matched (``LogMismatch`` if it does not link)."""
+        matched = await self.db(lambda: self._store().apply(
+            batch.entries, prev_position=batch.prev_position, prev_hash=batch.prev_hash,
+            sender_epoch=batch.epoch, sender_head=batch.head_position, protected=self.known_acked))
         self.known_acked = max(self.known_acked, min(batch.acked_position, matched))
         self.metrics.acked_position.set(self.known_acked)
-        return await reply(ReplyStatus.OK, matched=matched)
+        return matched
 
-    async def _reply(self, status: ReplyStatus, batch_signature: str, detail: str = "",
-                     matched: int = 0) -> ReplicationReply:
-        (position, head_hash), matched_hash = await self.db(
-            lambda: (self._store().head(), self._store().hash_at(matched) or ""))
-        self.metrics.log_position.set(position)
-        newer = status in (ReplyStatus.STALE_EPOCH, ReplyStatus.NOT_PRIMARY)
-        return ReplicationReply(status=status, standby=self.config.component, batch_signature=batch_signature,
-                                matched=matched, matched_hash=matched_hash, position=position, head_hash=head_hash,
-                                epoch=self.epoch, table_version=self.table_version,
-                                table=self.table if newer else None, detail=detail)
+    async def held_at(self, position: int) -> tuple[int, str, str]:
+        """(head position, head hash, chain hash at ``position`` or "")."""
+        (head, head_hash), at = await self.db(lambda: (self._store().head(), self._store().hash_at(position) or ""))
+        self.metrics.log_position.set(head)
+        return head, head_hash, at
 
     # -- reads and integrity -------------------------------------------------------------
 
