@@ -38,10 +38,11 @@ from typing import IO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from paydar.failover.controller import votes_of
+from paydar.failover.decide import Snapshot, decide, proposal_of
 from paydar.failover.judge import Judge
-from paydar.failover.planner import Overrides, plan
+from paydar.failover.planner import Overrides
 from paydar.model.identity import Role, TrustedKey, TrustRoot
-from paydar.model.routing import RoutingTable, TableGuard, initial_table, sign_table
+from paydar.model.routing import TableGuard, initial_table, sign_table
 from paydar.model.signing import Signer, public_key_to_b64
 from paydar.model.topology import NationalTopology, parse_topology
 from paydar.probes.engine import ProbeEngine, Target
@@ -400,12 +401,12 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
 
     cap = control.failover_cap(len(topology.services))
     started, cpu_started = time.perf_counter(), time.process_time()
-    routes, changes = plan(held, topology, down=judge.down(), overrides=Overrides(), views={}, cap=cap)
+    decision = decide(Snapshot(held=held, down=judge.down(), overrides=Overrides()), topology)
     plan_seconds = time.perf_counter() - started
+    changes = decision.changes
 
     started = time.perf_counter()
-    proposal = RoutingTable(version=held.version + 1, issued_at=now, expires_at=now + control.table_ttl,
-                            reason="bench: " + "; ".join(map(str, changes))[:400], services=routes)
+    proposal = proposal_of(held, decision, proposer="bench", now=now, ttl=control.table_ttl)
     signed_table = sign_table(proposal, controllers[:control.threshold])
     signers = guard.accept(signed_table)
     sign_seconds = time.perf_counter() - started

@@ -6,7 +6,8 @@ Every ``control.interval`` a controller
    one judgement round of its :class:`~paydar.failover.judge.Judge`;
 2. catches up with any newer certified table a node holds, and re-pushes its table to
    targets that hold an older one (a healed partition, a restarted process);
-3. computes the next routes with :func:`paydar.failover.planner.plan`; when they differ from the
+3. decides from that snapshot (:func:`paydar.failover.decide.decide`: the next routes with
+   :func:`paydar.failover.planner.plan`, a verdict and its reason); when they differ from the
    held table it signs a proposal and asks its peers, each of which signs only when its own
    view yields exactly the same routes and its votes allow it (:class:`~paydar.failover.ballot.Ballot`);
 4. with ``threshold`` signatures the table is certified and pushed to every node, gateway and
@@ -32,14 +33,15 @@ from pydantic import ValidationError
 from paydar.failover.ballot import Ballot, changes_of
 from paydar.failover.config import ControllerConfig
 from paydar.failover.cosign import decide_cosign
+from paydar.failover.decide import Decision, Snapshot, Verdict, decide, proposal_of
 from paydar.failover.intents import Intent, IntentLog, SignedIntent
 from paydar.failover.judge import Judge
 from paydar.failover.metrics import ControllerMetrics
-from paydar.failover.planner import Change, ReplicaState, fenced_views, plan
+from paydar.failover.planner import ReplicaState, fenced_views
 from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
 from paydar.model.errors import PaydarError, SignatureError, TableRejected
 from paydar.model.identity import Role
-from paydar.model.routing import RoutingTable, ServiceRoute, SignedTable, TableRejection
+from paydar.model.routing import RoutingTable, SignedTable, TableRejection
 from paydar.model.signing import Signature, verify_threshold
 from paydar.model.wire import as_counter, parse_json
 from paydar.probes.models import ObservationRound, SignedObservations
@@ -141,7 +143,17 @@ class Controller:
 
     # -- one tick ------------------------------------------------------------------------
 
-    async def tick(self) -> None:
+    async def tick(self) -> Decision:
+        """One tick: read a snapshot, :func:`~paydar.failover.decide.decide`, act; returns the decision."""
+        snapshot = await self.observe()
+        decision = decide(snapshot, self.topology)
+        if decision.verdict is not Verdict.STEADY:
+            await self._propose(decision)
+        return decision
+
+    async def observe(self) -> Snapshot:
+        """Gather what this tick decides from: new rounds judged, missed tables caught up, stale
+        targets repaired, peers pinged, finished intents retired; then the snapshot itself."""
         self._unjudged.update(await self._pull_observations())
         if len(self._unjudged) >= self.judge.quorum:
             # A judgement round needs new evidence from a majority of probers; it then weighs
@@ -160,14 +172,18 @@ class Controller:
             self._next_ping = time.monotonic() + PEER_PING_SECONDS
             await self._ping_peers()
         self.intent_log.retire_done(self.table)
-        routes, changes = await self.desired()
-        if not changes and self.f.guard.under_signed and self._own_key_trusted():
-            # A controller key was rotated: the routes stand, but the table in force no longer
-            # carries a quorum of signatures that verify. Re-sign the same routes as a new version.
-            changes = [Change("table", "re-sign", f"only {len(self.f.guard.signers)} of its signatures verify "
-                                                  "under the current trust root")]
-        if changes:
-            await self._propose(routes, changes)
+        return await self.snapshot()
+
+    async def snapshot(self) -> Snapshot:
+        """The held table and this controller's view of it, as :func:`decide` takes them."""
+        held = self.table
+        read_only = [sid for sid, route in held.services.items() if not route.writable]
+        states = await asyncio.gather(*(self._replica_states(sid) for sid in read_only))
+        views = {sid: fenced_views(s, held.services[sid].epoch) for sid, s in zip(read_only, states, strict=True)}
+        guard = self.f.guard
+        return Snapshot(held=held, down=self.judge.down(), overrides=self.intent_log.overrides(), views=views,
+                        valid_signers=len(guard.signers), under_signed=guard.under_signed,
+                        own_key_trusted=self._own_key_trusted())
 
     def _own_key_trusted(self) -> bool:
         """Whether this controller signs with the key the trust root lists for it (false between
@@ -267,15 +283,6 @@ class Controller:
 
     # -- decisions -----------------------------------------------------------------------
 
-    async def desired(self) -> tuple[dict[str, ServiceRoute], list[Change]]:
-        """The routes this controller's view calls for, and what changes from the held table."""
-        held = self.table
-        read_only = [sid for sid, route in held.services.items() if not route.writable]
-        states = await asyncio.gather(*(self._replica_states(sid) for sid in read_only))
-        views = {sid: fenced_views(s, held.services[sid].epoch) for sid, s in zip(read_only, states, strict=True)}
-        return plan(held, self.topology, down=self.judge.down(), overrides=self.intent_log.overrides(), views=views,
-                    cap=self.control.failover_cap(len(self.topology.services)))
-
     async def _replica_states(self, service: str) -> dict[str, ReplicaState | None]:
         regions = self.config.nodes[service]
         answers = await asyncio.gather(*(self._get_json(url + "/state") for url in regions.values()))
@@ -290,13 +297,10 @@ class Controller:
                 states[region] = None
         return states
 
-    async def _propose(self, routes: dict[str, ServiceRoute], changes: list[Change]) -> None:
+    async def _propose(self, decision: Decision) -> None:
         held = self.table
-        now = self._clock()
-        proposal = RoutingTable(version=held.version + 1, issued_at=now, expires_at=now + self.control.table_ttl,
-                                previous=held.digest(),
-                                reason=f"{self.config.component}: " + "; ".join(map(str, changes))[:400],
-                                services=routes)
+        proposal = proposal_of(held, decision, proposer=self.config.component, now=self._clock(),
+                               ttl=self.control.table_ttl)
         allowed = self._within_votes(held, proposal)
         if allowed is None:
             return
@@ -324,7 +328,7 @@ class Controller:
                 self._outcome(proposal, "no-quorum", f"{len(signatures)} of {self.control.threshold} signatures "
                                                      f"({reasons or 'peers unreachable'}); routing unchanged")
             return
-        self._outcome(proposal, "certified", "; ".join(map(str, changes)))
+        self._outcome(proposal, "certified", decision.reason)
         await self.publish(signed)
 
     def _within_votes(self, held: RoutingTable, proposal: RoutingTable) -> RoutingTable | None:
@@ -401,7 +405,7 @@ class Controller:
         except SignatureError:
             proposers = frozenset()
         held = self.table
-        routes, _ = await self.desired() if proposers else ({}, [])
+        routes = decide(await self.snapshot(), self.topology).routes if proposers else {}
         if self.table is not held:
             raise Disagreement(f"table v{self.table.version} arrived while considering the proposal")
         decision = decide_cosign(held=held, proposal=table, own_routes=routes, signed_by_controller=bool(proposers),
