@@ -28,6 +28,7 @@ from paydar.chaos.invariants import ViolationKind, check_acknowledged
 from paydar.chaos.workload import Workload, read_back
 from paydar.infra.local.realizer import Realization, down, up
 from paydar.model.errors import PaydarError
+from paydar.model.ids import controller_id
 
 __all__ = ["bench_failover"]
 
@@ -100,7 +101,7 @@ def _restart_region(realization: Realization, region: str, service: str) -> None
 
 def _await_watched(realization: Realization, region: str) -> None:
     """Until ``controller.<region>`` has judged every node up (out of its start-up grace)."""
-    controller = realization.plan.component(f"controller.{region}").url
+    controller = realization.plan.component(controller_id(region)).url
     _await(f"controller.{region} to judge every node up", lambda: (s := _get(controller + "/state"))["quorum"]
            and not s["down"] and len(s["probers"]) == len(realization.topology.regions)
            and s["judgement_rounds"] > realization.topology.control.up_after_rounds + 2)

@@ -27,6 +27,7 @@ from paydar.infra.local.ports import PortAllocator
 from paydar.infra.local.vault import VaultPorts, standalone_vault
 from paydar.model.buckets import bucket_name
 from paydar.model.identity import KeyStore, TrustRoot
+from paydar.model.ids import node_id
 from paydar.node.chain import Entry, entry_hash
 from paydar.node.snapshot import take_snapshot
 from paydar.node.store import DocumentStore, verify_file
@@ -37,7 +38,7 @@ from paydar.vault.snapshot import CHUNK, s3_put, upload_backup
 __all__ = ["bench_restore"]
 
 SERVICE, REGION = "1101", "tehran"
-NODE = f"node.{SERVICE}.{REGION}"
+NODE = node_id(SERVICE, REGION)
 BATCH = 256
 
 

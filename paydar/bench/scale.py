@@ -42,6 +42,7 @@ from paydar.failover.decide import Snapshot, decide, proposal_of
 from paydar.failover.judge import Judge
 from paydar.failover.planner import Overrides
 from paydar.model.identity import Role, TrustedKey, TrustRoot
+from paydar.model.ids import controller_id, node_id
 from paydar.model.routing import TableGuard, initial_table, sign_table
 from paydar.model.signing import Signer, public_key_to_b64
 from paydar.model.topology import NationalTopology, parse_topology
@@ -306,7 +307,7 @@ def _observations(topology: NationalTopology, outage: str | None) -> tuple[Targe
     seen = []
     for spec in topology.services:
         for region in spec.regions:
-            target = f"node.{spec.id}.{region}"
+            target = node_id(spec.id, region)
             if region == outage:
                 seen.append(TargetObservation(target=target, alive=False, ready=False, latency_ms=400.0,
                                               error="timeout"))
@@ -371,7 +372,7 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
     controller_keys = [Ed25519PrivateKey.generate() for _ in range(regions)]
     controllers = [Signer(k) for k in controller_keys]
     trust = TrustRoot(roles={Role.CONTROLLER: {
-        s.key_id: TrustedKey(component=f"controller.{topology.region_names[j]}",
+        s.key_id: TrustedKey(component=controller_id(topology.region_names[j]),
                              public_key=public_key_to_b64(k.public_key()))
         for j, (s, k) in enumerate(zip(controllers, controller_keys, strict=True))}})
 

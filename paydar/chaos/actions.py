@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from botocore.exceptions import ClientError
 
+from paydar.chaos.faults import Fault
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.probes import seconds_until_available
 from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
@@ -32,8 +33,9 @@ from paydar.chaos.target import (
     record_fault,
 )
 from paydar.chaos.target import component as resolve
-from paydar.infra.local.plan import ComponentKind, PlannedComponent
+from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import Realization
+from paydar.model.ids import Kind, controller_id, gateway_id, link_id, node_id, prober_id
 from paydar.model.routing import sign_table
 from paydar.ops.backups import backup_now
 from paydar.ops.failover import current_table
@@ -56,7 +58,7 @@ def _standby_of(system: Realization, service: str) -> str:
 def _affected(target: PlannedComponent) -> str | None:
     """The region whose citizens an outage of ``target`` leaves without their own window: a
     gateway's. Every other component has peers in other regions, so nobody is exempted."""
-    return target.region if target.kind is ComponentKind.GATEWAY else None
+    return target.region if target.kind is Kind.GATEWAY else None
 
 
 def crash_component(component: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def crash_component(component: str, configuration: Configuration = None, secrets
     system = realization(configuration)
     target = resolve(system, component)
     system.supervisor.rpc().supervisor.stopProcess(target.id, True)
-    return record_fault(system, kind="crash", component=target.id, region=_affected(target))
+    return record_fault(system, kind=Fault.CRASH, component=target.id, region=_affected(target))
 
 
 def hang_component(component: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
@@ -74,7 +76,7 @@ def hang_component(component: str, configuration: Configuration = None, secrets:
     target = resolve(system, component)
     pid = int(system.supervisor.rpc().supervisor.getProcessInfo(target.id)["pid"])
     os.kill(pid, signal.SIGSTOP)
-    return record_fault(system, kind="hang", component=target.id, region=_affected(target), pid=pid)
+    return record_fault(system, kind=Fault.HANG, component=target.id, region=_affected(target), pid=pid)
 
 
 def resume_component(component: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
@@ -94,14 +96,14 @@ def cut_link(source: str, target: str, configuration: Configuration = None, secr
     """Cut the link from region ``source`` to region ``target``: connections refused at once."""
     system = realization(configuration)
     done = change_links(system, [(source, target)], "cut")
-    return record_fault(system, kind="link-cut", component=f"link.{source}.{target}", region=None, **done)
+    return record_fault(system, kind=Fault.CUT, component=link_id(source, target), region=None, **done)
 
 
 def drop_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Blackhole the link: connections are accepted and bytes vanish (a gray partition)."""
     system = realization(configuration)
     done = change_links(system, [(source, target)], "drop")
-    return record_fault(system, kind="link-drop", component=f"link.{source}.{target}", region=None, **done)
+    return record_fault(system, kind=Fault.DROP, component=link_id(source, target), region=None, **done)
 
 
 def delay_link(source: str, target: str, delay_ms: int = 300,
@@ -110,7 +112,7 @@ def delay_link(source: str, target: str, delay_ms: int = 300,
     """Add ``delay_ms`` of latency to every chunk the link forwards."""
     system = realization(configuration)
     done = change_links(system, [(source, target)], "delay", delay_ms=delay_ms)
-    return record_fault(system, kind="link-delay", component=f"link.{source}.{target}", region=None, **done)
+    return record_fault(system, kind=Fault.DELAY, component=link_id(source, target), region=None, **done)
 
 
 def heal_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def partition_region(region: str | None = None, service: str | None = None,
         region = primary_of(system, service)
     names = system.topology.region_names
     done = change_links(system, [(a, b) for a in names for b in names if a != b and region in (a, b)], "cut")
-    return record_fault(system, kind="partition", component=f"region.{region}", region=region, **done)
+    return record_fault(system, kind=Fault.PARTITION, component=f"region.{region}", region=region, **done)
 
 
 def _backed_up(system: Realization, node: str) -> int:
@@ -146,7 +148,7 @@ def encrypt_node_data(node: str, configuration: Configuration = None, secrets: S
     for path in system.layout.data(target.id).glob("registry.sqlite3*"):
         with path.open("r+b") as victim:
             victim.write(os.urandom(path.stat().st_size))
-    return record_fault(system, kind="ransomware", component=target.id, region=None, service=target.service,
+    return record_fault(system, kind=Fault.ENCRYPT, component=target.id, region=None, service=target.service,
                         node_region=target.region, backup_position=position)
 
 
@@ -161,7 +163,7 @@ def corrupt_node_data(node: str, configuration: Configuration = None, secrets: S
                              "WHERE position = (SELECT max(position) FROM log)").rowcount
     if not changed:
         raise ActivityFailed(f"{target.id} holds no record to corrupt yet; write some documents first")
-    return record_fault(system, kind="corruption", component=target.id, region=None, service=target.service,
+    return record_fault(system, kind=Fault.CORRUPT, component=target.id, region=None, service=target.service,
                         node_region=target.region, backup_position=position)
 
 
@@ -179,11 +181,11 @@ def push_rogue_table(service: str, controller: str | None = None,
                                      "epoch": route.epoch + 50})
     rogue = held.model_copy(update={"version": held.version + 100, "reason": "rogue: one stolen key",
                                     "services": {**held.services, service: moved}})
-    stolen = resolve(system, controller or f"controller.{target}")
+    stolen = resolve(system, controller or controller_id(target))
     signed = sign_table(rogue, [system.keystore().signer(stolen.id)]).model_dump_json().encode()
     routes = routes_in_force(system)
     answers = asyncio.run(offer_everywhere(system, signed))
-    record_fault(system, kind="rogue-table", component=stolen.id, region=None, routes=routes)
+    record_fault(system, kind=Fault.ROGUE_TABLE, component=stolen.id, region=None, routes=routes)
     return {"accepted_by": sorted(c for c, status in answers.items() if status == 200), "answers": answers}
 
 
@@ -193,7 +195,7 @@ def tamper_backups_with_region_credentials(service: str, region: str,
     """With a region's stolen vault credentials, try to delete, shorten and read around the
     service's backups; returns each attempt's outcome (the vault must refuse every one)."""
     system = realization(configuration)
-    [outcome] = backup_now(system, [f"node.{service}.{region}"])
+    [outcome] = backup_now(system, [node_id(service, region)])
     if outcome.manifest is None:
         raise ActivityFailed(f"no backup to attack: {outcome.error}")
     m = outcome.manifest
@@ -218,7 +220,7 @@ def tamper_backups_with_region_credentials(service: str, region: str,
             results[name] = "ALLOWED"
         except ClientError as exc:
             results[name] = error_code(exc)
-    record_fault(system, kind="stolen-vault-credentials", component=f"vault identity of {region}", region=None,
+    record_fault(system, kind=Fault.STOLEN_VAULT_CREDENTIALS, component=f"vault identity of {region}", region=None,
                  service=service, backup=m.model_dump(mode="json"))
     return results
 
@@ -228,7 +230,7 @@ def flood_gateway(region: str, seconds: float = 5.0, concurrency: int = 200,
     """Flood one region's gateway with reads for ``seconds`` from ``concurrency`` clients (bounded);
     returns the responses by status (shedding shows as 503)."""
     system = realization(configuration)
-    record_fault(system, kind="flood", component=f"gateway.{region}", region=region)
+    record_fault(system, kind=Fault.FLOOD, component=gateway_id(region), region=region)
     return asyncio.run(_flood(system.plan.gateway(region).url, seconds, concurrency,
                               system.topology.services[0].id))
 
@@ -262,15 +264,15 @@ def run_lying_prober(region: str | None = None, service: str | None = None,
     able neither to trigger nor to block a failover. Without a region, the first prober outside
     the attacked primary's region lies."""
     system = realization(configuration)
-    targets = {f"node.{service}.{primary_of(system, service)}"} if service else \
-        {c.id for c in system.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)}
-    probers = system.plan.of_kind(ComponentKind.PROBER)
-    prober = resolve(system, f"prober.{region}") if region else \
+    targets = {node_id(service, primary_of(system, service))} if service else \
+        {c.id for c in system.plan.components if c.kind in (Kind.NODE, Kind.GATEWAY)}
+    probers = system.plan.of_kind(Kind.PROBER)
+    prober = resolve(system, prober_id(region)) if region else \
         next((c for c in probers if not any(t.endswith(f".{c.region}") for t in targets)), probers[0])
     routes = routes_in_force(system)
     liar = ScriptedProber(system, str(prober.region), lambda _round, t: t not in targets)
     LIARS[str(system.layout.root)] = liar.__enter__()
-    return record_fault(system, kind="lying-prober", component=prober.id, region=None, routes=routes)
+    return record_fault(system, kind=Fault.LIE, component=prober.id, region=None, routes=routes)
 
 
 def _restore_when_allowed(system: Realization, held: dict[str, Any]) -> None:
@@ -298,11 +300,11 @@ def undo_fault(configuration: Configuration = None, secrets: Secrets = None) -> 
     kind = held["kind"]
     for source, target in held.get("links", []):
         heal_link(source, target, configuration)
-    if kind in ("crash", "hang"):
+    if kind in (Fault.CRASH, Fault.HANG):
         resume_component(held["component"], configuration)
-    elif kind in ("ransomware", "corruption"):
+    elif kind in (Fault.ENCRYPT, Fault.CORRUPT):
         _restore_when_allowed(system, held)
-    elif kind == "lying-prober":
+    elif kind in (Fault.LIE, Fault.POISON):
         liar = LIARS.pop(str(system.layout.root), None)
         if liar is not None:
             liar.__exit__(None, None, None)

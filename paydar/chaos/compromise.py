@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from paydar.chaos.faults import Fault
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
 from paydar.chaos.target import (
@@ -32,7 +33,7 @@ from paydar.chaos.target import (
     record_fault,
 )
 from paydar.chaos.target import component as resolve
-from paydar.infra.local.plan import ComponentKind
+from paydar.model.ids import Kind, link_id, prober_id
 from paydar.model.routing import RoutingTable, sign_table
 from paydar.node.chain import GENESIS_HASH, entry_hash
 from paydar.node.models import ReplicationBatch, SignedBatch
@@ -54,7 +55,7 @@ def tamper_link(source: str | None = None, target: str | None = None, configurat
         target = target or primary_of(system, sid)
         source = source or next(r for r in route.regions if r != target)
     done = change_links(system, [(source, target)], "tamper")
-    return record_fault(system, kind="link-tamper", component=f"link.{source}.{target}", region=None, **done)
+    return record_fault(system, kind=Fault.TAMPER, component=link_id(source, target), region=None, **done)
 
 
 def equivocate_as_controller(controller: str | None = None, service: str | None = None,
@@ -64,8 +65,8 @@ def equivocate_as_controller(controller: str | None = None, service: str | None 
     inflated epoch, and push both, signed, to every node, gateway and controller. Returns every
     answer: none may co-sign or obey."""
     system = realization(configuration)
-    rogue = resolve(system, controller) if controller else system.plan.of_kind(ComponentKind.CONTROLLER)[-1]
-    if rogue.kind is not ComponentKind.CONTROLLER:
+    rogue = resolve(system, controller) if controller else system.plan.of_kind(Kind.CONTROLLER)[-1]
+    if rogue.kind is not Kind.CONTROLLER:
         raise ActivityFailed(f"{controller} is not a controller")
     held = current_table(system).table
     sid = service or system.topology.services[0].id
@@ -83,11 +84,11 @@ def equivocate_as_controller(controller: str | None = None, service: str | None 
                              expires_at=now + n * 0.001 + system.topology.control.table_ttl, previous=held.digest(),
                              reason=f"rogue {rogue.id}: equivocation {n}", services={**held.services, sid: moved})
         offers.append(sign_table(table, [signer]).model_dump_json().encode())
-    peers = [c for c in system.plan.of_kind(ComponentKind.CONTROLLER) if c.id != rogue.id]
+    peers = [c for c in system.plan.of_kind(Kind.CONTROLLER) if c.id != rogue.id]
     routes = routes_in_force(system)
     proposals = {peer.id: _post(peer.url + "/v1/proposals", offers[i % 2]) for i, peer in enumerate(peers)}
     pushed = [asyncio.run(offer_everywhere(system, offer)) for offer in offers]
-    record_fault(system, kind="rogue-table", component=rogue.id, region=None, routes=routes)
+    record_fault(system, kind=Fault.EQUIVOCATE, component=rogue.id, region=None, routes=routes)
     outcome = {"co_signed_by": sorted(p for p, status in proposals.items() if status == 200),
                "obeyed_by": sorted({c for answers in pushed for c, status in answers.items() if status == 200})}
     if outcome["co_signed_by"] or outcome["obeyed_by"]:
@@ -101,7 +102,7 @@ def run_poisoning_prober(region: str | None = None, configuration: Configuration
     that name unknown targets and services, or are stamped a million seconds ahead; it may cost
     only that prober's vote."""
     system = realization(configuration)
-    prober = resolve(system, f"prober.{region}") if region else system.plan.of_kind(ComponentKind.PROBER)[0]
+    prober = resolve(system, prober_id(region)) if region else system.plan.of_kind(Kind.PROBER)[0]
     region = str(prober.region)
 
     def poison(body: ObservationRound) -> ObservationRound:
@@ -113,7 +114,7 @@ def run_poisoning_prober(region: str | None = None, configuration: Configuration
     routes = routes_in_force(system)
     liar = ScriptedProber(system, region, lambda _round, _target: True, poison)
     LIARS[str(system.layout.root)] = liar.__enter__()
-    return record_fault(system, kind="lying-prober", component=prober.id, region=None, routes=routes)
+    return record_fault(system, kind=Fault.POISON, component=prober.id, region=None, routes=routes)
 
 
 def send_hostile_batches(node: str | None = None, configuration: Configuration = None,
@@ -157,7 +158,7 @@ def send_hostile_batches(node: str | None = None, configuration: Configuration =
             status, answer = _exchange("POST", url, body)
             applied = status == 200 and answer.get("reply", {}).get("status") == "ok"
             results[f"{region}:{name}"] = f"{status} {'APPLIED' if applied else 'refused'}"
-    record_fault(system, kind="byzantine-primary", component=sender, region=None)
+    record_fault(system, kind=Fault.BYZANTINE_PRIMARY, component=sender, region=None)
     wrong = {k: v for k, v in results.items() if v.endswith("APPLIED") or not ("200" <= v[:3] < "500")}
     if wrong:
         raise ActivityFailed(f"hostile batches from {sender} were not refused: {wrong}")
@@ -180,7 +181,7 @@ def open_vault_side_doors(configuration: Configuration = None, secrets: Secrets 
                 "volume-status": ("GET", f"http://127.0.0.1:{v.volume}/status")}
     results = {name: _request(method, url, b"x" if method == "PUT" else None)
                for name, (method, url) in attempts.items()}
-    record_fault(system, kind="vault-side-door", component="vault", region=None)
+    record_fault(system, kind=Fault.SIDE_DOOR, component="vault", region=None)
     open_doors = {name: status for name, status in results.items() if status not in (0, 401)}
     if open_doors:
         raise ActivityFailed(f"vault side doors answered without credentials: {open_doors}")

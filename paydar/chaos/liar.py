@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from paydar.infra.local.plan import ComponentKind
 from paydar.infra.local.realizer import Realization
+from paydar.model.ids import Kind, prober_id
 from paydar.probes.models import ObservationRound, SignedObservations, TargetObservation
 
 __all__ = ["Script", "ScriptedProber"]
@@ -32,13 +32,13 @@ class ScriptedProber:
     def __init__(self, system: Realization, region: str, script: Script, poison: Poison | None = None) -> None:
         self.system = system
         self.poison = poison or (lambda body: body)
-        self.component = f"prober.{region}"
+        self.component = prober_id(region)
         self.region = region
         self.script = script
         self.round = 10**6  # beyond anything the real prober served
         self.served = 0
         self.signer = system.keystore().signer(self.component)
-        self.targets = [c.id for c in system.plan.components if c.kind in (ComponentKind.NODE, ComponentKind.GATEWAY)]
+        self.targets = [c.id for c in system.plan.components if c.kind in (Kind.NODE, Kind.GATEWAY)]
         self._lock = threading.Lock()
         port = system.plan.component(self.component).port
         system.supervisor.rpc().supervisor.stopProcess(self.component, True)

@@ -13,21 +13,12 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from paydar.infra.local.plan import ComponentKind
+from paydar.chaos.faults import FAULTS, REGISTRY, Fault
 from paydar.infra.local.realizer import Realization
+from paydar.model.ids import Kind
 
-__all__ = ["FAULTS", "Cell", "cells", "experiment", "steady_state"]
+__all__ = ["Cell", "cells", "experiment", "steady_state"]
 
-FAULTS: dict[str, tuple[str, ...]] = {
-    "node": ("crash", "hang", "encrypt", "corrupt", "byzantine-primary"),
-    "gateway": ("crash", "hang", "flood"),
-    "prober": ("crash", "hang", "lie", "poison"),
-    "controller": ("crash", "hang", "rogue-table", "equivocate"),
-    "link": ("cut", "drop", "delay", "tamper"),
-    "vault": ("crash", "hang", "side-door"),
-    "region": ("partition", "stolen-vault-credentials"),
-}
-"""Faults per kind of component; a region stands for all of its links and its vault identity."""
 
 RECOVERY_TIMEOUT = 30
 DETECTION_TIMEOUT = 20
@@ -62,60 +53,48 @@ def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
     for component in system.plan.components:
         kind = component.kind.value
         for fault in FAULTS.get(kind, ()):
-            if component.kind is ComponentKind.LINK:
+            if component.kind is Kind.LINK:
                 link = next(li for li in system.plan.links if li.id == component.id)
                 built.append(_link_cell(component.id, fault, link.source, link.target))
             else:
                 built.append(_component_cell(component.id, kind, fault, component.region, first_service))
     for region in topology.region_names:
-        hosted = topology.services_in(region)
-        built.append(Cell(f"region.{region}", "partition", "partition_region", {"region": region}))
-        if hosted:
-            built.append(Cell(f"region.{region}", "stolen-vault-credentials", "tamper_backups_with_region_credentials",
-                              {"service": hosted[0].id, "region": region}, checks=("backups_intact",)))
+        built.append(_cell(f"region.{region}", Fault.PARTITION, {"region": region}))
+        if hosted := topology.services_in(region):
+            built.append(_cell(f"region.{region}", Fault.STOLEN_VAULT_CREDENTIALS,
+                               {"service": hosted[0].id, "region": region}))
     if only:
         built = [c for c in built if any(fnmatch.fnmatchcase(c.name, pattern) for pattern in only)]
     return built
 
 
-def _link_cell(component: str, fault: str, source: str, target: str) -> Cell:
+def _cell(component: str, fault: Fault, arguments: dict[str, Any]) -> Cell:
+    spec = REGISTRY[fault]
+    return Cell(component, fault.value, spec.action, arguments, checks=spec.checks, detect=spec.detect,
+                module=spec.module)
+
+
+def _link_cell(component: str, fault: Fault, source: str, target: str) -> Cell:
     arguments: dict[str, Any] = {"source": source, "target": target}
-    if fault == "delay":
+    if fault is Fault.DELAY:
         arguments["delay_ms"] = 300
-    return Cell(component, fault, f"{fault}_link", arguments, module=_module(f"{fault}_link"))
+    return _cell(component, fault, arguments)
 
 
-COMPROMISE_ACTIONS = frozenset({"tamper_link", "equivocate_as_controller", "run_poisoning_prober",
-                                "send_hostile_batches", "open_vault_side_doors"})
-
-
-def _module(action: str) -> str:
-    return "paydar.chaos.compromise" if action in COMPROMISE_ACTIONS else "paydar.chaos.actions"
-
-
-def _component_cell(component: str, kind: str, fault: str, region: str | None, service: str) -> Cell:
-    if fault in ("crash", "hang"):
-        return Cell(component, fault, f"{fault}_component", {"component": component})
-    if fault in ("encrypt", "corrupt"):
-        return Cell(component, fault, f"{fault}_node_data", {"node": component}, detect=True)
-    if fault == "flood":
-        return Cell(component, fault, "flood_gateway", {"region": region, "seconds": 4, "concurrency": 200})
-    if fault == "lie":
-        return Cell(component, fault, "run_lying_prober", {"region": region}, checks=("certified_route_unchanged",))
-    if fault == "rogue-table":
-        return Cell(component, fault, "push_rogue_table", {"service": service, "controller": component},
-                    checks=("certified_route_unchanged",))
-    if fault == "equivocate":
-        return Cell(component, fault, "equivocate_as_controller", {"controller": component, "service": service},
-                    checks=("certified_route_unchanged",), module="paydar.chaos.compromise")
-    if fault == "poison":
-        return Cell(component, fault, "run_poisoning_prober", {"region": region},
-                    checks=("certified_route_unchanged",), module="paydar.chaos.compromise")
-    if fault == "byzantine-primary":
-        return Cell(component, fault, "send_hostile_batches", {"node": component}, module="paydar.chaos.compromise")
-    if fault == "side-door":
-        return Cell(component, fault, "open_vault_side_doors", {}, module="paydar.chaos.compromise")
-    raise ValueError(f"no {fault!r} fault for a {kind}")
+def _component_cell(component: str, kind: str, fault: Fault, region: str | None, service: str) -> Cell:
+    """The cell of ``fault`` on one component: the registry's action with the arguments it takes here."""
+    arguments: dict[Fault, dict[str, Any]] = {
+        Fault.CRASH: {"component": component}, Fault.HANG: {"component": component},
+        Fault.ENCRYPT: {"node": component}, Fault.CORRUPT: {"node": component},
+        Fault.FLOOD: {"region": region, "seconds": 4, "concurrency": 200},
+        Fault.LIE: {"region": region}, Fault.POISON: {"region": region},
+        Fault.ROGUE_TABLE: {"service": service, "controller": component},
+        Fault.EQUIVOCATE: {"controller": component, "service": service},
+        Fault.BYZANTINE_PRIMARY: {"node": component}, Fault.SIDE_DOOR: {},
+    }
+    if fault not in arguments:
+        raise ValueError(f"no {fault.value!r} fault for a {kind}")
+    return _cell(component, fault, arguments[fault])
 
 
 def _probe(name: str, func: str, arguments: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

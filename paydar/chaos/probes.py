@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from paydar.chaos.faults import Fault
 from paydar.chaos.invariants import Violation, ViolationKind, check_acknowledged
 from paydar.chaos.target import (
     ActivityFailed,
@@ -173,7 +174,7 @@ def backups_intact(configuration: Configuration = None, secrets: Secrets = None)
     byte, and its manifest still verifies (True when no such attack is in force)."""
     system = realization(configuration)
     held = fault(system)
-    if not held or held.get("kind") != "stolen-vault-credentials":
+    if not held or held.get("kind") != Fault.STOLEN_VAULT_CREDENTIALS:
         return True
     m = BackupManifest.model_validate(held["backup"])
     admin = vault_client(system.plan.vault.endpoint, system.vault_admin())

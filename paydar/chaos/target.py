@@ -24,9 +24,10 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 
 from paydar.chaos.invariants import AckLedger
-from paydar.infra.local.plan import ComponentKind, PlannedComponent
+from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import Realization, load_realization
 from paydar.model.files import write_json_atomic
+from paydar.model.ids import Kind
 from paydar.ops.failover import current_table
 
 __all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "Fault", "Secrets", "append_ledger",
@@ -95,7 +96,7 @@ def component(system: Realization, spec: str) -> PlannedComponent:
     try:
         return system.plan.component(spec)
     except KeyError:
-        known = ", ".join(c.id for c in system.plan.components if c.kind is not ComponentKind.LINK)
+        known = ", ".join(c.id for c in system.plan.components if c.kind is not Kind.LINK)
         raise ActivityFailed(f"unknown component {spec!r}; this system has: {known}") from None
 
 

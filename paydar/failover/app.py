@@ -14,6 +14,7 @@ from paydar.failover.controller import Controller, Disagreement
 from paydar.failover.intents import IntentRefused, SignedIntent
 from paydar.model.errors import TableRejected
 from paydar.model.routing import SignedTable, TableGuard
+from paydar.server.component import table_refused
 from paydar.server.web import (
     json_error,
     livez,
@@ -52,8 +53,7 @@ async def post_table(request: web.Request) -> web.Response:
     try:
         controller.offer_table(TableGuard.parse(await read_body(request, MAX_TABLE_BYTES)), source="push")
     except TableRejected as exc:
-        return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
-                          held_version=controller.table.version)
+        return table_refused(exc, controller.table.version)
     return web.json_response({"accepted": True, "version": controller.table.version})
 
 

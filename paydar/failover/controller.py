@@ -39,9 +39,10 @@ from paydar.failover.judge import Judge
 from paydar.failover.metrics import ControllerMetrics
 from paydar.failover.planner import ReplicaState, fenced_views
 from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
-from paydar.model.errors import PaydarError, SignatureError, TableRejected
+from paydar.model.errors import PaydarError, SignatureError, TableRejected, TableRejection
 from paydar.model.identity import Role
-from paydar.model.routing import RoutingTable, SignedTable, TableRejection
+from paydar.model.ids import ComponentId, Kind, gateway_id, node_id
+from paydar.model.routing import RoutingTable, SignedTable
 from paydar.model.signing import Signature, verify_threshold
 from paydar.model.wire import as_counter, parse_json
 from paydar.probes.models import ObservationRound, SignedObservations
@@ -77,8 +78,8 @@ class Controller:
         self.ballot = Ballot(config.data_dir / "votes.json")
         self.intent_log = IntentLog(config.data_dir / "intents.json", foundation.topology)
         self.round_plan = RoundPlan(
-            targets={f"node.{sid}.{r}" for sid, regions in config.nodes.items() for r in regions}
-            | {f"gateway.{r}" for r in config.gateways},
+            targets={node_id(sid, r) for sid, regions in config.nodes.items() for r in regions}
+            | {gateway_id(r) for r in config.gateways},
             services={sid: tuple(regions) for sid, regions in config.nodes.items()})
         self._tasks: set[asyncio.Task[None]] = set()
         self.rounds: dict[str, ObservationRound] = {}
@@ -209,7 +210,8 @@ class Controller:
         reason = None
         try:
             body = SignedObservations.model_validate_json(raw).open(prober, self.f.trust)
-            check_round(body, prober=prober, region=prober.split(".", 1)[1], plan=self.round_plan, now=self._clock())
+            check_round(body, prober=prober, region=str(ComponentId.parse(prober).region), plan=self.round_plan,
+                        now=self._clock())
         except ValidationError:
             reason = "malformed"
         except RoundRefused as exc:
@@ -241,8 +243,7 @@ class Controller:
                     best = (version, node)
         if best is None:
             return
-        _, service, region = best[1].split(".", 2)
-        raw = await self._get_json(self.config.nodes[service][region] + "/v1/routing-table")
+        raw = await self._get_json(self._url_of(best[1]) + "/v1/routing-table")
         if raw is None:
             return
         try:
@@ -267,11 +268,10 @@ class Controller:
             await asyncio.gather(*(self._push(self._url_of(t), signed) for t in due))
 
     def _url_of(self, target: str) -> str:
-        kind, rest = target.split(".", 1)
-        if kind == "gateway":
-            return self.config.gateways[rest]
-        service, region = rest.split(".", 1)
-        return self.config.nodes[service][region]
+        parsed = ComponentId.parse(target)
+        if parsed.kind is Kind.GATEWAY:
+            return self.config.gateways[str(parsed.region)]
+        return self.config.nodes[str(parsed.service)][str(parsed.region)]
 
     async def _ping_peers(self) -> None:
         async def ping(peer: str, url: str) -> None:
@@ -451,8 +451,8 @@ class Controller:
 
     async def publish(self, signed: SignedTable) -> dict[str, str]:
         """Push a certified table to every node, gateway and peer controller."""
-        targets = {f"node.{s}.{r}": url for s, regions in self.config.nodes.items() for r, url in regions.items()}
-        targets |= {f"gateway.{r}": url for r, url in self.config.gateways.items()}
+        targets = {node_id(s, r): url for s, regions in self.config.nodes.items() for r, url in regions.items()}
+        targets |= {gateway_id(r): url for r, url in self.config.gateways.items()}
         targets |= dict(self.config.peers)
         results = await asyncio.gather(*(self._push(url, signed) for url in targets.values()))
         outcome = dict(zip(targets, results, strict=True))
@@ -510,5 +510,5 @@ def votes_of(body: ObservationRound) -> dict[str, bool]:
     votes.update((o.target, False) for o in body.failing if o.target.startswith("node."))
     for check in body.integrity:
         for region in check.diverged:
-            votes[f"node.{check.service}.{region}"] = False
+            votes[node_id(check.service, region)] = False
     return votes

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
 from paydar.failover.promotion import ReplicaView, check_promotion
+from paydar.model.ids import node_id
 from paydar.model.routing import RouteMode, RoutingTable, ServiceRoute
 from paydar.model.topology import NationalTopology
 
@@ -86,7 +87,7 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
             continue
 
         def usable(region: str | None, sid: str = sid) -> bool:
-            return (region is not None and f"node.{sid}.{region}" not in down
+            return (region is not None and node_id(sid, region) not in down
                     and region not in overrides.drained and (sid, region) not in overrides.fenced)
 
         move = overrides.moves.get(sid)

@@ -20,6 +20,7 @@ from paydar.model.errors import TableRejected
 from paydar.model.routing import TableGuard
 from paydar.node.models import DOC_ID_PATTERN
 from paydar.node.receipts import nonce_of
+from paydar.server.component import table_refused
 from paydar.server.web import (
     json_error,
     livez,
@@ -93,8 +94,7 @@ async def post_table(request: web.Request) -> web.Response:
     try:
         signers = router.offer_table(TableGuard.parse(await read_body(request, MAX_TABLE_BYTES)), source="push")
     except TableRejected as exc:
-        return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
-                          held_version=router.table.table.version)
+        return table_refused(exc, router.table.table.version)
     return web.json_response({"accepted": True, "version": router.table.table.version, "signers": sorted(signers)})
 
 

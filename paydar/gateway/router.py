@@ -33,6 +33,7 @@ import aiohttp
 from paydar.gateway.config import GatewayConfig
 from paydar.gateway.metrics import GatewayMetrics
 from paydar.model.errors import SignatureError, TableRejected
+from paydar.model.ids import ComponentId, node_id
 from paydar.model.routing import SignedTable
 from paydar.model.signing import canonical_json
 from paydar.model.wire import parse_json
@@ -113,7 +114,7 @@ class Router:
                     deferred.append((region, base))
                     continue
                 answer = self._proven(await self._call(method, base, path, query, body, region, nonce), method,
-                                      service, path, query, body, {f"node.{service}.{region}"}, nonce)
+                                      service, path, query, body, {node_id(service, region)}, nonce)
                 if answer is None or (answer.status >= 500 and method == "GET"):
                     continue
                 if answer.status == 404 and method == "GET" and region != route.primary:
@@ -131,7 +132,7 @@ class Router:
                 return relayed
         for region, base in dict.fromkeys(deferred):
             answer = self._proven(await self._call(method, base, path, query, body, region, nonce), method, service,
-                                  path, query, body, {f"node.{service}.{region}"}, nonce)
+                                  path, query, body, {node_id(service, region)}, nonce)
             if answer is not None and (answer.status < 500 or method != "GET"):
                 return answer
         return lagging
@@ -150,7 +151,7 @@ class Router:
     async def _via_other_regions(self, method: str, service: str, path: str, query: str,
                                  body: bytes | None, nonce: str) -> Upstream | None:
         citizen_path = f"/v1/services/{service}{path.removeprefix('/v1')}"  # the node's path, as a gateway's
-        replicas = {f"node.{service}.{r}" for r in self.config.nodes[service]}
+        replicas = {node_id(service, r) for r in self.config.nodes[service]}
         for region, url in sorted(self.config.gateways.items(), key=lambda item: self._suspect(item[1])):
             answer = self._proven(await self._call(method, url, citizen_path, query, body, region, nonce,
                                                    headers={HOP_HEADER: "1"}), method, service, path, query, body,
@@ -185,7 +186,7 @@ class Router:
                 entry = check_proof(proof, service=service, nodes=nodes, doc_id=None, nonce=nonce, trust=trust)
                 if parse_json(entry.body).get("citizen_id") != citizen:
                     raise SignatureError(f"listed document {entry.doc_id!r} is another citizen's")
-                documents.append(render(proof, proof.node.rsplit(".", 1)[1]))
+                documents.append(render(proof, str(ComponentId.parse(proof.node).region)))
             return {"documents": documents, "stale": bool(payload.get("stale"))}
         doc_id = path.rsplit("/", 1)[1]
         proof = Proof.model_validate(payload["proof"])
@@ -194,7 +195,7 @@ class Router:
             sent = canonical_json(DocumentIn.model_validate_json(body or b"").model_dump(mode="json")).decode()
             if not proof.acknowledged or entry.body != sent:
                 raise SignatureError("acknowledgement is not for the document that was sent")
-        return render(proof, proof.node.rsplit(".", 1)[1])
+        return render(proof, str(ComponentId.parse(proof.node).region))
 
     async def _call(self, method: str, base: str, path: str, query: str, body: bytes | None, region: str,
                     nonce: str, headers: dict[str, str] | None = None) -> Upstream | None:

@@ -15,6 +15,7 @@ Every message says what went wrong and what to do about it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 class PaydarError(Exception):
@@ -65,9 +66,22 @@ class ThresholdNotMet(SignatureError):
         )
 
 
+class TableRejection(StrEnum):
+    """Why a table was refused; stable names that logs, metrics and tests use."""
+
+    MALFORMED = "malformed"
+    UNDER_SIGNED = "under-signed"
+    NOT_NEWER = "not-newer"
+    EXPIRED = "expired"
+    UNKNOWN_SERVICE = "unknown-service"
+    ZERO_REGIONS = "zero-regions"
+    EPOCH_REGRESSION = "epoch-regression"
+    EQUIVOCATION = "equivocation"
+
+
 class TableRejected(PaydarError):
     """A routing table was refused; ``reason`` names the rule, the message has the numbers."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: TableRejection, message: str) -> None:
         self.reason = reason
         super().__init__(message)

@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from pydantic import Field, ValidationError
 
-from paydar.model.errors import SignatureError, TableRejected
+from paydar.model.errors import SignatureError, TableRejected, TableRejection
 from paydar.model.identity import Role, TrustRoot
 from paydar.model.signing import Signature, Signer, canonical_json, verify_threshold
 from paydar.model.topology import NationalTopology
@@ -51,19 +51,6 @@ __all__ = [
 class RouteMode(StrEnum):
     READ_WRITE = "read-write"
     READ_ONLY = "read-only"
-
-
-class TableRejection(StrEnum):
-    """Why a table was refused; stable names that logs, metrics and tests use."""
-
-    MALFORMED = "malformed"
-    UNDER_SIGNED = "under-signed"
-    NOT_NEWER = "not-newer"
-    EXPIRED = "expired"
-    UNKNOWN_SERVICE = "unknown-service"
-    ZERO_REGIONS = "zero-regions"
-    EPOCH_REGRESSION = "epoch-regression"
-    EQUIVOCATION = "equivocation"
 
 
 class ServiceRoute(WireModel):

@@ -27,6 +27,7 @@ from paydar.node.errors import BatchRefused, IntegrityViolation, WriteRefused
 from paydar.node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
 from paydar.node.receipts import nonce_of, prove, render
 from paydar.node.runtime import NodeRuntime
+from paydar.server.component import table_refused
 from paydar.server.web import (
     json_error,
     livez,
@@ -139,8 +140,7 @@ async def post_table(request: web.Request) -> web.Response:
         candidate = TableGuard.parse(await read_body(request, MAX_TABLE_BYTES))
         signers = await runtime.offer_table(candidate, source="push")
     except TableRejected as exc:
-        return json_error(409 if exc.reason == "not-newer" else 403, str(exc), reason=exc.reason,
-                          held_version=runtime.table_version)
+        return table_refused(exc, runtime.table_version)
     return web.json_response({"accepted": True, "version": runtime.table_version, "signers": sorted(signers),
                               "role": runtime.role.value, "epoch": runtime.epoch})
 

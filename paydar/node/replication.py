@@ -28,6 +28,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from paydar.model.errors import IdentityError, SignatureError, TableRejected
+from paydar.model.ids import ComponentId, node_id
 from paydar.model.routing import SignedTable
 from paydar.model.signing import Signature, verify
 from paydar.node.errors import IntegrityViolation, LogMismatch
@@ -169,7 +170,7 @@ class Replicator:
     async def _open(self, signed: SignedReply, batch: ReplicationBatch, batch_signature: str) -> ReplicationReply:
         """The reply, once it proves itself; ``ValueError`` (the standby counts as unreachable) otherwise."""
         reply = signed.reply
-        standby = f"node.{self.node.service}.{self.region}"
+        standby = node_id(self.node.service, self.region)
         try:
             kid, key = self.node.key_of(standby)
             if signed.signature.key_id != kid or reply.standby != standby:
@@ -232,7 +233,7 @@ def admit(batch: ReplicationBatch, *, epoch: int, table_version: int, primary_re
     primary steps down); one from a newer epoch asks for the table; one from a node the held
     table does not name as primary, or sent to a primary, is refused.
     """
-    sender_region = batch.sender.split(".", 2)[2]
+    sender_region = ComponentId.parse(batch.sender).region
     if batch.epoch < epoch:
         return Admission(ReplyStatus.STALE_EPOCH, f"epoch {batch.epoch} < {epoch}")
     if batch.epoch > epoch:

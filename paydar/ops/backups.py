@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError
 from paydar.model.identity import TrustRoot
+from paydar.model.ids import node_id
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import Listed, list_backups
 from paydar.vault.s3 import vault_client
@@ -42,7 +43,7 @@ def select_nodes(realization: Realization, service: str | None, region: str | No
         topology.service(service)  # KeyError with the known ids
     if region is not None and region not in topology.region_names:
         raise PaydarError(f"unknown region {region!r}; regions are {', '.join(topology.region_names)}")
-    nodes = [f"node.{s.id}.{r}" for s in topology.services for r in s.regions
+    nodes = [node_id(s.id, r) for s in topology.services for r in s.regions
              if (service is None or s.id == service) and (region is None or r == region)]
     if not nodes:
         raise PaydarError(f"service {service} is not hosted in {region}")

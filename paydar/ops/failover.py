@@ -22,10 +22,10 @@ from typing import Any
 
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
 from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
-from paydar.infra.local.plan import ComponentKind, gateway_id, node_id
 from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError, TableRejected
 from paydar.model.identity import TrustRoot
+from paydar.model.ids import Kind, gateway_id, node_id
 from paydar.model.routing import RoutingTable, SignedTable, TableGuard
 from paydar.model.wire import parse_json
 
@@ -108,7 +108,7 @@ def send_intent(realization: Realization, action: IntentAction, region: str,
         except (urllib.error.URLError, OSError) as exc:
             return f"unreachable: {exc}"
 
-    controllers = realization.plan.of_kind(ComponentKind.CONTROLLER)
+    controllers = realization.plan.of_kind(Kind.CONTROLLER)
     with ThreadPoolExecutor(max_workers=len(controllers)) as pool:
         outcomes = dict(zip([c.id for c in controllers], pool.map(lambda c: post(c.url), controllers), strict=True))
     taken = sum(1 for o in outcomes.values() if o == "accepted")

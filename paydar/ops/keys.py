@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from paydar.infra.local.plan import ComponentKind
 from paydar.infra.local.realizer import SIGNING_KINDS, Realization
 from paydar.model.errors import PaydarError
 from paydar.model.files import write_json_atomic
 from paydar.model.identity import Role, TrustRoot, trust_root_of
+from paydar.model.ids import Kind
 from paydar.model.routing import TableGuard
 from paydar.model.signing import key_id
 from paydar.ops.failover import current_table, fetch_json
@@ -31,7 +31,7 @@ __all__ = ["Rotation", "rotate"]
 
 RESIGN_TIMEOUT = 30.0
 READY_TIMEOUT = 60.0
-RELOADING_KINDS = (ComponentKind.NODE, ComponentKind.GATEWAY, ComponentKind.CONTROLLER)
+RELOADING_KINDS = (Kind.NODE, Kind.GATEWAY, Kind.CONTROLLER)
 """The components that verify signatures and reload the trust root on SIGHUP."""
 
 
@@ -64,7 +64,7 @@ def rotate(system: Realization, component: str, step: Callable[[str], None] = la
         if c.kind in RELOADING_KINDS and rpc.getProcessInfo(c.id)["statename"] == "RUNNING":
             rpc.signalProcess(c.id, "HUP")
     step("every node, gateway and controller reloaded it (SIGHUP)")
-    resigned = _wait_resigned(system, trust, step) if planned.kind is ComponentKind.CONTROLLER else None
+    resigned = _wait_resigned(system, trust, step) if planned.kind is Kind.CONTROLLER else None
     keystore.replace(component, new)
     rpc.stopProcess(component, True)
     rpc.startProcess(component, True)

@@ -29,6 +29,7 @@ from typing import Any
 from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError
 from paydar.model.identity import TrustRoot
+from paydar.model.ids import node_id
 from paydar.node.store import verify_file
 from paydar.ops.backups import select_nodes
 from paydar.ops.failover import current_table, fetch_json
@@ -119,7 +120,7 @@ def _refuse_primary(realization: Realization, service: str, region: str) -> None
     """Refuse when the verified table *or the node itself* says it is the writable primary:
     neither a lying gateway nor a stale table may make restore rebuild the real primary."""
     route = current_table(realization).table.route(service)
-    state = fetch_json(realization.plan.component(f"node.{service}.{region}").url + "/state") or {}
+    state = fetch_json(realization.plan.component(node_id(service, region)).url + "/state") or {}
     says_primary = state.get("role") == "primary" and state.get("mode") == "read-write"
     if says_primary or (route.primary == region and route.writable):
         others = [r for r in route.regions if r != region]
@@ -172,7 +173,7 @@ def _primary_acked(realization: Realization, service: str) -> int:
     route = current_table(realization).table.route(service)
     if route.primary is None:
         return 0
-    state = fetch_json(realization.plan.component(f"node.{service}.{route.primary}").url + "/state")
+    state = fetch_json(realization.plan.component(node_id(service, route.primary)).url + "/state")
     return int(state.get("acked_position", 0)) if state else 0
 
 

@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from paydar.infra.local.plan import ComponentKind, PlannedComponent
+from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import Realization, probe
+from paydar.model.ids import Kind
 
 __all__ = ["ComponentStatus", "collect_status"]
 
@@ -56,10 +57,10 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
     base = {"component": component.id, "kind": component.kind.value, "region": component.region,
             "service": component.service, "process": process.get("statename", "UNKNOWN"),
             "pid": process.get("pid") or None}
-    if component.kind is ComponentKind.VAULT:
+    if component.kind is Kind.VAULT:
         return ComponentStatus(**base, health="ready" if probe(realization, component) else "unreachable",
                                detail=realization.plan.vault.endpoint)
-    if component.kind is ComponentKind.LINK:
+    if component.kind is Kind.LINK:
         answer = _get(component.url + "/v1/link", realization.link_token(component.id))
         if answer is None or answer[0] != 200:
             return ComponentStatus(**base, health="unreachable")
@@ -71,9 +72,9 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
     if answer is None:
         return ComponentStatus(**base, health="unreachable")
     state = answer[1]
-    if component.kind is ComponentKind.GATEWAY:
+    if component.kind is Kind.GATEWAY:
         return ComponentStatus(**base, health="ready", role="gateway", table_version=state.get("table_version"))
-    if component.kind is ComponentKind.PROBER:
+    if component.kind is Kind.PROBER:
         failing = state.get("failing") or {}
         canaries = state.get("canaries") or []
         bad = [c["gateway"] for c in canaries if not c.get("ok")]
@@ -81,7 +82,7 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
         if bad:
             detail += f"; canary failing via {', '.join(bad)}"
         return ComponentStatus(**base, health="ready", role="prober", detail=detail)
-    if component.kind is ComponentKind.CONTROLLER:
+    if component.kind is Kind.CONTROLLER:
         last = state.get("last_proposal") or {}
         detail = (f"signers {len(state.get('signers', []))}; quorum {'ok' if state.get('quorum') else 'LOST'}"
                   f" ({state.get('peers_reachable')} peers); judged down: {', '.join(state.get('down', [])) or 'none'}")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from paydar.model.ids import ComponentId, gateway_id, node_id
 from paydar.model.signing import Signer
 from paydar.model.topology import NationalTopology
 from paydar.model.wire import parse_json
@@ -41,9 +42,9 @@ CANARY_CITIZEN = "0000000000"
 
 def targets_of(config: ProberConfig) -> list[Target]:
     """Every node and gateway this prober watches, as reached from its region."""
-    targets = [Target(f"node.{service}.{region}", TargetKind.NODE, url)
+    targets = [Target(node_id(service, region), TargetKind.NODE, url)
                for service, regions in config.nodes.items() for region, url in regions.items()]
-    targets += [Target(f"gateway.{region}", TargetKind.GATEWAY, url) for region, url in config.gateways.items()]
+    targets += [Target(gateway_id(region), TargetKind.GATEWAY, url) for region, url in config.gateways.items()]
     return targets
 
 
@@ -120,7 +121,8 @@ class Prober:
             m.success.labels(vantage, target.kind.value, target.id).set(1 if observation.ready else 0)
             m.duration.labels(vantage, target.kind.value).observe(observation.latency_ms / 1000)
             if observation.role == "primary":
-                _, service, region = target.id.split(".", 2)
+                parsed = ComponentId.parse(target.id)
+                service, region = str(parsed.service), str(parsed.region)
                 for peer, lag in observation.lag.items():
                     m.replication_lag.labels(vantage, service, region, peer).set(lag)
         m.rounds.labels(vantage).inc()
@@ -146,7 +148,7 @@ class Prober:
         self._canaries = tuple(results)
 
     async def _canary_through(self, region: str, url: str, service: str) -> CanaryObservation:
-        gateway = f"gateway.{region}"
+        gateway = gateway_id(region)
         doc = f"canary-{self.config.region}-{region}"
         marker = f"{self.config.component}:{self.round}:{time.time_ns()}"
         document = {"citizen_id": CANARY_CITIZEN, "kind": "canary", "data": {"marker": marker}}
@@ -183,7 +185,7 @@ class Prober:
 
     async def _compare(self, service: str, regions: dict[str, str]) -> IntegrityObservation | None:
         positions = {r: o.position for r in regions
-                     if (o := self._last_obs.get(f"node.{service}.{r}")) and o.ready and o.position is not None}
+                     if (o := self._last_obs.get(node_id(service, r))) and o.ready and o.position is not None}
         if len(positions) < 2:
             return None
         # The lower median, not the minimum: one replica claiming position 0 (or a huge one) must

@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from paydar.model.errors import PaydarError, TableRejected
+from paydar.model.errors import PaydarError, TableRejected, TableRejection
 from paydar.model.files import read_secret, write_json_atomic
 from paydar.model.identity import TrustRoot, load_private_key
-from paydar.model.routing import SignedTable, TableGuard, TableRejection
+from paydar.model.routing import SignedTable, TableGuard
 from paydar.model.signing import Signer
 from paydar.model.topology import NationalTopology, load_topology
+from paydar.server.web import json_error
 
-__all__ = ["ComponentConfig", "Foundation", "load_foundation"]
+__all__ = ["ComponentConfig", "Foundation", "load_foundation", "table_refused"]
 
 log = logging.getLogger(__name__)
 MAX_EVIDENCE = 20
@@ -136,3 +138,10 @@ def load_foundation(config: ComponentConfig) -> Foundation:
     return Foundation(topology=topology, trust=trust, signer=Signer(load_private_key(config.key)),
                       guard=guard, admin_token=read_secret(config.admin_token_file),
                       table_store=table_store, trust_root_path=config.trust_root)
+
+
+def table_refused(exc: TableRejected, held_version: int) -> web.Response:
+    """The answer to a pushed table that was refused: 409 for one not newer than the held table
+    (a replay or a race, nothing to fear), 403 for every other rule it broke."""
+    status = 409 if exc.reason is TableRejection.NOT_NEWER else 403
+    return json_error(status, str(exc), reason=exc.reason.value, held_version=held_version)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from paydar.model.errors import IdentityError, PaydarError, SignatureError
 from paydar.model.identity import TrustRoot
+from paydar.model.ids import node_id
 from paydar.model.signing import Signature, Signer, verify
 
 __all__ = ["MAX_MANIFEST_BYTES", "BackupManifest", "ManifestRejected", "SignedManifest", "manifest_key",
@@ -110,7 +111,7 @@ class SignedManifest(BaseModel):
         manifest was changed after it was signed).
         """
         m = self.manifest
-        if m.service != service or m.node != f"node.{service}.{m.region}" or m.bucket != bucket:
+        if m.service != service or m.node != node_id(service, m.region) or m.bucket != bucket:
             raise ManifestRejected(
                 f"manifest is for service {m.service} (node {m.node}, bucket {m.bucket}), not service {service}: "
                 "a backup of another service can't restore this one")

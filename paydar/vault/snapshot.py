@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from paydar.model.ids import node_id
 from paydar.model.signing import Signer
 from paydar.vault.manifest import (
     BackupManifest,
@@ -85,7 +86,7 @@ def upload_backup(put: Put, snapshot: Snapshot, *, bucket: str, service: str, re
     key = snapshot_key(region, created_ms, snapshot.position)
     version_id = put(key, snapshot.path, snapshot.content_type)
     manifest = BackupManifest(
-        service=service, region=region, node=f"node.{service}.{region}", epoch=epoch, position=snapshot.position,
+        service=service, region=region, node=node_id(service, region), epoch=epoch, position=snapshot.position,
         chain_head=snapshot.chain_head, size=snapshot.size, sha256=snapshot.sha256, created_ms=created_ms,
         bucket=bucket, key=key, version_id=version_id)
     signed = SignedManifest.seal(manifest, signer)

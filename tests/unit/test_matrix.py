@@ -9,8 +9,9 @@ from typing import Any, cast
 
 import pytest
 
+from paydar.chaos.faults import FAULTS
 from paydar.chaos.load import Sample
-from paydar.chaos.matrix import FAULTS, cells, experiment
+from paydar.chaos.matrix import cells, experiment
 from paydar.drill.report import render_html
 from paydar.drill.run import DrillReport, blast_radius
 from paydar.infra.local.plan import build_plan

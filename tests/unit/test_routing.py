@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from paydar.model.errors import TableRejected
+from paydar.model.errors import TableRejected, TableRejection
 from paydar.model.identity import KeyStore
-from paydar.model.routing import RoutingTable, ServiceRoute, SignedTable, TableGuard, TableRejection, sign_table
+from paydar.model.routing import RoutingTable, ServiceRoute, SignedTable, TableGuard, sign_table
 
 REGIONS = ("tehran", "isfahan", "mashhad")
 NOW = 1_000_000.0

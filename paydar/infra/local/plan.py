@@ -8,26 +8,17 @@ one region reaches another region only through a link that chaos can cut.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from paydar.infra.local.ports import PortAllocator
+from paydar.model.ids import Kind, gateway_id, link_id, node_id
 from paydar.model.topology import NationalTopology
 
-__all__ = ["ComponentKind", "LinkPlan", "Plan", "PlannedComponent", "build_plan"]
+__all__ = ["LinkPlan", "Plan", "PlannedComponent", "build_plan"]
 
 HOST = "127.0.0.1"
-
-
-class ComponentKind(StrEnum):
-    NODE = "node"
-    GATEWAY = "gateway"
-    PROBER = "prober"
-    CONTROLLER = "controller"
-    LINK = "link"
-    VAULT = "vault"
 
 
 class PlannedComponent(BaseModel):
@@ -36,7 +27,7 @@ class PlannedComponent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
-    kind: ComponentKind
+    kind: Kind
     region: str | None = None
     service: str | None = None
     port: int
@@ -92,7 +83,7 @@ class Plan(BaseModel):
                 return component
         raise KeyError(f"no component {component_id!r} in this realization")
 
-    def of_kind(self, kind: ComponentKind) -> list[PlannedComponent]:
+    def of_kind(self, kind: Kind) -> list[PlannedComponent]:
         return [c for c in self.components if c.kind is kind]
 
     def link(self, source: str, target: str) -> LinkPlan:
@@ -115,12 +106,6 @@ class Plan(BaseModel):
         return self.component(node_id(service, region))
 
 
-def node_id(service: str, region: str) -> str:
-    return f"node.{service}.{region}"
-
-
-def gateway_id(region: str) -> str:
-    return f"gateway.{region}"
 
 
 def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator | None = None) -> Plan:
@@ -128,13 +113,13 @@ def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator
     ports = ports or PortAllocator()
     components: list[PlannedComponent] = []
     for region in topology.region_names:
-        components.append(PlannedComponent(id=gateway_id(region), kind=ComponentKind.GATEWAY, region=region,
+        components.append(PlannedComponent(id=gateway_id(region), kind=Kind.GATEWAY, region=region,
                                            port=ports.take()))
         for service in topology.services_in(region):
-            components.append(PlannedComponent(id=node_id(service.id, region), kind=ComponentKind.NODE,
+            components.append(PlannedComponent(id=node_id(service.id, region), kind=Kind.NODE,
                                                region=region, service=service.id, port=ports.take()))
-        for kind in (ComponentKind.PROBER, ComponentKind.CONTROLLER):
-            if kind is ComponentKind.PROBER and region not in topology.vantage_points:
+        for kind in (Kind.PROBER, Kind.CONTROLLER):
+            if kind is Kind.PROBER and region not in topology.vantage_points:
                 continue
             components.append(PlannedComponent(id=f"{kind.value}.{region}", kind=kind, region=region,
                                                port=ports.take()))
@@ -144,11 +129,11 @@ def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator
             if source == target:
                 continue
             routes = {c.id: ports.take() for c in components if c.region == target}
-            link = LinkPlan(id=f"link.{source}.{target}", source=source, target=target,
+            link = LinkPlan(id=link_id(source, target), source=source, target=target,
                             admin_port=ports.take(), routes=routes)
             links.append(link)
-            components.append(PlannedComponent(id=link.id, kind=ComponentKind.LINK, port=link.admin_port))
+            components.append(PlannedComponent(id=link.id, kind=Kind.LINK, port=link.admin_port))
     vault = VaultPlan(s3=ports.take_pair(), master=ports.take_pair(), volume=ports.take_pair(),
                       filer=ports.take_pair(), admin=ports.take_pair())
-    components.append(PlannedComponent(id="vault", kind=ComponentKind.VAULT, port=vault.s3))
+    components.append(PlannedComponent(id="vault", kind=Kind.VAULT, port=vault.s3))
     return Plan(state_dir=state_dir, components=tuple(components), links=tuple(links), vault=vault)

@@ -22,12 +22,13 @@ from typing import Any
 
 from paydar.infra.local import vault
 from paydar.infra.local.layout import StateLayout
-from paydar.infra.local.plan import ComponentKind, Plan, PlannedComponent, build_plan
+from paydar.infra.local.plan import Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
 from paydar.model.buckets import bucket_name
 from paydar.model.errors import PaydarError
 from paydar.model.files import read_secret, write_json_atomic, write_secret
 from paydar.model.identity import ENTRY_MODULES, OPERATOR, KeyStore
+from paydar.model.ids import Kind, controller_id, gateway_id, node_id, prober_id
 from paydar.model.routing import SignedTable, initial_table, sign_table
 from paydar.model.signing import Signer
 from paydar.model.topology import NationalTopology, load_topology
@@ -45,12 +46,12 @@ __all__ = ["AlreadyRunning", "Realization", "UpFailed", "down", "load_realizatio
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 90.0
 CRASH_LOOP_SPAWNS = 3
-SIGNING_KINDS = (ComponentKind.NODE, ComponentKind.GATEWAY, ComponentKind.PROBER, ComponentKind.CONTROLLER)
-MODULES = {**{ComponentKind(role): module for role, module in ENTRY_MODULES.items()},
-           ComponentKind.LINK: "paydar.infra.local.linkproxy"}
+SIGNING_KINDS = (Kind.NODE, Kind.GATEWAY, Kind.PROBER, Kind.CONTROLLER)
+MODULES = {**{Kind(role): module for role, module in ENTRY_MODULES.items()},
+           Kind.LINK: "paydar.infra.local.linkproxy"}
 # Vault first, links and gateways next, nodes, then the probers and controllers that watch them.
-PRIORITY = {ComponentKind.VAULT: 100, ComponentKind.LINK: 200, ComponentKind.GATEWAY: 200,
-            ComponentKind.NODE: 300, ComponentKind.PROBER: 400, ComponentKind.CONTROLLER: 400}
+PRIORITY = {Kind.VAULT: 100, Kind.LINK: 200, Kind.GATEWAY: 200,
+            Kind.NODE: 300, Kind.PROBER: 400, Kind.CONTROLLER: 400}
 Progress = Callable[[str, int, int], None]
 
 
@@ -179,7 +180,7 @@ def _write_identities(realization: Realization) -> None:
                                           vault.region_actions(region, hosted)))
     write_json_atomic(layout.vault_s3_config, vault.render_s3_config(identities), mode=0o600)
     if not layout.table.exists():
-        signers = [keystore.signer(f"controller.{r}") for r in topology.region_names[: topology.control.threshold]]
+        signers = [keystore.signer(controller_id(r)) for r in topology.region_names[: topology.control.threshold]]
         signed = sign_table(initial_table(topology, time.time()), signers)
         write_json_atomic(layout.table, signed.model_dump(mode="json"))
 
@@ -207,31 +208,31 @@ def _write_component_configs(realization: Realization) -> list[Program]:
     programs = []
     for component in plan.components:
         path = layout.config(component.id)
-        if component.kind is ComponentKind.NODE:
+        if component.kind is Kind.NODE:
             assert component.service and component.region
             service = topology.service(component.service)
-            peers = {r: plan.url_from(component.region, f"node.{service.id}.{r}")
+            peers = {r: plan.url_from(component.region, node_id(service.id, r))
                      for r in service.regions if r != component.region}
             config: dict[str, Any] = _common(realization, component) | {
                 "service": service.id, "peers": peers, "vault_endpoint": plan.vault.endpoint,
                 "vault_identity": str(layout.vault_region(component.region))}
-        elif component.kind is ComponentKind.GATEWAY:
+        elif component.kind is Kind.GATEWAY:
             config = _common(realization, component) | {
                 "nodes": _nodes_from(realization, component.region),
                 "gateways": _gateways_from(realization, component.region, include_own=False)}
-        elif component.kind is ComponentKind.PROBER:
+        elif component.kind is Kind.PROBER:
             config = _common(realization, component) | {
                 "nodes": _nodes_from(realization, component.region),
                 "gateways": _gateways_from(realization, component.region, include_own=True)}
-        elif component.kind is ComponentKind.CONTROLLER:
+        elif component.kind is Kind.CONTROLLER:
             region = component.region
             config = _common(realization, component) | {
                 "nodes": _nodes_from(realization, region),
                 "gateways": _gateways_from(realization, region, include_own=True),
-                "probers": {f"prober.{r}": plan.url_from(region, f"prober.{r}") for r in topology.vantage_points},
-                "peers": {f"controller.{r}": plan.url_from(region, f"controller.{r}")
+                "probers": {prober_id(r): plan.url_from(region, prober_id(r)) for r in topology.vantage_points},
+                "peers": {controller_id(r): plan.url_from(region, controller_id(r))
                           for r in topology.region_names if r != region}}
-        elif component.kind is ComponentKind.LINK:
+        elif component.kind is Kind.LINK:
             link = next(li for li in plan.links if li.id == component.id)
             config = {"link": f"{link.source}->{link.target}", "host": "127.0.0.1", "admin_port": link.admin_port,
                       "token_file": str(layout.link_token(link.id)),
@@ -255,25 +256,25 @@ def _write_component_configs(realization: Realization) -> list[Program]:
 
 def _nodes_from(realization: Realization, region: str | None) -> dict[str, dict[str, str]]:
     """Every node, as ``region`` reaches it."""
-    return {s.id: {r: realization.plan.url_from(region, f"node.{s.id}.{r}") for r in s.regions}
+    return {s.id: {r: realization.plan.url_from(region, node_id(s.id, r)) for r in s.regions}
             for s in realization.topology.services}
 
 
 def _gateways_from(realization: Realization, region: str | None, *, include_own: bool) -> dict[str, str]:
-    return {r: realization.plan.url_from(region, f"gateway.{r}") for r in realization.topology.region_names
+    return {r: realization.plan.url_from(region, gateway_id(r)) for r in realization.topology.region_names
             if include_own or r != region}
 
 
 def probe(realization: Realization, component: PlannedComponent, timeout: float = 1.0) -> bool:
     """True when the component answers its readiness check."""
-    if component.kind is ComponentKind.VAULT:
+    if component.kind is Kind.VAULT:
         try:
             vault_client(realization.plan.vault.endpoint, realization.vault_admin(),
                          timeout=timeout).list_buckets()
             return True
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
-    path = "/livez" if component.kind is ComponentKind.LINK else "/readyz"
+    path = "/livez" if component.kind is Kind.LINK else "/readyz"
     try:
         with urllib.request.urlopen(component.url + path, timeout=timeout) as response:
             return bool(response.status == 200)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paydar.model.ids import controller_id, gateway_id, node_id, prober_id
 from paydar.model.topology import NationalTopology
 
 __all__ = ["CITIZENS", "VAULT", "Component", "Path", "components", "intended_paths"]
@@ -41,11 +42,11 @@ def components(topology: NationalTopology) -> list[Component]:
     """Every workload of the national system, region by region."""
     found = []
     for region in topology.region_names:
-        found.append(Component(f"gateway.{region}", "gateway", region))
-        found += [Component(f"node.{s.id}.{region}", "node", region, s.id) for s in topology.services_in(region)]
+        found.append(Component(gateway_id(region), "gateway", region))
+        found += [Component(node_id(s.id, region), "node", region, s.id) for s in topology.services_in(region)]
         if region in topology.vantage_points:
-            found.append(Component(f"prober.{region}", "prober", region))
-        found.append(Component(f"controller.{region}", "controller", region))
+            found.append(Component(prober_id(region), "prober", region))
+        found.append(Component(controller_id(region), "controller", region))
     return found
 
 

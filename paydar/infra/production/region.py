@@ -22,6 +22,7 @@ from paydar.infra.production.paths import CITIZENS, VAULT, Component, Path
 from paydar.infra.production.settings import StackSettings
 from paydar.infra.production.vault import RegionCredentials
 from paydar.model.identity import ENTRY_MODULES, Role
+from paydar.model.ids import gateway_id
 
 __all__ = ["COMPONENT_LABEL", "RegionArgs", "RegionStack", "peer"]
 
@@ -92,7 +93,7 @@ class RegionStack(pulumi.ComponentResource):
         self.services: dict[str, k8s.core.v1.Service] = {}
         for component in (c for c in args.components if c.region == region):
             self.services[component.id] = self._workload(name, component, args, by_id, ns, child)
-        gateway = self.services[f"gateway.{region}"]
+        gateway = self.services[gateway_id(region)]
         self.gateway_endpoint = gateway.status.apply(lambda s: _address(s, f"gateway.paydar-{region}.svc",
                                                                         settings.port))
         self.register_outputs({"namespace": ns, "gateway_endpoint": self.gateway_endpoint})

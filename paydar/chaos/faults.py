@@ -1,0 +1,84 @@
+"""Every fault the drill can inject, in one registry: its name, the action that injects it and
+where that action lives, the extra checks it calls for, and which components it applies to.
+
+The name is the one a matrix cell carries (``node.1101.tehran:crash``), the one an action
+records as the fault in force (``fault.json``), and the one :func:`~paydar.chaos.actions.undo_fault`
+dispatches on: one spelling everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["FAULTS", "REGISTRY", "Fault", "FaultSpec"]
+
+ACTIONS = "paydar.chaos.actions"
+COMPROMISE = "paydar.chaos.compromise"
+
+
+class Fault(StrEnum):
+    """One kind of fault."""
+
+    CRASH = "crash"
+    HANG = "hang"
+    ENCRYPT = "encrypt"
+    CORRUPT = "corrupt"
+    BYZANTINE_PRIMARY = "byzantine-primary"
+    FLOOD = "flood"
+    LIE = "lie"
+    POISON = "poison"
+    ROGUE_TABLE = "rogue-table"
+    EQUIVOCATE = "equivocate"
+    CUT = "cut"
+    DROP = "drop"
+    DELAY = "delay"
+    TAMPER = "tamper"
+    SIDE_DOOR = "side-door"
+    PARTITION = "partition"
+    STOLEN_VAULT_CREDENTIALS = "stolen-vault-credentials"
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """How a fault is injected: the Chaos Toolkit action, its module, and what it adds to the steady state."""
+
+    action: str
+    module: str = ACTIONS
+    checks: tuple[str, ...] = ()
+    """Extra steady-state probes the attack calls for (``certified_route_unchanged``, ``backups_intact``)."""
+    detect: bool = False
+    """Whether to time the node noticing its own data is compromised."""
+
+
+_ROUTE_HOLDS = ("certified_route_unchanged",)
+REGISTRY: dict[Fault, FaultSpec] = {
+    Fault.CRASH: FaultSpec("crash_component"),
+    Fault.HANG: FaultSpec("hang_component"),
+    Fault.ENCRYPT: FaultSpec("encrypt_node_data", detect=True),
+    Fault.CORRUPT: FaultSpec("corrupt_node_data", detect=True),
+    Fault.BYZANTINE_PRIMARY: FaultSpec("send_hostile_batches", COMPROMISE),
+    Fault.FLOOD: FaultSpec("flood_gateway"),
+    Fault.LIE: FaultSpec("run_lying_prober", checks=_ROUTE_HOLDS),
+    Fault.POISON: FaultSpec("run_poisoning_prober", COMPROMISE, checks=_ROUTE_HOLDS),
+    Fault.ROGUE_TABLE: FaultSpec("push_rogue_table", checks=_ROUTE_HOLDS),
+    Fault.EQUIVOCATE: FaultSpec("equivocate_as_controller", COMPROMISE, checks=_ROUTE_HOLDS),
+    Fault.CUT: FaultSpec("cut_link"),
+    Fault.DROP: FaultSpec("drop_link"),
+    Fault.DELAY: FaultSpec("delay_link"),
+    Fault.TAMPER: FaultSpec("tamper_link", COMPROMISE),
+    Fault.SIDE_DOOR: FaultSpec("open_vault_side_doors", COMPROMISE),
+    Fault.PARTITION: FaultSpec("partition_region"),
+    Fault.STOLEN_VAULT_CREDENTIALS: FaultSpec("tamper_backups_with_region_credentials", checks=("backups_intact",)),
+}
+
+FAULTS: dict[str, tuple[Fault, ...]] = {
+    "node": (Fault.CRASH, Fault.HANG, Fault.ENCRYPT, Fault.CORRUPT, Fault.BYZANTINE_PRIMARY),
+    "gateway": (Fault.CRASH, Fault.HANG, Fault.FLOOD),
+    "prober": (Fault.CRASH, Fault.HANG, Fault.LIE, Fault.POISON),
+    "controller": (Fault.CRASH, Fault.HANG, Fault.ROGUE_TABLE, Fault.EQUIVOCATE),
+    "link": (Fault.CUT, Fault.DROP, Fault.DELAY, Fault.TAMPER),
+    "vault": (Fault.CRASH, Fault.HANG, Fault.SIDE_DOOR),
+    "region": (Fault.PARTITION, Fault.STOLEN_VAULT_CREDENTIALS),
+}
+"""Faults per kind of component; a region stands for all of its links and its vault identity."""
