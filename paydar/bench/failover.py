@@ -29,6 +29,7 @@ from paydar.chaos.workload import Workload, read_back
 from paydar.infra.local.realizer import Realization, down, up
 from paydar.model.errors import PaydarError
 from paydar.model.ids import controller_id
+from paydar.node.models import NodeRole, NodeState
 
 __all__ = ["bench_failover"]
 
@@ -95,7 +96,8 @@ def _restart_region(realization: Realization, region: str, service: str) -> None
     for component in [c for c in realization.plan.components if c.region == region]:
         rpc.startProcess(component.id, True)
     node = realization.plan.node(service, region).url
-    _await(f"{region} to rejoin as standby", lambda: _get(node + "/state")["role"] == "standby")
+    _await(f"{region} to rejoin as standby",
+           lambda: NodeState.model_validate(_get(node + "/state")).role is NodeRole.STANDBY)
     _await_watched(realization, region)
 
 

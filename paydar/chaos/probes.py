@@ -30,7 +30,7 @@ from paydar.chaos.workload import read_back
 from paydar.gateway.client import GatewayClient
 from paydar.infra.local.realizer import Realization
 from paydar.ops.backups import list_vault
-from paydar.ops.failover import current_table, fetch_json
+from paydar.ops.failover import current_table, fetch_node_state
 from paydar.ops.restore import CANDIDATES
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.s3 import vault_client
@@ -117,7 +117,7 @@ def seconds_until_compromise_detected(timeout: float = 20.0, node: str | None = 
     url = component(system, node).url + "/state"
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if (fetch_json(url) or {}).get("compromised"):
+        if (state := fetch_node_state(url)) and state.compromised:
             return round(time.monotonic() - started, 3)
         time.sleep(0.1)
     raise ActivityFailed(f"{node} did not notice its compromised data within {timeout:.0f}s")

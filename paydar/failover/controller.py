@@ -44,7 +44,8 @@ from paydar.model.identity import Role
 from paydar.model.ids import ComponentId, Kind, gateway_id, node_id
 from paydar.model.routing import RoutingTable, SignedTable
 from paydar.model.signing import Signature, verify_threshold
-from paydar.model.wire import as_counter, parse_json
+from paydar.model.wire import parse_json
+from paydar.node.models import NodeState
 from paydar.probes.models import ObservationRound, SignedObservations
 from paydar.server.component import Foundation
 
@@ -289,12 +290,12 @@ class Controller:
         states: dict[str, ReplicaState | None] = {}
         for region, answer in zip(regions, answers, strict=True):
             try:  # a replica's own answer is untrusted: any surprise makes it "did not answer"
-                states[region] = ReplicaState(
-                    epoch=as_counter(answer["epoch"]), log_position=as_counter(answer["log_position"], minimum=-1),
-                    acked_position=as_counter(answer["acked_position"]),
-                    compromised=bool(answer["compromised"])) if answer else None
-            except (KeyError, TypeError, ValueError):
-                states[region] = None
+                node = NodeState.model_validate(answer) if answer else None
+            except ValidationError:
+                node = None
+            states[region] = ReplicaState(epoch=node.epoch, log_position=node.log_position,
+                                          acked_position=node.acked_position,
+                                          compromised=bool(node.compromised)) if node else None
         return states
 
     async def _propose(self, decision: Decision) -> None:

@@ -36,11 +36,14 @@ from paydar.node.errors import IntegrityViolation, WriteRefused
 from paydar.node.metrics import NodeMetrics
 from paydar.node.models import (
     MAX_BATCH_ENTRIES,
+    MAX_REASON_CHARS,
     DocumentIn,
     NodeRole,
+    NodeState,
     ReplicationBatch,
     SignedBatch,
     SignedReply,
+    StandbyProgress,
 )
 from paydar.node.replication import Replicator, answer_batch
 from paydar.node.store import DocumentStore, VerifyResult, verify_file
@@ -394,20 +397,18 @@ class NodeRuntime:
         self.compromised = reason
         self.metrics.integrity_ok.set(0)
 
-    async def state(self) -> dict[str, object]:
+    async def state(self) -> NodeState:
+        """What ``GET /state`` answers: role, epoch, log, acknowledgements, health, last backup."""
         try:
             position, head_hash = await self.db(self._store().head)
         except sqlite3.DatabaseError:
             position, head_hash = -1, ""
         route = self.route
-        return {
-            "component": self.config.component, "service": self.service, "region": self.region,
-            "role": self.role.value, "epoch": self.epoch, "mode": route.mode.value,
-            "primary": route.primary, "table_version": self.table_version,
-            "log_position": position, "chain_head": head_hash,
-            "acked_position": max(self.acked_position, self.known_acked),
-            "compromised": self.compromised, "ack_replicas": self.ack_replicas,
-            "backup": self.backups.last.manifest.model_dump(mode="json") if self.backups.last else None,
-            "standbys": {region: {"matched": r.matched, "reachable": r.reachable}
-                         for region, r in self.replicators.items()},
-        }
+        return NodeState(
+            component=self.config.component, service=self.service, region=self.region, role=self.role,
+            epoch=self.epoch, mode=route.mode, primary=route.primary, table_version=self.table_version,
+            log_position=position, chain_head=head_hash, acked_position=max(self.acked_position, self.known_acked),
+            compromised=self.compromised[:MAX_REASON_CHARS] if self.compromised else None,
+            ack_replicas=self.ack_replicas, backup=self.backups.last.manifest if self.backups.last else None,
+            standbys={region: StandbyProgress(matched=r.matched, reachable=r.reachable)
+                      for region, r in self.replicators.items()})

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
 from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
 from paydar.infra.local.realizer import Realization
@@ -28,9 +30,10 @@ from paydar.model.identity import TrustRoot
 from paydar.model.ids import Kind, gateway_id, node_id
 from paydar.model.routing import RoutingTable, SignedTable, TableGuard
 from paydar.model.wire import parse_json
+from paydar.node.models import NodeState
 
 __all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
-           "promote", "send_intent"]
+           "fetch_node_state", "promote", "send_intent"]
 
 log = logging.getLogger(__name__)
 WAIT_SECONDS = 30.0
@@ -61,6 +64,15 @@ def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
             answer = parse_json(response.read())
             return answer if isinstance(answer, dict) else None
     except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def fetch_node_state(url: str, timeout: float = 2.0) -> NodeState | None:
+    """A node's ``/state`` (its own, unproven word); None when it does not answer or answers nonsense."""
+    answer = fetch_json(url, timeout)
+    try:
+        return NodeState.model_validate(answer) if answer is not None else None
+    except ValidationError:
         return None
 
 
@@ -136,11 +148,11 @@ def replica_views(realization: Realization, service: str) -> dict[str, ReplicaVi
     regions = realization.topology.service(service).regions
 
     def view(region: str) -> ReplicaView:
-        state = fetch_json(realization.plan.component(node_id(service, region)).url + "/state")
+        state = fetch_node_state(realization.plan.component(node_id(service, region)).url + "/state")
         if state is None:
             return ReplicaView(reachable=False)
-        return ReplicaView(reachable=True, log_position=int(state["log_position"]),
-                           acked_position=int(state["acked_position"]), compromised=bool(state["compromised"]))
+        return ReplicaView(reachable=True, log_position=state.log_position, acked_position=state.acked_position,
+                           compromised=bool(state.compromised))
 
     with ThreadPoolExecutor(max_workers=len(regions)) as pool:
         return dict(zip(regions, pool.map(view, regions), strict=True))

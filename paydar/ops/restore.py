@@ -30,9 +30,11 @@ from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError
 from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
+from paydar.model.routing import RouteMode
+from paydar.node.models import NodeRole, NodeState
 from paydar.node.store import verify_file
 from paydar.ops.backups import select_nodes
-from paydar.ops.failover import current_table, fetch_json
+from paydar.ops.failover import current_table, fetch_node_state
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import RestoreRefused, choose, fetch_verified, list_backups
 from paydar.vault.s3 import vault_client
@@ -107,9 +109,8 @@ def _refuse_rollback(realization: Realization, node: str, manifest: BackupManife
     The node's own record is out of reach of its region's vault credentials: whoever hides
     the newest manifest in the vault cannot also change what the node remembers.
     """
-    state = fetch_json(realization.plan.component(node).url + "/state") or {}
-    last = state.get("backup") if isinstance(state.get("backup"), dict) else None
-    known = int(last.get("position", -1)) if last else -1
+    state = fetch_node_state(realization.plan.component(node).url + "/state")
+    known = state.backup.position if state and state.backup else -1
     if known > manifest.position:
         raise RestoreRefused(f"{node} reports its last backup at position {known}, but the newest backup that "
                              f"verifies in the vault is at position {manifest.position}: a newer one is missing or "
@@ -120,8 +121,8 @@ def _refuse_primary(realization: Realization, service: str, region: str) -> None
     """Refuse when the verified table *or the node itself* says it is the writable primary:
     neither a lying gateway nor a stale table may make restore rebuild the real primary."""
     route = current_table(realization).table.route(service)
-    state = fetch_json(realization.plan.component(node_id(service, region)).url + "/state") or {}
-    says_primary = state.get("role") == "primary" and state.get("mode") == "read-write"
+    state = fetch_node_state(realization.plan.component(node_id(service, region)).url + "/state")
+    says_primary = state is not None and state.role is NodeRole.PRIMARY and state.mode is RouteMode.READ_WRITE
     if says_primary or (route.primary == region and route.writable):
         others = [r for r in route.regions if r != region]
         raise RestoreRefused(
@@ -173,18 +174,18 @@ def _primary_acked(realization: Realization, service: str) -> int:
     route = current_table(realization).table.route(service)
     if route.primary is None:
         return 0
-    state = fetch_json(realization.plan.component(node_id(service, route.primary)).url + "/state")
-    return int(state.get("acked_position", 0)) if state else 0
+    state = fetch_node_state(realization.plan.component(node_id(service, route.primary)).url + "/state")
+    return state.acked_position if state else 0
 
 
 def _wait_rejoined(realization: Realization, node: str, target: int, timeout: float) -> int:
     url = realization.plan.component(node).url + "/state"
     deadline = time.monotonic() + timeout
-    last: dict[str, object] | None = None
+    last: NodeState | None = None
     while time.monotonic() < deadline:
-        last = fetch_json(url, timeout=1.0)
-        if last and not last.get("compromised") and int(str(last.get("log_position", -1))) >= target:
-            return int(str(last["log_position"]))
+        last = fetch_node_state(url, timeout=1.0)
+        if last and not last.compromised and last.log_position >= target:
+            return last.log_position
         time.sleep(0.1)
     raise TimeoutError(f"not caught up to position {target} within {timeout:.0f}s; last state: {last}")
 

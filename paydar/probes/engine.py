@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from paydar.model.wire import as_counter, parse_json
+from paydar.node.models import NodeState
 from paydar.probes.models import TargetKind, TargetObservation
 
 __all__ = ["ProbeEngine", "Target"]
@@ -94,19 +95,16 @@ def _node_observation(target: str, status: int, raw: bytes, latency_ms: float) -
     # A node's answer is untrusted: every field is checked, and any surprise makes it "not ready"
     # (ValidationError is a ValueError), never an exception that would end the whole round.
     try:
-        state = parse_json(raw)
-        standbys = state.get("standbys") or {}
-        position = as_counter(state["log_position"], minimum=-1)
-        lag = {str(region)[:64]: max(0, position - as_counter(s.get("matched", 0)))
-               for region, s in list(standbys.items())[:64]}
-        compromised = bool(state.get("compromised"))
+        state = NodeState.model_validate(parse_json(raw))
+        position = state.log_position
+        lag = {region: max(0, position - s.matched) for region, s in state.standbys.items()}
+        compromised = bool(state.compromised)
         return TargetObservation(
             target=target, alive=True, ready=status == 200 and not compromised, latency_ms=latency_ms,
-            error=(f"compromised: {str(state['compromised'])[:200]}" if compromised else
+            error=(f"compromised: {str(state.compromised)[:200]}" if compromised else
                    None if status == 200 else f"status {status}"),
-            role=str(state.get("role"))[:32], epoch=as_counter(state["epoch"]), position=position,
-            acked=as_counter(state.get("acked_position", 0)), head=str(state.get("chain_head", ""))[:64],
-            table_version=as_counter(state.get("table_version", 0)), compromised=compromised, lag=lag)
+            role=state.role.value, epoch=state.epoch, position=position, acked=state.acked_position,
+            head=state.chain_head, table_version=state.table_version, compromised=compromised, lag=lag)
     except (ValueError, KeyError, TypeError, AttributeError):
         return TargetObservation(target=target, alive=True, ready=False, latency_ms=latency_ms,
                                  error=f"status {status} with an unusable state document")
