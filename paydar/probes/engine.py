@@ -18,7 +18,7 @@ from paydar.model.wire import as_counter, parse_json
 from paydar.node.models import NodeState
 from paydar.probes.models import TargetKind, TargetObservation
 
-__all__ = ["ProbeEngine", "Target"]
+__all__ = ["ProbeEngine", "Target", "gateway_observation", "node_observation"]
 
 MAX_ANSWER_BYTES = 256 * 1024
 
@@ -66,8 +66,8 @@ class ProbeEngine:
                                          error=_reason(exc))
             latency_ms = (time.monotonic() - started) * 1000
         if target.kind is TargetKind.GATEWAY:
-            return _gateway_observation(target.id, status, raw, latency_ms)
-        return _node_observation(target.id, status, raw, latency_ms)
+            return gateway_observation(target.id, status, raw, latency_ms)
+        return node_observation(target.id, status, raw, latency_ms)
 
     async def get_json(self, url: str) -> dict[str, object] | None:
         """A bounded GET for the integrity and lag checks; None when there is no usable answer."""
@@ -82,7 +82,8 @@ class ProbeEngine:
                 return None
 
 
-def _gateway_observation(target: str, status: int, raw: bytes, latency_ms: float) -> TargetObservation:
+def gateway_observation(target: str, status: int, raw: bytes, latency_ms: float) -> TargetObservation:
+    """What a gateway's ``/readyz`` answer means: ready on 200, and the table version it claims."""
     try:
         version: int | None = as_counter(parse_json(raw)["table_version"])
     except (ValueError, KeyError, TypeError):
@@ -91,7 +92,8 @@ def _gateway_observation(target: str, status: int, raw: bytes, latency_ms: float
                              error=None if status == 200 else f"status {status}", table_version=version)
 
 
-def _node_observation(target: str, status: int, raw: bytes, latency_ms: float) -> TargetObservation:
+def node_observation(target: str, status: int, raw: bytes, latency_ms: float) -> TargetObservation:
+    """What a node's ``/state`` answer means: ready only on 200 with a state that parses and no compromise."""
     # A node's answer is untrusted: every field is checked, and any surprise makes it "not ready"
     # (ValidationError is a ValueError), never an exception that would end the whole round.
     try:
