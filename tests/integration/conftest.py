@@ -7,57 +7,18 @@ and the session fails if any process a test started is still alive.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from paydar.bench.up import process_tree
 from paydar.infra.local.realizer import Realization, down, up
+from tests.helpers import ROOT, write_topology
 
-ROOT = Path(__file__).resolve().parents[2]
 STARTED_PIDS: set[int] = set()
-
-
-def http(method: str, url: str, body: Any = None, *, headers: dict[str, str] | None = None,
-         raw: bytes | None = None, timeout: float = 10.0) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """One HTTP call; returns (status, JSON body, headers) for any status."""
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
-            return response.status, json.loads(payload) if payload else {}, dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        payload = exc.read()
-        try:
-            parsed = json.loads(payload) if payload else {}
-        except ValueError:
-            parsed = {"raw": payload.decode(errors="replace")}
-        return exc.code, parsed, dict(exc.headers)
-
-
-def document(n: int, tag: str = "t") -> dict[str, Any]:
-    return {"citizen_id": f"{n:010d}", "kind": "national-id-card", "data": {"tag": tag, "n": n}}
-
-
-def write_topology(path: Path, **overrides: Any) -> Path:
-    """The example topology with overrides; ``services=[...]`` keeps only those ids."""
-    data = yaml.safe_load((ROOT / "national.yaml").read_text())
-    keep = overrides.pop("services", None)
-    if keep is not None:
-        data["services"] = [s for s in data["services"] if s["id"] in keep]
-    for key, value in overrides.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _track(realization: Realization) -> None:

@@ -26,13 +26,23 @@ from paydar.ops.restore import RestoreFailed, restore
 from paydar.vault.manifest import BackupManifest, SignedManifest, manifest_key
 from paydar.vault.restore import RestoreRefused
 from paydar.vault.s3 import S3Client, error_code, load_identity, vault_client
-from tests.integration.conftest import SystemFactory, document, http, running, write_topology
-from tests.integration.test_failover import assert_history_holds, state, wait_failover_from, writers
-from tests.waiting import wait_until
+from tests.helpers import (
+    SERVICE,
+    assert_history_holds,
+    document,
+    http,
+    node_state,
+    state,
+    wait_failover_from,
+    wait_until,
+    write_topology,
+    writers,
+)
+from tests.integration.conftest import SystemFactory, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-SERVICE = "1101"
+
 FAST_CHECKS = {"storage": {"integrity_interval": "1s", "backup_interval": "1h"}}
 DETECTION_TIMEOUT = 1.0 + 5.0  # one integrity interval, plus a generous margin for a loaded CI machine
 
@@ -233,10 +243,6 @@ def test_point_in_time_restore_returns_exactly_what_was_acknowledged_up_to_that_
 
 def start_fast(start_system: SystemFactory) -> Realization:
     return start_system(**FAST_CHECKS)
-
-
-def node_state(system: Realization, region: str) -> dict[str, Any]:
-    return state(system, f"node.{SERVICE}.{region}")
 
 
 def wait_compromised(system: Realization, region: str) -> str:

@@ -32,15 +32,10 @@ from paydar.ops.failover import current_table
 from paydar.ops.restore import restore
 from paydar.probes.models import ObservationRound
 from paydar.vault.restore import RestoreRefused
-from tests.integration.conftest import ROOT, SystemFactory, document, http, running
-from tests.waiting import wait_until
+from tests.helpers import ROOT, SERVICE, document, http, state, wait_until
+from tests.integration.conftest import SystemFactory, running
 
 pytestmark = pytest.mark.integration
-SERVICE = "1101"  # tehran, then isfahan, then mashhad
-
-
-def state(system: Realization, component: str) -> dict[str, Any]:
-    return http("GET", system.plan.component(component).url + "/state", timeout=5)[1]
 
 
 def post(url: str, payload: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:

@@ -25,7 +25,8 @@ from paydar.chaos.probes import acknowledged_writes_lost, citizen_availability
 from paydar.chaos.target import append_ledger
 from paydar.chaos.workload import read_back
 from paydar.infra.local.realizer import Realization
-from tests.integration.conftest import ROOT, running, write_topology
+from tests.helpers import ROOT, write_topology
+from tests.integration.conftest import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

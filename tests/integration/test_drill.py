@@ -14,7 +14,8 @@ import yaml
 from paydar.chaos.catalog import load_catalog, run_experiments
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.realizer import down
-from tests.integration.conftest import ROOT, running, write_topology
+from tests.helpers import ROOT, write_topology
+from tests.integration.conftest import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

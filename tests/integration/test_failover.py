@@ -7,67 +7,34 @@ history: every acknowledged write is readable, with its acknowledged content, af
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
-from paydar.chaos.invariants import check_acknowledged
 from paydar.chaos.liar import ScriptedProber
-from paydar.chaos.workload import Workload, read_back
-from paydar.infra.local.linkadmin import LinkAdmin
 from paydar.infra.local.realizer import Realization
 from paydar.model.routing import RoutingTable, initial_table, sign_table
-from tests.integration.conftest import SystemFactory, document, http
-from tests.waiting import wait_until
+from tests.helpers import (
+    FAILOVER_TIMEOUT,
+    SERVICE,
+    assert_history_holds,
+    document,
+    http,
+    link_admin,
+    route,
+    state,
+    wait_failover_from,
+    wait_until,
+    writers,
+)
+from tests.integration.conftest import SystemFactory
 
 pytestmark = pytest.mark.integration
-SERVICE = "1101"  # tehran, then isfahan, then mashhad
-FAILOVER_TIMEOUT = 30.0
-
-
-def link_admin(system: Realization, source: str, target: str) -> LinkAdmin:
-    link = system.plan.link(source, target)
-    return LinkAdmin(link.admin_url, system.link_token(link.id))
-
-
-def state(system: Realization, component: str) -> dict[str, Any]:
-    return http("GET", system.plan.component(component).url + "/state", timeout=3)[1]
-
-
-def route(system: Realization, via: str) -> dict[str, Any]:
-    found: dict[str, Any] = state(system, f"gateway.{via}")["services"][SERVICE]
-    return found
 
 
 def controller_rounds(system: Realization, region: str) -> int:
     return int(state(system, f"controller.{region}")["judgement_rounds"])
-
-
-@contextmanager
-def writers(system: Realization, regions: tuple[str, ...]) -> Iterator[Workload]:
-    workload = Workload({r: system.plan.gateway(r).url for r in regions}, [SERVICE]).start()
-    try:
-        yield workload
-    finally:
-        workload.stop()
-
-
-def assert_history_holds(system: Realization, workload: Workload, regions: tuple[str, ...]) -> None:
-    ledger = workload.ledger
-    assert ledger.acknowledged_count > 0, "the writers never got an acknowledgement"
-    for region in regions:
-        violations = check_acknowledged(ledger, asyncio.run(read_back(system, ledger, region)))
-        assert violations == [], f"via {region}: {violations[:5]}"
-
-
-def wait_failover_from(system: Realization, old: str, via: str) -> dict[str, Any]:
-    return wait_until(lambda: (r := route(system, via))["primary"] not in (None, old) and r, FAILOVER_TIMEOUT,
-                      f"service {SERVICE} to fail over away from {old}")
 
 
 def test_region_crash_fails_over_and_keeps_every_acknowledged_write(start_system: SystemFactory) -> None:

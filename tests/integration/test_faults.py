@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -15,23 +14,13 @@ from paydar.bench.up import process_tree
 from paydar.chaos.invariants import AckLedger, check_acknowledged
 from paydar.chaos.workload import read_back, write_burst
 from paydar.infra.local.layout import StateLayout
-from paydar.infra.local.linkadmin import LinkAdmin
-from paydar.infra.local.realizer import Realization, UpFailed, down, up
+from paydar.infra.local.realizer import UpFailed, down, up
 from paydar.infra.local.supervisor import Supervisor
 from paydar.ops.failover import FailoverRefused, promote
-from tests.integration.conftest import SystemFactory, document, http, write_topology
-from tests.waiting import wait_until
+from tests.helpers import document, http, link_admin, node_state, wait_until, write_topology
+from tests.integration.conftest import SystemFactory
 
 pytestmark = pytest.mark.integration
-
-
-def link_admin(system: Realization, source: str, target: str) -> LinkAdmin:
-    link = system.plan.link(source, target)
-    return LinkAdmin(link.admin_url, system.link_token(link.id))
-
-
-def node_state(system: Realization, region: str, service: str = "1101") -> dict[str, Any]:
-    return http("GET", system.plan.node(service, region).url + "/state")[1]
 
 
 def test_manual_failover_keeps_every_acknowledged_write_and_fences(start_system: SystemFactory) -> None:

@@ -16,7 +16,8 @@ from paydar.model.identity import TrustRoot
 from paydar.model.routing import TableGuard, sign_table
 from paydar.ops.failover import current_table
 from paydar.ops.keys import rotate
-from tests.integration.conftest import running, write_topology
+from tests.helpers import write_topology
+from tests.integration.conftest import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -20,8 +20,8 @@ import pytest
 
 from paydar.infra.local.linkproxy import LinkAdmin, LinkAdminError, LinkMode
 from paydar.infra.local.ports import PortAllocator
-from tests.integration.conftest import STARTED_PIDS, http
-from tests.waiting import wait_until
+from tests.helpers import http, wait_until
+from tests.integration.conftest import STARTED_PIDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -12,8 +12,7 @@ import pytest
 
 from paydar.infra.local.realizer import AlreadyRunning, Realization, up
 from paydar.model.routing import RoutingTable, ServiceRoute, SignedTable, sign_table
-from tests.integration.conftest import ROOT, document, http
-from tests.waiting import wait_until
+from tests.helpers import ROOT, document, http, wait_until
 
 pytestmark = pytest.mark.integration
 

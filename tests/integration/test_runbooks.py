@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +26,12 @@ from paydar.chaos.actions import (
 )
 from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.probes import seconds_until_available, seconds_until_compromise_detected
-from paydar.chaos.target import clear_fault
+from paydar.chaos.target import clear_fault, fault
 from paydar.infra.local.realizer import Realization
 from paydar.ops.backups import backup_now
 from paydar.ops.failover import current_table
-from tests.integration.conftest import running, write_topology
-from tests.waiting import wait_until
+from tests.helpers import wait_until, write_topology
+from tests.integration.conftest import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -106,13 +107,20 @@ def test_ransomware_on_a_node_is_restored_by_its_runbook(system: Realization) ->
 
 
 def test_a_flooded_gateway_leaves_the_other_regions_serving(system: Realization) -> None:
-    flood = threading.Thread(target=flood_gateway, kwargs={"region": "mashhad", "seconds": 12, "concurrency": 150,
-                                                           "configuration": configuration(system)})
+    answered: list[tuple[dict[str, int], float]] = []
+    flood = threading.Thread(target=lambda: answered.append((flood_gateway(
+        region="mashhad", seconds=12, concurrency=150, configuration=configuration(system)), time.monotonic())))
     flood.start()
     try:
+        wait_until(lambda: fault(system), 10, "the flood to be in force")
+        runbook_started = time.monotonic()
         run_runbook(system, "gateway-flood", REGION="mashhad")
     finally:
         flood.join(60)
+    [(counts, flood_ended)] = answered
+    assert flood_ended > runbook_started + 2, "the runbook's first steps ran while the gateway was flooded"
+    assert sum(counts.values()) >= 150, f"the flood never reached the gateway: {counts}"
+    assert set(counts) & {"404", "503"}, f"the flooded gateway answered nothing: {counts}"
     clear_fault(system)
     assert_healthy(system)
 

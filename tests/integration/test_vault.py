@@ -32,8 +32,8 @@ from paydar.vault.s3 import (
     provision_buckets,
     vault_client,
 )
+from tests.helpers import wait_until
 from tests.integration.conftest import STARTED_PIDS
-from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectLockRetentionTypeDef
