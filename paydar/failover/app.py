@@ -14,7 +14,6 @@ from paydar.failover.controller import Controller, Disagreement
 from paydar.failover.intents import IntentRefused, SignedIntent
 from paydar.model.errors import TableRejected
 from paydar.model.routing import SignedTable, TableGuard
-from paydar.server.component import table_refused
 from paydar.server.web import (
     json_error,
     livez,
@@ -22,6 +21,7 @@ from paydar.server.web import (
     read_body,
     read_model,
     standard_shedders,
+    table_refused,
 )
 
 __all__ = ["build_app"]

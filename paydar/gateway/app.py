@@ -20,13 +20,13 @@ from paydar.model.errors import TableRejected
 from paydar.model.routing import TableGuard
 from paydar.node.models import DOC_ID_PATTERN
 from paydar.node.receipts import nonce_of
-from paydar.server.component import table_refused
 from paydar.server.web import (
     json_error,
     livez,
     metrics_response,
     read_body,
     standard_shedders,
+    table_refused,
 )
 
 __all__ = ["build_app"]

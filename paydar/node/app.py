@@ -27,7 +27,6 @@ from paydar.node.errors import BatchRefused, IntegrityViolation, WriteRefused
 from paydar.node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
 from paydar.node.receipts import nonce_of, prove, render
 from paydar.node.runtime import NodeRuntime
-from paydar.server.component import table_refused
 from paydar.server.web import (
     json_error,
     livez,
@@ -35,6 +34,7 @@ from paydar.server.web import (
     read_body,
     read_model,
     standard_shedders,
+    table_refused,
 )
 from paydar.vault.s3 import VaultError
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from paydar.model.errors import PaydarError, TableRejected, TableRejection
@@ -23,9 +22,8 @@ from paydar.model.identity import TrustRoot, load_private_key
 from paydar.model.routing import SignedTable, TableGuard
 from paydar.model.signing import Signer
 from paydar.model.topology import NationalTopology, load_topology
-from paydar.server.web import json_error
 
-__all__ = ["ComponentConfig", "Foundation", "load_foundation", "table_refused"]
+__all__ = ["ComponentConfig", "Foundation", "load_foundation"]
 
 log = logging.getLogger(__name__)
 MAX_EVIDENCE = 20
@@ -139,9 +137,3 @@ def load_foundation(config: ComponentConfig) -> Foundation:
                       guard=guard, admin_token=read_secret(config.admin_token_file),
                       table_store=table_store, trust_root_path=config.trust_root)
 
-
-def table_refused(exc: TableRejected, held_version: int) -> web.Response:
-    """The answer to a pushed table that was refused: 409 for one not newer than the held table
-    (a replay or a race, nothing to fear), 403 for every other rule it broke."""
-    status = 409 if exc.reason is TableRejection.NOT_NEWER else 403
-    return json_error(status, str(exc), reason=exc.reason.value, held_version=held_version)

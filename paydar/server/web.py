@@ -18,6 +18,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from paydar.model.errors import TableRejected, TableRejection
+
 __all__ = [
     "HEALTH_PATHS",
     "Lifecycle",
@@ -33,6 +35,7 @@ __all__ = [
     "serve",
     "setup_logging",
     "standard_shedders",
+    "table_refused",
 ]
 
 if TYPE_CHECKING:
@@ -344,3 +347,10 @@ def run_component(description: str, config_type: type[C],
         await run_until_signalled(start, stop, getattr(foundation, "reload_trust", None))
 
     asyncio.run(main())
+
+
+def table_refused(exc: TableRejected, held_version: int) -> web.Response:
+    """The answer to a pushed table that was refused: 409 for one not newer than the held table
+    (a replay or a race, nothing to fear), 403 for every other rule it broke."""
+    status = 409 if exc.reason is TableRejection.NOT_NEWER else 403
+    return json_error(status, str(exc), reason=exc.reason.value, held_version=held_version)
