@@ -38,7 +38,7 @@ from paydar.failover.intents import Intent, IntentLog, SignedIntent
 from paydar.failover.judge import Judge
 from paydar.failover.metrics import ControllerMetrics
 from paydar.failover.planner import ReplicaState, fenced_views
-from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
+from paydar.failover.rounds import RoundPlan, RoundVerdict, admit_round
 from paydar.model.errors import PaydarError, SignatureError, TableRejected, TableRejection
 from paydar.model.identity import Role
 from paydar.model.ids import ComponentId, Kind, gateway_id, node_id
@@ -46,7 +46,7 @@ from paydar.model.routing import RoutingTable, SignedTable
 from paydar.model.signing import Signature, verify_threshold
 from paydar.model.wire import parse_json
 from paydar.node.models import NodeState
-from paydar.probes.models import ObservationRound, SignedObservations
+from paydar.probes.models import ObservationRound
 from paydar.server.component import Foundation
 
 __all__ = ["Controller", "Disagreement", "votes_of"]
@@ -208,31 +208,17 @@ class Controller:
                 raw = await response.content.read(MAX_OBSERVATION_BYTES)
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
-        reason = None
-        try:
-            body = SignedObservations.model_validate_json(raw).open(prober, self.f.trust)
-            check_round(body, prober=prober, region=str(ComponentId.parse(prober).region), plan=self.round_plan,
-                        now=self._clock())
-        except ValidationError:
-            reason = "malformed"
-        except RoundRefused as exc:
-            reason = "invalid"
-            log.warning("prober round refused prober=%s: %s", prober, exc)
-        except (SignatureError, PaydarError):
-            reason = "bad-signature"
-        if reason is None:
-            held = self.rounds.get(prober)
-            # Newer by the clock, not by round number: a restarted prober counts from 1 again.
-            if held is not None and body.finished_at <= held.finished_at:
-                return None  # nothing new (or a replay): it must not count twice
-            if self._clock() - body.finished_at > self.control.observation_max_age:
-                reason = "stale"
-        if reason is not None:
-            self.metrics.observations_refused.labels(prober=prober, reason=reason).inc()
-            log.warning("observations refused prober=%s reason=%s", prober, reason)
+        admission = admit_round(raw, prober=prober, trust=self.f.trust, plan=self.round_plan,
+                                held=self.rounds.get(prober), now=self._clock(),
+                                max_age=self.control.observation_max_age)
+        if admission.verdict is RoundVerdict.NOT_NEW:
             return None
-        self.rounds[prober] = body
-        return body
+        if admission.body is None:
+            self.metrics.observations_refused.labels(prober=prober, reason=admission.verdict.value).inc()
+            log.warning("observations refused prober=%s reason=%s: %s", prober, admission.verdict, admission.detail)
+            return None
+        self.rounds[prober] = admission.body
+        return admission.body
 
     async def _catch_up(self) -> None:
         """Adopt a newer certified table that some node already holds (a missed publish)."""

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
-from paydar.probes.models import ObservationRound
+from pydantic import ValidationError
 
-__all__ = ["ROUND_SKEW_SECONDS", "RoundPlan", "RoundRefused", "check_round"]
+from paydar.model.errors import PaydarError, SignatureError
+from paydar.model.identity import TrustRoot
+from paydar.model.ids import ComponentId
+from paydar.probes.models import ObservationRound, SignedObservations
+
+__all__ = ["ROUND_SKEW_SECONDS", "RoundAdmission", "RoundPlan", "RoundRefused", "RoundVerdict", "admit_round",
+           "check_round"]
 
 ROUND_SKEW_SECONDS = 5.0
 """How far in the future a round's timestamps may be (clocks of two hosts differ a little)."""
@@ -53,3 +60,47 @@ def check_round(body: ObservationRound, *, prober: str, region: str, plan: Round
         regions = set(check.hashes) | set(check.diverged)
         if not regions <= set(plan.services[check.service]):
             raise RoundRefused(f"integrity check of service {check.service} names regions it has no replica in")
+
+
+class RoundVerdict(StrEnum):
+    """What a controller makes of one answer from a prober (the refusals are metric labels)."""
+
+    ACCEPTED = "accepted"
+    NOT_NEW = "not-new"
+    MALFORMED = "malformed"
+    INVALID = "invalid"
+    BAD_SIGNATURE = "bad-signature"
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class RoundAdmission:
+    """The verdict on one prober answer, the round when accepted, and why when refused."""
+
+    verdict: RoundVerdict
+    body: ObservationRound | None = None
+    detail: str = ""
+
+
+def admit_round(raw: bytes, *, prober: str, trust: TrustRoot, plan: RoundPlan, held: ObservationRound | None,
+                now: float, max_age: float) -> RoundAdmission:
+    """Whether ``raw``, fetched from ``prober``, is a new round this controller may judge with.
+
+    It must be signed by the prober's trusted key, parse, pass :func:`check_round`, be newer
+    by the clock than the round held from that prober (a restarted prober counts from 1 again;
+    a replay must not count twice), and not be older than ``max_age``.
+    """
+    try:
+        body = SignedObservations.model_validate_json(raw).open(prober, trust)
+        check_round(body, prober=prober, region=str(ComponentId.parse(prober).region), plan=plan, now=now)
+    except ValidationError as exc:
+        return RoundAdmission(RoundVerdict.MALFORMED, detail=str(exc)[:200])
+    except RoundRefused as exc:
+        return RoundAdmission(RoundVerdict.INVALID, detail=str(exc))
+    except (SignatureError, PaydarError) as exc:
+        return RoundAdmission(RoundVerdict.BAD_SIGNATURE, detail=str(exc))
+    if held is not None and body.finished_at <= held.finished_at:
+        return RoundAdmission(RoundVerdict.NOT_NEW, detail=f"finished at {body.finished_at}, not after the held round")
+    if now - body.finished_at > max_age:
+        return RoundAdmission(RoundVerdict.STALE, detail=f"finished {now - body.finished_at:.1f}s ago")
+    return RoundAdmission(RoundVerdict.ACCEPTED, body=body)

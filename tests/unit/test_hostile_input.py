@@ -9,11 +9,11 @@ import yaml
 from pydantic import ValidationError
 
 from paydar.failover.intents import INTENT_MAX_AGE, Intent, IntentAction, IntentLog, IntentRefused, SignedIntent
-from paydar.failover.rounds import RoundPlan, RoundRefused, check_round
+from paydar.failover.rounds import RoundPlan, RoundRefused, RoundVerdict, admit_round, check_round
 from paydar.model.identity import OPERATOR, KeyStore
 from paydar.model.topology import NationalTopology, parse_topology
 from paydar.node.models import DocumentIn
-from paydar.probes.models import IntegrityObservation, ObservationRound, TargetObservation
+from paydar.probes.models import IntegrityObservation, ObservationRound, SignedObservations, TargetObservation
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 5_000.0
@@ -95,3 +95,29 @@ def test_an_intent_names_a_known_service_in_its_region(topology: NationalTopolog
 def test_a_document_with_non_finite_numbers_is_refused(data: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="finite"):
         DocumentIn.model_validate({"citizen_id": "0012345678", "kind": "diploma", "data": data})
+
+
+@pytest.mark.parametrize(("sealed_by", "raw_fields", "held", "now", "verdict"), [
+    ("prober.tehran", {}, None, NOW, RoundVerdict.ACCEPTED),
+    ("prober.isfahan", {}, None, NOW, RoundVerdict.BAD_SIGNATURE),          # another prober's real key
+    ("prober.tehran", {"ready": ("node.9999.nowhere",)}, None, NOW, RoundVerdict.INVALID),
+    ("prober.tehran", {}, {}, NOW, RoundVerdict.NOT_NEW),                   # a replay of the held round
+    ("prober.tehran", {"finished_at": NOW - 60, "started_at": NOW - 61}, None, NOW, RoundVerdict.STALE),
+])
+def test_a_controller_admits_only_new_rounds_signed_by_their_prober(
+        tmp_path: Path, sealed_by: str, raw_fields: dict[str, object], held: dict[str, object] | None, now: float,
+        verdict: RoundVerdict) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    trust = keys.build_trust_root(["prober.tehran", "prober.isfahan"])
+    raw = SignedObservations.seal(round_of(**raw_fields), keys.signer(sealed_by)).model_dump_json().encode()
+    admission = admit_round(raw, prober="prober.tehran", trust=trust, plan=PLAN,
+                            held=round_of(**held) if held is not None else None, now=now, max_age=10)
+    assert admission.verdict is verdict, admission.detail
+    assert (admission.body is not None) == (verdict is RoundVerdict.ACCEPTED)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{}", b"[1]", b'{"observations": "x", "signature": 1}', b"\xff" * 10])
+def test_garbage_from_a_prober_is_malformed_and_changes_nothing(tmp_path: Path, raw: bytes) -> None:
+    trust = KeyStore(tmp_path / "keys").build_trust_root(["prober.tehran"])
+    admission = admit_round(raw, prober="prober.tehran", trust=trust, plan=PLAN, held=None, now=NOW, max_age=10)
+    assert (admission.verdict, admission.body) == (RoundVerdict.MALFORMED, None)
