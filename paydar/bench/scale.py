@@ -349,6 +349,18 @@ class _Probers:
         return votes
 
 
+def _certifying_controllers(topology: NationalTopology) -> tuple[list[Signer], TableGuard]:
+    """One signing key per region's controller, and a guard that trusts exactly those keys."""
+    keys = [Ed25519PrivateKey.generate() for _ in topology.region_names]
+    controllers = [Signer(k) for k in keys]
+    trust = TrustRoot(roles={Role.CONTROLLER: {
+        s.key_id: TrustedKey(component=controller_id(region), public_key=public_key_to_b64(k.public_key()))
+        for region, s, k in zip(topology.region_names, controllers, keys, strict=True)}})
+    guard = TableGuard(trust=trust, threshold=topology.control.threshold,
+                       known_services=[s.id for s in topology.services])
+    return controllers, guard
+
+
 def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -> dict[str, float]:
     """Time one controller judging ``services x regions`` targets and producing a signed table.
 
@@ -369,17 +381,9 @@ def bench_controller(services: int = 6000, regions: int = 5, probers: int = 5) -
     control = topology.control
     outage = topology.region_names[0]
     vantage = _Probers(topology, probers)
-    controller_keys = [Ed25519PrivateKey.generate() for _ in range(regions)]
-    controllers = [Signer(k) for k in controller_keys]
-    trust = TrustRoot(roles={Role.CONTROLLER: {
-        s.key_id: TrustedKey(component=controller_id(topology.region_names[j]),
-                             public_key=public_key_to_b64(k.public_key()))
-        for j, (s, k) in enumerate(zip(controllers, controller_keys, strict=True))}})
-
+    controllers, guard = _certifying_controllers(topology)
     now = time.time()
     held = initial_table(topology, now)
-    guard = TableGuard(trust=trust, threshold=control.threshold, known_services=[s.id for s in topology.services],
-                       clock=lambda: now)
     guard.accept(sign_table(held, controllers[:control.threshold]))
     judge = Judge(vantage.regions, down_after=control.down_after_rounds, up_after=control.up_after_rounds)
 
