@@ -26,6 +26,8 @@ from rich.console import Console
 from paydar.bench.up import percentile
 from paydar.chaos.invariants import ViolationKind, check_acknowledged
 from paydar.chaos.workload import Workload, read_back
+from paydar.failover.state import ControllerState
+from paydar.gateway.state import GatewayState
 from paydar.infra.local.realizer import Realization, down, up
 from paydar.model.errors import PaydarError
 from paydar.model.ids import controller_id
@@ -58,7 +60,8 @@ def _await(what: str, predicate: Any, timeout: float = STEP_TIMEOUT) -> Any:
 def _primary(realization: Realization, service: str, via: list[str]) -> str | None:
     for region in via:
         try:
-            return str(_get(realization.plan.gateway(region).url + "/state")["services"][service]["primary"])
+            return GatewayState.model_validate(_get(realization.plan.gateway(region).url + "/state")).services[
+                service].primary
         except OSError:
             continue
     return None
@@ -104,9 +107,13 @@ def _restart_region(realization: Realization, region: str, service: str) -> None
 def _await_watched(realization: Realization, region: str) -> None:
     """Until ``controller.<region>`` has judged every node up (out of its start-up grace)."""
     controller = realization.plan.component(controller_id(region)).url
-    _await(f"controller.{region} to judge every node up", lambda: (s := _get(controller + "/state"))["quorum"]
-           and not s["down"] and len(s["probers"]) == len(realization.topology.regions)
-           and s["judgement_rounds"] > realization.topology.control.up_after_rounds + 2)
+
+    def watched() -> bool:
+        state = ControllerState.model_validate(_get(controller + "/state"))
+        return (state.quorum and not state.down and len(state.probers) == len(realization.topology.regions)
+                and state.judgement_rounds > realization.topology.control.up_after_rounds + 2)
+
+    _await(f"controller.{region} to judge every node up", watched)
 
 
 def bench_failover(*, config: Path, kills: int, service: str | None, console: Console) -> dict[str, float | int]:

@@ -77,7 +77,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def state(request: web.Request) -> web.Response:
-    return web.json_response(request.app[CONTROLLER].state())
+    state = request.app[CONTROLLER].state()
+    return web.Response(text=state.model_dump_json(), content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -39,6 +39,7 @@ from paydar.failover.judge import Judge
 from paydar.failover.metrics import ControllerMetrics
 from paydar.failover.planner import ReplicaState, fenced_views
 from paydar.failover.rounds import RoundPlan, RoundVerdict, admit_round
+from paydar.failover.state import ControllerState, ProberRound, ProposalOutcome
 from paydar.model.errors import PaydarError, SignatureError, TableRejected, TableRejection
 from paydar.model.identity import Role
 from paydar.model.ids import ComponentId, Kind, gateway_id, node_id
@@ -86,7 +87,7 @@ class Controller:
         self.rounds: dict[str, ObservationRound] = {}
         self._unjudged: set[str] = set()
         self.peer_seen: dict[str, float] = {}
-        self.last_proposal: dict[str, Any] = {}
+        self.last_proposal: ProposalOutcome | None = None
         self._clock = clock
         self._pushed: dict[str, float] = {}
         self._next_ping = 0.0
@@ -342,8 +343,10 @@ class Controller:
         return proposal.model_copy(update={"services": routes})
 
     def _outcome(self, proposal: RoutingTable, outcome: str, detail: str) -> None:
-        changed = self.last_proposal.get("outcome") != outcome or self.last_proposal.get("version") != proposal.version
-        self.last_proposal = {"version": proposal.version, "outcome": outcome, "detail": detail, "at": self._clock()}
+        held = self.last_proposal
+        changed = held is None or (held.outcome, held.version) != (outcome, proposal.version)
+        self.last_proposal = ProposalOutcome(version=proposal.version, outcome=outcome, detail=detail[:2000],
+                                             at=self._clock())
         self.metrics.proposals.labels(outcome=outcome).inc()
         if changed:
             log.log(logging.INFO if outcome in ("certified", "superseded") else logging.WARNING,
@@ -475,20 +478,17 @@ class Controller:
 
     # -- status --------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> ControllerState:
+        """What ``GET /state`` answers: table, quorum, judgement, probers' rounds, intents, last proposal."""
         now = self._clock()
-        return {
-            "component": self.config.component, "region": self.config.region, "role": "controller",
-            "table_version": self.table.version, "signers": sorted(self.f.guard.signers),
-            "threshold": self.control.threshold, "peers_reachable": self.peers_reachable,
-            "quorum": self.has_quorum, "judgement_rounds": self.judge.rounds,
-            "down": sorted(self.judge.down()),
-            "probers": {p: {"round": r.round, "age_seconds": round(now - r.finished_at, 3),
-                            "failing": sorted(o.target for o in r.failing)}
-                        for p, r in self.rounds.items()},
-            "intents": [i.model_dump(mode="json") for i in self.intent_log.intents],
-            "last_proposal": self.last_proposal,
-        }
+        return ControllerState(
+            component=self.config.component, region=self.config.region, table_version=self.table.version,
+            signers=sorted(self.f.guard.signers), threshold=self.control.threshold,
+            peers_reachable=self.peers_reachable, quorum=self.has_quorum, judgement_rounds=self.judge.rounds,
+            down=sorted(self.judge.down()),
+            probers={p: ProberRound(round=r.round, age_seconds=round(now - r.finished_at, 3),
+                                    failing=sorted(o.target for o in r.failing)) for p, r in self.rounds.items()},
+            intents=list(self.intent_log.intents), last_proposal=self.last_proposal)
 
 
 def votes_of(body: ObservationRound) -> dict[str, bool]:

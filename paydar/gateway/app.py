@@ -16,6 +16,7 @@ import secrets
 from aiohttp import web
 
 from paydar.gateway.router import HOP_HEADER, Router
+from paydar.gateway.state import GatewayState
 from paydar.model.errors import TableRejected
 from paydar.model.routing import TableGuard
 from paydar.node.models import DOC_ID_PATTERN
@@ -105,11 +106,10 @@ async def readyz(request: web.Request) -> web.Response:
 async def state(request: web.Request) -> web.Response:
     router = request.app[ROUTER]
     table = router.table.table
-    return web.json_response({
-        "component": router.config.component, "region": router.region, "role": "gateway",
-        "table_version": table.version, "table_expires_at": table.expires_at,
-        "signers": sorted(router.f.guard.signers),
-        "services": {sid: route.model_dump(mode="json") for sid, route in table.services.items()}})
+    state = GatewayState(component=router.config.component, region=router.region, table_version=table.version,
+                         table_expires_at=table.expires_at, signers=sorted(router.f.guard.signers),
+                         services=dict(table.services))
+    return web.Response(text=state.model_dump_json(), content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -10,9 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from paydar.failover.state import ControllerState
+from paydar.gateway.state import GatewayState
 from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import Realization, probe
 from paydar.model.ids import Kind
+from paydar.model.routing import RouteMode
+from paydar.node.models import NodeState
+from paydar.probes.models import ProberState
 
 __all__ = ["ComponentStatus", "collect_status"]
 
@@ -71,38 +78,51 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
     answer = _get(component.url + "/state")
     if answer is None:
         return ComponentStatus(**base, health="unreachable")
-    state = answer[1]
-    if component.kind is Kind.GATEWAY:
-        return ComponentStatus(**base, health="ready", role="gateway", table_version=state.get("table_version"))
-    if component.kind is Kind.PROBER:
-        failing = state.get("failing") or {}
-        canaries = state.get("canaries") or []
-        bad = [c["gateway"] for c in canaries if not c.get("ok")]
-        detail = f"round {state.get('round')}; sees down: {', '.join(sorted(failing)) or 'none'}"
-        if bad:
-            detail += f"; canary failing via {', '.join(bad)}"
-        return ComponentStatus(**base, health="ready", role="prober", detail=detail)
-    if component.kind is Kind.CONTROLLER:
-        last = state.get("last_proposal") or {}
-        detail = (f"signers {len(state.get('signers', []))}; quorum {'ok' if state.get('quorum') else 'LOST'}"
-                  f" ({state.get('peers_reachable')} peers); judged down: {', '.join(state.get('down', [])) or 'none'}")
-        if state.get("intents"):
-            named = (f"{i['action']} {i.get('service') or ''} {i['region']}".replace("  ", " ")
-                     for i in state["intents"])
-            detail += "; intents: " + ", ".join(named)
-        if last:
-            detail += f"; last proposal v{last.get('version')} {last.get('outcome')}"
-        return ComponentStatus(**base, health="ready" if state.get("quorum") else "degraded", role="controller",
-                               table_version=state.get("table_version"), detail=detail)
-    health = "compromised" if state.get("compromised") else "ready"
-    detail = state.get("compromised") or ("read-only" if state.get("mode") == "read-only" else "")
-    if not state.get("compromised"):
-        backup = state.get("backup")
-        age = f"{(time.time() * 1000 - backup['created_ms']) / 60000:.0f} min ago" if backup else "none yet"
-        detail = "; ".join(filter(None, [detail, f"backup: {age}" + (f" @{backup['position']}" if backup else "")]))
-    return ComponentStatus(**base, health=health, role=state.get("role"), epoch=state.get("epoch"),
-                           log_position=state.get("log_position"), acked_position=state.get("acked_position"),
-                           table_version=state.get("table_version"), detail=detail or "")
+    model = _STATE_MODELS[component.kind]
+    try:
+        state = model.model_validate(answer[1])
+    except ValidationError:
+        return ComponentStatus(**base, health="unreachable", detail="its /state does not parse")
+    if isinstance(state, GatewayState):
+        return ComponentStatus(**base, health="ready", role="gateway", table_version=state.table_version)
+    if isinstance(state, ProberState):
+        return ComponentStatus(**base, health="ready", role="prober", detail=_prober_detail(state))
+    if isinstance(state, ControllerState):
+        return ComponentStatus(**base, health="ready" if state.quorum else "degraded", role="controller",
+                               table_version=state.table_version, detail=_controller_detail(state))
+    assert isinstance(state, NodeState)
+    return ComponentStatus(**base, health="compromised" if state.compromised else "ready", role=state.role.value,
+                           epoch=state.epoch, log_position=state.log_position, acked_position=state.acked_position,
+                           table_version=state.table_version, detail=_node_detail(state))
+
+
+_STATE_MODELS: dict[Kind, type[NodeState | GatewayState | ProberState | ControllerState]] = {
+    Kind.NODE: NodeState, Kind.GATEWAY: GatewayState, Kind.PROBER: ProberState, Kind.CONTROLLER: ControllerState}
+
+
+def _prober_detail(state: ProberState) -> str:
+    detail = f"round {state.round}; sees down: {', '.join(sorted(state.failing)) or 'none'}"
+    bad = [c.gateway for c in state.canaries if not c.ok]
+    return detail + (f"; canary failing via {', '.join(bad)}" if bad else "")
+
+
+def _controller_detail(state: ControllerState) -> str:
+    detail = (f"signers {len(state.signers)}; quorum {'ok' if state.quorum else 'LOST'} "
+              f"({state.peers_reachable} peers); judged down: {', '.join(state.down) or 'none'}")
+    if state.intents:
+        detail += "; intents: " + ", ".join(" ".join(filter(None, (i.action.value, i.service, i.region)))
+                                            for i in state.intents)
+    if state.last_proposal:
+        detail += f"; last proposal v{state.last_proposal.version} {state.last_proposal.outcome}"
+    return detail
+
+
+def _node_detail(state: NodeState) -> str:
+    if state.compromised:
+        return state.compromised
+    backup = state.backup
+    age = f"{(time.time() * 1000 - backup.created_ms) / 60000:.0f} min ago @{backup.position}" if backup else "none yet"
+    return "; ".join(filter(None, ["read-only" if state.mode is RouteMode.READ_ONLY else "", f"backup: {age}"]))
 
 
 def collect_status(realization: Realization) -> list[ComponentStatus]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paydar.probes.models import ObservationRound
+from paydar.probes.models import ObservationRound, ProberState
 from paydar.probes.prober import Prober
 from paydar.server.web import json_error, livez, metrics_response
 
@@ -34,12 +34,12 @@ async def readyz(request: web.Request) -> web.Response:
 async def state(request: web.Request) -> web.Response:
     prober = request.app[PROBER]
     latest = ObservationRound.model_validate_json(prober.latest.observations) if prober.latest else None
-    failing = {o.target: o.error for o in latest.failing} if latest else {}
-    return web.json_response({
-        "component": prober.config.component, "region": prober.config.region, "role": "prober",
-        "round": prober.round, "targets": len(prober.targets), "failing": failing,
-        "canaries": [c.model_dump(mode="json") for c in latest.canaries] if latest else [],
-        "integrity": [i.model_dump(mode="json") for i in latest.integrity if i.diverged] if latest else []})
+    state = ProberState(component=prober.config.component, region=prober.config.region, round=prober.round,
+                        targets=len(prober.targets),
+                        failing={o.target: o.error for o in latest.failing} if latest else {},
+                        canaries=latest.canaries if latest else (),
+                        integrity=tuple(i for i in latest.integrity if i.diverged) if latest else ())
+    return web.Response(text=state.model_dump_json(), content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:

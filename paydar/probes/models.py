@@ -7,6 +7,7 @@ lists for that prober, so a stolen network position cannot inject observations.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -139,3 +140,16 @@ class SignedObservations(_Wire):
         if body.prober != prober:
             raise SignatureError(f"round from {prober}'s address names prober {body.prober!r}")
         return body
+
+
+class ProberState(_Wire):
+    """A prober's ``GET /state``: its latest round in brief. Read by ``paydar status`` and the tests."""
+
+    component: str = Field(max_length=200)
+    region: str = Field(max_length=64)
+    role: Literal["prober"] = "prober"
+    round: int = Field(ge=0, le=MAX_COUNTER)
+    targets: int = Field(ge=0, le=MAX_COUNTER)
+    failing: dict[str, str | None] = Field(default_factory=dict)
+    canaries: tuple[CanaryObservation, ...] = ()
+    integrity: tuple[IntegrityObservation, ...] = ()
