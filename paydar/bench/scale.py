@@ -43,9 +43,10 @@ from paydar.failover.judge import Judge
 from paydar.failover.planner import Overrides
 from paydar.model.identity import Role, TrustedKey, TrustRoot
 from paydar.model.ids import controller_id, node_id
-from paydar.model.routing import TableGuard, initial_table, sign_table
+from paydar.model.routing import RouteMode, TableGuard, initial_table, sign_table
 from paydar.model.signing import Signer, public_key_to_b64
 from paydar.model.topology import NationalTopology, parse_topology
+from paydar.node.models import NodeRole, NodeState
 from paydar.probes.engine import ProbeEngine, Target
 from paydar.probes.models import (
     ObservationRound,
@@ -62,10 +63,10 @@ PROBE_TIMEOUT = 2.0
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
-STATE_BODY = json.dumps({
-    "role": "standby", "epoch": 1, "log_position": 10, "acked_position": 10,
-    "chain_head": "ab" * 32, "table_version": 1, "compromised": None, "standbys": {},
-}, separators=(",", ":")).encode()
+STATE_BODY = NodeState(component="node.s0.r0", service="s0", region="r0", role=NodeRole.STANDBY, epoch=1,
+                       mode=RouteMode.READ_WRITE, primary="r1", table_version=1, log_position=10,
+                       chain_head="ab" * 32, acked_position=10, ack_replicas=1).model_dump_json().encode()
+"""What every synthetic node answers: a real node's ``/state`` document, so probes parse it as they would."""
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
             + str(len(STATE_BODY)).encode() + b"\r\n\r\n" + STATE_BODY)
 END_OF_HEAD = b"\r\n\r\n"
