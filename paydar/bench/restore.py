@@ -37,7 +37,7 @@ from paydar.vault.snapshot import CHUNK, s3_put, upload_backup
 
 __all__ = ["bench_restore"]
 
-SERVICE, REGION = "1101", "tehran"
+SERVICE, REGION = "bench", "bench-region"
 NODE = node_id(SERVICE, REGION)
 BATCH = 256
 

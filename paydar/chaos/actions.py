@@ -3,7 +3,7 @@
 Each attack acts through a public interface (supervisord's API, the link proxies' admin
 API, HTTP, the vault's S3 API) and records the fault in force, so probes measure citizens
 through the other regions and ``undo_fault`` knows what to put back. Targets are roles
-("the primary of service 1101"), resolved when the action runs, so experiments stay valid
+("the primary of the service"), resolved when the action runs, so experiments stay valid
 whatever earlier ones moved.
 """
 
@@ -62,8 +62,8 @@ def _affected(target: PlannedComponent) -> str | None:
 
 
 def crash_component(component: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """Crash (stop through supervisord) one component: an id such as ``gateway.tehran``,
-    ``controller.isfahan``, ``vault``, or a node by role (``node.1101@primary``)."""
+    """Crash (stop through supervisord) one component: an id such as ``gateway.<region>``,
+    ``controller.<region>``, ``vault``, or a node by role (``node.<service>@primary``)."""
     system = realization(configuration)
     target = resolve(system, component)
     system.supervisor.rpc().supervisor.stopProcess(target.id, True)

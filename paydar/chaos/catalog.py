@@ -95,7 +95,9 @@ def run_experiments(system: Realization, planned: list[Experiment],
         started(index, name)
         begin_experiment(system)
         began = time.monotonic()
-        journal = run_experiment(experiment, settings={})
+        # As `chaos run` does: the experiment's own runtime section picks its rollback strategy.
+        strategy = experiment.get("runtime", {}).get("rollbacks", {}).get("strategy", "always")
+        journal = run_experiment(experiment, settings={"runtime": {"rollbacks": {"strategy": strategy}}})
         target = journals / f"{name.replace(':', '--')}.json"
         write_json_atomic(target, json.loads(json.dumps(journal, default=str)))
         results.append(_result(name, journal, time.monotonic() - began, target))

@@ -1,7 +1,7 @@
 """Every fault the drill can inject, in one registry: its name, the action that injects it and
 where that action lives, the extra checks it calls for, and which components it applies to.
 
-The name is the one a matrix cell carries (``node.1101.tehran:crash``), the one an action
+The name is the one a matrix cell carries (``node.<service>.<region>:crash``), the one an action
 records as the fault in force (``fault.json``), and the one :func:`~paydar.chaos.actions.undo_fault`
 dispatches on: one spelling everywhere.
 """

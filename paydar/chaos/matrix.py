@@ -46,7 +46,7 @@ class Cell:
 
 def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
     """Every cell of the matrix for this realization, narrowed to names matching any ``only`` pattern
-    (``fnmatch``: ``node.1101.*``, ``*:crash``, ``gateway.tehran:flood``)."""
+    (``fnmatch``: ``node.<service>.*``, ``*:crash``, ``gateway.<region>:flood``)."""
     topology = system.topology
     built: list[Cell] = []
     first_service = topology.services[0].id
@@ -136,4 +136,5 @@ def experiment(cell: Cell, dwell: float) -> dict[str, Any]:
         "method": method,
         "rollbacks": [{"type": "action", "name": "undo-the-fault",
                        "provider": {"type": "python", "module": "paydar.chaos.actions", "func": "undo_fault"}}],
+        "runtime": {"rollbacks": {"strategy": "always"}},
     }

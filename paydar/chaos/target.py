@@ -30,14 +30,14 @@ from paydar.model.files import write_json_atomic
 from paydar.model.ids import Kind
 from paydar.ops.failover import current_table
 
-__all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "Fault", "Secrets", "append_ledger",
+__all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "FaultRecord", "Secrets", "append_ledger",
            "begin_experiment", "clear_fault", "component", "fault", "ledger_size", "load_ledger", "primary_of",
            "realization", "record_fault"]
 
 Configuration = Mapping[str, Any] | None
 Secrets = Mapping[str, Any] | None
 """Chaos Toolkit passes every activity its secrets; Paydar's come from the state directory instead."""
-Fault = dict[str, Any]
+FaultRecord = dict[str, Any]
 EARLIER_SAMPLE = 100
 """Acknowledged writes of earlier experiments that each experiment re-checks."""
 
@@ -55,18 +55,18 @@ def _folder(system: Realization) -> Path:
     return folder
 
 
-def record_fault(system: Realization, **details: Any) -> Fault:
+def record_fault(system: Realization, **details: Any) -> FaultRecord:
     """Remember the fault now in force (``component``, ``region``, and whatever undoing it needs)."""
     write_json_atomic(_folder(system) / "fault.json", details)
     return details
 
 
-def fault(system: Realization) -> Fault | None:
+def fault(system: Realization) -> FaultRecord | None:
     path = _folder(system) / "fault.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def clear_fault(system: Realization) -> Fault | None:
+def clear_fault(system: Realization) -> FaultRecord | None:
     """Forget the fault in force; return what it was."""
     held = fault(system)
     (_folder(system) / "fault.json").unlink(missing_ok=True)
@@ -82,8 +82,8 @@ def primary_of(system: Realization, service: str) -> str:
 
 
 def component(system: Realization, spec: str) -> PlannedComponent:
-    """The component ``spec`` names: an id (``node.1101.tehran``, ``gateway.isfahan``) or a node by
-    role, resolved now from the routing table (``node.1101@primary``, ``node.1101@standby``)."""
+    """The component ``spec`` names: an id (``node.<service>.<region>``, ``gateway.<region>``) or a node
+    by role, resolved now from the routing table (``node.<service>@primary``, ``node.<service>@standby``)."""
     if "@" in spec:
         base, role = spec.split("@", 1)
         kind, _, service = base.partition(".")

@@ -34,11 +34,11 @@ def cli(verbose: bool) -> None:
       paydar validate                 check national.yaml
       paydar up                       run the whole national system on 127.0.0.1
       paydar status                   every component: role, epoch, log position, health
-      paydar failover promote --service 1101 --region isfahan
-      paydar failover drain --region tehran   planned evacuation through the controllers
-      paydar backup now --service 1101        verified, signed snapshots into the vault
-      paydar backups list --service 1101      what the vault holds, each manifest verified
-      paydar restore --service 1101 --region tehran   rebuild a node from a verified backup
+      paydar failover promote --service ID --region REGION
+      paydar failover drain --region REGION   planned evacuation through the controllers
+      paydar backup now --service ID          verified, signed snapshots into the vault
+      paydar backups list --service ID        what the vault holds, each manifest verified
+      paydar restore --service ID --region REGION   rebuild a node from a verified backup
       paydar down                     stop exactly what `up` started
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,

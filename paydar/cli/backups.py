@@ -71,7 +71,7 @@ def backups() -> None:
 
 
 @backups.command("list")
-@click.option("--service", required=True, help="Service identifier, e.g. 1101.")
+@click.option("--service", required=True, help="Service identifier (as `paydar status` lists it).")
 @click.option("--region", default=None, help="Only this region's backups (default: every region of the service).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
               help="Newest backups shown per region.")
@@ -104,7 +104,7 @@ def backups_list(service: str, region: str | None, limit: int, as_json: bool, st
 
 
 @click.command()
-@click.option("--service", required=True, help="Service identifier, e.g. 1101.")
+@click.option("--service", required=True, help="Service identifier (as `paydar status` lists it).")
 @click.option("--region", required=True, help="Region of the node to rebuild.")
 @click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S"]),
               default=None, help="Newest backup taken at or before this UTC time.")

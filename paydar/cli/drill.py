@@ -24,7 +24,7 @@ __all__ = ["drill"]
                    "for 3 regions x 4 services, ~14 min) instead of the attack catalog (8 experiments).")
 @click.option("--only", multiple=True, metavar="PATTERN",
               help="With --matrix: only the cells whose 'component:fault' name matches (shell-style, repeatable), "
-                   "e.g. --only 'node.1101.*' --only '*:partition'.")
+                   "e.g. --only 'node.<service>.*' --only '*:partition'.")
 @click.option("--users", default=6, show_default=True, type=click.IntRange(1, 200),
               help="Locust citizens writing and reading through the gateways (spread evenly) throughout.")
 @click.option("--dwell", default=2.0, show_default=True, type=click.FloatRange(0, 60),

@@ -21,7 +21,7 @@ def failover() -> None:
 
 
 @failover.command()
-@click.option("--service", required=True, help="Service identifier, e.g. 1101.")
+@click.option("--service", required=True, help="Service identifier (as `paydar status` lists it).")
 @click.option("--region", required=True, help="Region whose standby becomes primary.")
 @state_option
 def promote(service: str, region: str, state_dir: Path) -> None:
@@ -38,7 +38,7 @@ def promote(service: str, region: str, state_dir: Path) -> None:
 
 
 @failover.command()
-@click.option("--service", required=True, help="Service identifier, e.g. 1101.")
+@click.option("--service", required=True, help="Service identifier (as `paydar status` lists it).")
 @click.option("--region", required=True, help="Region whose node must not serve as primary.")
 @state_option
 def fence(service: str, region: str, state_dir: Path) -> None:

@@ -17,7 +17,7 @@ def keys() -> None:
 
 
 @keys.command("rotate")
-@click.option("--component", required=True, help="The component whose key to replace, e.g. controller.tehran.")
+@click.option("--component", required=True, help="The component whose key to replace, e.g. controller.<region>.")
 @state_option
 def keys_rotate(component: str, state_dir: Path) -> None:
     """Give COMPONENT a new key and make every other component refuse the old one.

@@ -64,7 +64,7 @@ def runbook_run(name: str, state_dir: Path, assignments: tuple[str, ...], yes: b
 
     \b
     Example:
-      paydar runbook run region-loss --set REGION=tehran
+      paydar runbook run region-loss --set REGION=<region>
     """
     from rich.markdown import Markdown
 

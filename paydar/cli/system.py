@@ -174,7 +174,7 @@ def component() -> None:
 @click.argument("name")
 @state_option
 def component_restart(name: str, state_dir: Path) -> None:
-    """Restart NAME (e.g. prober.isfahan) through supervisord and wait until it is running."""
+    """Restart NAME (e.g. prober.<region>) through supervisord and wait until it is running."""
     def job(system: Realization) -> str:
         system.plan.component(name)  # KeyError names the known components
         rpc = system.supervisor.rpc().supervisor

@@ -170,7 +170,7 @@ def _planned(realization: Realization, options: DrillOptions) -> list[Experiment
         planned = [(cell.name, cell_experiment(cell, options.dwell)) for cell in cells(realization, options.only)]
         if not planned:
             raise PaydarError(f"no cell of the N-1 matrix matches {' or '.join(options.only)}; "
-                              "patterns match 'component:fault', e.g. 'node.1101.*' or '*:crash'")
+                              "patterns match 'component:fault', e.g. 'node.<service>.*' or '*:crash'")
         return planned
     return load_catalog(experiments())
 

@@ -53,7 +53,7 @@ OPERATOR = "operator"
 
 
 def role_of(component: str) -> Role:
-    """The role of a component id such as ``node.1101.tehran`` or ``controller.isfahan``."""
+    """The role of a component id such as ``node.<service>.<region>`` or ``controller.<region>``."""
     try:
         return Role(component.split(".", 1)[0])
     except ValueError:

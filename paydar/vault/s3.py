@@ -69,7 +69,7 @@ class S3Identity:
     """One S3 identity of the vault: its name, keys and SeaweedFS actions.
 
     Actions are SeaweedFS's: ``Admin``, ``Read``, ``Write``, ``List``, ``Tagging``, each
-    optionally scoped to a bucket (``"Write:paydar-1101"``). The secret key is kept out of
+    optionally scoped to a bucket (``"Write:paydar-<service>"``). The secret key is kept out of
     ``repr`` so an identity can be logged.
     """
 

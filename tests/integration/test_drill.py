@@ -84,3 +84,33 @@ def _alive_pid(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def _other_topology(path: Path) -> Path:
+    """Four other cities, three other services, other replication settings (one with two synchronous standbys)."""
+    regions = ["qom", "yazd", "rasht", "kerman"]
+    services = [
+        {"id": "a1", "regions": regions, "sync_replicas": 2},
+        {"id": "b2", "regions": ["rasht", "kerman", "qom"], "sync_replicas": 1},
+        {"id": "c3", "regions": ["kerman", "yazd", "rasht"], "sync_replicas": 1},
+    ]
+    example = yaml.safe_load((ROOT / "national.yaml").read_text())
+    template = example["services"][0]
+    example["regions"] = [{"name": r, "display_name": r.title()} for r in regions]
+    example["vault"]["sites"] = [{"name": "vault-apart", "display_name": "Vault apart"}]
+    example["control"]["threshold"] = 3
+    example["services"] = [{**template, "name": f"Service {s['id']}", **s} for s in services]
+    path.write_text(yaml.safe_dump(example))
+    return path
+
+
+@pytest.mark.timeout(600)
+def test_the_whole_catalog_holds_on_a_topology_with_other_names_and_sizes(tmp_path: Path) -> None:
+    from paydar.chaos.catalog import experiments
+
+    config = _other_topology(tmp_path / "other.yaml")
+    with running(config, tmp_path / "state") as other:
+        results = run_experiments(other, load_catalog(experiments()))
+    broken = {r.name: (r.unmet, r.failed_activities) for r in results if not r.held}
+    assert broken == {}
+    assert len(results) == len(experiments())

@@ -1,7 +1,7 @@
 """A TCP proxy on one directed inter-region link, so chaos can cut, slow or blackhole it.
 
 Every region of the local realization runs on 127.0.0.1, so no network separates them. One
-process per directed link (e.g. tehran -> isfahan) holds a listener per component of the
+process per directed link (``<source> -> <target>``) holds a listener per component of the
 destination region, forwarding to that component's real port; the source region reaches the
 destination only through these listeners.
 
@@ -79,7 +79,7 @@ class LinkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    link: str = Field(min_length=1, description='directed path, e.g. "tehran->isfahan"')
+    link: str = Field(min_length=1, description='directed path, "<source>-><target>"')
     host: str = "127.0.0.1"
     admin_port: int = Field(ge=1, le=65535)
     token_file: Path

@@ -85,7 +85,7 @@ class Realization:
         return read_secret(self.layout.admin_token(component))
 
     def link_token(self, link: str) -> str:
-        """The admin credential of one link proxy, e.g. ``link.tehran.isfahan``."""
+        """The admin credential of one link proxy, e.g. ``link.<source>.<target>``."""
         return read_secret(self.layout.link_token(link))
 
     def operator(self) -> Signer:

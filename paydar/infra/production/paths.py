@@ -2,8 +2,8 @@
 
 One source for both sides: ``region`` renders these paths into NetworkPolicies, and the tests
 read the policies back and compare them with these paths. Components are named as in the
-local realization (``gateway.tehran``, ``node.1101.isfahan``, ``prober.mashhad``,
-``controller.tehran``); ``citizens`` and ``vault`` stand for the outside world and the MinIO
+local realization (``gateway.<region>``, ``node.<service>.<region>``, ``prober.<region>``,
+``controller.<region>``); ``citizens`` and ``vault`` stand for the outside world and the MinIO
 endpoint.
 """
 

@@ -1,0 +1,63 @@
+"""Which part of *this* topology an experiment attacks, chosen by role, never by name.
+
+The catalog runs against any national topology, so an experiment names its targets by what
+they are: the service with the most replicas, the region holding the most primaries, the
+region whose gateway the others can do without. Each experiment asks for them through a
+Chaos Toolkit dynamic configuration entry (a probe calling :func:`choose`), and refers to
+them as ``${target_service}``; ``chaos run --var target_service=ID`` overrides the choice.
+Ties go to the topology's own order, so a choice is the same on every run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import StrEnum
+
+from paydar.chaos.target import ActivityFailed, Configuration, Secrets, realization
+from paydar.model.routing import RoutingTable
+from paydar.model.topology import NationalTopology
+from paydar.ops.failover import current_table
+
+__all__ = ["Role", "choose", "pick"]
+
+
+class Role(StrEnum):
+    """What an experiment may ask :func:`choose` for."""
+
+    MOST_REPLICATED_SERVICE = "most-replicated-service"
+    """The service hosted in the most regions: the one whose failover has the most to prove."""
+    REGION_WITH_MOST_PRIMARIES = "region-with-most-primaries"
+    """The region whose loss moves the most primaries."""
+    QUIETEST_REGION = "quietest-region"
+    """The region holding the fewest primaries: its gateway's loss leaves the others serving."""
+    PRIMARY_REGION_OF_MOST_REPLICATED = "primary-region-of-most-replicated-service"
+    """Where the most replicated service's primary is now."""
+
+
+def pick(role: Role, topology: NationalTopology, table: RoutingTable) -> str:
+    """The service id or region name ``role`` names in this topology, under ``table``."""
+    if len(topology.region_names) < 2:
+        raise ActivityFailed("a drill needs at least two regions: with one, any fault is a national outage")
+    order = {name: n for n, name in enumerate(topology.region_names)}
+    primaries = Counter(route.primary for route in table.services.values() if route.primary)
+    most_replicated = max(enumerate(topology.services), key=lambda e: (len(e[1].regions), -e[0]))[1].id
+    if role is Role.MOST_REPLICATED_SERVICE:
+        return most_replicated
+    if role is Role.REGION_WITH_MOST_PRIMARIES:
+        return max(topology.region_names, key=lambda r: (primaries[r], -order[r]))
+    if role is Role.QUIETEST_REGION:
+        return min(topology.region_names, key=lambda r: (primaries[r], order[r]))
+    primary = table.route(most_replicated).primary
+    if primary is None:
+        raise ActivityFailed(f"service {most_replicated} has no primary now (read-only); wait for a promotion")
+    return primary
+
+
+def choose(role: str, configuration: Configuration = None, secrets: Secrets = None) -> str:
+    """Chaos Toolkit dynamic configuration: the target ``role`` names in the running system."""
+    try:
+        wanted = Role(role)
+    except ValueError:
+        raise ActivityFailed(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}") from None
+    system = realization(configuration)
+    return pick(wanted, system.topology, current_table(system).table)
