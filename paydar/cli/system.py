@@ -23,6 +23,7 @@ from paydar.cli.common import (
     with_progress,
 )
 from paydar.model.errors import PaydarError, TopologyError
+from paydar.model.resilience import n_minus_one
 from paydar.model.topology import load_topology
 
 if TYPE_CHECKING:
@@ -33,26 +34,46 @@ __all__ = ["check", "component", "down", "status", "up", "validate"]
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path), default=DEFAULT_CONFIG)
-def validate(file: Path) -> None:
-    """Check a topology file and report every problem with its location and a fix."""
+@click.option("--strict", is_flag=True, help="Exit 1 on any warning or unsafe: entry (for CI gates).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+def validate(file: Path, strict: bool, as_json: bool) -> None:
+    """Check a topology file: report every problem with its location and a fix (exit 2), then
+    analyse each service for the loss of any one region (N-1) and warn, with the numbers and
+    the fix, about every service that would stop acknowledging writes or serving reads.
+
+    \b
+    Exit status: 0 valid (warnings are printed); 1 with --strict when there is any warning or
+    unsafe: entry; 2 when the file is not a valid topology.
+    """
     try:
         topology = load_topology(file)
     except TopologyError as exc:
         topology_problems(exc)
+    findings = n_minus_one(topology)
+    notes = [f"service {s.id} acknowledges a write once {s.ack_replicas} standbys hold it (sync_replicas "
+             f"{s.sync_replicas}): with the primary that is a majority of its {len(s.regions)} replicas, so two "
+             f"primaries of one epoch can never both acknowledge; the cost is waiting for the {s.ack_replicas}th "
+             f"fastest standby" for s in topology.services if s.ack_replicas > s.sync_replicas]
     nodes = sum(len(s.regions) for s in topology.services)
-    out.print(f"{file}: valid — {len(topology.regions)} regions, {len(topology.services)} services, "
-              f"{nodes} nodes, vault sites {', '.join(s.name for s in topology.vault.sites)}, "
-              f"table threshold {topology.control.threshold} of {len(topology.regions)}")
-    for service in topology.services:
-        if service.ack_replicas > service.sync_replicas:
-            out.print(f"  note: service {service.id} acknowledges a write once {service.ack_replicas} standbys hold "
-                      f"it (sync_replicas {service.sync_replicas}): with the primary that is a majority of its "
-                      f"{len(service.regions)} replicas, so two primaries of one epoch can never both acknowledge; "
-                      f"the cost is waiting for the {service.ack_replicas}th fastest standby and losing write "
-                      f"availability once fewer than {service.ack_replicas} standbys answer", markup=False)
-    if topology.unsafe:
-        console.print(f"[bold red]UNSAFE[/]: this topology gives up {', '.join(topology.unsafe)} on purpose; "
-                      "it exists to prove the drill catches it and must never run in production")
+    if as_json:
+        out.print_json(json.dumps({
+            "file": str(file), "valid": True, "regions": len(topology.regions), "services": len(topology.services),
+            "nodes": nodes, "threshold": topology.control.threshold,
+            "warnings": [f.as_dict() for f in findings], "notes": notes,
+            "unsafe": [{"weakening": w.value, "risk": w.risk, "caught_by": w.caught_by} for w in topology.unsafe]}))
+    else:
+        out.print(f"{file}: valid — {len(topology.regions)} regions, {len(topology.services)} services, "
+                  f"{nodes} nodes, vault sites {', '.join(s.name for s in topology.vault.sites)}, "
+                  f"table threshold {topology.control.threshold} of {len(topology.regions)}", markup=False)
+        for note in notes:
+            out.print(f"  note: {note}", markup=False)
+        for finding in findings:
+            console.print(f"[bold yellow]warning[/] ({finding.limit.value}): ", end="")
+            console.print(f"{finding.message}; fix: {finding.fix}", markup=False)
+        if topology.unsafe:
+            console.print(f"[bold red]UNSAFE[/]: this topology gives up {', '.join(topology.unsafe)} on purpose; "
+                          "it exists to prove the drill catches it and must never run in production")
+    sys.exit(1 if strict and (findings or topology.unsafe) else 0)
 
 
 @click.command()

@@ -8,7 +8,7 @@ collects every problem with its location and a hint instead of stopping at the f
 from __future__ import annotations
 
 import re
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,13 +18,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from paydar.model.errors import Issue, TopologyError
 
 __all__ = [
-    "Ecosystem",
     "Limits",
     "NationalTopology",
     "Probes",
     "Region",
     "Service",
-    "Tier",
+    "Vocabulary",
     "load_topology",
     "parse_duration",
     "parse_topology",
@@ -32,6 +31,8 @@ __all__ = [
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 SERVICE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+VOCABULARY_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+"""An ecosystem: lowercase letters, digits and dashes, as in ``social-welfare``."""
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -52,19 +53,6 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class Ecosystem(StrEnum):
-    """Single-window ecosystems of the national programme."""
-
-    IDENTITY = "identity"
-    HEALTH = "health"
-    COMMERCE = "commerce"
-    EDUCATION = "education"
-    WALLET = "wallet"
-    JUDICIARY = "judiciary"
-    SOCIAL_WELFARE = "social-welfare"
-    TAXATION = "taxation"
 
 
 class Weakening(StrEnum):
@@ -97,14 +85,6 @@ _RISKS = {
         "one prober is the whole majority, so one lying prober with a stolen key fails a healthy primary over",
         "lying-prober"),
 }
-
-
-class Tier(IntEnum):
-    """Criticality tier: 1 is the most critical."""
-
-    CRITICAL = 1
-    ESSENTIAL = 2
-    STANDARD = 3
 
 
 class _Model(BaseModel):
@@ -193,9 +173,10 @@ class Service(_Model):
 
     id: str = Field(pattern=SERVICE_ID_PATTERN)
     name: str = Field(min_length=1)
-    agency: str = Field(min_length=1)
-    ecosystem: Ecosystem
-    tier: Tier
+    agency: str = Field(min_length=1, max_length=200)
+    ecosystem: str = Field(pattern=VOCABULARY_PATTERN)
+    tier: int = Field(ge=1, le=9)
+    """Criticality tier: 1 is the most critical (named under ``vocabulary.tiers``)."""
     rto: Duration
     rpo: Duration
     regions: tuple[str, ...] = Field(min_length=1)
@@ -221,6 +202,19 @@ class Service(_Model):
         return max(self.sync_replicas, len(self.regions) // 2)
 
 
+class Vocabulary(_Model):
+    """The catalog's own words: the ecosystems, agencies and tiers its services may name.
+
+    A list left out accepts any value; a declared one is the whole vocabulary, so a typo in
+    one service among thousands is caught by ``paydar validate`` rather than drilled.
+    """
+
+    ecosystems: tuple[str, ...] | None = None
+    agencies: tuple[str, ...] | None = None
+    tiers: dict[int, str] | None = None
+    """Tier numbers and their names, e.g. ``{1: critical, 2: essential, 3: standard}``."""
+
+
 class NationalTopology(_Model):
     """The validated national system. Build it with :func:`load_topology`."""
 
@@ -231,6 +225,7 @@ class NationalTopology(_Model):
     probes: Probes = Probes()
     storage: Storage = Storage()
     limits: Limits = Limits()
+    vocabulary: Vocabulary = Vocabulary()
     unsafe: tuple[Weakening, ...] = ()
     """Safety rules given up on purpose (see ``examples/weakened/``); never in production."""
     services: tuple[Service, ...] = Field(min_length=1)
@@ -255,6 +250,26 @@ class NationalTopology(_Model):
     def vantage_points(self) -> tuple[str, ...]:
         """The regions that run a prober."""
         return self.probes.vantage_points if self.probes.vantage_points is not None else self.region_names
+
+
+def _vocabulary_issues(topo: NationalTopology) -> list[Issue]:
+    """Every service speaks the catalog's declared vocabulary, where one is declared."""
+    issues: list[Issue] = []
+    vocabulary = topo.vocabulary
+    declared: tuple[tuple[str, tuple[object, ...] | None, str], ...] = (
+        ("ecosystem", vocabulary.ecosystems, "ecosystems"), ("agency", vocabulary.agencies, "agencies"),
+        ("tier", tuple(vocabulary.tiers) if vocabulary.tiers is not None else None, "tiers"))
+    for field, allowed, plural in declared:
+        if allowed is None:
+            continue
+        for i, service in enumerate(topo.services):
+            value = getattr(service, field)
+            if value not in allowed:
+                shown = ", ".join(map(str, allowed[:12])) + (", ..." if len(allowed) > 12 else "")
+                issues.append(Issue(f"services[{i}] (id {service.id!r}).{field}",
+                                    f"{field} {value!r} is not declared under vocabulary.{plural}",
+                                    f"use one of: {shown}; or declare it under vocabulary.{plural}"))
+    return issues
 
 
 def _semantic_issues(topo: NationalTopology) -> list[Issue]:
@@ -283,6 +298,7 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
         issues.append(Issue("control.max_failovers_per_round",
                             f"cap {topo.control.max_failovers_per_round} exceeds the {len(topo.services)} services",
                             "use a cap no larger than the catalog, or leave it out for half the catalog"))
+    issues += _vocabulary_issues(topo)
     for i, service in enumerate(topo.services):
         where = f"services[{i}] (id {service.id!r})"
         for j, region in enumerate(service.regions):

@@ -30,7 +30,7 @@ def issues_of(data: Any) -> list[str]:
 def test_example_topology_is_valid() -> None:
     topology = load_topology(ROOT / "national.yaml")
     assert len(topology.regions) >= 3
-    assert {s.ecosystem.value for s in topology.services} >= {"identity", "health", "commerce", "education"}
+    assert {s.ecosystem for s in topology.services} >= {"identity", "health", "commerce", "education"}
     assert all(len(s.regions) >= 2 for s in topology.services)
     assert not set(topology.region_names) & {v.name for v in topology.vault.sites}
 
@@ -150,11 +150,11 @@ def test_duplicate_region_and_repeated_region_in_service(example: dict[str, Any]
 
 def test_schema_errors_name_field_and_fix(example: dict[str, Any]) -> None:
     broken = copy.deepcopy(example)
-    broken["services"][0]["ecosystem"] = "astrology"
+    broken["services"][0]["ecosystem"] = "Astrology!"
     broken["services"][1]["colour"] = "blue"
     del broken["services"][2]["agency"]
     found = issues_of(broken)
-    assert any(f.startswith("services[0].ecosystem: Input should be 'identity'") for f in found)
+    assert any(f.startswith("services[0].ecosystem: String should match pattern") for f in found)
     assert "services[1].colour: Extra inputs are not permitted (hint: remove it or check its spelling)" in found
     assert "services[2].agency: Field required (hint: add this field)" in found
 
@@ -214,3 +214,19 @@ def test_validate_says_what_the_majority_rule_costs(tmp_path: Path, example: dic
     assert result.exit_code == 0, result.output
     assert "service 1101 acknowledges a write once 2 standbys hold it (sync_replicas 1)" in result.output
     assert "majority of its 4 replicas" in result.output
+
+
+def test_services_speak_the_catalogs_declared_vocabulary(example: dict[str, Any]) -> None:
+    broken = copy.deepcopy(example)
+    broken["services"][0]["ecosystem"] = "astrology"
+    broken["services"][1]["tier"] = 7
+    assert issues_of(broken) == [
+        "services[0] (id '1101').ecosystem: ecosystem 'astrology' is not declared under vocabulary.ecosystems "
+        "(hint: use one of: identity, health, commerce, education, wallet, judiciary, social-welfare, taxation; "
+        "or declare it under vocabulary.ecosystems)",
+        "services[1] (id '2204').tier: tier 7 is not declared under vocabulary.tiers (hint: use one of: 1, 2, 3; "
+        "or declare it under vocabulary.tiers)"]
+    open_vocabulary = copy.deepcopy(broken)
+    del open_vocabulary["vocabulary"]
+    accepted = parse_topology(open_vocabulary, source="<test>")  # without a declared vocabulary, any word
+    assert (accepted.services[0].ecosystem, accepted.services[1].tier) == ("astrology", 7)
