@@ -25,6 +25,7 @@ __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="paydar", prog_name="paydar")
 @click.option("-v", "--verbose", is_flag=True, help="Log library activity to stderr.")
 def cli(verbose: bool) -> None:
     """Paydar keeps government digital services running while they are under attack.

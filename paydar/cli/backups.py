@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from paydar.cli.common import console, operate, out, size, state_option
+from paydar.cli.common import Moment, console, operate, out, size, state_option
 
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
@@ -106,8 +106,8 @@ def backups_list(service: str, region: str | None, limit: int, as_json: bool, st
 @click.command()
 @click.option("--service", required=True, help="Service identifier (as `paydar status` lists it).")
 @click.option("--region", required=True, help="Region of the node to rebuild.")
-@click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S"]),
-              default=None, help="Newest backup taken at or before this UTC time.")
+@click.option("--at", "at", type=Moment(), default=None,
+              help="Newest backup taken at or before this time (ISO 8601, any offset such as +03:30; none: UTC).")
 @click.option("--position", type=click.IntRange(min=0), default=None,
               help="Newest backup at or before this log position.")
 @click.option("--into", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -129,7 +129,7 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
     from paydar.ops.restore import Steps
     from paydar.ops.restore import restore as run
 
-    moment = at.replace(tzinfo=UTC) if at else None
+    moment = at
 
     def job(realization: Realization) -> RestoreReport:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

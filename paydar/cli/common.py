@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -30,11 +31,12 @@ from paydar.model.errors import PaydarError, TopologyError
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
 
-__all__ = ["DEFAULT_CONFIG", "DEFAULT_STATE", "config_option", "console", "fail", "operate", "out",
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_STATE", "Moment", "config_option", "console", "fail", "operate", "out",
            "print_figures", "size", "state_option", "text", "topology_problems", "with_progress"]
 T = TypeVar("T")
 
-console = Console(stderr=True)
+# Neither stream folds lines at 80 columns when it is not a terminal (CI logs, pipes).
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 # Tables stay readable when piped (rich would otherwise fold them to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 200)
 DEFAULT_STATE = Path(os.environ.get("PAYDAR_STATE_DIR", ".paydar/state"))
@@ -46,9 +48,26 @@ state_option = click.option("--state-dir", type=click.Path(path_type=Path), defa
                             show_default=True, help="Where keys, data and logs live (env PAYDAR_STATE_DIR).")
 
 
+class Moment(click.ParamType[datetime]):
+    """An ISO 8601 time, with any UTC offset (``2026-12-01T09:30:00+03:30``); one without is UTC."""
+
+    name = "time"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a time: use ISO 8601 such as 2026-12-01T09:30:00+03:30 "
+                      "or 2026-12-01 06:00:00 (no offset: UTC)", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``message`` as an error and exit with ``code`` (2: bad usage or input, 1: refused or failed)."""
-    console.print(f"[bold red]error:[/] {message}")
+    console.print("[bold red]error:[/] ", end="")
+    console.print(message, markup=False, highlight=False)
     sys.exit(code)
 
 
@@ -57,7 +76,8 @@ def topology_problems(exc: TopologyError) -> NoReturn:
     console.print(f"[bold red]{exc.source}: {len(exc.issues)} problem(s)[/]")
     for issue in exc.issues:
         hint = f"\n      hint: {issue.hint}" if issue.hint else ""
-        console.print(f"  [yellow]{issue.location}[/]: {issue.message}{hint}")
+        # Messages quote patterns such as '^[a-z]...$': never read them as rich markup.
+        console.print(f"  {issue.location}: {issue.message}{hint}", markup=False, highlight=False)
     sys.exit(2)
 
 

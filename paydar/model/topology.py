@@ -385,6 +385,20 @@ def parse_topology(data: Any, source: str = "<topology>") -> NationalTopology:
     return topo
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key repeated in one mapping (it keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_topology(path: str | Path) -> NationalTopology:
     """Read and validate a topology file; raises :class:`TopologyError` naming every problem."""
     path = Path(path)
@@ -392,13 +406,16 @@ def load_topology(path: str | Path) -> NationalTopology:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TopologyError(str(path), [Issue("(file)", f"cannot read: {exc.strerror}",
-                                              "pass an existing file with --config")]) from None
+                                              "pass the path of an existing topology file")]) from None
+    except UnicodeDecodeError as exc:
+        raise TopologyError(str(path), [Issue(f"byte {exc.start}", "not UTF-8 text",
+                                              "save the file as UTF-8 (YAML files are UTF-8)")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise TopologyError(str(path), [Issue(where, f"not valid YAML: {problem}",
-                                              "check indentation and quoting")]) from None
+        hint = "keep one of the two" if "appears twice" in str(problem) else "check indentation and quoting"
+        raise TopologyError(str(path), [Issue(where, f"not valid YAML: {problem}", hint)]) from None
     return parse_topology(data, str(path))

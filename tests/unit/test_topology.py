@@ -230,3 +230,16 @@ def test_services_speak_the_catalogs_declared_vocabulary(example: dict[str, Any]
     del open_vocabulary["vocabulary"]
     accepted = parse_topology(open_vocabulary, source="<test>")  # without a declared vocabulary, any word
     assert (accepted.services[0].ecosystem, accepted.services[1].tier) == ("astrology", 7)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"name: x\nname: y\n", "line 2, column 1: not valid YAML: key 'name' appears twice in one mapping "
+                            "(hint: keep one of the two)"),
+    (b"name: \xff\xfe\n", "byte 6: not UTF-8 text (hint: save the file as UTF-8 (YAML files are UTF-8))"),
+])
+def test_a_file_a_new_user_might_write_gets_a_clear_error(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(content)
+    with pytest.raises(TopologyError) as info:
+        load_topology(path)
+    assert [str(issue) for issue in info.value.issues] == [expected]
