@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paydar.chaos.target import begin_experiment
+from paydar.chaos.target import begin_experiment, take_abort
 from paydar.infra.local.realizer import Realization
 from paydar.model.files import write_json_atomic
 
@@ -50,15 +50,19 @@ class ExperimentResult:
     """Unix times from the first attack to the end of the rollback (the fault window)."""
     affected_region: str | None = None
     """The region the attack took out, whose citizens are not promised service meanwhile."""
+    fault_component: str | None = None
+    """The component the attack hit (``node.<service>.<region>``, ``region.<name>``, a link...)."""
     detection_seconds: float | None = None
     lost: int | None = None
     """Acknowledged writes lost, as the steady-state probe counted them after the attack."""
     corrupted: int | None = None
+    aborted: str | None = None
+    """Why the safeguard aborted the experiment (None: it was not aborted)."""
 
     @property
     def held(self) -> bool:
         return (self.status == "completed" and not self.deviated and self.steady_before and self.steady_after
-                and not self.failed_activities)
+                and not self.failed_activities and self.aborted is None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "status": self.status, "deviated": self.deviated,
@@ -67,7 +71,9 @@ class ExperimentResult:
                 "held": self.held, "seconds": self.seconds, "recovery_seconds": self.recovery_seconds,
                 "failed_activities": list(self.failed_activities), "journal": self.journal,
                 "window": list(self.window) if self.window else None, "affected_region": self.affected_region,
-                "detection_seconds": self.detection_seconds, "lost": self.lost, "corrupted": self.corrupted}
+                "fault_component": self.fault_component,
+                "detection_seconds": self.detection_seconds, "lost": self.lost, "corrupted": self.corrupted,
+                "aborted": self.aborted}
 
 
 def experiments(folder: Path = CATALOG_DIR) -> list[Path]:
@@ -79,10 +85,12 @@ def load_catalog(paths: list[Path]) -> list[Experiment]:
 
 
 def run_experiments(system: Realization, planned: list[Experiment],
-                    started: Callable[[int, str], None] = lambda _n, _name: None) -> list[ExperimentResult]:
+                    started: Callable[[int, str], None] = lambda _n, _name: None,
+                    configuration: dict[str, Any] | None = None) -> list[ExperimentResult]:
     """Run each experiment against ``system`` in turn; journals go to ``<state-dir>/chaos/journals/``.
 
-    ``started(index, name)`` is called as each begins (the drill's progress display)."""
+    ``started(index, name)`` is called as each begins (the drill's progress display);
+    ``configuration`` is added to every experiment's (the drill's safeguard settings)."""
     from chaoslib.experiment import run_experiment
 
     logging.getLogger("chaostoolkit").setLevel(logging.WARNING)  # the drill shows its own progress
@@ -91,6 +99,7 @@ def run_experiments(system: Realization, planned: list[Experiment],
     results = []
     for index, (name, planned_experiment) in enumerate(planned):
         experiment = {**planned_experiment, "configuration": {**planned_experiment.get("configuration", {}),
+                                                              **(configuration or {}),
                                                               "paydar_state_dir": str(system.layout.root)}}
         started(index, name)
         begin_experiment(system)
@@ -100,7 +109,7 @@ def run_experiments(system: Realization, planned: list[Experiment],
         journal = run_experiment(experiment, settings={"runtime": {"rollbacks": {"strategy": strategy}}})
         target = journals / f"{name.replace(':', '--')}.json"
         write_json_atomic(target, json.loads(json.dumps(journal, default=str)))
-        results.append(_result(name, journal, time.monotonic() - began, target))
+        results.append(_result(name, journal, time.monotonic() - began, target, take_abort(system)))
     return results
 
 
@@ -118,7 +127,8 @@ def _counted(steady: dict[str, Any], func: str) -> int | None:
     return max(counts) if counts else None
 
 
-def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> ExperimentResult:
+def _result(name: str, journal: dict[str, Any], seconds: float, path: Path,
+            aborted: str | None = None) -> ExperimentResult:
     runs = list(journal.get("run", [])) + list(journal.get("rollbacks", []))
     steady = journal.get("steady_states") or {}
     return ExperimentResult(
@@ -131,14 +141,16 @@ def _result(name: str, journal: dict[str, Any], seconds: float, path: Path) -> E
         lost=_counted(steady, "acknowledged_writes_lost"), corrupted=_counted(steady, "corrupted_documents_served"),
         failed_activities=tuple(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
                                 for r in runs if r["status"] != "succeeded"),
-        journal=str(path), window=_window(journal), affected_region=_affected(journal))
+        journal=str(path), window=_window(journal), affected_region=_recorded(journal, "region"),
+        fault_component=_recorded(journal, "component"), aborted=aborted)
 
 
-def _affected(journal: dict[str, Any]) -> str | None:
-    """The fault's region, as the attack (the method's first action) recorded it."""
+def _recorded(journal: dict[str, Any], key: str) -> str | None:
+    """What the attack (the method's first action) recorded of the fault: its region or component."""
     first = next((r for r in journal.get("run", []) if r["activity"].get("type") == "action"), None)
     output = first.get("output") if first else None
-    return output.get("region") if isinstance(output, dict) else None
+    value = output.get(key) if isinstance(output, dict) else None
+    return str(value) if value else None
 
 
 def _window(journal: dict[str, Any]) -> tuple[float, float] | None:

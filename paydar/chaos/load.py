@@ -40,12 +40,17 @@ class LoadFailed(PaydarError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One citizen interaction: when, through which region's gateway, and whether it was served."""
+    """One citizen interaction: when, through which region's gateway, of which service, whether it
+    was served (written and read back), whether the write was acknowledged, and whether the
+    service served a read (None: nothing acknowledged to read yet)."""
 
     at: float
     region: str
     served: bool
     service: str = ""
+    acknowledged: bool = False
+    read: bool | None = None
+    doc_id: str = ""
 
 
 class CitizenLoad:
@@ -106,7 +111,9 @@ class CitizenLoad:
         return lines
 
     def samples(self) -> list[Sample]:
-        return [Sample(e["at"], e["region"], bool(e["served"]), e["service"]) for e in self._lines()]
+        return [Sample(e["at"], e["region"], bool(e["served"]), e["service"], bool(e["acknowledged"]), e.get("read"),
+                       e["doc_id"])
+                for e in self._lines()]
 
     def ledger(self) -> AckLedger:
         """Every write Locust attempted, with whether it was acknowledged."""

@@ -8,9 +8,12 @@ Configuration comes from the environment:
 - ``PAYDAR_GATEWAYS``: JSON object, region -> gateway URL; users are spread evenly over them;
 - ``PAYDAR_SERVICES``: JSON list of service ids, written round-robin;
 - ``PAYDAR_LOAD_LOG``: JSON-lines file, one line per citizen interaction: time, region, service,
-  document id and content, whether the write was acknowledged, and whether the read-back
-  returned exactly what was written ("served"). The drill turns it into the availability
-  timeline and checks every acknowledged write in it at the end.
+  document id and content, whether the write was acknowledged, whether the read-back
+  returned exactly what was written ("served"), and whether the service served a read at
+  all ("read": the new document, or after a refused write one acknowledged earlier, so a
+  read-only service is seen serving reads; null when there is nothing to read yet). The
+  drill turns it into the availability timeline and each service's write and read recovery,
+  and checks every acknowledged write in it at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ REQUEST_TIMEOUT = 5.0
 _RUN = uuid.uuid4().hex[:8]
 _SERIAL = itertools.count()
 _REGIONS = itertools.cycle(sorted(GATEWAYS))
+_ACKNOWLEDGED: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+"""Per (region, service): the newest document acknowledged through that gateway, to read while writes are refused."""
 _LOG = open(os.environ.get("PAYDAR_LOAD_LOG", os.devnull), "a", buffering=1)  # noqa: SIM115 - lives as long as Locust
 
 
@@ -57,15 +62,22 @@ class Citizen(HttpUser):
             acknowledged = reply.ok and _json(reply).get("acknowledged") is True
             if not acknowledged:
                 reply.failure(f"not acknowledged: HTTP {reply.status_code}")
-        served = False
         if acknowledged:
-            with self.client.get(url, name=f"GET {self.region}", timeout=REQUEST_TIMEOUT,
-                                 catch_response=True) as reply:
-                served = reply.ok and _json(reply).get("data") == document["data"]
-                if not served:
-                    reply.failure(f"not served as written: HTTP {reply.status_code}")
+            _ACKNOWLEDGED[(self.region, service)] = (doc_id, document)
+        earlier = _ACKNOWLEDGED.get((self.region, service))
+        read = None if earlier is None else self._read(service, *earlier)
+        served = acknowledged and bool(read)
         _LOG.write(json.dumps({"at": at, "region": self.region, "service": service, "doc_id": doc_id,
-                               "document": document, "acknowledged": acknowledged, "served": served}) + "\n")
+                               "document": document, "acknowledged": acknowledged, "served": served,
+                               "read": read}) + "\n")
+
+    def _read(self, service: str, doc_id: str, document: dict[str, Any]) -> bool:
+        url = f"{self.gateway}/v1/services/{service}/documents/{doc_id}"
+        with self.client.get(url, name=f"GET {self.region}", timeout=REQUEST_TIMEOUT, catch_response=True) as reply:
+            served = bool(reply.ok and _json(reply).get("data") == document["data"])
+            if not served:
+                reply.failure(f"not served as written: HTTP {reply.status_code}")
+        return served
 
 
 def _json(reply: Any) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from paydar.model.ids import Kind
 __all__ = ["Cell", "cells", "experiment", "steady_state"]
 
 
-RECOVERY_TIMEOUT = 30
 DETECTION_TIMEOUT = 20
+ROLES = ("primary", "standby")
+"""The roles a node's faults run in, as :func:`paydar.chaos.target.component` resolves them."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,24 @@ class Cell:
 
 def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
     """Every cell of the matrix for this realization, narrowed to names matching any ``only`` pattern
-    (``fnmatch``: ``node.<service>.*``, ``*:crash``, ``gateway.<region>:flood``)."""
+    (``fnmatch``: ``node.<service>@*``, ``*:crash``, ``gateway.<region>:flood``).
+
+    A service's node faults run twice, on its primary and on a standby, each resolved from the
+    routing table when the cell starts (``node.<service>@primary:hang``): what a cell attacks
+    does not depend on which cells ran before it and moved primaries.
+    """
     topology = system.topology
     built: list[Cell] = []
     first_service = topology.services[0].id
+    for service in topology.services:
+        for role in ROLES:
+            node = f"{Kind.NODE.value}.{service.id}@{role}"
+            built += [_component_cell(node, Kind.NODE.value, fault, None, first_service)
+                      for fault in FAULTS[Kind.NODE.value]]
     for component in system.plan.components:
         kind = component.kind.value
+        if component.kind is Kind.NODE:
+            continue
         for fault in FAULTS.get(kind, ()):
             if component.kind is Kind.LINK:
                 link = next(li for li in system.plan.links if li.id == component.id)
@@ -125,8 +138,7 @@ def experiment(cell: Cell, dwell: float) -> dict[str, Any]:
     if cell.detect:
         method.append(_probe("seconds-until-the-node-detects-it", "seconds_until_compromise_detected",
                              {"timeout": DETECTION_TIMEOUT}))
-    method.append(_probe("seconds-until-citizens-served-again", "seconds_until_available",
-                         {"timeout": RECOVERY_TIMEOUT}, pauses={"after": dwell}))
+    method.append(_probe("seconds-until-citizens-served-again", "seconds_until_available", pauses={"after": dwell}))
     return {
         "version": "1.0.0",
         "title": f"N-1: {cell.fault} of {cell.component}",

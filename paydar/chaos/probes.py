@@ -15,20 +15,25 @@ import aiohttp
 
 from paydar.chaos.faults import Fault
 from paydar.chaos.invariants import Violation, ViolationKind, check_acknowledged
+from paydar.chaos.safeguard import Safeguard
 from paydar.chaos.target import (
     ActivityFailed,
     Configuration,
     Secrets,
+    acknowledged_of,
     append_ledger,
     component,
     fault,
     ledger_size,
     load_ledger,
     realization,
+    record_abort,
 )
 from paydar.chaos.workload import read_back
 from paydar.gateway.client import GatewayClient
 from paydar.infra.local.realizer import Realization
+from paydar.model.resilience import cause, replicas_lost
+from paydar.model.topology import Limit
 from paydar.ops.backups import list_vault
 from paydar.ops.failover import current_table, fetch_node_state
 from paydar.ops.restore import CANDIDATES
@@ -36,8 +41,8 @@ from paydar.vault.manifest import BackupManifest
 from paydar.vault.s3 import vault_client
 
 __all__ = ["acknowledged_writes_lost", "backups_intact", "certified_route_unchanged", "citizen_availability",
-           "corrupted_documents_served", "routing_table", "seconds_until_available",
-           "seconds_until_compromise_detected"]
+           "corrupted_documents_served", "read_only_now", "routing_table", "seconds_until_available",
+           "seconds_until_compromise_detected", "served_per_region", "served_per_service"]
 
 REQUEST_TIMEOUT = 5.0
 
@@ -47,63 +52,108 @@ def _unaffected(system: Realization) -> list[str]:
     return [r for r in system.topology.region_names if not held or r != held.get("region")]
 
 
+def read_only_now(system: Realization) -> dict[str, str]:
+    """Services the fault in force may leave read-only because they accept it (``accepts:``):
+    service -> the region whose replica the fault took. Their reads are still checked."""
+    held = fault(system)
+    if not held:
+        return {}
+    lost = replicas_lost(system.topology, str(held.get("component", "")))
+    return {service: region for service, region in lost.items()
+            if Limit.READ_ONLY_AFTER_REGION_LOSS in system.topology.service(service).accepts}
+
+
 def citizen_availability(writes: int = 4, configuration: Configuration = None, secrets: Secrets = None) -> float:
     """Fraction of citizen requests served: ``writes`` fresh documents per service written and read
     back through each unaffected region's gateway; a request counts only when the write was
-    acknowledged and the read returned exactly what was written."""
+    acknowledged and the read returned exactly what was written. A service the fault may leave
+    read-only by its own declaration counts when it serves a read of an earlier acknowledged write."""
     system = realization(configuration)
-    return asyncio.run(_availability(system, writes))
+    return asyncio.run(_availability(system, writes))[0]
 
 
-async def _availability(system: Realization, writes: int) -> float:
-    per_region = await served_per_region(system, writes, _unaffected(system))
-    total = sum(n for _, n in per_region.values())
-    return sum(served for served, _ in per_region.values()) / total if total else 0.0
+async def _availability(system: Realization, writes: int) -> tuple[float, set[str]]:
+    """The share served, and the services with a request not served."""
+    outcomes = await served_per_service(system, writes, _unaffected(system), read_only_now(system))
+    served = [ok for per in outcomes.values() for ok in per]
+    unserved = {service for (_, service), per in outcomes.items() if not all(per)}
+    return (sum(served) / len(served) if served else 0.0), unserved
 
 
 async def served_per_region(system: Realization, writes: int, regions: list[str]) -> dict[str, tuple[int, int]]:
-    """Per region: (served, attempted) write-then-read requests through its gateway, ``writes`` per
-    service; every write goes to the ledger so later probes check it was not lost."""
+    """Per region: (served, attempted) write-then-read requests through its gateway, ``writes`` per service."""
+    outcomes = await served_per_service(system, writes, regions, {})
+    return {region: (sum(ok for (r, _), per in outcomes.items() if r == region for ok in per),
+                     sum(len(per) for (r, _), per in outcomes.items() if r == region)) for region in regions}
+
+
+async def served_per_service(system: Realization, writes: int, regions: list[str],
+                             read_only: dict[str, str]) -> dict[tuple[str, str], list[bool]]:
+    """Per (region, service): whether each of ``writes`` write-then-read requests through that
+    region's gateway was served; every write goes to the ledger so later probes check it was
+    not lost. A service in ``read_only`` whose write is refused is served when an earlier
+    acknowledged write of it reads back exactly."""
     run = uuid.uuid4().hex[:8]
     services = [s.id for s in system.topology.services]
+    earlier = {service: acknowledged_of(system, service) for service in read_only}
     attempts: list[tuple[str, str, str, dict[str, Any]]] = [
         (region, service, f"chaos-{run}-{region}-{n}",
          {"citizen_id": f"{(n * 7919 + 17) % 10**10:010d}", "kind": "national-id-card",
           "data": {"chaos": run, "n": n}})
         for region in regions for service in services for n in range(writes)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+        async def read(client: GatewayClient, service: str, doc_id: str, document: dict[str, Any]) -> bool:
+            reply = await client.get(service, doc_id)
+            return reply.ok and {k: reply.body.get(k) for k in document} == document
+
         async def one(region: str, service: str, doc_id: str, document: dict[str, Any]) -> tuple[bool, bool]:
             client = GatewayClient(session, system.plan.gateway(region).url)
             written = await client.put(service, doc_id, document)
-            acked = written.ok and written.body.get("acknowledged") is True
-            if not acked:
-                return False, False
-            read = await client.get(service, doc_id)
-            return True, read.ok and {k: read.body.get(k) for k in document} == document
+            if written.ok and written.body.get("acknowledged") is True:
+                return True, await read(client, service, doc_id, document)
+            known = earlier.get(service)
+            return False, known is not None and await read(client, service, *known)
 
         outcomes = await asyncio.gather(*(one(*a) for a in attempts))
     append_ledger(system, [(service, doc_id, document, acked)
                            for (_, service, doc_id, document), (acked, _) in zip(attempts, outcomes, strict=True)])
-    counts = {region: [0, 0] for region in regions}
-    for (region, *_), (_, served) in zip(attempts, outcomes, strict=True):
-        counts[region][0] += served
-        counts[region][1] += 1
-    return {region: (served, total) for region, (served, total) in counts.items()}
+    per: dict[tuple[str, str], list[bool]] = {}
+    for (region, service, *_), (_, served) in zip(attempts, outcomes, strict=True):
+        per.setdefault((region, service), []).append(served)
+    return per
 
 
-def seconds_until_available(timeout: float = 30.0,
+def seconds_until_available(timeout: float | None = None,
                             configuration: Configuration = None, secrets: Secrets = None) -> float:
-    """Seconds until every citizen request through the unaffected gateways is served again;
-    raises when that does not happen within ``timeout`` (the experiment then fails)."""
+    """Seconds until every citizen request through the unaffected gateways is served again.
+
+    Each service is held to its own ``rto``: this raises (the experiment then fails) as soon as
+    a service is still not served once its RTO has passed, naming it and, when the fault took a
+    replica its writes need, why. ``timeout`` bounds the wait further (default: the largest RTO).
+    The :class:`~paydar.chaos.safeguard.Safeguard` of the configuration aborts the wait sooner
+    when availability stays below its floor, and leaves ``chaos/aborted.json`` saying why.
+    """
     system = realization(configuration)
+    topology = system.topology
+    bound = timeout if timeout is not None else max(s.rto for s in topology.services)
+    lost = replicas_lost(topology, str((fault(system) or {}).get("component", "")))
+    guard = Safeguard.of(configuration)
     started = time.monotonic()
-    last = 0.0
-    while time.monotonic() - started < timeout:
-        last = asyncio.run(_availability(system, 1))
-        if last == 1.0:
-            return round(time.monotonic() - started, 3)
+    while True:
+        share, unserved = asyncio.run(_availability(system, 1))
+        elapsed = time.monotonic() - started
+        if not unserved:
+            return round(elapsed, 3)
+        if reason := guard.observe(share, elapsed):
+            record_abort(system, reason)
+            raise ActivityFailed(f"safeguard: {reason}")
+        late = sorted(s for s in unserved if elapsed >= min(topology.service(s).rto, bound))
+        if late:
+            why = [cause(topology.service(s), lost[s]) for s in late if s in lost]
+            missed = ", ".join(f"{s} (rto {topology.service(s).rto:g}s)" for s in late)
+            raise ActivityFailed(f"not served again within {elapsed:.0f}s: {missed}; last availability {share:.2f}"
+                                 + "".join(f"; {w}" for w in why if w))
         time.sleep(0.1)
-    raise ActivityFailed(f"citizens not fully served within {timeout:.0f}s (last availability {last:.2f})")
 
 
 def seconds_until_compromise_detected(timeout: float = 20.0, node: str | None = None,

@@ -30,9 +30,10 @@ from paydar.model.files import write_json_atomic
 from paydar.model.ids import Kind
 from paydar.ops.failover import current_table
 
-__all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "FaultRecord", "Secrets", "append_ledger",
+__all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "FaultRecord", "Secrets", "acknowledged_of",
+           "append_ledger",
            "begin_experiment", "clear_fault", "component", "fault", "ledger_size", "load_ledger", "primary_of",
-           "realization", "record_fault"]
+           "realization", "record_abort", "record_fault", "take_abort"]
 
 Configuration = Mapping[str, Any] | None
 Secrets = Mapping[str, Any] | None
@@ -71,6 +72,21 @@ def clear_fault(system: Realization) -> FaultRecord | None:
     held = fault(system)
     (_folder(system) / "fault.json").unlink(missing_ok=True)
     return held
+
+
+def record_abort(system: Realization, reason: str) -> None:
+    """Say that the safeguard aborted the experiment now running, and why."""
+    write_json_atomic(_folder(system) / "aborted.json", {"reason": reason})
+
+
+def take_abort(system: Realization) -> str | None:
+    """Why the safeguard aborted the experiment that just ran (None: it did not); forgets it."""
+    path = _folder(system) / "aborted.json"
+    if not path.exists():
+        return None
+    reason = str(json.loads(path.read_text()).get("reason", "aborted"))
+    path.unlink()
+    return reason
 
 
 def primary_of(system: Realization, service: str) -> str:
@@ -126,6 +142,16 @@ def load_ledger(system: Realization, *, earlier: int | None = EARLIER_SAMPLE) ->
     for entry in before if earlier is None or len(before) <= earlier else random.sample(before, earlier):
         ledger.record(entry["service"], entry["doc_id"], entry["document"], True)
     return ledger
+
+
+def acknowledged_of(system: Realization, service: str) -> tuple[str, dict[str, Any]] | None:
+    """The newest acknowledged write of ``service`` in the ledgers: (document id, document)."""
+    folder = _folder(system)
+    for path in (folder / "ledger.jsonl", folder / "ledger-earlier.jsonl"):
+        for entry in reversed(_entries(path)):
+            if entry["service"] == service and entry["acknowledged"]:
+                return entry["doc_id"], entry["document"]
+    return None
 
 
 def ledger_size(system: Realization) -> tuple[int, ...]:

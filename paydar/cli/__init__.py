@@ -1,7 +1,7 @@
 """The `paydar` command: parse, call the library, render. Nothing else lives here.
 
-One module per command group (system, failover, backups, drill, production, keys, runbook,
-bench); what they share is in :mod:`paydar.cli.common`.
+One module per command group (system, failover, backups, drill, evidence, production, keys,
+runbook, bench); what they share is in :mod:`paydar.cli.common`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from paydar.cli import (
     backups,
     bench,
     drill,
+    evidence,
     failover,
     keys,
     production,
@@ -41,6 +42,8 @@ def cli(verbose: bool) -> None:
       paydar backups list --service ID        what the vault holds, each manifest verified
       paydar restore --service ID --region REGION   rebuild a node from a verified backup
       paydar down                     stop exactly what `up` started
+      paydar drill                    the attack catalog under citizen load; a signed evidence bundle
+      paydar evidence verify BUNDLE   check a drill's evidence against the operator key
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s %(message)s")
@@ -48,7 +51,7 @@ def cli(verbose: bool) -> None:
 
 for command in (system.validate, system.up, system.down, system.check, system.status, system.component,
                 failover.failover, backups.backup, backups.backups, backups.restore, drill.drill,
-                production.plan, keys.keys, runbook.runbook, bench.bench):
+                production.plan, keys.keys, runbook.runbook, bench.bench, evidence.evidence):
     cli.add_command(command)
 
 

@@ -39,17 +39,19 @@ __all__ = ["check", "component", "down", "status", "up", "validate"]
 def validate(file: Path, strict: bool, as_json: bool) -> None:
     """Check a topology file: report every problem with its location and a fix (exit 2), then
     analyse each service for the loss of any one region (N-1) and warn, with the numbers and
-    the fix, about every service that would stop acknowledging writes or serving reads.
+    the fix, about every service that would stop acknowledging writes. A service whose entry
+    states the limit openly (accepts: [read-only-after-region-loss]) is listed as accepted.
 
     \b
-    Exit status: 0 valid (warnings are printed); 1 with --strict when there is any warning or
-    unsafe: entry; 2 when the file is not a valid topology.
+    Exit status: 0 valid (warnings are printed); 1 with --strict when there is any warning
+    (accepted limits are not warnings) or unsafe: entry; 2 when the file is not a valid topology.
     """
     try:
         topology = load_topology(file)
     except TopologyError as exc:
         topology_problems(exc)
     findings = n_minus_one(topology)
+    warnings = [f for f in findings if not f.accepted]
     notes = [f"service {s.id} acknowledges a write once {s.ack_replicas} standbys hold it (sync_replicas "
              f"{s.sync_replicas}): with the primary that is a majority of its {len(s.regions)} replicas, so two "
              f"primaries of one epoch can never both acknowledge; the cost is waiting for the {s.ack_replicas}th "
@@ -59,7 +61,8 @@ def validate(file: Path, strict: bool, as_json: bool) -> None:
         out.print_json(json.dumps({
             "file": str(file), "valid": True, "regions": len(topology.regions), "services": len(topology.services),
             "nodes": nodes, "threshold": topology.control.threshold,
-            "warnings": [f.as_dict() for f in findings], "notes": notes,
+            "warnings": [f.as_dict() for f in warnings], "accepted": [f.as_dict() for f in findings if f.accepted],
+            "notes": notes,
             "unsafe": [{"weakening": w.value, "risk": w.risk, "caught_by": w.caught_by} for w in topology.unsafe]}))
     else:
         out.print(f"{file}: valid — {len(topology.regions)} regions, {len(topology.services)} services, "
@@ -68,12 +71,14 @@ def validate(file: Path, strict: bool, as_json: bool) -> None:
         for note in notes:
             out.print(f"  note: {note}", markup=False)
         for finding in findings:
-            console.print(f"[bold yellow]warning[/] ({finding.limit.value}): ", end="")
-            console.print(f"{finding.message}; fix: {finding.fix}", markup=False)
+            label = "[bold cyan]accepted[/]" if finding.accepted else "[bold yellow]warning[/]"
+            console.print(f"{label} ({finding.limit.value}): ", end="")
+            console.print(finding.message if finding.accepted else f"{finding.message}; fix: {finding.fix}",
+                          markup=False)
         if topology.unsafe:
             console.print(f"[bold red]UNSAFE[/]: this topology gives up {', '.join(topology.unsafe)} on purpose; "
                           "it exists to prove the drill catches it and must never run in production")
-    sys.exit(1 if strict and (findings or topology.unsafe) else 0)
+    sys.exit(1 if strict and (warnings or topology.unsafe) else 0)
 
 
 @click.command()

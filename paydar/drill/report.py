@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-__all__ = ["render_html", "why_broken"]
+__all__ = ["recovery", "render_html", "why_broken"]
 
 WIDTH, HEIGHT, PAD = 900, 120, 30
 
@@ -25,8 +25,9 @@ def render_html(report: dict[str, Any]) -> str:
     sections = [
         f"<h1>Paydar drill ({escape(str(report.get('mode', 'catalog')))})</h1>"
         f"<p class='verdict {'ok' if passed else 'bad'}'>{escape(verdict)}</p>",
+        _meta(report.get("meta") or {}),
         _weakenings(report.get("weakenings") or [], experiments),
-        _figures(report), _load(report.get("load") or {}),
+        _figures(report), _services(report.get("services") or []), _load(report.get("load") or {}),
         "<h2>Citizen availability per region</h2>"
         "<p>Each point: share of write-then-read requests served in that second through the region's gateway. "
         "Shaded: an experiment's fault window (attack to end of rollback).</p>",
@@ -46,12 +47,56 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def why_broken(e: dict[str, Any]) -> str:
-    """One line: the activities that failed, else the steady-state probes that were not met."""
+    """One line: the safeguard's abort, else the activities that failed, else the steady-state probes not met."""
+    if e.get("aborted"):
+        return f"ABORTED by the safeguard: {e['aborted']}"
     if e["failed_activities"]:
         return "; ".join(e["failed_activities"])
     when = "before" if not e["steady_state_before"] else "after"
     unmet = f": {', '.join(e['unmet'])}" if e["unmet"] else ""
     return f"steady state not met {when} the attack{unmet} ({e['status']})"
+
+
+def _meta(meta: dict[str, Any]) -> str:
+    """When, with which Paydar, on which topology and with which settings the drill ran."""
+    if not meta:
+        return ""
+    settings = ", ".join(f"{k}={v}" for k, v in sorted((meta.get("settings") or {}).items()))
+    rows = [("started", meta.get("started")), ("Paydar", f"{meta.get('paydar_version')} at commit "
+                                                          f"{meta.get('paydar_commit')}"),
+            ("topology", f"{meta.get('topology', '')} (SHA-256 {meta.get('topology_sha256', 'unknown')})"),
+            ("settings", settings)]
+    return "<table class='meta'>" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
+                                             for k, v in rows) + "</table>"
+
+
+def _services(services: list[dict[str, Any]]) -> str:
+    """Each service against its own RTO and RPO, grouped by tier (tier 1 first)."""
+    if not services:
+        return ""
+    rows, tier = [], None
+    for v in services:
+        if v["tier"] != tier:
+            tier = v["tier"]
+            name = f" ({v['tier_name']})" if v.get("tier_name") else ""
+            rows.append(f"<tr><th colspan='9'>tier {tier}{escape(name)}</th></tr>")
+        why = "; ".join(v.get("causes") or v.get("accepted") or [])
+        rows.append(f"<tr><td>{escape(v['service'])}</td><td>{escape(v['name'])}</td><td>{escape(v['ecosystem'])}"
+                    f"</td><td>{escape(v['agency'])}</td><td>{recovery(v['worst_writes'])}</td>"
+                    f"<td>{recovery(v['worst_reads'])}</td><td>{v['rto']:g}s / {v['rpo']:g}s</td>"
+                    f"<td class='{'broke' if v['outcome'] == 'missed' else 'held'}'>{escape(v['outcome'])}</td>"
+                    f"<td>{escape(v['worst_writes_cell'] or v['worst_reads_cell'])}{': ' if why else ''}"
+                    f"{escape(why)}</td></tr>")
+    return ("<h2>Services against their own targets</h2><p>Worst time, over every cell, from the attack until the "
+            "service's writes were acknowledged again and its reads served again, through the unaffected "
+            "regions.</p><table><tr><th>service</th><th>name</th><th>ecosystem</th><th>agency</th>"
+            "<th>writes back after</th><th>reads back after</th><th>RTO / RPO</th><th>verdict</th>"
+            "<th>worst case and why</th></tr>" + "".join(rows) + "</table>")
+
+
+def recovery(seconds: float | None) -> str:
+    """A recovery time for a reader; None is a service that did not recover within the cell."""
+    return "never (within the cell)" if seconds is None else f"{seconds:.1f}s"
 
 
 def _weakenings(weakenings: list[dict[str, str]], experiments: list[dict[str, Any]]) -> str:
@@ -146,7 +191,7 @@ def _timeline(region: str, points: list[list[float]], experiments: list[dict[str
 def _experiments(experiments: list[dict[str, Any]]) -> str:
     rows = []
     for e in experiments:
-        outcome = "held" if e.get("held") else "BROKE"
+        outcome = "held" if e.get("held") else "ABORTED" if e.get("aborted") else "BROKE"
         why = "" if e.get("held") else why_broken(e)
         during = "" if e.get("availability_during_fault") is None else f"{e['availability_during_fault']:.1%}"
         radius = e.get("blast_radius") or {}

@@ -9,9 +9,11 @@ read back through every gateway. It fails when any of that broke.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,10 @@ from paydar.chaos.matrix import cells
 from paydar.chaos.matrix import experiment as cell_experiment
 from paydar.chaos.target import load_ledger
 from paydar.chaos.workload import read_back
-from paydar.drill.report import render_html, why_broken
+from paydar.drill.provenance import provenance
+from paydar.drill.report import recovery, render_html, why_broken
+from paydar.drill.tables import TableHistory
+from paydar.drill.verdict import Outcome, judge
 from paydar.infra.local.realizer import (
     Realization,
     UpFailed,
@@ -42,18 +47,25 @@ from paydar.infra.local.realizer import (
 )
 from paydar.model.errors import PaydarError
 from paydar.model.files import write_json_atomic
+from paydar.ops.evidence import write_bundle
 
-__all__ = ["DrillOptions", "DrillReport", "run_drill"]
+__all__ = ["EVIDENCE", "DrillOptions", "DrillReport", "run_drill"]
+
+EVIDENCE = "evidence.tar.gz"
 
 
 @dataclass(frozen=True)
 class DrillOptions:
-    """What to run: the catalog (default) or the matrix narrowed by ``only``, under ``users`` Locust citizens."""
+    """What to run: the catalog (default) or the matrix narrowed by ``only``, under ``users`` Locust
+    citizens; a cell is aborted when availability through the unaffected regions stays below
+    ``floor`` for longer than ``floor_seconds``."""
 
     matrix: bool = False
     only: tuple[str, ...] = ()
     users: int = 6
     dwell: float = 2.0
+    floor: float = 0.5
+    floor_seconds: float = 20.0
 
 
 @dataclass
@@ -73,6 +85,10 @@ class DrillReport:
     corrupted: int = 0
     load: dict[str, Any] = field(default_factory=dict)
     experiments: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    """Each service against its own RTO and RPO, tiers first (:func:`paydar.drill.verdict.judge`)."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """When, which Paydar (version, commit), which topology (its SHA-256) and which settings."""
     timeline: dict[str, list[list[float]]] = field(default_factory=dict)
     """Per region: [seconds since timeline_origin, share of citizen requests served in that second]."""
     timeline_origin: float = 0.0
@@ -82,7 +98,12 @@ class DrillReport:
     @property
     def passed(self) -> bool:
         return (not self.error and not self.violations and self.writes_acknowledged > 0
-                and all(e["held"] for e in self.experiments))
+                and all(e["held"] for e in self.experiments) and not self.missed)
+
+    @property
+    def missed(self) -> list[str]:
+        """Why each service that missed its RTO or RPO missed it, in words."""
+        return [c for v in self.services if v["outcome"] == Outcome.MISSED for c in v["causes"]]
 
     @property
     def failure(self) -> str:
@@ -90,7 +111,7 @@ class DrillReport:
         if self.passed:
             return ""
         broke = [e["name"] for e in self.experiments if not e["held"]]
-        return self.error or "; ".join(self.violations[:5]) or (
+        return self.error or "; ".join(self.violations[:5] + self.missed[:5]) or (
             f"experiments broke: {', '.join(broke)}" if broke else "no write was acknowledged")
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,6 +125,8 @@ class DrillReport:
                     "reads_checked", "lost", "corrupted"):
             value = getattr(self, key)
             table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
+        for key in ("paydar_commit", "topology_sha256"):
+            table.add_row(key.replace("_", " "), str(self.meta.get(key, "")))
         for region, figures in sorted((k, v) for k, v in self.load.items() if isinstance(v, dict)):
             table.add_row(f"locust {region}", f"{figures['requests']} requests, {figures['failures']} failed, "
                                               f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
@@ -111,6 +134,8 @@ class DrillReport:
             table.add_row("[yellow]weakened[/]", f"{weakening['name']}: {weakening['risk']}")
         for e in self.experiments:
             table.add_row(f"experiment {e['name']}", _outcome(e))
+        for v in self.services:
+            table.add_row(f"service {v['service']} (tier {v['tier']})", _service_outcome(v))
         verdict = (f"[bold green]PASSED[/]: every acknowledged write readable through every gateway; "
                    f"{len(self.experiments)} experiments held" if self.passed
                    else f"[bold red]FAILED[/]: {self.failure}")
@@ -128,7 +153,19 @@ def _outcome(e: dict[str, Any]) -> str:
         figures.append(f"{e['availability_during_fault']:.1%} served elsewhere during the fault")
     if e["held"]:
         return f"[green]held[/] in {e['seconds']:.1f}s" + (f": {', '.join(figures)}" if figures else "")
+    if e.get("aborted"):
+        return f"[red]ABORTED[/] by the safeguard after {e['seconds']:.1f}s: {e['aborted']}"
     return f"[red]BROKE[/] in {e['seconds']:.1f}s: {why_broken(e)}"
+
+
+def _service_outcome(v: dict[str, Any]) -> str:
+    figures = (f"writes back after {recovery(v['worst_writes'])}, reads after {recovery(v['worst_reads'])} "
+               f"(rto {v['rto']:g}s)")
+    if v["outcome"] == Outcome.MISSED:
+        return f"[red]MISSED[/]: {'; '.join(v['causes'])}"
+    if v["outcome"] == Outcome.ACCEPTED:
+        return f"[cyan]accepted[/]: {figures}; {'; '.join(v['accepted'])}"
+    return f"[green]met[/]: {figures}"
 
 
 def run_drill(*, config: Path, state_dir: Path | None, keep: bool, console: Console, attach: bool = False,
@@ -140,7 +177,10 @@ def run_drill(*, config: Path, state_dir: Path | None, keep: bool, console: Cons
     if attach and state_dir is None:
         raise PaydarError("--attach needs the --state-dir of the running system")
     state_dir = state_dir or Path(".paydar/drills") / time.strftime("%Y%m%d-%H%M%S")
-    report = DrillReport(state_dir=str(state_dir), mode="matrix" if options.matrix else "catalog")
+    report = DrillReport(state_dir=str(state_dir), mode="matrix" if options.matrix else "catalog",
+                         meta={"started": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "settings": asdict(options) | {"config": str(config), "attach": attach},
+                               **provenance()})
     started = time.monotonic()
     try:
         if attach:
@@ -152,17 +192,32 @@ def run_drill(*, config: Path, state_dir: Path | None, keep: bool, console: Cons
         report.error = f"{'attach' if attach else 'up'} failed: {exc}"
         return report
     report.up_seconds = 0.0 if attach else time.monotonic() - started
+    report.meta["topology_sha256"] = hashlib.sha256(realization.layout.topology.read_bytes()).hexdigest()
+    report.meta["topology"] = realization.topology.name
     report.weakenings = [{"name": w.value, "risk": w.risk, "caught_by": w.caught_by}
                          for w in realization.topology.unsafe]
     try:
-        _exercise(realization, report, options, console)
+        with TableHistory(realization):
+            _exercise(realization, report, options, console)
     finally:
         write_json_atomic(state_dir / "report.json", report.as_dict())
         (state_dir / "report.html").write_text(render_html(report.as_dict()))
+        bundle = write_bundle(state_dir / EVIDENCE, _evidence(state_dir), realization.operator(), report.meta)
+        console.print(f"evidence: {bundle} (signed by operator key {realization.operator().key_id}; "
+                      f"check it with `paydar evidence verify {bundle}`)", markup=False, highlight=False)
         if not keep and not attach:
             with console.status("tearing down"):
                 down(state_dir)
     return report
+
+
+def _evidence(state_dir: Path) -> dict[str, Path]:
+    """What the evidence bundle holds: the report, every journal, the routing-table history, the
+    citizens' interactions and Locust's statistics."""
+    chaos = state_dir / "chaos"
+    found = [state_dir / "report.json", state_dir / "report.html", *sorted(chaos.glob("journals/*.json")),
+             chaos / "tables.jsonl", *sorted(chaos.glob("load-*.jsonl")), *sorted(chaos.glob("locust*.csv"))]
+    return {str(path.relative_to(state_dir)): path for path in found if path.is_file()}
 
 
 def _planned(realization: Realization, options: DrillOptions) -> list[Experiment]:
@@ -195,7 +250,8 @@ def _exercise(realization: Realization, report: DrillReport, options: DrillOptio
                 if not load.alive():
                     raise LoadFailed(f"Locust stopped during the drill; see {load.output}")
 
-            done = run_experiments(realization, planned, started)
+            done = run_experiments(realization, planned, started, {"paydar_floor": options.floor,
+                                                                   "paydar_floor_seconds": options.floor_seconds})
             progress.update(task, completed=len(planned), description="experiments done")
     except LoadFailed as exc:
         report.error = str(exc)
@@ -210,7 +266,11 @@ def _exercise(realization: Realization, report: DrillReport, options: DrillOptio
     for experiment in report.experiments:
         experiment["availability_during_fault"] = served_during(samples, experiment)
         experiment["blast_radius"] = blast_radius(samples, experiment)
-    _sweep(realization, report, load.ledger(), console)
+    lost = _sweep(realization, report, load.ledger(), console)
+    sent = {s.doc_id: s.at for s in samples}
+    report.services = [v.as_dict() for v in judge(
+        realization.topology, report.experiments, samples,
+        {service: [sent.get(doc_id) for doc_id in docs] for service, docs in lost.items()})]
 
 
 def _progress(console: Console) -> Progress:
@@ -251,8 +311,10 @@ def blast_radius(samples: list[Sample], experiment: dict[str, Any]) -> dict[str,
     return {"regions": sorted({s.region for s in missed}), "services": sorted({s.service for s in missed})}
 
 
-def _sweep(realization: Realization, report: DrillReport, citizens: AckLedger, console: Console) -> None:
-    """Read every write acknowledged during the drill back through every gateway."""
+def _sweep(realization: Realization, report: DrillReport, citizens: AckLedger,
+           console: Console) -> dict[str, set[str]]:
+    """Read every write acknowledged during the drill back through every gateway; per service,
+    the ids of the acknowledged writes some gateway could not return."""
     ledger = load_ledger(realization, earlier=None)
     for (service, doc_id), (document, acknowledged) in citizens.writes.items():
         ledger.record(service, doc_id, document, acknowledged)
@@ -265,9 +327,14 @@ def _sweep(realization: Realization, report: DrillReport, citizens: AckLedger, c
 
     with console.status(f"reading {report.writes_acknowledged} acknowledged writes back through every gateway"):
         everywhere = asyncio.run(through_every_gateway())
+    lost: dict[str, set[str]] = {}
     for region, reads in zip(regions, everywhere, strict=True):
         violations = check_acknowledged(ledger, reads)
         report.reads_checked += report.writes_acknowledged
         report.lost += sum(1 for v in violations if v.kind is ViolationKind.LOST)
         report.corrupted += sum(1 for v in violations if v.kind is ViolationKind.CORRUPTED)
         report.violations += [f"via {region}: {v}" for v in violations]
+        for v in violations:
+            if v.kind is ViolationKind.LOST:
+                lost.setdefault(v.service, set()).add(v.doc_id)
+    return lost

@@ -1,42 +1,39 @@
-"""What losing any one region does to each service, from its settings alone (N-1 analysis).
+"""What losing one region, or one replica, does to each service, from its settings alone (N-1).
 
 A primary acknowledges a write once ``ack_replicas`` standbys hold it (``sync_replicas``, and
 with the primary a majority of the service's replicas: see
 :attr:`~paydar.model.topology.Service.ack_replicas`). Losing a region takes one replica away;
 if the primary and ``ack_replicas`` standbys no longer fit in what is left, that service stops
-acknowledging writes until the region returns: no failover can fix arithmetic. A service keeps
-serving reads while one replica is left.
+acknowledging writes until the region returns: no failover can fix arithmetic. Reads survive:
+validation refuses a service hosted in one region only, so a replica is always left to read.
+
+The same arithmetic explains a drill: :func:`replicas_lost` says which replica a fault takes
+from which service, and :func:`cause` says in words why that stops its writes.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 
-from paydar.model.topology import NationalTopology, Service
+from paydar.model.ids import ComponentId, Kind
+from paydar.model.topology import Limit, NationalTopology, Service
 
-__all__ = ["Finding", "Limit", "n_minus_one"]
-
-
-class Limit(StrEnum):
-    """What a service cannot do after losing one region."""
-
-    WRITES_STOP = "writes-stop-after-region-loss"
-    READS_STOP = "reads-stop-after-region-loss"
+__all__ = ["Finding", "cause", "n_minus_one", "replicas_lost"]
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One service's N-1 limit, with the numbers and the fix."""
+    """One service's N-1 limit, with the numbers and the fix; ``accepted`` when ``accepts:`` states it."""
 
     service: str
     limit: Limit
     message: str
     fix: str
+    accepted: bool = False
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str | bool]:
         """The finding as JSON-ready fields."""
-        return {key: str(value) for key, value in asdict(self).items()}
+        return {key: value if isinstance(value, bool) else str(value) for key, value in asdict(self).items()}
 
 
 def _regions_needed(service: Service) -> int:
@@ -48,26 +45,51 @@ def _regions_needed(service: Service) -> int:
 
 
 def n_minus_one(topology: NationalTopology) -> list[Finding]:
-    """Every service that cannot acknowledge writes, or serve reads, after losing any one region."""
+    """Every service that cannot acknowledge writes after losing any one region."""
     found: list[Finding] = []
     for service in topology.services:
-        replicas = len(service.regions)
-        needed = service.ack_replicas
-        left = replicas - 2  # standbys beside a primary, one region lost
-        if replicas < 2:
-            found.append(Finding(service.id, Limit.READS_STOP,
-                                 f"service {service.id} has its only replica in {service.regions[0]}: losing that "
-                                 "region takes it down entirely",
-                                 "host it in at least three regions"))
+        if service.writes_survive_region_loss:
             continue
-        if needed > left and service.sync_replicas > 0:
-            fix = f"host it in {_regions_needed(service)} regions"
-            if service.sync_replicas > 1 and replicas >= 3:
-                fix += f", or lower sync_replicas to {max(1, replicas - 2)}"
-            found.append(Finding(
-                service.id, Limit.WRITES_STOP,
-                f"service {service.id} acknowledges a write once {needed} standbys hold it (sync_replicas "
-                f"{service.sync_replicas}, {replicas} regions); after losing any one region only "
-                f"{max(left, 0)} standby(s) remain beside the primary: its writes stop until that region returns",
-                fix))
+        replicas, needed = len(service.regions), service.ack_replicas
+        fix = f"host it in {_regions_needed(service)} regions"
+        if service.sync_replicas > 1 and replicas >= 3:
+            fix += f", or lower sync_replicas to {max(1, replicas - 2)}"
+        fix += f", or state it openly with accepts: [{Limit.READ_ONLY_AFTER_REGION_LOSS.value}]"
+        found.append(Finding(
+            service.id, Limit.READ_ONLY_AFTER_REGION_LOSS,
+            f"service {service.id} acknowledges a write once {needed} standbys hold it (sync_replicas "
+            f"{service.sync_replicas}, {replicas} regions); after losing any one region only "
+            f"{max(replicas - 2, 0)} standby(s) remain beside the primary: its writes stop until that region returns",
+            fix, accepted=Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts))
     return found
+
+
+def replicas_lost(topology: NationalTopology, component: str) -> dict[str, str]:
+    """Per service, the region whose replica a fault on ``component`` takes from it.
+
+    A region (``region.<name>``) takes every replica it hosts; a node its own; a link
+    (``link.<source>.<target>``) cuts ``target``'s replica off from a primary in ``source`` for
+    every service hosted in both. Any other component holds no replica.
+    """
+    kind, _, rest = component.partition(".")
+    if kind == "region":
+        return {s.id: rest for s in topology.services_in(rest)}
+    try:
+        parsed = ComponentId.parse(component)
+    except ValueError:
+        return {}
+    if parsed.kind is Kind.NODE and parsed.service and parsed.region:
+        return {parsed.service: parsed.region}
+    if parsed.kind is Kind.LINK and parsed.region and parsed.target:
+        return {s.id: parsed.target for s in topology.services
+                if parsed.region in s.regions and parsed.target in s.regions}
+    return {}
+
+
+def cause(service: Service, region: str) -> str:
+    """Why losing ``region``'s replica stops ``service``'s writes, in one sentence ("" when it does not)."""
+    if service.writes_survive_region_loss:
+        return ""
+    left = max(len(service.regions) - 2, 0)
+    return (f"{service.id} needs {service.ack_replicas} synchronous standby(s); after losing {region} only {left} "
+            f"remain(s): writes stop until {region} returns")

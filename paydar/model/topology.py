@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from paydar.model.errors import Issue, TopologyError
 
 __all__ = [
+    "Limit",
     "Limits",
     "NationalTopology",
     "Probes",
@@ -85,6 +86,15 @@ _RISKS = {
         "one prober is the whole majority, so one lying prober with a stolen key fails a healthy primary over",
         "lying-prober"),
 }
+
+
+class Limit(StrEnum):
+    """A limit a service states openly under ``accepts:``: the drill then passes it with that
+    statement in the report instead of failing its RTO (never silently)."""
+
+    READ_ONLY_AFTER_REGION_LOSS = "read-only-after-region-loss"
+    """After losing one of its regions (or its node there) the service serves reads but stops
+    acknowledging writes until that region returns (too few regions for its sync_replicas)."""
 
 
 class _Model(BaseModel):
@@ -181,6 +191,8 @@ class Service(_Model):
     rpo: Duration
     regions: tuple[str, ...] = Field(min_length=1)
     sync_replicas: int = Field(ge=0)
+    accepts: tuple[Limit, ...] = ()
+    """N-1 limits the topology states openly for this service (see :class:`Limit`)."""
 
     @property
     def home(self) -> str:
@@ -200,6 +212,11 @@ class Service(_Model):
         if self.sync_replicas == 0:
             return 0
         return max(self.sync_replicas, len(self.regions) // 2)
+
+    @property
+    def writes_survive_region_loss(self) -> bool:
+        """Whether the primary and ``ack_replicas`` standbys still fit after losing any one replica."""
+        return self.ack_replicas <= len(self.regions) - 2
 
 
 class Vocabulary(_Model):
@@ -300,25 +317,37 @@ def _semantic_issues(topo: NationalTopology) -> list[Issue]:
                             "use a cap no larger than the catalog, or leave it out for half the catalog"))
     issues += _vocabulary_issues(topo)
     for i, service in enumerate(topo.services):
-        where = f"services[{i}] (id {service.id!r})"
-        for j, region in enumerate(service.regions):
-            if region not in regions:
-                issues.append(Issue(f"{where}.regions[{j}]", f"unknown region {region!r}",
-                                    f"declare it under regions, or use one of: {', '.join(regions)}"))
-        if len(set(service.regions)) != len(service.regions):
-            issues.append(Issue(f"{where}.regions", "a region is listed twice", "list each region once"))
-        if len(service.regions) < 2:
-            issues.append(Issue(f"{where}.regions", "the service is in one region only",
-                                "list at least two regions so losing one region does not take the service down"))
-        standbys = len(set(service.regions)) - 1
-        if service.sync_replicas > standbys:
-            issues.append(Issue(f"{where}.sync_replicas",
-                                f"sync_replicas {service.sync_replicas} is larger than the {standbys} "
-                                "standbys available",
-                                f"use at most {standbys}, or host the service in more regions"))
-        if service.rpo == 0 and service.sync_replicas == 0 and Weakening.NO_SYNCHRONOUS_STANDBY not in topo.unsafe:
-            issues.append(Issue(f"{where}.sync_replicas", "rpo 0s needs at least one synchronous standby",
-                                "set sync_replicas: 1, or declare the data loss the service tolerates as rpo"))
+        issues += _service_issues(topo, i, service)
+    return issues
+
+
+def _service_issues(topo: NationalTopology, i: int, service: Service) -> list[Issue]:
+    """The rules one service entry must keep."""
+    issues: list[Issue] = []
+    regions = topo.region_names
+    where = f"services[{i}] (id {service.id!r})"
+    for j, region in enumerate(service.regions):
+        if region not in regions:
+            issues.append(Issue(f"{where}.regions[{j}]", f"unknown region {region!r}",
+                                f"declare it under regions, or use one of: {', '.join(regions)}"))
+    if len(set(service.regions)) != len(service.regions):
+        issues.append(Issue(f"{where}.regions", "a region is listed twice", "list each region once"))
+    if len(service.regions) < 2:
+        issues.append(Issue(f"{where}.regions", "the service is in one region only",
+                            "list at least two regions so losing one region does not take the service down"))
+    standbys = len(set(service.regions)) - 1
+    if service.sync_replicas > standbys:
+        issues.append(Issue(f"{where}.sync_replicas",
+                            f"sync_replicas {service.sync_replicas} is larger than the {standbys} "
+                            "standbys available",
+                            f"use at most {standbys}, or host the service in more regions"))
+    if Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts and service.writes_survive_region_loss:
+        issues.append(Issue(f"{where}.accepts", f"{Limit.READ_ONLY_AFTER_REGION_LOSS.value} is accepted, but the "
+                            f"service keeps acknowledging writes after losing any one of its "
+                            f"{len(service.regions)} regions", "remove it: accept only a limit the service has"))
+    if service.rpo == 0 and service.sync_replicas == 0 and Weakening.NO_SYNCHRONOUS_STANDBY not in topo.unsafe:
+        issues.append(Issue(f"{where}.sync_replicas", "rpo 0s needs at least one synchronous standby",
+                            "set sync_replicas: 1, or declare the data loss the service tolerates as rpo"))
     return issues
 
 

@@ -32,19 +32,32 @@ def test_every_component_instance_meets_every_fault_of_its_kind(system: Realizat
     matrix = cells(system)
     by_component = Counter(c.component for c in matrix)
     regions, services = len(system.topology.regions), len(system.topology.services)
-    nodes = sum(len(s.regions) for s in system.topology.services)
-    assert len(by_component) == nodes + 3 * regions + regions * (regions - 1) + 1 + regions
-    assert len(matrix) == (nodes * len(FAULTS["node"]) + regions * (len(FAULTS["gateway"]) + len(FAULTS["prober"])
-                           + len(FAULTS["controller"]) + len(FAULTS["region"]))
+    assert len(by_component) == 2 * services + 3 * regions + regions * (regions - 1) + 1 + regions
+    assert len(matrix) == (2 * services * len(FAULTS["node"]) + regions * (
+        len(FAULTS["gateway"]) + len(FAULTS["prober"]) + len(FAULTS["controller"]) + len(FAULTS["region"]))
                            + regions * (regions - 1) * len(FAULTS["link"]) + len(FAULTS["vault"]))
-    assert (services, len(matrix)) == (4, 101 + 12 + 3 + 3 + 6 + 1), "the full-compromise faults are cells too"
+    assert (services, len(matrix)) == (4, 106)
+    assert {c.fault for c in matrix} >= {"byzantine-primary", "poison", "equivocate", "tamper", "side-door"}, \
+        "the full-compromise faults are cells too"
     assert len({c.name for c in matrix}) == len(matrix)
 
 
+def test_a_node_fault_runs_on_the_primary_and_on_a_standby_resolved_when_the_cell_starts(
+        system: Realization) -> None:
+    service = system.topology.services[1].id
+    named = {c.name: c for c in cells(system, (f"node.{service}@*",))}
+    assert set(named) == {f"node.{service}@{role}:{fault}" for role in ("primary", "standby")
+                          for fault in FAULTS["node"]}
+    assert named[f"node.{service}@standby:hang"].arguments == {"component": f"node.{service}@standby"}
+    assert named[f"node.{service}@primary:encrypt"].arguments == {"node": f"node.{service}@primary"}
+    assert not any(c.component.count(".") == 2 and c.component.startswith("node.") for c in cells(system)), \
+        "no node cell names a region: which node a role is depends on the cells that ran before"
+
+
 def test_only_narrows_by_component_and_fault_patterns(system: Realization) -> None:
-    assert {c.name for c in cells(system, ("node.1101.tehran:*", "*:partition"))} == {
-        "node.1101.tehran:crash", "node.1101.tehran:hang", "node.1101.tehran:encrypt", "node.1101.tehran:corrupt",
-        "node.1101.tehran:byzantine-primary", "region.tehran:partition", "region.isfahan:partition",
+    assert {c.name for c in cells(system, ("node.1101@primary:*", "*:partition"))} == {
+        "node.1101@primary:crash", "node.1101@primary:hang", "node.1101@primary:encrypt", "node.1101@primary:corrupt",
+        "node.1101@primary:byzantine-primary", "region.tehran:partition", "region.isfahan:partition",
         "region.mashhad:partition"}
     assert cells(system, ("nothing:*",)) == []
 
@@ -62,7 +75,7 @@ def test_a_cell_is_a_chaos_toolkit_experiment_with_the_citizen_steady_state(syst
     assert [r["provider"]["func"] for r in built["rollbacks"]] == ["undo_fault"]
     [equivocate] = cells(system, ("controller.tehran:equivocate",))
     assert experiment(equivocate, 0)["method"][0]["provider"]["module"] == "paydar.chaos.compromise"
-    [encrypt] = cells(system, ("node.2204.mashhad:encrypt",))
+    [encrypt] = cells(system, ("node.2204@standby:encrypt",))
     assert [m["provider"]["func"] for m in experiment(encrypt, 0)["method"]] == [
         "encrypt_node_data", "seconds_until_compromise_detected", "seconds_until_available"]
 

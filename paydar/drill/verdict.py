@@ -1,0 +1,181 @@
+"""Each service judged against its own declared targets: RTO for writes and reads, RPO for loss.
+
+Pure: from the citizens' samples (every Locust interaction: when, through which gateway, of
+which service, whether its write was acknowledged and whether it served a read) and each
+experiment's fault window, it measures per cell and per service how long writes and reads took
+to work again, and compares the worst with the service's ``rto``. Acknowledged writes the final
+sweep could not read back are compared with its ``rpo``. A missed target fails the drill with
+its cause in words; a limit the service states openly (``accepts:``) passes, with that
+statement in the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from paydar.model.resilience import cause, replicas_lost
+from paydar.model.topology import Limit, NationalTopology, Service
+
+__all__ = ["Outcome", "Recovery", "ServiceVerdict", "judge", "outage"]
+
+
+class Point(Protocol):
+    """One citizen interaction, as :class:`paydar.chaos.load.Sample` carries it."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def acknowledged(self) -> bool: ...
+    @property
+    def read(self) -> bool | None: ...
+
+
+class Outcome(StrEnum):
+    """A service's verdict over the whole drill."""
+
+    MET = "met"
+    ACCEPTED = "accepted"
+    """Met, except where a limit the topology states openly applied (the statement is reported)."""
+    MISSED = "missed"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """One service in one cell: seconds from the attack until its writes were acknowledged again
+    and its reads served again (0: never interrupted; None: not before the cell ended)."""
+
+    cell: str
+    writes: float | None
+    reads: float | None
+    accepted: bool = False
+    """The cell took a replica the service's writes need, and the service accepts read-only then."""
+
+
+@dataclass
+class ServiceVerdict:
+    """One service over the whole drill."""
+
+    service: str
+    name: str
+    tier: int
+    tier_name: str
+    ecosystem: str
+    agency: str
+    rto: float
+    rpo: float
+    worst_writes: float | None = 0.0
+    worst_writes_cell: str = ""
+    worst_reads: float | None = 0.0
+    worst_reads_cell: str = ""
+    lost: int = 0
+    accepted: list[str] = field(default_factory=list)
+    """The statements of accepted limits, one per cell where one applied."""
+    causes: list[str] = field(default_factory=list)
+    """Why each missed target was missed, in words."""
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.causes:
+            return Outcome.MISSED
+        return Outcome.ACCEPTED if self.accepted else Outcome.MET
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"outcome": self.outcome.value}
+
+
+def outage(points: Sequence[tuple[float, bool]], start: float) -> float | None:
+    """Seconds from ``start`` until the first success after the last failure; 0.0 with no failure,
+    None when the last attempt failed."""
+    failures = [at for at, ok in points if not ok]
+    if not failures:
+        return 0.0
+    last = max(failures)
+    recovered = min((at for at, ok in points if ok and at > last), default=None)
+    return None if recovered is None else round(max(recovered - start, 0.0), 2)
+
+
+def _worse(a: float | None, b: float | None) -> bool:
+    """Whether recovery ``a`` is worse than ``b`` (None, never recovered, is the worst)."""
+    return b is not None and (a is None or a > b)
+
+
+def _recoveries(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]],
+                samples: Sequence[Point]) -> dict[str, list[Recovery]]:
+    """Per service, its recovery in every experiment that had a fault window."""
+    windowed = sorted((e for e in experiments if e.get("window")), key=lambda e: e["window"][0])
+    found: dict[str, list[Recovery]] = {s.id: [] for s in topology.services}
+    for n, experiment in enumerate(windowed):
+        start = float(experiment["window"][0])
+        until = float(windowed[n + 1]["window"][0]) if n + 1 < len(windowed) else float("inf")
+        lost = replicas_lost(topology, str(experiment.get("fault_component") or ""))
+        inside = [p for p in samples if start <= p.at < until and p.region != experiment.get("affected_region")]
+        for service in topology.services:
+            mine = sorted((p for p in inside if p.service == service.id), key=lambda p: p.at)
+            writes = outage([(p.at, p.acknowledged) for p in mine], start)
+            reads = outage([(p.at, bool(p.read)) for p in mine if p.read is not None], start)
+            accepted = service.id in lost and Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts \
+                and not service.writes_survive_region_loss
+            found[service.id].append(Recovery(str(experiment["name"]), writes, reads, accepted))
+    return found
+
+
+def _judge_one(topology: NationalTopology, service: Service, recoveries: list[Recovery],
+               experiments: Mapping[str, Mapping[str, Any]], lost: Sequence[float | None]) -> ServiceVerdict:
+    tiers = topology.vocabulary.tiers or {}
+    verdict = ServiceVerdict(service.id, service.name, service.tier, tiers.get(service.tier, ""), service.ecosystem,
+                             service.agency, service.rto, service.rpo, lost=len(lost))
+    for r in recoveries:
+        if r.accepted and (r.writes is None or r.writes > service.rto):
+            region = replicas_lost(topology, str(experiments[r.cell].get("fault_component") or ""))[service.id]
+            verdict.accepted.append(f"{r.cell}: read-only as accepted ({cause(service, region)})")
+        elif _worse(r.writes, verdict.worst_writes):
+            verdict.worst_writes, verdict.worst_writes_cell = r.writes, r.cell
+        if _worse(r.reads, verdict.worst_reads):
+            verdict.worst_reads, verdict.worst_reads_cell = r.reads, r.cell
+    for what, worst, cell in (("writes", verdict.worst_writes, verdict.worst_writes_cell),
+                              ("reads", verdict.worst_reads, verdict.worst_reads_cell)):
+        if cell and (worst is None or worst > service.rto):
+            verdict.causes.append(_missed(topology, service, what, worst, experiments[cell]))
+    if lost and not _within_rpo(service, lost):
+        verdict.causes.append(f"{service.id} lost {len(lost)} acknowledged write(s), beyond its rpo of "
+                              f"{service.rpo:g}s")
+    return verdict
+
+
+def _missed(topology: NationalTopology, service: Service, what: str, worst: float | None,
+            experiment: Mapping[str, Any]) -> str:
+    """The cause of a missed RTO, in words: the arithmetic when the fault took a replica writes need."""
+    region = replicas_lost(topology, str(experiment.get("fault_component") or "")).get(service.id)
+    why = cause(service, region) if region and what == "writes" else ""
+    took = "did not recover before the cell ended" if worst is None else f"took {worst:.1f}s"
+    return (why + f" ({experiment['name']}: {what} {took}, rto {service.rto:g}s)" if why else
+            f"{service.id} {what} {took} to recover after {experiment['name']}, beyond its rto of {service.rto:g}s")
+
+
+def _within_rpo(service: Service, lost: Sequence[float | None]) -> bool:
+    """Lost writes are within the RPO when they span at most ``rpo`` seconds (rpo 0: none may be lost)."""
+    if service.rpo == 0 or any(at is None for at in lost):
+        return False
+    times = [at for at in lost if at is not None]
+    return max(times) - min(times) <= service.rpo
+
+
+def judge(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]], samples: Sequence[Point],
+          lost: Mapping[str, Sequence[float | None]]) -> list[ServiceVerdict]:
+    """Every service's verdict, tiers first (tier 1 at the top), then in catalog order.
+
+    ``lost`` maps a service to when each of its acknowledged writes that the final sweep could
+    not read back was sent (None where unknown: a probe's write rather than a citizen's).
+    """
+    recoveries = _recoveries(topology, experiments, samples)
+    by_name = {str(e["name"]): e for e in experiments}
+    order = {s.id: n for n, s in enumerate(topology.services)}
+    verdicts = [_judge_one(topology, s, recoveries[s.id], by_name, lost.get(s.id, ())) for s in topology.services]
+    return sorted(verdicts, key=lambda v: (v.tier, order[v.service]))
