@@ -93,7 +93,8 @@ def run_experiments(system: Realization, planned: list[Experiment],
     ``configuration`` is added to every experiment's (the drill's safeguard settings)."""
     from chaoslib.experiment import run_experiment
 
-    logging.getLogger("chaostoolkit").setLevel(logging.WARNING)  # the drill shows its own progress
+    # The drill shows its own progress, and the journals keep everything Chaos Toolkit says.
+    logging.getLogger("chaostoolkit").setLevel(logging.ERROR)
     journals = system.layout.root / "chaos" / "journals"
     journals.mkdir(parents=True, exist_ok=True)
     results = []

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from paydar.cli.common import Moment, console, operate, out, size, state_option
+from paydar.cli.common import Moment, confirm, console, destructive, operate, out, size, state_option
 
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
@@ -113,8 +113,9 @@ def backups_list(service: str, region: str | None, limit: int, as_json: bool, st
 @click.option("--into", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write the verified store to this directory instead of rebuilding the node.")
 @state_option
+@destructive
 def restore(service: str, region: str, at: datetime | None, position: int | None, into: Path | None,
-            state_dir: Path) -> None:
+            state_dir: Path, yes: bool, dry_run: bool) -> None:
     """Rebuild a node from the vault, verifying before anything is served.
 
     \b
@@ -124,12 +125,24 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
     3. stops the node, keeps its old data under <state-dir>/restores/, starts it
        on the verified store; it catches up from the current primary and rejoins
        as a standby. If it does not come back, the old data is put back.
-    Refuses to restore the writable primary: fail over first.
+    Refuses to restore the writable primary: fail over first. Asks first unless --yes
+    (--into changes nothing running and does not ask).
     """
+    from paydar.ops.backups import select_nodes
     from paydar.ops.restore import Steps
     from paydar.ops.restore import restore as run
 
     moment = at
+    target = f"the store of node.{service}.{region} into {into}" if into else f"node.{service}.{region}"
+    newest = " at or before ".join(["the newest verified backup"] + [w for w in (
+        f"{at:%Y-%m-%d %H:%M:%S%z}" if at else "", f"position {position}" if position is not None else "") if w])
+
+    def describe(realization: Realization) -> str:
+        select_nodes(realization, service, region)
+        stop = "" if into else ", stopping the node and keeping its old data under <state-dir>/restores/"
+        return f"rebuild {target} from {newest}{stop}"
+
+    confirm(operate(state_dir, describe), yes or into is not None, dry_run)
 
     def job(realization: Realization) -> RestoreReport:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

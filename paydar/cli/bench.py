@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from paydar.cli.common import config_option, console, fail, print_figures
+from paydar.cli.common import RUNTIME, config_option, console, fail, print_figures
 from paydar.model.errors import PaydarError
 
 __all__ = ["bench"]
@@ -44,7 +44,7 @@ def bench_failover(config: Path, kills: int, service: str | None, as_json: bool)
         print_figures("paydar bench failover", run(config=config, kills=kills, service=service, console=console),
                        as_json)
     except PaydarError as exc:
-        fail(str(exc), 1)
+        fail(str(exc), RUNTIME)
 
 
 @bench.command("restore")

@@ -1,7 +1,10 @@
 """What every `paydar` command shares: the consoles, the common options, failing with an exit
 code, running an operator action against a realization, and rendering figures and progress.
 
-Exit codes: 0 healthy / done, 1 an invariant or health check failed, 2 bad usage or input.
+Exit codes: 0 healthy / done; 1 an invariant or health check failed, or an action was refused;
+2 bad usage or input (options, a topology file, an unknown service or region); 3 a runtime
+failure: the system, or something it depends on, could not do what was asked (not running,
+not starting, the vault not answering).
 Progress and logs go to stderr; `--json` output goes to stdout.
 """
 
@@ -26,19 +29,22 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from paydar.model.errors import PaydarError, TopologyError
+from paydar.model.errors import BadInput, PaydarError, TopologyError
 
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
 
-__all__ = ["DEFAULT_CONFIG", "DEFAULT_STATE", "Moment", "config_option", "console", "fail", "operate", "out",
-           "print_figures", "size", "state_option", "text", "topology_problems", "with_progress"]
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_STATE", "FAILED", "RUNTIME", "USAGE", "Moment", "config_option", "confirm",
+           "console", "destructive", "fail", "operate", "out", "print_figures", "size", "state_option", "text",
+           "topology_problems", "with_progress"]
 T = TypeVar("T")
 
 # Neither stream folds lines at 80 columns when it is not a terminal (CI logs, pipes).
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 # Tables stay readable when piped (rich would otherwise fold them to 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 200)
+FAILED, USAGE, RUNTIME = 1, 2, 3
+"""Exit codes: a check failed or an action was refused; bad usage or input; a runtime failure."""
 DEFAULT_STATE = Path(os.environ.get("PAYDAR_STATE_DIR", ".paydar/state"))
 DEFAULT_CONFIG = Path(os.environ.get("PAYDAR_CONFIG", "national.yaml"))
 
@@ -64,11 +70,40 @@ class Moment(click.ParamType[datetime]):
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``message`` as an error and exit with ``code`` (2: bad usage or input, 1: refused or failed)."""
+def fail(message: str, code: int = USAGE) -> NoReturn:
+    """Print ``message`` as an error and exit with ``code`` (:data:`USAGE`, :data:`FAILED` or :data:`RUNTIME`)."""
     console.print("[bold red]error:[/] ", end="")
     console.print(message, markup=False, highlight=False)
     sys.exit(code)
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def destructive(command: F) -> F:
+    """Give a command that changes the running system ``--yes`` and ``--dry-run``."""
+    command = click.option("--dry-run", is_flag=True,
+                           help="Check the inputs and say what would change; change nothing.")(command)
+    return click.option("--yes", "-y", is_flag=True,
+                        help="Do not ask for confirmation (scripts; runbooks confirm each step themselves).")(command)
+
+
+def confirm(what: str, yes: bool, dry_run: bool) -> None:
+    """Stop here on ``--dry-run`` after saying what would happen; otherwise ask, unless ``--yes``.
+
+    Without a terminal to ask on and without ``--yes`` it refuses (exit 2): a script that forgot
+    the flag must not act on the national system by default.
+    """
+    if dry_run:
+        out.print(f"dry run: would {what}. Nothing was changed.", markup=False, highlight=False)
+        sys.exit(0)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"this would {what}: pass --yes to confirm (there is no terminal to ask on), or --dry-run to check "
+             "it first")
+    if not click.confirm(f"This will {what}. Go ahead?", default=False, err=True):
+        fail("nothing was changed", FAILED)
 
 
 def topology_problems(exc: TopologyError) -> NoReturn:
@@ -77,12 +112,12 @@ def topology_problems(exc: TopologyError) -> NoReturn:
     for issue in exc.issues:
         hint = f"\n      hint: {issue.hint}" if issue.hint else ""
         # Messages quote patterns such as '^[a-z]...$': never read them as rich markup.
-        console.print(f"  {issue.location}: {issue.message}{hint}", markup=False, highlight=False)
+        console.print(f"  {issue.where}: {issue.message}{hint}", markup=False, highlight=False)
     sys.exit(2)
 
 
 def operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
-    """Run an operator action against a running realization; bad input exits 2, refusals exit 1."""
+    """Run an operator action against a running realization; bad input exits 2, refusals 1, runtime failures 3."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from paydar.infra.local.realizer import load_realization
@@ -93,13 +128,17 @@ def operate(state_dir: Path, action: Callable[[Realization], T]) -> T:
     try:
         return action(load_realization(state_dir))
     except (FailoverRefused, RestoreRefused, RestoreFailed, NoBackup) as exc:
-        fail(str(exc), 1)
+        fail(str(exc), FAILED)
     except (BotoCoreError, ClientError) as exc:
-        fail(f"the vault did not answer as expected: {exc}; check `paydar status` (component vault)", 1)
+        fail(f"the vault did not answer as expected: {exc}; check `paydar status` (component vault)", RUNTIME)
     except KeyError as exc:
         fail(str(exc.args[0]))
-    except PaydarError as exc:
+    except BadInput as exc:
         fail(str(exc))
+    except TopologyError as exc:
+        topology_problems(exc)
+    except PaydarError as exc:
+        fail(str(exc), RUNTIME)
 
 
 def text(value: object) -> str:

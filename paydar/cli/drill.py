@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from paydar.chaos.safeguard import DEFAULT_FLOOR, DEFAULT_SECONDS
-from paydar.cli.common import DEFAULT_STATE, config_option, console, fail, out
-from paydar.model.errors import PaydarError
+from paydar.cli.common import DEFAULT_STATE, RUNTIME, config_option, console, fail, out
+from paydar.model.errors import BadInput, PaydarError
 
 __all__ = ["drill"]
 
@@ -72,8 +72,10 @@ def drill(config: Path, state_dir: Path | None, matrix: bool, only: tuple[str, .
     try:
         report = run_drill(config=config, state_dir=state_dir or (DEFAULT_STATE if attach else None), keep=keep,
                            console=console, attach=attach, options=options)
-    except PaydarError as exc:
+    except BadInput as exc:
         fail(str(exc))
+    except PaydarError as exc:
+        fail(str(exc), RUNTIME)
     if json_path:
         json_path.write_text(json.dumps(report.as_dict(), indent=2))
     report.render(out)

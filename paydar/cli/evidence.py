@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from paydar.cli.common import DEFAULT_STATE, fail, out
+from paydar.cli.common import DEFAULT_STATE, FAILED, fail, out
 from paydar.model.errors import PaydarError, SignatureError
 
 __all__ = ["evidence"]
@@ -51,7 +51,7 @@ def verify(bundle: Path, state_dir: Path | None, public_key: str | None) -> None
     try:
         checked = verify_bundle(bundle, trusted)
     except EvidenceInvalid as exc:
-        fail(f"{bundle}: NOT verified: {exc}", 1)
+        fail(f"{bundle}: NOT verified: {exc}", FAILED)
     meta = checked.meta
     out.print(f"{bundle}: verified — {checked.files} files, {checked.bytes} bytes, signed by operator key "
               f"{checked.key_id}", markup=False)

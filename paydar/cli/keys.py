@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from paydar.cli.common import operate, out, state_option
+from paydar.cli.common import confirm, destructive, operate, out, state_option
 
 __all__ = ["keys"]
 
@@ -19,7 +19,8 @@ def keys() -> None:
 @keys.command("rotate")
 @click.option("--component", required=True, help="The component whose key to replace, e.g. controller.<region>.")
 @state_option
-def keys_rotate(component: str, state_dir: Path) -> None:
+@destructive
+def keys_rotate(component: str, state_dir: Path, yes: bool, dry_run: bool) -> None:
     """Give COMPONENT a new key and make every other component refuse the old one.
 
     The trust root is rewritten and reloaded by every node, gateway and controller (SIGHUP);
@@ -27,8 +28,9 @@ def keys_rotate(component: str, state_dir: Path) -> None:
     replaces the old file and the component restarts with it. Use it when a key may be stolen
     (see the runbooks lying-prober and compromised-controller-key).
     """
-    from paydar.ops.keys import rotate
+    from paydar.ops.keys import preview_rotation, rotate
 
+    confirm(operate(state_dir, lambda system: preview_rotation(system, component)), yes, dry_run)
     done = operate(state_dir, lambda system: rotate(system, component, lambda text: out.print(f"  {text}")))
     out.print(f"{done.component}: key {done.old_key_id} replaced by {done.new_key_id} in {done.seconds:.1f}s; "
               f"table in force v{done.table_version}; the old key is refused from now on")

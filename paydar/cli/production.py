@@ -9,8 +9,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from paydar.cli.common import console, fail, out, topology_problems
-from paydar.model.errors import PaydarError, TopologyError
+from paydar.cli.common import RUNTIME, console, fail, out, topology_problems
+from paydar.model.errors import BadInput, PaydarError, TopologyError
 
 __all__ = ["plan"]
 
@@ -36,8 +36,10 @@ def plan(stack: str, as_json: bool) -> None:
             found = summary(plan_stack(stack))
     except TopologyError as exc:
         topology_problems(exc)
-    except PaydarError as exc:
+    except BadInput as exc:
         fail(str(exc))
+    except PaydarError as exc:
+        fail(str(exc), RUNTIME)
     if as_json:
         out.print_json(json.dumps(found, default=str))
     else:

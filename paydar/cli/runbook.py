@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from paydar.cli.common import console, fail, out, state_option
-from paydar.model.errors import PaydarError
+from paydar.cli.common import RUNTIME, console, fail, out, state_option
+from paydar.model.errors import BadInput, PaydarError
 
 if TYPE_CHECKING:
     from paydar.runbooks.engine import Step
@@ -92,8 +92,10 @@ def runbook_run(name: str, state_dir: Path, assignments: tuple[str, ...], yes: b
 
     try:
         outcome = run(book, state_dir=state_dir, values=values, confirm=confirm, show=out.print)
-    except PaydarError as exc:
+    except BadInput as exc:
         fail(str(exc))
+    except PaydarError as exc:
+        fail(str(exc), RUNTIME)
     if outcome.failed:
         console.print(f"[bold red]step {outcome.failed['step']} failed[/] (exit {outcome.failed['exit']}); "
                       f"nothing after it ran. Incident log: {outcome.log}")

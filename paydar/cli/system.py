@@ -12,6 +12,8 @@ from rich.table import Table
 
 from paydar.cli.common import (
     DEFAULT_CONFIG,
+    FAILED,
+    RUNTIME,
     config_option,
     console,
     fail,
@@ -94,15 +96,15 @@ def up(config: Path, state_dir: Path) -> None:
     except TopologyError as exc:
         fail(str(exc))
     except AlreadyRunning as exc:
-        fail(str(exc), 1)
+        fail(str(exc), FAILED)
     except UpFailed as exc:
         console.print(f"[bold red]up failed:[/] {exc}; everything started was stopped again")
         for component, log_tail in exc.diagnostics.items():
             console.rule(f"last lines of {component}'s log")
             console.print(log_tail, markup=False, highlight=False)
-        sys.exit(1)
+        sys.exit(RUNTIME)
     except PaydarError as exc:
-        fail(str(exc), 1)
+        fail(str(exc), RUNTIME)
     plan = realization.plan
     console.print(f"[green]ready:[/] {len(plan.components)} components from {realization.layout.root}")
     for region in realization.topology.region_names:
@@ -173,7 +175,7 @@ def status(state_dir: Path, as_json: bool) -> None:
     try:
         rows = collect_status(load_realization(state_dir))
     except PaydarError as exc:
-        fail(str(exc))
+        fail(str(exc), RUNTIME)
     if as_json:
         out.print_json(json.dumps([r.as_dict() for r in rows]))
     else:

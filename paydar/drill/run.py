@@ -45,7 +45,7 @@ from paydar.infra.local.realizer import (
     load_realization,
     up,
 )
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput, PaydarError
 from paydar.model.files import write_json_atomic
 from paydar.ops.evidence import write_bundle
 
@@ -175,7 +175,7 @@ def run_drill(*, config: Path, state_dir: Path | None, keep: bool, console: Cons
     With ``attach`` it drills the system already running from ``state_dir`` and leaves it running.
     """
     if attach and state_dir is None:
-        raise PaydarError("--attach needs the --state-dir of the running system")
+        raise BadInput("--attach needs the --state-dir of the running system")
     state_dir = state_dir or Path(".paydar/drills") / time.strftime("%Y%m%d-%H%M%S")
     report = DrillReport(state_dir=str(state_dir), mode="matrix" if options.matrix else "catalog",
                          meta={"started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -224,7 +224,7 @@ def _planned(realization: Realization, options: DrillOptions) -> list[Experiment
     if options.matrix:
         planned = [(cell.name, cell_experiment(cell, options.dwell)) for cell in cells(realization, options.only)]
         if not planned:
-            raise PaydarError(f"no cell of the N-1 matrix matches {' or '.join(options.only)}; "
+            raise BadInput(f"no cell of the N-1 matrix matches {' or '.join(options.only)}; "
                               "patterns match 'component:fault', e.g. 'node.<service>.*' or '*:crash'")
         return planned
     return load_catalog(experiments())

@@ -132,7 +132,8 @@ def _judge_one(topology: NationalTopology, service: Service, recoveries: list[Re
     verdict = ServiceVerdict(service.id, service.name, service.tier, tiers.get(service.tier, ""), service.ecosystem,
                              service.agency, service.rto, service.rpo, lost=len(lost))
     for r in recoveries:
-        if r.accepted and (r.writes is None or r.writes > service.rto):
+        if r.accepted and r.writes != 0.0:
+            # Read-only as declared: stated whenever it happened, however short the drill held the fault.
             region = replicas_lost(topology, str(experiments[r.cell].get("fault_component") or ""))[service.id]
             verdict.accepted.append(f"{r.cell}: read-only as accepted ({cause(service, region)})")
         elif _worse(r.writes, verdict.worst_writes):

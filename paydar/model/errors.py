@@ -3,6 +3,7 @@
 The tree::
 
     PaydarError                      anything Paydar raises on purpose
+    ├── BadInput                     what was asked for does not exist or is malformed
     ├── TopologyError                national.yaml is unreadable or invalid (carries every issue)
     ├── IdentityError                a key or the trust root is missing, unreadable or unsafe
     ├── SignatureError               a signature does not verify
@@ -22,16 +23,31 @@ class PaydarError(Exception):
     """Base of every error Paydar raises on purpose."""
 
 
+class BadInput(PaydarError):
+    """What was asked for does not exist or is malformed: an unknown service, region, stack or
+    runbook, a missing input. The command line exits 2 for it, as for bad usage."""
+
+
 @dataclass(frozen=True)
 class Issue:
-    """One problem in a declarative input: where, what, and how to fix it."""
+    """One problem in a declarative input: where (the field, and its line and column in the file
+    when known), what, and how to fix it."""
 
     location: str
     message: str
     hint: str = ""
+    line: int | None = None
+    column: int | None = None
+    kind: str = ""
+    """What kind of problem (pydantic's error type for a field), so a reader can add what the file says."""
+
+    @property
+    def where(self) -> str:
+        """The field, with its line and column when known."""
+        return f"{self.location} (line {self.line}, column {self.column})" if self.line else self.location
 
     def __str__(self) -> str:
-        text = f"{self.location}: {self.message}"
+        text = f"{self.where}: {self.message}"
         return f"{text} (hint: {self.hint})" if self.hint else text
 
 

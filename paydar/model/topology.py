@@ -26,6 +26,7 @@ __all__ = [
     "Service",
     "Vocabulary",
     "load_topology",
+    "locate_issues",
     "parse_duration",
     "parse_topology",
 ]
@@ -394,7 +395,7 @@ def _pydantic_issues(error: ValidationError) -> list[Issue]:
         "enum": "use one of the listed values",
     }
     return [
-        Issue(_location(tuple(err["loc"])), err["msg"], hints.get(err["type"], ""))
+        Issue(_location(tuple(err["loc"])), err["msg"], hints.get(err["type"], ""), kind=err["type"])
         for err in error.errors()
     ]
 
@@ -447,4 +448,63 @@ def load_topology(path: str | Path) -> NationalTopology:
         problem = getattr(exc, "problem", None) or str(exc)
         hint = "keep one of the two" if "appears twice" in str(problem) else "check indentation and quoting"
         raise TopologyError(str(path), [Issue(where, f"not valid YAML: {problem}", hint)]) from None
-    return parse_topology(data, str(path))
+    try:
+        return parse_topology(data, str(path))
+    except TopologyError as exc:
+        raise TopologyError(exc.source, locate_issues(text, exc.issues)) from None
+
+
+_SEGMENT = re.compile(r"(?:^|\.)([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_WRONG_TYPE = ("_type", "_parsing")
+"""Pydantic error types that mean the value has the wrong type: what the file says is echoed."""
+_SCALAR_TAGS = {"tag:yaml.org,2002:int": "a number", "tag:yaml.org,2002:float": "a number",
+                "tag:yaml.org,2002:bool": "a boolean", "tag:yaml.org,2002:null": "empty"}
+
+
+def _path(location: str) -> list[str | int]:
+    """The path of a location as issues spell it (``services[2] (id '1101').regions[0]``)."""
+    plain = re.sub(r" \([^)]*\)", "", location)
+    return [int(index) if index else key for key, index in _SEGMENT.findall(plain)]
+
+
+def _node(root: yaml.Node, path: list[str | int]) -> yaml.Node:
+    """The deepest node of ``root`` along ``path`` (a missing field: the mapping that lacks it)."""
+    node = root
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            found = next((value for key, value in node.value if getattr(key, "value", None) == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            found = node.value[part]
+        else:
+            found = None
+        if found is None:
+            break
+        node = found
+    return node
+
+
+def locate_issues(text: str, issues: list[Issue]) -> list[Issue]:
+    """Each issue with the line and column of its field in ``text``; a wrong type also says what
+    the file holds, and an unquoted value where text is expected says to quote it."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return issues
+    if root is None:
+        return issues
+    located = []
+    for issue in issues:
+        path = _path(issue.location)
+        node = _node(root, path)
+        message, hint = issue.message, issue.hint
+        if issue.kind.endswith(_WRONG_TYPE) and isinstance(node, yaml.ScalarNode):
+            message += f" (the file has {node.value!r})" if node.value else " (the file has nothing there)"
+            read_as = _SCALAR_TAGS.get(node.tag)
+            if issue.kind == "string_type" and read_as and node.value:
+                field = path[-1] if path and isinstance(path[-1], str) else "the value"
+                hint = (f'quote it: {field}: "{node.value}" (unquoted, YAML reads {node.value} as {read_as}'
+                        + (", dropping leading zeros" if node.value.startswith("0") and read_as == "a number" else "")
+                        + ")")
+        located.append(Issue(issue.location, message, hint, node.start_mark.line + 1, node.start_mark.column + 1,
+                             issue.kind))
+    return located

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from paydar.infra.local.realizer import Realization
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput
 from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
 from paydar.vault.manifest import BackupManifest
@@ -42,11 +42,11 @@ def select_nodes(realization: Realization, service: str | None, region: str | No
     if service is not None:
         topology.service(service)  # KeyError with the known ids
     if region is not None and region not in topology.region_names:
-        raise PaydarError(f"unknown region {region!r}; regions are {', '.join(topology.region_names)}")
+        raise BadInput(f"unknown region {region!r}; regions are {', '.join(topology.region_names)}")
     nodes = [node_id(s.id, r) for s in topology.services for r in s.regions
              if (service is None or s.id == service) and (region is None or r == region)]
     if not nodes:
-        raise PaydarError(f"service {service} is not hosted in {region}")
+        raise BadInput(f"service {service} is not hosted in {region}")
     return nodes
 
 

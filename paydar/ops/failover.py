@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
 from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
 from paydar.infra.local.realizer import Realization
-from paydar.model.errors import PaydarError, TableRejected
+from paydar.model.errors import BadInput, PaydarError, TableRejected
 from paydar.model.identity import TrustRoot
 from paydar.model.ids import Kind, gateway_id, node_id
 from paydar.model.routing import RoutingTable, SignedTable, TableGuard
@@ -33,7 +33,7 @@ from paydar.model.wire import parse_json
 from paydar.node.models import NodeState
 
 __all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
-           "fetch_node_state", "promote", "send_intent"]
+           "fetch_node_state", "preview", "promote", "send_intent"]
 
 log = logging.getLogger(__name__)
 WAIT_SECONDS = 30.0
@@ -161,11 +161,11 @@ def replica_views(realization: Realization, service: str) -> dict[str, ReplicaVi
 def _known(realization: Realization, service: str | None, region: str) -> None:
     topology = realization.topology
     if region not in topology.region_names:
-        raise PaydarError(f"unknown region {region!r}; regions: {', '.join(topology.region_names)}")
+        raise BadInput(f"unknown region {region!r}; regions: {', '.join(topology.region_names)}")
     if service is not None:
         spec = topology.service(service)
         if region not in spec.regions:
-            raise PaydarError(f"service {service} has no replica in {region}; its regions are "
+            raise BadInput(f"service {service} has no replica in {region}; its regions are "
                               f"{', '.join(spec.regions)}")
 
 
@@ -196,6 +196,29 @@ def promote(realization: Realization, service: str, region: str) -> PromotionRes
     log.info("promoted service=%s from=%s to=%s epoch=%d", service, old, region, final.epoch)
     return PromotionResult(service=service, old_primary=old, new_primary=region, epoch=final.epoch,
                            version=table.version, check=check)
+
+
+def preview(realization: Realization, action: IntentAction, region: str, service: str | None = None) -> str:
+    """What ``promote``, ``fence`` or ``drain`` would do now, checked against the running system
+    (unknown names are refused as they would be); nothing is sent."""
+    _known(realization, service, region)
+    held = current_table(realization).table
+    if action is IntentAction.DRAIN:
+        moving = [sid for sid, route in sorted(held.services.items()) if route.primary == region]
+        return (f"move every primary out of {region} through fence-then-promote: {len(moving)} service(s) "
+                f"({', '.join(moving) or 'none'}) in table v{held.version}")
+    if service is None:
+        raise BadInput(f"{action.value} needs a service")
+    route = held.route(service)
+    now = f"primary now {route.primary or 'none (read-only)'}, epoch {route.epoch}, table v{held.version}"
+    if action is IntentAction.FENCE:
+        then = ("it fails over to a standby proven to hold every acknowledged write" if route.primary == region
+                else "it is not the primary, so no primary moves")
+        return f"fence node {node_id(service, region)} ({now}): {then}"
+    check = check_promotion(region, replica_views(realization, service), primary=route.primary,
+                            sync_replicas=realization.topology.service(service).ack_replicas)
+    return (f"promote node {node_id(service, region)} ({now}), fencing the old primary first; the safety check "
+            f"says now: {check}")
 
 
 def fence(realization: Realization, service: str, region: str) -> RoutingTable:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import SIGNING_KINDS, Realization
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput, PaydarError
 from paydar.model.files import write_json_atomic
 from paydar.model.identity import Role, TrustRoot, trust_root_of
 from paydar.model.ids import Kind
@@ -27,7 +28,7 @@ from paydar.model.routing import TableGuard
 from paydar.model.signing import key_id
 from paydar.ops.failover import current_table, fetch_json
 
-__all__ = ["Rotation", "rotate"]
+__all__ = ["Rotation", "preview_rotation", "rotate"]
 
 RESIGN_TIMEOUT = 30.0
 READY_TIMEOUT = 60.0
@@ -45,11 +46,23 @@ class Rotation:
     seconds: float
 
 
-def rotate(system: Realization, component: str, step: Callable[[str], None] = lambda _: None) -> Rotation:
-    """Rotate ``component``'s key in the running ``system``."""
+def _signing(system: Realization, component: str) -> PlannedComponent:
     planned = system.plan.component(component)  # KeyError names the known components
     if planned.kind not in SIGNING_KINDS:
-        raise PaydarError(f"{component} holds no signing key; nodes, gateways, probers and controllers do")
+        raise BadInput(f"{component} holds no signing key; nodes, gateways, probers and controllers do")
+    return planned
+
+
+def preview_rotation(system: Realization, component: str) -> str:
+    """What :func:`rotate` would do now (unknown or keyless components refused as it would); changes nothing."""
+    _signing(system, component)
+    return (f"replace the key of {component} (key id {system.keystore().signer(component).key_id}), rewrite the "
+            "trust root so every component refuses the old key, and restart it with the new one")
+
+
+def rotate(system: Realization, component: str, step: Callable[[str], None] = lambda _: None) -> Rotation:
+    """Rotate ``component``'s key in the running ``system``."""
+    planned = _signing(system, component)
     started = time.monotonic()
     keystore = system.keystore()
     signing = [c.id for c in system.plan.components if c.kind in SIGNING_KINDS]

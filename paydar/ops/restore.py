@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from paydar.infra.local.realizer import Realization
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput, PaydarError
 from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
 from paydar.model.routing import RouteMode
@@ -83,7 +83,7 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
     if into is None:
         _refuse_primary(realization, service, region)
     elif (into / DB_FILE).exists():
-        raise PaydarError(f"{into / DB_FILE} exists; restore into an empty directory (nothing is overwritten)")
+        raise BadInput(f"{into / DB_FILE} exists; restore into an empty directory (nothing is overwritten)")
     client = vault_client(realization.plan.vault.endpoint, realization.vault_admin(), timeout=60)
     trust = TrustRoot.load(realization.layout.trust_root)
     steps.phase("reading manifests")

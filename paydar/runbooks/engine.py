@@ -24,7 +24,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput, PaydarError
 
 __all__ = ["RUNBOOK_DIR", "RunOutcome", "Runbook", "Step", "available", "find", "load", "run"]
 
@@ -81,7 +81,7 @@ def find(name: str, folder: Path = RUNBOOK_DIR) -> Runbook:
     path = folder / f"{name}.md"
     if not path.exists():
         known = ", ".join(p.stem for p in sorted(folder.glob("*.md")))
-        raise PaydarError(f"no runbook {name!r}; runbooks: {known}")
+        raise BadInput(f"no runbook {name!r}; runbooks: {known}")
     return load(path)
 
 
@@ -118,7 +118,7 @@ def run(runbook: Runbook, *, state_dir: Path, values: dict[str, str], confirm: C
     """Run every step in order, asking ``confirm`` before each; stop at the first that fails."""
     missing = [name for name in runbook.inputs if not values.get(name)]
     if missing:
-        raise PaydarError(f"runbook {runbook.name} needs {', '.join(missing)}: pass "
+        raise BadInput(f"runbook {runbook.name} needs {', '.join(missing)}: pass "
                           + " ".join(f"--set {name}=..." for name in missing))
     folder = state_dir / "incidents"
     folder.mkdir(parents=True, exist_ok=True)

@@ -201,3 +201,31 @@ def test_validate_cli(tmp_path: Path) -> None:
     result = paydar("validate", str(bad))
     assert result.returncode == 2
     assert "unknown region 'shiraz'" in result.stderr and "hint:" in result.stderr
+
+
+def test_destructive_commands_show_a_dry_run_and_refuse_to_act_unconfirmed(national: Realization) -> None:
+    from paydar.ops.failover import current_table
+
+    state = ("--state-dir", str(national.layout.root))
+    held = current_table(national).table
+    service = national.topology.services[0].id
+    route = held.route(service)
+    standby = next(r for r in route.regions if r != route.primary)
+    dry = paydar("failover", "promote", "--service", service, "--region", standby, *state, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"promote node node.{service}.{standby} (primary now {route.primary}, epoch {route.epoch}" in dry.stdout
+    assert "the safety check says now: safe" in dry.stdout and "Nothing was changed." in dry.stdout
+    drain = paydar("failover", "drain", "--region", str(route.primary), *state, "--dry-run")
+    assert drain.returncode == 0 and f"move every primary out of {route.primary}" in drain.stdout
+    rotate = paydar("keys", "rotate", "--component", f"controller.{standby}", *state, "--dry-run")
+    key = national.keystore().signer(f"controller.{standby}").key_id
+    assert rotate.returncode == 0 and f"replace the key of controller.{standby} (key id {key})" in rotate.stdout
+    restore = paydar("restore", "--service", service, "--region", standby, *state, "--dry-run")
+    assert restore.returncode == 0 and f"rebuild node.{service}.{standby} from the newest verified backup" \
+        in restore.stdout
+    unconfirmed = paydar("failover", "fence", "--service", service, "--region", standby, *state)
+    assert unconfirmed.returncode == 2 and "pass --yes to confirm" in unconfirmed.stderr
+    unknown = paydar("failover", "drain", "--region", "nowhere", *state, "--dry-run")
+    assert unknown.returncode == 2 and "unknown region 'nowhere'" in unknown.stderr
+    assert current_table(national).table == held, "no dry run and no unconfirmed command changed the table"
+    assert national.keystore().signer(f"controller.{standby}").key_id == key

@@ -72,6 +72,16 @@ def test_an_accepted_limit_passes_with_its_statement_never_silently() -> None:
                            f"losing {lost_region} only 0 remain(s): writes stop until {lost_region} returns)"]
 
 
+def test_an_accepted_limit_is_stated_even_when_the_fault_was_short() -> None:
+    topo = topology(accepts=["read-only-after-region-loss"])
+    lost_region = topo.service("x9").regions[1]
+    cell = {"name": "node.x9@standby:hang", "window": [101.0, 104.0], "affected_region": None,
+            "fault_component": f"node.x9.{lost_region}"}
+    [x9] = [v for v in judge(topo, [cell], samples("x9", lost_region, (101.0, 103.0), 110.0), {})
+            if v.service == "x9"]
+    assert x9.outcome is Outcome.ACCEPTED and len(x9.accepted) == 1, "2 s read-only is within the RTO, yet stated"
+
+
 def test_an_accepted_limit_does_not_excuse_a_fault_that_takes_no_replica() -> None:
     topo = topology(accepts=["read-only-after-region-loss"])
     cell = {"name": "gateway.x:flood", "window": [101.0, 130.0], "affected_region": None, "fault_component": None}

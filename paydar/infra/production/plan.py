@@ -19,7 +19,7 @@ from paydar.infra.production.graph import Graph, render
 from paydar.infra.production.policies import IAM_POLICY, evaluate
 from paydar.infra.production.region import COMPONENT_LABEL
 from paydar.infra.production.settings import StackSettings, parse_settings
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput
 from paydar.model.topology import NationalTopology, load_topology
 
 __all__ = ["Plan", "load_stack", "open_paths", "plan_stack"]
@@ -46,7 +46,7 @@ def load_stack(stack: str, root: Path = Path(".")) -> tuple[NationalTopology, st
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
-        raise PaydarError(f"no stack file {path}; stacks here: {', '.join(known) or 'none'}")
+        raise BadInput(f"no stack file {path}; stacks here: {', '.join(known) or 'none'}")
     config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
     raw = {key.removeprefix("paydar:"): _plain(value) for key, value in config.items() if key.startswith("paydar:")}
     topology_path = root / raw.get("topology", "national.yaml")
