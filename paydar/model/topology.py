@@ -462,7 +462,7 @@ _SCALAR_TAGS = {"tag:yaml.org,2002:int": "a number", "tag:yaml.org,2002:float": 
 
 
 def _path(location: str) -> list[str | int]:
-    """The path of a location as issues spell it (``services[2] (id '1101').regions[0]``)."""
+    """The path of a location as issues spell it (``services[2] (id 'x1').regions[0]``)."""
     plain = re.sub(r" \([^)]*\)", "", location)
     return [int(index) if index else key for key, index in _SEGMENT.findall(plain)]
 
