@@ -28,6 +28,7 @@ from paydar.chaos.target import (
     Configuration,
     Secrets,
     clear_fault,
+    primaries_now,
     primary_of,
     realization,
     record_fault,
@@ -95,15 +96,19 @@ def resume_component(component: str, configuration: Configuration = None, secret
 def cut_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Cut the link from region ``source`` to region ``target``: connections refused at once."""
     system = realization(configuration)
+    primaries = primaries_now(system)
     done = change_links(system, [(source, target)], "cut")
-    return record_fault(system, kind=Fault.CUT, component=link_id(source, target), region=None, **done)
+    return record_fault(system, kind=Fault.CUT, component=link_id(source, target), region=None, primaries=primaries,
+                        **done)
 
 
 def drop_link(source: str, target: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Blackhole the link: connections are accepted and bytes vanish (a gray partition)."""
     system = realization(configuration)
+    primaries = primaries_now(system)
     done = change_links(system, [(source, target)], "drop")
-    return record_fault(system, kind=Fault.DROP, component=link_id(source, target), region=None, **done)
+    return record_fault(system, kind=Fault.DROP, component=link_id(source, target), region=None, primaries=primaries,
+                        **done)
 
 
 def delay_link(source: str, target: str, delay_ms: int = 300,
@@ -296,7 +301,7 @@ def undo_fault(configuration: Configuration = None, secrets: Secrets = None) -> 
     system = realization(configuration)
     held = clear_fault(system)
     if held is None:
-        return {"undone": None, "settled_after_seconds": seconds_until_available(SETTLE_TIMEOUT, configuration)}
+        return {"undone": None, "settled_after_seconds": _settle(configuration)}
     kind = held["kind"]
     for source, target in held.get("links", []):
         heal_link(source, target, configuration)
@@ -309,4 +314,10 @@ def undo_fault(configuration: Configuration = None, secrets: Secrets = None) -> 
         if liar is not None:
             liar.__exit__(None, None, None)
         system.supervisor.rpc().supervisor.startProcess(held["component"], True)
-    return {"undone": held, "settled_after_seconds": seconds_until_available(SETTLE_TIMEOUT, configuration)}
+    return {"undone": held, "settled_after_seconds": _settle(configuration)}
+
+
+def _settle(configuration: Configuration) -> float:
+    """Wait until citizens are served through every gateway again, so the next experiment starts
+    from a settled system; the cell was judged already, so only the settle timeout counts."""
+    return seconds_until_available(SETTLE_TIMEOUT, configuration, hold_to_rto=False)

@@ -52,6 +52,8 @@ class ExperimentResult:
     """The region the attack took out, whose citizens are not promised service meanwhile."""
     fault_component: str | None = None
     """The component the attack hit (``node.<service>.<region>``, ``region.<name>``, a link...)."""
+    fault: dict[str, Any] | None = None
+    """Everything the attack recorded of the fault (kind, component, region, primaries then...)."""
     detection_seconds: float | None = None
     lost: int | None = None
     """Acknowledged writes lost, as the steady-state probe counted them after the attack."""
@@ -71,7 +73,7 @@ class ExperimentResult:
                 "held": self.held, "seconds": self.seconds, "recovery_seconds": self.recovery_seconds,
                 "failed_activities": list(self.failed_activities), "journal": self.journal,
                 "window": list(self.window) if self.window else None, "affected_region": self.affected_region,
-                "fault_component": self.fault_component,
+                "fault_component": self.fault_component, "fault": self.fault,
                 "detection_seconds": self.detection_seconds, "lost": self.lost, "corrupted": self.corrupted,
                 "aborted": self.aborted}
 
@@ -143,14 +145,19 @@ def _result(name: str, journal: dict[str, Any], seconds: float, path: Path,
         failed_activities=tuple(f"{r['activity']['name']}: {r.get('exception', [''])[-1].strip()}"
                                 for r in runs if r["status"] != "succeeded"),
         journal=str(path), window=_window(journal), affected_region=_recorded(journal, "region"),
-        fault_component=_recorded(journal, "component"), aborted=aborted)
+        fault_component=_recorded(journal, "component"), fault=_record(journal), aborted=aborted)
+
+
+def _record(journal: dict[str, Any]) -> dict[str, Any] | None:
+    """What the attack (the method's first action) recorded of the fault."""
+    first = next((r for r in journal.get("run", []) if r["activity"].get("type") == "action"), None)
+    output = first.get("output") if first else None
+    return output if isinstance(output, dict) else None
 
 
 def _recorded(journal: dict[str, Any], key: str) -> str | None:
-    """What the attack (the method's first action) recorded of the fault: its region or component."""
-    first = next((r for r in journal.get("run", []) if r["activity"].get("type") == "action"), None)
-    output = first.get("output") if first else None
-    value = output.get(key) if isinstance(output, dict) else None
+    """One field the attack recorded of the fault: its region or component."""
+    value = (_record(journal) or {}).get(key)
     return str(value) if value else None
 
 

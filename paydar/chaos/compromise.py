@@ -28,6 +28,7 @@ from paydar.chaos.target import (
     ActivityFailed,
     Configuration,
     Secrets,
+    primaries_now,
     primary_of,
     realization,
     record_fault,
@@ -54,8 +55,10 @@ def tamper_link(source: str | None = None, target: str | None = None, configurat
         route = current_table(system).table.route(sid)
         target = target or primary_of(system, sid)
         source = source or next(r for r in route.regions if r != target)
+    primaries = primaries_now(system)
     done = change_links(system, [(source, target)], "tamper")
-    return record_fault(system, kind=Fault.TAMPER, component=link_id(source, target), region=None, **done)
+    return record_fault(system, kind=Fault.TAMPER, component=link_id(source, target), region=None,
+                        primaries=primaries, **done)
 
 
 def equivocate_as_controller(controller: str | None = None, service: str | None = None,

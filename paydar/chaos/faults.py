@@ -8,10 +8,15 @@ dispatches on: one spelling everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-__all__ = ["FAULTS", "REGISTRY", "Fault", "FaultSpec"]
+from paydar.model.resilience import replicas_lost
+from paydar.model.topology import NationalTopology
+
+__all__ = ["FAULTS", "REGISTRY", "Fault", "FaultSpec", "replicas_taken"]
 
 ACTIONS = "paydar.chaos.actions"
 COMPROMISE = "paydar.chaos.compromise"
@@ -82,3 +87,15 @@ FAULTS: dict[str, tuple[Fault, ...]] = {
     "region": (Fault.PARTITION, Fault.STOLEN_VAULT_CREDENTIALS),
 }
 """Faults per kind of component; a region stands for all of its links and its vault identity."""
+
+KEEPS_REPLICAS = frozenset({Fault.DELAY})
+"""Faults on a link that slow what it carries without severing it."""
+
+
+def replicas_taken(topology: NationalTopology, held: Mapping[str, Any] | None) -> dict[str, str]:
+    """Per service, the region whose replica the recorded fault in force (or once in force) takes
+    from it: :func:`~paydar.model.resilience.replicas_lost` of its component, with the primaries
+    it recorded; a link that is only delayed takes none."""
+    if not held or held.get("kind") in KEEPS_REPLICAS:
+        return {}
+    return replicas_lost(topology, str(held.get("component") or ""), held.get("primaries"))

@@ -83,6 +83,6 @@ class Citizen(HttpUser):
 def _json(reply: Any) -> dict[str, Any]:
     try:
         body = reply.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile gateway may nest its JSON beyond any parser's depth
         return {}
     return body if isinstance(body, dict) else {}

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from paydar.chaos.faults import Fault
+from paydar.chaos.faults import Fault, replicas_taken
 from paydar.chaos.invariants import Violation, ViolationKind, check_acknowledged
 from paydar.chaos.safeguard import Safeguard
 from paydar.chaos.target import (
@@ -32,7 +32,7 @@ from paydar.chaos.target import (
 from paydar.chaos.workload import read_back
 from paydar.gateway.client import GatewayClient
 from paydar.infra.local.realizer import Realization
-from paydar.model.resilience import cause, replicas_lost
+from paydar.model.resilience import cause
 from paydar.model.topology import Limit
 from paydar.ops.backups import list_vault
 from paydar.ops.failover import current_table, fetch_node_state
@@ -55,10 +55,7 @@ def _unaffected(system: Realization) -> list[str]:
 def read_only_now(system: Realization) -> dict[str, str]:
     """Services the fault in force may leave read-only because they accept it (``accepts:``):
     service -> the region whose replica the fault took. Their reads are still checked."""
-    held = fault(system)
-    if not held:
-        return {}
-    lost = replicas_lost(system.topology, str(held.get("component", "")))
+    lost = replicas_taken(system.topology, fault(system))
     return {service: region for service, region in lost.items()
             if Limit.READ_ONLY_AFTER_REGION_LOSS in system.topology.service(service).accepts}
 
@@ -123,21 +120,23 @@ async def served_per_service(system: Realization, writes: int, regions: list[str
     return per
 
 
-def seconds_until_available(timeout: float | None = None,
-                            configuration: Configuration = None, secrets: Secrets = None) -> float:
+def seconds_until_available(timeout: float | None = None, configuration: Configuration = None,
+                            secrets: Secrets = None, *, hold_to_rto: bool = True) -> float:
     """Seconds until every citizen request through the unaffected gateways is served again.
 
     Each service is held to its own ``rto``: this raises (the experiment then fails) as soon as
     a service is still not served once its RTO has passed, naming it and, when the fault took a
-    replica its writes need, why. ``timeout`` bounds the wait further (default: the largest RTO).
+    replica its writes need, why. ``timeout`` bounds the wait further (default: the largest RTO),
+    and so does the safeguard's ``max_wait``. A rollback settling the system for the next
+    experiment passes ``hold_to_rto=False``: the cell was judged already, only ``timeout`` counts.
     The :class:`~paydar.chaos.safeguard.Safeguard` of the configuration aborts the wait sooner
     when availability stays below its floor, and leaves ``chaos/aborted.json`` saying why.
     """
     system = realization(configuration)
     topology = system.topology
-    bound = timeout if timeout is not None else max(s.rto for s in topology.services)
-    lost = replicas_lost(topology, str((fault(system) or {}).get("component", "")))
     guard = Safeguard.of(configuration)
+    bound = min(timeout if timeout is not None else max(s.rto for s in topology.services), guard.max_wait)
+    lost = replicas_taken(topology, fault(system))
     started = time.monotonic()
     while True:
         share, unserved = asyncio.run(_availability(system, 1))
@@ -147,12 +146,15 @@ def seconds_until_available(timeout: float | None = None,
         if reason := guard.observe(share, elapsed):
             record_abort(system, reason)
             raise ActivityFailed(f"safeguard: {reason}")
-        late = sorted(s for s in unserved if elapsed >= min(topology.service(s).rto, bound))
-        if late:
-            why = [cause(topology.service(s), lost[s]) for s in late if s in lost]
-            missed = ", ".join(f"{s} (rto {topology.service(s).rto:g}s)" for s in late)
+        past_rto = sorted(s for s in unserved if hold_to_rto and elapsed >= topology.service(s).rto)
+        if past_rto:
+            why = [cause(topology.service(s), lost[s]) for s in past_rto if s in lost]
+            missed = ", ".join(f"{s} (rto {topology.service(s).rto:g}s)" for s in past_rto)
             raise ActivityFailed(f"not served again within {elapsed:.0f}s: {missed}; last availability {share:.2f}"
                                  + "".join(f"; {w}" for w in why if w))
+        if elapsed >= bound:
+            raise ActivityFailed(f"not served again within {elapsed:.0f}s, the most this cell waits (timeout or "
+                                 f"--max-wait): {', '.join(sorted(unserved))}; last availability {share:.2f}")
         time.sleep(0.1)
 
 

@@ -4,9 +4,11 @@ A drill runs against a national topology that may carry real load; a fault that 
 than planned must not be held to the end of the slowest RTO. While a cell waits for citizens
 to be served again, every measurement of availability through the unaffected regions goes to
 :meth:`Safeguard.observe`; once it has stayed below ``floor`` for longer than ``seconds`` the
-cell is aborted (its rollbacks still run) and reported as such. The drill sets both from
-``--floor`` and ``--floor-for``; a plain ``chaos run`` reads them from the experiment's
-configuration (``paydar_floor``, ``paydar_floor_seconds``).
+cell is aborted (its rollbacks still run) and reported as such. However high the floor holds, no
+cell waits longer than ``max_wait`` for citizens to be served again: a tier-3 service declaring
+``rto: 4h`` does not hold a drill for four hours. The drill sets them from ``--floor``,
+``--floor-for`` and ``--max-wait``; a plain ``chaos run`` reads them from the experiment's
+configuration (``paydar_floor``, ``paydar_floor_seconds``, ``paydar_max_wait``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = ["DEFAULT_FLOOR", "DEFAULT_SECONDS", "Safeguard"]
 
 DEFAULT_FLOOR = 0.5
 DEFAULT_SECONDS = 20.0
+DEFAULT_MAX_WAIT = 600.0
 
 
 @dataclass
@@ -27,6 +30,8 @@ class Safeguard:
 
     floor: float = DEFAULT_FLOOR
     seconds: float = DEFAULT_SECONDS
+    max_wait: float = DEFAULT_MAX_WAIT
+    """The longest a cell waits for citizens to be served again, whatever the RTOs."""
     below_since: float | None = None
 
     @classmethod
@@ -34,7 +39,8 @@ class Safeguard:
         """The safeguard an experiment's configuration asks for (the defaults otherwise)."""
         given = configuration or {}
         return cls(float(given.get("paydar_floor", DEFAULT_FLOOR)),
-                   float(given.get("paydar_floor_seconds", DEFAULT_SECONDS)))
+                   float(given.get("paydar_floor_seconds", DEFAULT_SECONDS)),
+                   float(given.get("paydar_max_wait", DEFAULT_MAX_WAIT)))
 
     def observe(self, share: float, now: float) -> str:
         """Record one measurement; the reason to abort ("" while the floor holds)."""

@@ -31,9 +31,8 @@ from paydar.model.ids import Kind
 from paydar.ops.failover import current_table
 
 __all__ = ["EARLIER_SAMPLE", "ActivityFailed", "Configuration", "FaultRecord", "Secrets", "acknowledged_of",
-           "append_ledger",
-           "begin_experiment", "clear_fault", "component", "fault", "ledger_size", "load_ledger", "primary_of",
-           "realization", "record_abort", "record_fault", "take_abort"]
+           "append_ledger", "begin_experiment", "clear_fault", "component", "fault", "ledger_size", "load_ledger",
+           "primaries_now", "primary_of", "realization", "record_abort", "record_fault", "take_abort"]
 
 Configuration = Mapping[str, Any] | None
 Secrets = Mapping[str, Any] | None
@@ -87,6 +86,11 @@ def take_abort(system: Realization) -> str | None:
     reason = str(json.loads(path.read_text()).get("reason", "aborted"))
     path.unlink()
     return reason
+
+
+def primaries_now(system: Realization) -> dict[str, str | None]:
+    """Every service's primary in the newest certified table (None: read-only), as a fault records it."""
+    return {sid: route.primary for sid, route in current_table(system).table.services.items()}
 
 
 def primary_of(system: Realization, service: str) -> str:

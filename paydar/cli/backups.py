@@ -129,7 +129,7 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
     (--into changes nothing running and does not ask).
     """
     from paydar.ops.backups import select_nodes
-    from paydar.ops.restore import Steps
+    from paydar.ops.restore import Steps, refuse_primary
     from paydar.ops.restore import restore as run
 
     moment = at
@@ -139,6 +139,8 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
 
     def describe(realization: Realization) -> str:
         select_nodes(realization, service, region)
+        if into is None:
+            refuse_primary(realization, service, region)  # as the restore itself would
         stop = "" if into else ", stopping the node and keeping its old data under <state-dir>/restores/"
         return f"rebuild {target} from {newest}{stop}"
 

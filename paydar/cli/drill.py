@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from paydar.chaos.safeguard import DEFAULT_FLOOR, DEFAULT_SECONDS
+from paydar.chaos.safeguard import DEFAULT_FLOOR, DEFAULT_MAX_WAIT, DEFAULT_SECONDS
 from paydar.cli.common import DEFAULT_STATE, RUNTIME, config_option, console, fail, out
 from paydar.model.errors import BadInput, PaydarError
 
@@ -36,12 +36,16 @@ __all__ = ["drill"]
                    "through the unaffected regions stays below this...")
 @click.option("--floor-for", "floor_seconds", default=DEFAULT_SECONDS, show_default=True,
               type=click.FloatRange(0.5, 3600), metavar="SECONDS", help="...for longer than this.")
+@click.option("--max-wait", "max_wait", default=DEFAULT_MAX_WAIT, show_default=True,
+              type=click.FloatRange(1, 86400), metavar="SECONDS",
+              help="The longest a cell waits for citizens to be served again, whatever the services' RTOs.")
 @click.option("--keep", is_flag=True, help="Leave the system running afterwards.")
 @click.option("--attach", is_flag=True, help="Drill the system already running from --state-dir; leave it running.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Also write the report here.")
 def drill(config: Path, state_dir: Path | None, matrix: bool, only: tuple[str, ...], users: int, dwell: float,
-          floor: float, floor_seconds: float, keep: bool, attach: bool, json_path: Path | None) -> None:
+          floor: float, floor_seconds: float, max_wait: float, keep: bool, attach: bool,
+          json_path: Path | None) -> None:
     """Prove the national system survives any single fault: bring it up, run steady Locust citizen load
     through every gateway, run every experiment of the attack catalog (chaos/experiments/) or the N-1
     matrix, read every acknowledged write back through every gateway, tear down.
@@ -68,7 +72,7 @@ def drill(config: Path, state_dir: Path | None, matrix: bool, only: tuple[str, .
     if only and not matrix:
         fail("--only narrows the N-1 matrix: add --matrix")
     options = DrillOptions(matrix=matrix, only=only, users=users, dwell=dwell, floor=floor,
-                           floor_seconds=floor_seconds)
+                           floor_seconds=floor_seconds, max_wait=max_wait)
     try:
         report = run_drill(config=config, state_dir=state_dir or (DEFAULT_STATE if attach else None), keep=keep,
                            console=console, attach=attach, options=options)

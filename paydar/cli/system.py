@@ -56,8 +56,9 @@ def validate(file: Path, strict: bool, as_json: bool) -> None:
     warnings = [f for f in findings if not f.accepted]
     notes = [f"service {s.id} acknowledges a write once {s.ack_replicas} standbys hold it (sync_replicas "
              f"{s.sync_replicas}): with the primary that is a majority of its {len(s.regions)} replicas, so two "
-             f"primaries of one epoch can never both acknowledge; the cost is waiting for the {s.ack_replicas}th "
-             f"fastest standby" for s in topology.services if s.ack_replicas > s.sync_replicas]
+             f"primaries of one epoch can never both acknowledge; the cost is that each write waits for "
+             f"{s.ack_replicas} standbys, not {s.sync_replicas}"
+             for s in topology.services if s.ack_replicas > s.sync_replicas]
     nodes = sum(len(s.regions) for s in topology.services)
     if as_json:
         out.print_json(json.dumps({

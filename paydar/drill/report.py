@@ -80,7 +80,9 @@ def _services(services: list[dict[str, Any]]) -> str:
             tier = v["tier"]
             name = f" ({v['tier_name']})" if v.get("tier_name") else ""
             rows.append(f"<tr><th colspan='9'>tier {tier}{escape(name)}</th></tr>")
-        why = "; ".join(v.get("causes") or v.get("accepted") or [])
+        why = "; ".join(v.get("causes") or v.get("accepted") or []) or (
+            f"unmeasured in {len(v['unmeasured'])} cell(s): no citizen request of it then" if v.get("unmeasured")
+            else "")
         rows.append(f"<tr><td>{escape(v['service'])}</td><td>{escape(v['name'])}</td><td>{escape(v['ecosystem'])}"
                     f"</td><td>{escape(v['agency'])}</td><td>{recovery(v['worst_writes'])}</td>"
                     f"<td>{recovery(v['worst_reads'])}</td><td>{v['rto']:g}s / {v['rpo']:g}s</td>"

@@ -32,6 +32,7 @@ from paydar.chaos.invariants import AckLedger, ViolationKind, check_acknowledged
 from paydar.chaos.load import CitizenLoad, LoadFailed, Sample
 from paydar.chaos.matrix import cells
 from paydar.chaos.matrix import experiment as cell_experiment
+from paydar.chaos.safeguard import DEFAULT_FLOOR, DEFAULT_MAX_WAIT, DEFAULT_SECONDS
 from paydar.chaos.target import load_ledger
 from paydar.chaos.workload import read_back
 from paydar.drill.provenance import provenance
@@ -64,8 +65,9 @@ class DrillOptions:
     only: tuple[str, ...] = ()
     users: int = 6
     dwell: float = 2.0
-    floor: float = 0.5
-    floor_seconds: float = 20.0
+    floor: float = DEFAULT_FLOOR
+    floor_seconds: float = DEFAULT_SECONDS
+    max_wait: float = DEFAULT_MAX_WAIT
 
 
 @dataclass
@@ -84,6 +86,8 @@ class DrillReport:
     lost: int = 0
     corrupted: int = 0
     load: dict[str, Any] = field(default_factory=dict)
+    load_log: str = ""
+    """This drill's log of every citizen interaction (Locust's)."""
     experiments: list[dict[str, Any]] = field(default_factory=list)
     services: list[dict[str, Any]] = field(default_factory=list)
     """Each service against its own RTO and RPO, tiers first (:func:`paydar.drill.verdict.judge`)."""
@@ -136,8 +140,10 @@ class DrillReport:
             table.add_row(f"experiment {e['name']}", _outcome(e))
         for v in self.services:
             table.add_row(f"service {v['service']} (tier {v['tier']})", _service_outcome(v))
+        unmeasured = sum(1 for v in self.services if v["outcome"] == Outcome.UNMEASURED)
         verdict = (f"[bold green]PASSED[/]: every acknowledged write readable through every gateway; "
-                   f"{len(self.experiments)} experiments held" if self.passed
+                   f"{len(self.experiments)} experiments held"
+                   + (f"; {unmeasured} service(s) unmeasured" if unmeasured else "") if self.passed
                    else f"[bold red]FAILED[/]: {self.failure}")
         table.add_row("verdict", verdict)
         console.print(table)
@@ -165,6 +171,10 @@ def _service_outcome(v: dict[str, Any]) -> str:
         return f"[red]MISSED[/]: {'; '.join(v['causes'])}"
     if v["outcome"] == Outcome.ACCEPTED:
         return f"[cyan]accepted[/]: {figures}; {'; '.join(v['accepted'])}"
+    if v["outcome"] == Outcome.UNMEASURED:
+        return "[yellow]unmeasured[/]: no citizen request of it reached it during any cell (raise --users)"
+    if v["unmeasured"]:
+        figures += f"; unmeasured in {len(v['unmeasured'])} cell(s) (raise --users)"
     return f"[green]met[/]: {figures}"
 
 
@@ -202,22 +212,27 @@ def run_drill(*, config: Path, state_dir: Path | None, keep: bool, console: Cons
     finally:
         write_json_atomic(state_dir / "report.json", report.as_dict())
         (state_dir / "report.html").write_text(render_html(report.as_dict()))
-        bundle = write_bundle(state_dir / EVIDENCE, _evidence(state_dir), realization.operator(), report.meta)
-        console.print(f"evidence: {bundle} (signed by operator key {realization.operator().key_id}; "
-                      f"check it with `paydar evidence verify {bundle}`)", markup=False, highlight=False)
+        operator = realization.operator()
+        bundle = write_bundle(state_dir / EVIDENCE, _evidence(state_dir, report), operator, report.meta)
+        console.print(f"evidence: {bundle}, signed by operator key {operator.key_id} (public key "
+                      f"{operator.public_key_b64}); check it with `paydar evidence verify {bundle} --state-dir "
+                      f"{state_dir}`, or with --public-key from a copy of that key kept elsewhere",
+                      markup=False, highlight=False)
         if not keep and not attach:
             with console.status("tearing down"):
                 down(state_dir)
     return report
 
 
-def _evidence(state_dir: Path) -> dict[str, Path]:
-    """What the evidence bundle holds: the report, every journal, the routing-table history, the
-    citizens' interactions and Locust's statistics."""
+def _evidence(state_dir: Path, report: DrillReport) -> dict[str, Path]:
+    """What the evidence bundle holds, of this drill only (an attached system keeps earlier drills'
+    files beside them): the report, its journals, the routing-table history, the citizens'
+    interactions and Locust's statistics."""
     chaos = state_dir / "chaos"
-    found = [state_dir / "report.json", state_dir / "report.html", *sorted(chaos.glob("journals/*.json")),
-             chaos / "tables.jsonl", *sorted(chaos.glob("load-*.jsonl")), *sorted(chaos.glob("locust*.csv"))]
-    return {str(path.relative_to(state_dir)): path for path in found if path.is_file()}
+    found = [state_dir / "report.json", state_dir / "report.html", *(Path(e["journal"]) for e in report.experiments),
+             chaos / TableHistory.FILE, *([Path(report.load_log)] if report.load_log else []),
+             *sorted(chaos.glob("locust_*.csv"))]
+    return {str(path.resolve().relative_to(state_dir.resolve())): path for path in found if path.is_file()}
 
 
 def _planned(realization: Realization, options: DrillOptions) -> list[Experiment]:
@@ -250,8 +265,9 @@ def _exercise(realization: Realization, report: DrillReport, options: DrillOptio
                 if not load.alive():
                     raise LoadFailed(f"Locust stopped during the drill; see {load.output}")
 
-            done = run_experiments(realization, planned, started, {"paydar_floor": options.floor,
-                                                                   "paydar_floor_seconds": options.floor_seconds})
+            done = run_experiments(realization, planned, started, {
+                "paydar_floor": options.floor, "paydar_floor_seconds": options.floor_seconds,
+                "paydar_max_wait": options.max_wait})
             progress.update(task, completed=len(planned), description="experiments done")
     except LoadFailed as exc:
         report.error = str(exc)
@@ -260,6 +276,7 @@ def _exercise(realization: Realization, report: DrillReport, options: DrillOptio
         load.stop()
     report.experiments_seconds = round(time.monotonic() - began, 2)
     report.load = load.summary()
+    report.load_log = str(load.log_path)
     samples = load.samples()
     report.experiments = [result.as_dict() for result in done]
     _timeline(report, samples)

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from paydar.model.resilience import cause, replicas_lost
+from paydar.chaos.faults import replicas_taken
+from paydar.model.resilience import cause
 from paydar.model.topology import Limit, NationalTopology, Service
 
 __all__ = ["Outcome", "Recovery", "ServiceVerdict", "judge", "outage"]
@@ -44,6 +45,8 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"
     """Met, except where a limit the topology states openly applied (the statement is reported)."""
     MISSED = "missed"
+    UNMEASURED = "unmeasured"
+    """No citizen request of the service reached it during any cell: nothing to judge it by."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Recovery:
     reads: float | None
     accepted: bool = False
     """The cell took a replica the service's writes need, and the service accepts read-only then."""
+    measured: bool = True
+    """False when no citizen request of the service reached it during the cell."""
 
 
 @dataclass
@@ -79,11 +84,17 @@ class ServiceVerdict:
     """The statements of accepted limits, one per cell where one applied."""
     causes: list[str] = field(default_factory=list)
     """Why each missed target was missed, in words."""
+    unmeasured: list[str] = field(default_factory=list)
+    """Cells in which no citizen request of the service reached it (raise ``--users``)."""
+    cells: int = 0
+    """Cells with a fault window."""
 
     @property
     def outcome(self) -> Outcome:
         if self.causes:
             return Outcome.MISSED
+        if self.cells and len(self.unmeasured) == self.cells:
+            return Outcome.UNMEASURED
         return Outcome.ACCEPTED if self.accepted else Outcome.MET
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,18 +117,25 @@ def _worse(a: float | None, b: float | None) -> bool:
     return b is not None and (a is None or a > b)
 
 
-def _recoveries(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]],
+def _taken(topology: NationalTopology, experiment: Mapping[str, Any]) -> dict[str, str]:
+    return replicas_taken(topology, experiment.get("fault"))
+
+
+def _recoveries(topology: NationalTopology, windowed: Sequence[Mapping[str, Any]],
                 samples: Sequence[Point]) -> dict[str, list[Recovery]]:
-    """Per service, its recovery in every experiment that had a fault window."""
-    windowed = sorted((e for e in experiments if e.get("window")), key=lambda e: e["window"][0])
+    """Per service, its recovery in every experiment with a fault window that a citizen request
+    of it reached (through a region the fault left its own window)."""
     found: dict[str, list[Recovery]] = {s.id: [] for s in topology.services}
     for n, experiment in enumerate(windowed):
         start = float(experiment["window"][0])
         until = float(windowed[n + 1]["window"][0]) if n + 1 < len(windowed) else float("inf")
-        lost = replicas_lost(topology, str(experiment.get("fault_component") or ""))
+        lost = _taken(topology, experiment)
         inside = [p for p in samples if start <= p.at < until and p.region != experiment.get("affected_region")]
         for service in topology.services:
             mine = sorted((p for p in inside if p.service == service.id), key=lambda p: p.at)
+            if not mine:
+                found[service.id].append(Recovery(str(experiment["name"]), None, None, measured=False))
+                continue
             writes = outage([(p.at, p.acknowledged) for p in mine], start)
             reads = outage([(p.at, bool(p.read)) for p in mine if p.read is not None], start)
             accepted = service.id in lost and Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts \
@@ -127,14 +145,18 @@ def _recoveries(topology: NationalTopology, experiments: Sequence[Mapping[str, A
 
 
 def _judge_one(topology: NationalTopology, service: Service, recoveries: list[Recovery],
-               experiments: Mapping[str, Mapping[str, Any]], lost: Sequence[float | None]) -> ServiceVerdict:
+               experiments: Mapping[str, Mapping[str, Any]], lost: Sequence[float | None],
+               starts: Sequence[float]) -> ServiceVerdict:
     tiers = topology.vocabulary.tiers or {}
     verdict = ServiceVerdict(service.id, service.name, service.tier, tiers.get(service.tier, ""), service.ecosystem,
-                             service.agency, service.rto, service.rpo, lost=len(lost))
+                             service.agency, service.rto, service.rpo, lost=len(lost), cells=len(recoveries))
     for r in recoveries:
+        if not r.measured:
+            verdict.unmeasured.append(r.cell)
+            continue
         if r.accepted and r.writes != 0.0:
             # Read-only as declared: stated whenever it happened, however short the drill held the fault.
-            region = replicas_lost(topology, str(experiments[r.cell].get("fault_component") or ""))[service.id]
+            region = _taken(topology, experiments[r.cell])[service.id]
             verdict.accepted.append(f"{r.cell}: read-only as accepted ({cause(service, region)})")
         elif _worse(r.writes, verdict.worst_writes):
             verdict.worst_writes, verdict.worst_writes_cell = r.writes, r.cell
@@ -144,7 +166,7 @@ def _judge_one(topology: NationalTopology, service: Service, recoveries: list[Re
                               ("reads", verdict.worst_reads, verdict.worst_reads_cell)):
         if cell and (worst is None or worst > service.rto):
             verdict.causes.append(_missed(topology, service, what, worst, experiments[cell]))
-    if lost and not _within_rpo(service, lost):
+    if lost and not _within_rpo(service, lost, starts):
         verdict.causes.append(f"{service.id} lost {len(lost)} acknowledged write(s), beyond its rpo of "
                               f"{service.rpo:g}s")
     return verdict
@@ -153,19 +175,20 @@ def _judge_one(topology: NationalTopology, service: Service, recoveries: list[Re
 def _missed(topology: NationalTopology, service: Service, what: str, worst: float | None,
             experiment: Mapping[str, Any]) -> str:
     """The cause of a missed RTO, in words: the arithmetic when the fault took a replica writes need."""
-    region = replicas_lost(topology, str(experiment.get("fault_component") or "")).get(service.id)
+    region = _taken(topology, experiment).get(service.id)
     why = cause(service, region) if region and what == "writes" else ""
     took = "did not recover before the cell ended" if worst is None else f"took {worst:.1f}s"
     return (why + f" ({experiment['name']}: {what} {took}, rto {service.rto:g}s)" if why else
             f"{service.id} {what} {took} to recover after {experiment['name']}, beyond its rto of {service.rto:g}s")
 
 
-def _within_rpo(service: Service, lost: Sequence[float | None]) -> bool:
-    """Lost writes are within the RPO when they span at most ``rpo`` seconds (rpo 0: none may be lost)."""
-    if service.rpo == 0 or any(at is None for at in lost):
+def _within_rpo(service: Service, lost: Sequence[float | None], starts: Sequence[float]) -> bool:
+    """Whether every lost write was sent at most ``rpo`` seconds before the fault that followed it
+    (a write of unknown time, or any loss with rpo 0, is beyond it)."""
+    known = [at for at in lost if at is not None]
+    if service.rpo == 0 or len(known) < len(lost):
         return False
-    times = [at for at in lost if at is not None]
-    return max(times) - min(times) <= service.rpo
+    return all(min((start for start in starts if start >= at), default=at) - at <= service.rpo for at in known)
 
 
 def judge(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]], samples: Sequence[Point],
@@ -175,8 +198,11 @@ def judge(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]], 
     ``lost`` maps a service to when each of its acknowledged writes that the final sweep could
     not read back was sent (None where unknown: a probe's write rather than a citizen's).
     """
-    recoveries = _recoveries(topology, experiments, samples)
+    windowed = sorted((e for e in experiments if e.get("window")), key=lambda e: e["window"][0])
+    recoveries = _recoveries(topology, windowed, samples)
     by_name = {str(e["name"]): e for e in experiments}
+    starts = [float(e["window"][0]) for e in windowed]
     order = {s.id: n for n, s in enumerate(topology.services)}
-    verdicts = [_judge_one(topology, s, recoveries[s.id], by_name, lost.get(s.id, ())) for s in topology.services]
+    verdicts = [_judge_one(topology, s, recoveries[s.id], by_name, lost.get(s.id, ()), starts)
+                for s in topology.services]
     return sorted(verdicts, key=lambda v: (v.tier, order[v.service]))

@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["fsync_directory", "read_secret", "write_json_atomic", "write_secret"]
+__all__ = ["fsync_directory", "read_secret", "write_json_atomic", "write_secret", "write_text_atomic"]
 
 
 def write_json_atomic(path: Path, payload: object, mode: int = 0o644) -> None:
@@ -16,10 +16,15 @@ def write_json_atomic(path: Path, payload: object, mode: int = 0o644) -> None:
     The directory is fsynced after the rename: without it a crash can bring back the old
     file, and a controller that forgot a vote could sign twice.
     """
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True), mode)
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` so that readers never see a half-written file, and durably (see :func:`write_json_atomic`)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -13,6 +13,7 @@ from which service, and :func:`cause` says in words why that stops its writes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from paydar.model.ids import ComponentId, Kind
@@ -57,19 +58,22 @@ def n_minus_one(topology: NationalTopology) -> list[Finding]:
         fix += f", or state it openly with accepts: [{Limit.READ_ONLY_AFTER_REGION_LOSS.value}]"
         found.append(Finding(
             service.id, Limit.READ_ONLY_AFTER_REGION_LOSS,
-            f"service {service.id} acknowledges a write once {needed} standbys hold it (sync_replicas "
+            f"service {service.id} acknowledges a write once {needed} standby(s) hold it (sync_replicas "
             f"{service.sync_replicas}, {replicas} regions); after losing any one region only "
             f"{max(replicas - 2, 0)} standby(s) remain beside the primary: its writes stop until that region returns",
             fix, accepted=Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts))
     return found
 
 
-def replicas_lost(topology: NationalTopology, component: str) -> dict[str, str]:
-    """Per service, the region whose replica a fault on ``component`` takes from it.
+def replicas_lost(topology: NationalTopology, component: str,
+                  primaries: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """Per service, the region whose replica losing ``component`` takes from it.
 
     A region (``region.<name>``) takes every replica it hosts; a node its own; a link
-    (``link.<source>.<target>``) cuts ``target``'s replica off from a primary in ``source`` for
-    every service hosted in both. Any other component holds no replica.
+    (``link.<source>.<target>``, which carries a primary's replication into ``target``) cuts
+    ``target``'s replica off from every service whose primary is in ``source`` (per
+    ``primaries``, service -> region, when the fault was injected; without them, from every
+    service hosted in both). Any other component holds no replica.
     """
     kind, _, rest = component.partition(".")
     if kind == "region":
@@ -82,7 +86,8 @@ def replicas_lost(topology: NationalTopology, component: str) -> dict[str, str]:
         return {parsed.service: parsed.region}
     if parsed.kind is Kind.LINK and parsed.region and parsed.target:
         return {s.id: parsed.target for s in topology.services
-                if parsed.region in s.regions and parsed.target in s.regions}
+                if parsed.region in s.regions and parsed.target in s.regions
+                and (primaries is None or primaries.get(s.id) == parsed.region)}
     return {}
 
 

@@ -82,6 +82,11 @@ class Signer:
         self._key = private_key
         self.key_id = key_id(private_key.public_key())
 
+    @property
+    def public_key_b64(self) -> str:
+        """The public half, as trust roots and ``paydar evidence verify --public-key`` spell it."""
+        return public_key_to_b64(self._key.public_key())
+
     def sign(self, payload: Any) -> Signature:
         return self.sign_bytes(canonical_json(payload))
 

@@ -502,9 +502,9 @@ def locate_issues(text: str, issues: list[Issue]) -> list[Issue]:
             read_as = _SCALAR_TAGS.get(node.tag)
             if issue.kind == "string_type" and read_as and node.value:
                 field = path[-1] if path and isinstance(path[-1], str) else "the value"
+                octal = read_as == "a number" and len(node.value) > 1 and node.value.startswith("0")
                 hint = (f'quote it: {field}: "{node.value}" (unquoted, YAML reads {node.value} as {read_as}'
-                        + (", dropping leading zeros" if node.value.startswith("0") and read_as == "a number" else "")
-                        + ")")
+                        + (", and a leading 0 as octal" if octal else "") + ")")
         located.append(Issue(issue.location, message, hint, node.start_mark.line + 1, node.start_mark.column + 1,
                              issue.kind))
     return located

@@ -2,21 +2,24 @@
 by the operator key, that an auditor can check long after the system is gone.
 
 The archive is a gzip'd tar holding ``evidence.json`` (the manifest: every file's path, size
-and digest, and the drill's metadata), ``evidence.sig.json`` (the operator's Ed25519
-signature over the manifest's canonical JSON) and the files themselves. Verification trusts
+and digest, and the drill's metadata, as canonical JSON: the bytes in the file are exactly the
+bytes signed), ``evidence.sig.json`` (the operator's Ed25519 signature over them) and the
+files themselves. Verification trusts
 only a key given from outside the archive (the trust root's operator keys, or a public key
 the auditor holds): a bundle naming its own key would prove nothing. It reads the archive as
-a stream, never extracts it, and bounds what it reads (members, bytes), so a hostile archive
-can neither write files nor exhaust memory.
+a stream, never extracts it, and bounds what it decompresses (headers included) and how many
+members it reads, so a hostile archive can neither write files nor exhaust memory; it reads
+past damaged headers rather than stopping at them, so nothing can hide behind one.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
-import json
 import tarfile
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from paydar.model.errors import PaydarError, SignatureError
-from paydar.model.signing import Signature, Signer, verify
+from paydar.model.signing import Signature, Signer, canonical_json, verify_bytes
+from paydar.model.wire import parse_json
 
 __all__ = ["MANIFEST", "SIGNATURE", "EvidenceInvalid", "Verified", "verify_bundle", "write_bundle"]
 
@@ -82,12 +86,11 @@ def write_bundle(target: Path, files: Mapping[str, Path], signer: Signer, meta: 
     """Write ``files`` (archive name -> file) to ``target`` with the signed manifest; return ``target``."""
     manifest = Manifest(created=time.time(), files={name: _digest(path) for name, path in files.items()},
                         meta=dict(meta))
-    payload = manifest.model_dump(mode="json")
-    signature = signer.sign(payload)
+    signed = canonical_json(manifest.model_dump(mode="json"))
+    signature = signer.sign_bytes(signed)
     partial = target.with_name(target.name + ".partial")
     with tarfile.open(partial, "w:gz") as archive:
-        for name, data in ((MANIFEST, json.dumps(payload, indent=2).encode()),
-                           (SIGNATURE, signature.model_dump_json().encode())):
+        for name, data in ((MANIFEST, signed), (SIGNATURE, signature.model_dump_json().encode())):
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), int(manifest.created), 0o644
             archive.addfile(info, io.BytesIO(data))
@@ -95,6 +98,26 @@ def write_bundle(target: Path, files: Mapping[str, Path], signer: Signer, meta: 
             archive.add(path, arcname=name, recursive=False)
     partial.replace(target)
     return target
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that refuses to yield more than ``limit`` bytes in all, checked
+    before each read, so no header (a GNU long name, a PAX record) can make tarfile allocate more."""
+
+    def __init__(self, source: gzip.GzipFile, limit: int) -> None:
+        self.source, self.left = source, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.source.read(min(len(view), self.left + 1))
+        if len(data) > self.left:
+            raise EvidenceInvalid(f"more than {MAX_BYTES} bytes: not a Paydar evidence bundle")
+        view[:len(data)] = data
+        self.left -= len(data)
+        return len(data)
 
 
 def _small(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -124,7 +147,9 @@ def _read(path: Path) -> tuple[bytes, bytes, dict[str, FileEntry]]:
     names: set[str] = set()
     total = 0
     try:
-        with tarfile.open(path, "r:gz") as archive:
+        with gzip.open(path, "rb") as unzipped, \
+                tarfile.open(fileobj=io.BufferedReader(_Bounded(unzipped, MAX_BYTES + MAX_MANIFEST_BYTES)),
+                             mode="r|", ignore_zeros=True) as archive:
             for count, member in enumerate(archive, start=1):
                 if count > MAX_MEMBERS + 2:
                     raise EvidenceInvalid(f"more than {MAX_MEMBERS} files: not a Paydar evidence bundle")
@@ -142,7 +167,7 @@ def _read(path: Path) -> tuple[bytes, bytes, dict[str, FileEntry]]:
                     signature = _small(archive, member)
                 else:
                     seen[member.name] = _hash(archive, member)
-    except (OSError, tarfile.TarError, EOFError) as exc:
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
         raise EvidenceInvalid(f"{path} is not a readable evidence bundle (gzip'd tar): {exc}") from None
     if manifest is None or signature is None:
         raise EvidenceInvalid(f"{path} holds no {MANIFEST} and {SIGNATURE}: not a Paydar evidence bundle")
@@ -154,19 +179,21 @@ def verify_bundle(path: Path, trusted: Mapping[str, Ed25519PublicKey]) -> Verifi
     bundle holds exactly its files, byte for byte; raise :class:`EvidenceInvalid` saying what failed."""
     raw_manifest, raw_signature, seen = _read(path)
     try:
-        payload = json.loads(raw_manifest)
-        manifest = Manifest.model_validate(payload)
         signature = Signature.model_validate_json(raw_signature)
-    except (ValueError, ValidationError) as exc:
-        raise EvidenceInvalid(f"the manifest or its signature is malformed: {str(exc)[:300]}") from None
+    except ValidationError as exc:
+        raise EvidenceInvalid(f"the signature is malformed: {exc.error_count()} error(s)") from None
     key = trusted.get(signature.key_id)
     if key is None:
         raise EvidenceInvalid(f"signed by key {signature.key_id}, which is not a trusted operator key; pass the "
                               "operator's public key with --public-key, or the drill's --state-dir")
     try:
-        verify(payload, signature, key)
+        verify_bytes(raw_manifest, signature, key)  # the file's own bytes: nothing unsigned can be read from it
     except SignatureError as exc:
         raise EvidenceInvalid(f"the manifest's signature does not verify ({exc}): the bundle was altered") from None
+    try:
+        manifest = Manifest.model_validate(parse_json(raw_manifest))
+    except (ValueError, ValidationError) as exc:
+        raise EvidenceInvalid(f"the signed manifest is not one this version reads: {str(exc)[:300]}") from None
     missing = sorted(set(manifest.files) - set(seen))
     extra = sorted(set(seen) - set(manifest.files))
     changed = sorted(name for name, entry in manifest.files.items() if name in seen and seen[name] != entry)

@@ -57,11 +57,26 @@ class PromotionResult:
     check: PromotionCheck
 
 
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""The largest JSON answer read from a component (a routing table of a very large catalog fits)."""
+CHUNK = 64 * 1024
+
+
 def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
-    """GET a JSON document; None when the component does not answer."""
+    """GET a JSON document; None when the component does not answer, answers nonsense, answers
+    more than :data:`MAX_ANSWER_BYTES`, or takes longer than ``timeout`` for the whole answer
+    (a component trickling bytes cannot hold the caller)."""
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            answer = parse_json(response.read())
+            body = bytearray()
+            while chunk := response.read(CHUNK):
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES or time.monotonic() > deadline:
+                    log.warning("answer from %s cut off: more than %d bytes or %.1fs", url, MAX_ANSWER_BYTES,
+                                timeout)
+                    return None
+            answer = parse_json(bytes(body))
             return answer if isinstance(answer, dict) else None
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -200,7 +215,8 @@ def promote(realization: Realization, service: str, region: str) -> PromotionRes
 
 def preview(realization: Realization, action: IntentAction, region: str, service: str | None = None) -> str:
     """What ``promote``, ``fence`` or ``drain`` would do now, checked against the running system
-    (unknown names are refused as they would be); nothing is sent."""
+    (unknown names are refused as they would be, and so is a promotion the safety check refuses
+    now: :class:`FailoverRefused`); nothing is sent."""
     _known(realization, service, region)
     held = current_table(realization).table
     if action is IntentAction.DRAIN:
@@ -217,6 +233,8 @@ def preview(realization: Realization, action: IntentAction, region: str, service
         return f"fence node {node_id(service, region)} ({now}): {then}"
     check = check_promotion(region, replica_views(realization, service), primary=route.primary,
                             sync_replicas=realization.topology.service(service).ack_replicas)
+    if not check.safe:
+        raise FailoverRefused(check, f"It would be refused now ({now}); nothing was changed.")
     return (f"promote node {node_id(service, region)} ({now}), fencing the old primary first; the safety check "
             f"says now: {check}")
 

@@ -39,7 +39,7 @@ from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import RestoreRefused, choose, fetch_verified, list_backups
 from paydar.vault.s3 import vault_client
 
-__all__ = ["RestoreFailed", "RestoreReport", "restore"]
+__all__ = ["RestoreFailed", "RestoreReport", "refuse_primary", "restore"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
     steps = steps or Steps()
     node = select_nodes(realization, service, region)[0]
     if into is None:
-        _refuse_primary(realization, service, region)
+        refuse_primary(realization, service, region)
     elif (into / DB_FILE).exists():
         raise BadInput(f"{into / DB_FILE} exists; restore into an empty directory (nothing is overwritten)")
     client = vault_client(realization.plan.vault.endpoint, realization.vault_admin(), timeout=60)
@@ -117,7 +117,7 @@ def _refuse_rollback(realization: Realization, node: str, manifest: BackupManife
                              "hidden. Investigate `paydar backups list`; restore an older one only with --position")
 
 
-def _refuse_primary(realization: Realization, service: str, region: str) -> None:
+def refuse_primary(realization: Realization, service: str, region: str) -> None:
     """Refuse when the verified table *or the node itself* says it is the writable primary:
     neither a lying gateway nor a stale table may make restore rebuild the real primary."""
     route = current_table(realization).table.route(service)

@@ -223,6 +223,8 @@ def test_destructive_commands_show_a_dry_run_and_refuse_to_act_unconfirmed(natio
     restore = paydar("restore", "--service", service, "--region", standby, *state, "--dry-run")
     assert restore.returncode == 0 and f"rebuild node.{service}.{standby} from the newest verified backup" \
         in restore.stdout
+    primary = paydar("restore", "--service", service, "--region", str(route.primary), *state, "--dry-run")
+    assert primary.returncode == 1 and "is the writable primary" in primary.stderr, "refused as the restore would be"
     unconfirmed = paydar("failover", "fence", "--service", service, "--region", standby, *state)
     assert unconfirmed.returncode == 2 and "pass --yes to confirm" in unconfirmed.stderr
     unknown = paydar("failover", "drain", "--region", "nowhere", *state, "--dry-run")

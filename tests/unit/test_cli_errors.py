@@ -70,7 +70,7 @@ def test_a_wrong_type_says_what_the_file_holds_and_where(tmp_path: Path) -> None
     assert "(the file has 'two')" in answer.output
 
 
-@pytest.mark.parametrize(("written", "read_as"), [("1101", "a number"), ("0101", "a number, dropping leading zeros"),
+@pytest.mark.parametrize(("written", "read_as"), [("1101", "a number"), ("0101", "a number, and a leading 0 as octal"),
                                                   ("yes", "a boolean")])
 def test_an_unquoted_id_gets_a_quote_it_hint(tmp_path: Path, written: str, read_as: str) -> None:
     answer = _validate(tmp_path, EXAMPLE.replace('id: "1101"', f"id: {written}", 1))

@@ -3,6 +3,7 @@ was altered, added, removed, or signed by a key the verifier does not trust."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -110,3 +111,45 @@ def test_the_command_checks_with_a_public_key_and_exits_1_when_altered(bundle: P
     assert bad.exit_code == 1 and "NOT verified: 1 file(s) altered: report.json" in bad.output
     malformed = runner.invoke(cli, ["evidence", "verify", str(bundle), "--public-key", "not-a-key"])
     assert malformed.exit_code == 2 and "no trusted operator key" in malformed.output
+
+
+def _tar_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_nothing_hides_behind_a_damaged_header(bundle: Path, tmp_path: Path) -> None:
+    # Python's tarfile stops silently at a bad header; GNU tar skips it and extracts what follows.
+    raw = gzip.decompress(bundle.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+        last = archive.getmembers()[-1]
+    end = last.offset_data + -(-last.size // 512) * 512
+    hidden = raw[:end] + b"\x01" * 512 + _tar_bytes({"chaos/forged.json": b'{"passed": true}'})
+    (tmp_path / "hidden.tar.gz").write_bytes(gzip.compress(hidden))
+    with pytest.raises(EvidenceInvalid, match=r"not in the signed manifest: chaos/forged\.json"):
+        verify_bundle(tmp_path / "hidden.tar.gz", TRUSTED)
+
+
+def test_a_header_that_claims_gigabytes_is_refused_before_it_is_read(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evidence, "MAX_BYTES", 1024 * 1024)
+    monkeypatch.setattr(evidence, "MAX_MANIFEST_BYTES", 1024 * 1024)
+    long_name = tarfile.TarInfo("././@LongLink")
+    long_name.type, long_name.size = tarfile.GNUTYPE_LONGNAME, 8 * 1024 * 1024
+    header = long_name.tobuf(format=tarfile.GNU_FORMAT)
+    (tmp_path / "bomb.tar.gz").write_bytes(gzip.compress(header + bytes(long_name.size) + bytes(1024)))
+    with pytest.raises(EvidenceInvalid, match="not a Paydar evidence bundle"):
+        verify_bundle(tmp_path / "bomb.tar.gz", TRUSTED)
+
+
+def test_the_manifest_on_disk_is_exactly_the_signed_bytes(bundle: Path, tmp_path: Path) -> None:
+    with tarfile.open(bundle, "r:gz") as archive:
+        raw = archive.extractfile(MANIFEST).read()  # type: ignore[union-attr]
+    reordered = json.dumps(json.loads(raw), indent=1).encode()
+    with pytest.raises(EvidenceInvalid, match="signature does not verify"):
+        verify_bundle(rewrite(bundle, tmp_path / "reordered.tar.gz", {MANIFEST: reordered}), TRUSTED)

@@ -33,12 +33,12 @@ def topology_with(**service: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("regions", "sync", "expected"), [
     ([0, 1], 1, Finding("x9", Limit.READ_ONLY_AFTER_REGION_LOSS,
-                        "service x9 acknowledges a write once 1 standbys hold it (sync_replicas 1, 2 regions); after "
+                        "service x9 acknowledges a write once 1 standby(s) hold it (sync_replicas 1, 2 regions); after "
                         "losing any one region only 0 standby(s) remain beside the primary: its writes stop until "
                         "that region returns", "host it in 3 regions, or state it openly with accepts: "
                         "[read-only-after-region-loss]")),
     ([0, 1, 2], 2, Finding("x9", Limit.READ_ONLY_AFTER_REGION_LOSS,
-                           "service x9 acknowledges a write once 2 standbys hold it (sync_replicas 2, 3 regions); "
+                           "service x9 acknowledges a write once 2 standby(s) hold it (sync_replicas 2, 3 regions); "
                            "after losing any one region only 1 standby(s) remain beside the primary: its writes stop "
                            "until that region returns",
                            "host it in 4 regions, or lower sync_replicas to 1, or state it openly with accepts: "
