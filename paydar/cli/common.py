@@ -73,7 +73,7 @@ class Moment(click.ParamType[datetime]):
 def fail(message: str, code: int = USAGE) -> NoReturn:
     """Print ``message`` as an error and exit with ``code`` (:data:`USAGE`, :data:`FAILED` or :data:`RUNTIME`)."""
     console.print("[bold red]error:[/] ", end="")
-    console.print(message, markup=False, highlight=False)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -95,7 +95,7 @@ def confirm(what: str, yes: bool, dry_run: bool) -> None:
     the flag must not act on the national system by default.
     """
     if dry_run:
-        out.print(f"dry run: would {what}. Nothing was changed.", markup=False, highlight=False)
+        out.print(f"dry run: would {what}. Nothing was changed.", markup=False, highlight=False, soft_wrap=True)
         sys.exit(0)
     if yes:
         return

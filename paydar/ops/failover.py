@@ -230,12 +230,12 @@ def preview(realization: Realization, action: IntentAction, region: str, service
     if action is IntentAction.FENCE:
         then = ("it fails over to a standby proven to hold every acknowledged write" if route.primary == region
                 else "it is not the primary, so no primary moves")
-        return f"fence node {node_id(service, region)} ({now}): {then}"
+        return f"fence {node_id(service, region)} ({now}): {then}"
     check = check_promotion(region, replica_views(realization, service), primary=route.primary,
                             sync_replicas=realization.topology.service(service).ack_replicas)
     if not check.safe:
         raise FailoverRefused(check, f"It would be refused now ({now}); nothing was changed.")
-    return (f"promote node {node_id(service, region)} ({now}), fencing the old primary first; the safety check "
+    return (f"promote {node_id(service, region)} ({now}), fencing the old primary first; the safety check "
             f"says now: {check}")
 
 

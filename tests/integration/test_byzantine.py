@@ -496,7 +496,7 @@ def test_the_full_compromise_cells_of_the_matrix_hold(start_system: SystemFactor
 
     system = start_system()
     only = ("link.isfahan.tehran:tamper", "controller.mashhad:equivocate", "prober.isfahan:poison",
-            f"node.{SERVICE}.tehran:byzantine-primary", "vault:side-door")
+            f"node.{SERVICE}@primary:byzantine-primary", "vault:side-door")
     planned = [(cell.name, experiment(cell, dwell=1.0)) for cell in cells(system, only)]
     assert len(planned) == len(only)
     results = run_experiments(system, planned)

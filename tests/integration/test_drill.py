@@ -91,8 +91,8 @@ def test_the_drill_runs_matrix_cells_under_locust_load_and_writes_its_report(tmp
     assert meta["paydar_version"] and meta["paydar_commit"] and meta["settings"]["users"] == 3
     assert meta["topology_sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
     verified = subprocess.run([str(Path(sys.executable).with_name("paydar")), "evidence", "verify",
-                               str(state / "evidence.tar.gz")], capture_output=True, text=True, timeout=60,
-                              check=False)
+                               str(state / "evidence.tar.gz"), "--state-dir", str(state)],
+                              capture_output=True, text=True, timeout=60, check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     with tarfile.open(state / "evidence.tar.gz") as bundle:
         names = set(bundle.getnames())
