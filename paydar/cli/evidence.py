@@ -55,8 +55,8 @@ def verify(bundle: Path, state_dir: Path, public_key: str | None) -> None:
         fail(f"{bundle}: NOT verified: {exc}", FAILED)
     meta = checked.meta
     out.print(f"{bundle}: verified — {checked.files} files, {checked.bytes} bytes, signed by operator key "
-              f"{checked.key_id}, trusted as one of {source}", markup=False)
+              f"{checked.key_id}, trusted as one of {source}", markup=False, soft_wrap=True)
     out.print(f"  drill started {meta.get('started', '?')} with Paydar {meta.get('paydar_version', '?')} at commit "
               f"{meta.get('paydar_commit', '?')} on topology {meta.get('topology', '?')} "
-              f"(SHA-256 {meta.get('topology_sha256', '?')})", markup=False)
+              f"(SHA-256 {meta.get('topology_sha256', '?')})", markup=False, soft_wrap=True)
     sys.exit(0)
