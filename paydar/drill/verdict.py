@@ -101,10 +101,12 @@ class ServiceVerdict:
         return asdict(self) | {"outcome": self.outcome.value}
 
 
-def outage(points: Sequence[tuple[float, bool]], start: float) -> float | None:
-    """Seconds from ``start`` until the first success after the last failure; 0.0 with no failure,
-    None when the last attempt failed."""
-    failures = [at for at, ok in points if not ok]
+def outage(points: Sequence[tuple[float, bool]], start: float, until: float = float("inf")) -> float | None:
+    """Seconds from ``start`` until the first success after the last failure sent before ``until``
+    (the next cell's attack); the success may come later: citizens stuck on a hung component
+    send few requests, and the first that works may be sent after the next attack began.
+    0.0 with no failure, None when nothing succeeded after it."""
+    failures = [at for at, ok in points if not ok and at < until]
     if not failures:
         return 0.0
     last = max(failures)
@@ -130,14 +132,14 @@ def _recoveries(topology: NationalTopology, windowed: Sequence[Mapping[str, Any]
         start = float(experiment["window"][0])
         until = float(windowed[n + 1]["window"][0]) if n + 1 < len(windowed) else float("inf")
         lost = _taken(topology, experiment)
-        inside = [p for p in samples if start <= p.at < until and p.region != experiment.get("affected_region")]
+        after = [p for p in samples if start <= p.at and p.region != experiment.get("affected_region")]
         for service in topology.services:
-            mine = sorted((p for p in inside if p.service == service.id), key=lambda p: p.at)
-            if not mine:
+            mine = sorted((p for p in after if p.service == service.id), key=lambda p: p.at)
+            if not any(p.at < until for p in mine):
                 found[service.id].append(Recovery(str(experiment["name"]), None, None, measured=False))
                 continue
-            writes = outage([(p.at, p.acknowledged) for p in mine], start)
-            reads = outage([(p.at, bool(p.read)) for p in mine if p.read is not None], start)
+            writes = outage([(p.at, p.acknowledged) for p in mine], start, until)
+            reads = outage([(p.at, bool(p.read)) for p in mine if p.read is not None], start, until)
             accepted = service.id in lost and Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts \
                 and not service.writes_survive_region_loss
             found[service.id].append(Recovery(str(experiment["name"]), writes, reads, accepted))

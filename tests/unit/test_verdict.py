@@ -32,6 +32,8 @@ def test_outage_runs_from_the_attack_to_the_first_success_after_the_last_failure
     assert outage([(1.0, True), (2.0, True)], 0.0) == 0.0
     assert outage([(1.0, True), (2.0, False), (3.0, False), (4.5, True), (5.0, True)], 1.5) == 3.0
     assert outage([(1.0, False), (2.0, True), (3.0, False)], 0.0) is None, "still failing when the cell ended"
+    assert outage([(1.0, False), (9.0, False), (12.0, True)], 0.0, until=8.0) == 12.0, \
+        "the next cell's failures are its own, but the first success may come after its attack began"
 
 
 def samples(service: str, region: str, failing: tuple[float, float], until: float) -> list[Sample]:
