@@ -31,7 +31,7 @@ from paydar.gateway.state import GatewayState
 from paydar.infra.local.realizer import Realization, down, up
 from paydar.model.errors import PaydarError
 from paydar.model.ids import controller_id
-from paydar.node.models import NodeRole, NodeState
+from paydar.workload.contract import InstanceRole, InstanceState
 
 __all__ = ["bench_failover"]
 
@@ -100,7 +100,7 @@ def _restart_region(realization: Realization, region: str, service: str) -> None
         rpc.startProcess(component.id, True)
     node = realization.plan.node(service, region).url
     _await(f"{region} to rejoin as standby",
-           lambda: NodeState.model_validate(_get(node + "/state")).role is NodeRole.STANDBY)
+           lambda: InstanceState.model_validate(_get(node + "/state")).role is InstanceRole.STANDBY)
     _await_watched(realization, region)
 
 

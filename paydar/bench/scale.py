@@ -46,7 +46,6 @@ from paydar.model.ids import controller_id, node_id
 from paydar.model.routing import RouteMode, TableGuard, initial_table, sign_table
 from paydar.model.signing import Signer, public_key_to_b64
 from paydar.model.topology import NationalTopology, parse_topology
-from paydar.node.models import NodeRole, NodeState
 from paydar.probes.engine import ProbeEngine, Target
 from paydar.probes.models import (
     ObservationRound,
@@ -54,6 +53,7 @@ from paydar.probes.models import (
     TargetKind,
     TargetObservation,
 )
+from paydar.workload.contract import InstanceRole, InstanceState
 
 __all__ = ["bench_controller", "bench_probes", "serve"]
 
@@ -63,7 +63,7 @@ PROBE_TIMEOUT = 2.0
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
-STATE_BODY = NodeState(component="node.s0.r0", service="s0", region="r0", role=NodeRole.STANDBY, epoch=1,
+STATE_BODY = InstanceState(component="node.s0.r0", service="s0", region="r0", role=InstanceRole.STANDBY, epoch=1,
                        mode=RouteMode.READ_WRITE, primary="r1", table_version=1, log_position=10,
                        chain_head="ab" * 32, acked_position=10, ack_replicas=1).model_dump_json().encode()
 """What every synthetic node answers: a real node's ``/state`` document, so probes parse it as they would."""

@@ -46,9 +46,9 @@ from paydar.model.ids import ComponentId, Kind, gateway_id, node_id
 from paydar.model.routing import RoutingTable, SignedTable
 from paydar.model.signing import Signature, verify_threshold
 from paydar.model.wire import parse_json
-from paydar.node.models import NodeState
 from paydar.probes.models import ObservationRound
 from paydar.server.component import Foundation
+from paydar.workload.contract import InstanceState
 
 __all__ = ["Controller", "Disagreement", "votes_of"]
 
@@ -277,7 +277,7 @@ class Controller:
         states: dict[str, ReplicaState | None] = {}
         for region, answer in zip(regions, answers, strict=True):
             try:  # a replica's own answer is untrusted: any surprise makes it "did not answer"
-                node = NodeState.model_validate(answer) if answer else None
+                node = InstanceState.model_validate(answer) if answer else None
             except ValidationError:
                 node = None
             states[region] = ReplicaState(epoch=node.epoch, log_position=node.log_position,

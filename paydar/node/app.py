@@ -24,7 +24,7 @@ from paydar.model.wire import MAX_COUNTER
 from paydar.node.backup import BackupUnavailable
 from paydar.node.chain import Entry
 from paydar.node.errors import BatchRefused, IntegrityViolation, WriteRefused
-from paydar.node.models import DOC_ID_PATTERN, DocumentIn, NodeRole, SignedBatch
+from paydar.node.models import DOC_ID_PATTERN, DocumentIn, SignedBatch
 from paydar.node.receipts import nonce_of, prove, render
 from paydar.node.runtime import NodeRuntime
 from paydar.server.web import (
@@ -37,6 +37,7 @@ from paydar.server.web import (
     table_refused,
 )
 from paydar.vault.s3 import VaultError
+from paydar.workload.contract import InstanceRole
 
 __all__ = ["build_app"]
 
@@ -49,7 +50,7 @@ MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 def _document(runtime: NodeRuntime, entry: Entry, request: web.Request, *, acknowledged: bool = False
               ) -> dict[str, object]:
-    stale = runtime.role is not NodeRole.PRIMARY or not runtime.route.writable
+    stale = runtime.role is not InstanceRole.PRIMARY or not runtime.route.writable
     proof = prove(runtime.f.signer, service=runtime.service, node=runtime.config.component, entry=entry,
                   role=runtime.role.value, stale=stale, acknowledged=acknowledged,
                   nonce=nonce_of(request.headers) or "")
@@ -111,7 +112,7 @@ async def list_documents(request: web.Request) -> web.Response:
     except IntegrityViolation as exc:
         return json_error(503, f"this replica failed verification ({exc.reason}); read from another region")
     return web.json_response({"documents": [_document(runtime, e, request) for e in entries],
-                              "stale": runtime.role is not NodeRole.PRIMARY})
+                              "stale": runtime.role is not InstanceRole.PRIMARY})
 
 
 async def replicate(request: web.Request) -> web.Response:

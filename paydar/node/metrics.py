@@ -8,7 +8,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from paydar.node.models import NodeRole
+from paydar.workload.contract import InstanceRole
 
 _Metric = TypeVar("_Metric", bound=MetricWrapperBase)
 
@@ -49,7 +49,7 @@ class NodeMetrics:
         return cls(
             registry=reg,
             role=bind(Enum("paydar_node_role", "Role of this node", names, registry=reg,
-                           states=[r.value for r in NodeRole])),
+                           states=[r.value for r in InstanceRole])),
             epoch=bind(Gauge("paydar_node_epoch", "Epoch this node obeys", names, registry=reg)),
             log_position=bind(Gauge("paydar_node_log_position", "Last log position", names, registry=reg)),
             acked_position=bind(Gauge("paydar_node_acked_position", "Highest acknowledged position known",

@@ -6,17 +6,15 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from paydar.model.routing import RouteMode, SignedTable
+from paydar.model.routing import SignedTable
 from paydar.model.signing import Signature
-from paydar.model.wire import MAX_COUNTER, Counter, FiniteJson, PositiveCounter, WireModel
+from paydar.model.wire import Counter, FiniteJson, PositiveCounter, WireModel
 from paydar.node.chain import Entry
-from paydar.vault.manifest import BackupManifest
 
 __all__ = [
     "DOC_ID_PATTERN",
     "DocumentIn",
     "DocumentKind",
-    "NodeRole",
     "ReplicationBatch",
     "ReplicationReply",
     "ReplyStatus",
@@ -26,15 +24,6 @@ __all__ = [
 
 DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_BATCH_ENTRIES = 256
-
-
-class NodeRole(StrEnum):
-    """A node's role; values are never renumbered (they are a Prometheus Enum metric)."""
-
-    PRIMARY = "primary"
-    STANDBY = "standby"
-    FENCED = "fenced"
-    DETACHED = "detached"
 
 
 class DocumentKind(StrEnum):
@@ -112,38 +101,3 @@ class SignedReply(WireModel):
 
     reply: ReplicationReply
     signature: Signature
-
-
-MAX_REASON_CHARS = 1000
-"""A compromise reason is cut to this length in ``/state``."""
-
-
-class StandbyProgress(WireModel):
-    """How far one standby matches this primary's log."""
-
-    matched: Counter
-    reachable: bool
-
-
-class NodeState(WireModel):
-    """A node's ``GET /state``: produced by the node, read by probers, controllers, ``paydar``
-    restore and failover, and the drill. To every reader it is the node's own, unproven word:
-    a reader that cannot parse it treats the node as not answering."""
-
-    component: str = Field(max_length=200)
-    service: str = Field(max_length=64)
-    region: str = Field(max_length=64)
-    role: NodeRole
-    epoch: Counter
-    mode: RouteMode
-    primary: str | None = Field(default=None, max_length=64)
-    table_version: Counter
-    log_position: int = Field(ge=-1, le=MAX_COUNTER)
-    """-1 when the store cannot be read at all."""
-    chain_head: str = Field(max_length=64)
-    acked_position: Counter
-    compromised: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
-    ack_replicas: Counter
-    backup: BackupManifest | None = None
-    """The last backup this node took and the vault confirmed."""
-    standbys: dict[str, StandbyProgress] = Field(default_factory=dict, max_length=64)

@@ -32,13 +32,7 @@ from paydar.model.ids import ComponentId, node_id
 from paydar.model.routing import SignedTable
 from paydar.model.signing import Signature, verify
 from paydar.node.errors import IntegrityViolation, LogMismatch
-from paydar.node.models import (
-    ReplicationBatch,
-    ReplicationReply,
-    ReplyStatus,
-    SignedBatch,
-    SignedReply,
-)
+from paydar.node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch, SignedReply
 
 __all__ = ["Admission", "ReplicaNode", "Replicator", "admit", "answer_batch"]
 

@@ -34,20 +34,11 @@ from paydar.node.chain import Entry
 from paydar.node.config import NodeConfig
 from paydar.node.errors import IntegrityViolation, WriteRefused
 from paydar.node.metrics import NodeMetrics
-from paydar.node.models import (
-    MAX_BATCH_ENTRIES,
-    MAX_REASON_CHARS,
-    DocumentIn,
-    NodeRole,
-    NodeState,
-    ReplicationBatch,
-    SignedBatch,
-    SignedReply,
-    StandbyProgress,
-)
+from paydar.node.models import MAX_BATCH_ENTRIES, DocumentIn, ReplicationBatch, SignedBatch, SignedReply
 from paydar.node.replication import Replicator, answer_batch
 from paydar.node.store import DocumentStore, VerifyResult, verify_file
 from paydar.server.component import Foundation
+from paydar.workload.contract import MAX_REASON_CHARS, InstanceRole, InstanceState, StandbyProgress
 
 __all__ = ["NodeRuntime"]
 
@@ -85,7 +76,7 @@ class NodeRuntime:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self.store: DocumentStore | None = None
-        self.role = NodeRole.DETACHED
+        self.role = InstanceRole.DETACHED
         self.compromised: str | None = None
         self.acked_position = 0
         self.known_acked = 0
@@ -154,13 +145,13 @@ class NodeRuntime:
     def epoch(self) -> int:
         return self.route.epoch
 
-    def _role_from_table(self) -> NodeRole:
+    def _role_from_table(self) -> InstanceRole:
         route = self.route
         if route.primary == self.region and route.writable:
-            return NodeRole.PRIMARY
+            return InstanceRole.PRIMARY
         if self.region in route.regions:
-            return NodeRole.STANDBY
-        return NodeRole.DETACHED
+            return InstanceRole.STANDBY
+        return InstanceRole.DETACHED
 
     async def offer_table(self, signed: SignedTable, *, source: str) -> frozenset[str]:
         """Adopt a newer table signed by enough controllers; raise ``TableRejected`` otherwise."""
@@ -174,7 +165,7 @@ class NodeRuntime:
         previous, self.role = self.role, self._role_from_table()
         self.metrics.role.state(self.role.value)
         self.metrics.epoch.set(self.epoch)
-        wanted = set(self.route.standbys) if self.role is NodeRole.PRIMARY else set()
+        wanted = set(self.route.standbys) if self.role is InstanceRole.PRIMARY else set()
         for region in set(self.replicators) - wanted:
             await self.replicators.pop(region).stop()
         for region in wanted - set(self.replicators):
@@ -182,7 +173,7 @@ class NodeRuntime:
                                     session=self._session(), on_progress=self._recompute_acked)
             self.replicators[region] = replicator
             replicator.start()
-        if self.role is NodeRole.PRIMARY and previous is not NodeRole.PRIMARY:
+        if self.role is InstanceRole.PRIMARY and previous is not InstanceRole.PRIMARY:
             # Everything this node holds must survive from now on: count it as acknowledged.
             self.acked_position = (await self.head_position())
         if previous is not self.role:
@@ -195,7 +186,7 @@ class NodeRuntime:
         return self.session
 
     def may_replicate(self) -> bool:
-        return self.role is NodeRole.PRIMARY and self.compromised is None
+        return self.role is InstanceRole.PRIMARY and self.compromised is None
 
     @property
     def component(self) -> str:
@@ -207,7 +198,7 @@ class NodeRuntime:
 
     @property
     def is_primary(self) -> bool:
-        return self.role is NodeRole.PRIMARY
+        return self.role is InstanceRole.PRIMARY
 
     def key_of(self, component: str) -> tuple[str, Ed25519PublicKey]:
         return self.f.trust.key_of(component)
@@ -271,7 +262,7 @@ class NodeRuntime:
         if not route.writable:
             raise WriteRefused(503, f"service {self.service} is read-only in table v{self.table_version}: "
                                     "no safe primary; retry after failover", retry_after=2)
-        if self.role is not NodeRole.PRIMARY:
+        if self.role is not InstanceRole.PRIMARY:
             raise WriteRefused(409, f"node {self.region} is {self.role} for service {self.service} in epoch "
                                     f"{self.epoch}; the primary is {route.primary}",
                                primary=route.primary, table=self.table.model_dump(mode="json"))
@@ -280,12 +271,12 @@ class NodeRuntime:
         deadline = self.replication_timeout
 
         def settled() -> bool:
-            return self.acked_position >= position or self.epoch != epoch or self.role is not NodeRole.PRIMARY
+            return self.acked_position >= position or self.epoch != epoch or self.role is not InstanceRole.PRIMARY
 
         async with self._acked:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._acked.wait_for(settled), deadline)
-        if self.epoch != epoch or self.role is not NodeRole.PRIMARY:
+        if self.epoch != epoch or self.role is not InstanceRole.PRIMARY:
             raise WriteRefused(503, f"write at position {position} NOT acknowledged: this node left epoch "
                                     f"{epoch} while waiting; retry through a gateway")
         if self.acked_position < position:
@@ -397,14 +388,14 @@ class NodeRuntime:
         self.compromised = reason
         self.metrics.integrity_ok.set(0)
 
-    async def state(self) -> NodeState:
+    async def state(self) -> InstanceState:
         """What ``GET /state`` answers: role, epoch, log, acknowledgements, health, last backup."""
         try:
             position, head_hash = await self.db(self._store().head)
         except sqlite3.DatabaseError:
             position, head_hash = -1, ""
         route = self.route
-        return NodeState(
+        return InstanceState(
             component=self.config.component, service=self.service, region=self.region, role=self.role,
             epoch=self.epoch, mode=route.mode, primary=route.primary, table_version=self.table_version,
             log_position=position, chain_head=head_hash, acked_position=max(self.acked_position, self.known_acked),

@@ -30,7 +30,7 @@ from paydar.model.identity import TrustRoot
 from paydar.model.ids import Kind, gateway_id, node_id
 from paydar.model.routing import RoutingTable, SignedTable, TableGuard
 from paydar.model.wire import parse_json
-from paydar.node.models import NodeState
+from paydar.workload.contract import InstanceState
 
 __all__ = ["FailoverRefused", "PromotionResult", "clear", "current_table", "drain", "fence", "fetch_json",
            "fetch_node_state", "preview", "promote", "send_intent"]
@@ -82,11 +82,11 @@ def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
         return None
 
 
-def fetch_node_state(url: str, timeout: float = 2.0) -> NodeState | None:
+def fetch_node_state(url: str, timeout: float = 2.0) -> InstanceState | None:
     """A node's ``/state`` (its own, unproven word); None when it does not answer or answers nonsense."""
     answer = fetch_json(url, timeout)
     try:
-        return NodeState.model_validate(answer) if answer is not None else None
+        return InstanceState.model_validate(answer) if answer is not None else None
     except ValidationError:
         return None
 

@@ -31,13 +31,13 @@ from paydar.model.errors import BadInput, PaydarError
 from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
 from paydar.model.routing import RouteMode
-from paydar.node.models import NodeRole, NodeState
 from paydar.node.store import verify_file
 from paydar.ops.backups import select_nodes
 from paydar.ops.failover import current_table, fetch_node_state
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import RestoreRefused, choose, fetch_verified, list_backups
 from paydar.vault.s3 import vault_client
+from paydar.workload.contract import InstanceRole, InstanceState
 
 __all__ = ["RestoreFailed", "RestoreReport", "refuse_primary", "restore"]
 
@@ -122,7 +122,7 @@ def refuse_primary(realization: Realization, service: str, region: str) -> None:
     neither a lying gateway nor a stale table may make restore rebuild the real primary."""
     route = current_table(realization).table.route(service)
     state = fetch_node_state(realization.plan.component(node_id(service, region)).url + "/state")
-    says_primary = state is not None and state.role is NodeRole.PRIMARY and state.mode is RouteMode.READ_WRITE
+    says_primary = state is not None and state.role is InstanceRole.PRIMARY and state.mode is RouteMode.READ_WRITE
     if says_primary or (route.primary == region and route.writable):
         others = [r for r in route.regions if r != region]
         raise RestoreRefused(
@@ -181,7 +181,7 @@ def _primary_acked(realization: Realization, service: str) -> int:
 def _wait_rejoined(realization: Realization, node: str, target: int, timeout: float) -> int:
     url = realization.plan.component(node).url + "/state"
     deadline = time.monotonic() + timeout
-    last: NodeState | None = None
+    last: InstanceState | None = None
     while time.monotonic() < deadline:
         last = fetch_node_state(url, timeout=1.0)
         if last and not last.compromised and last.log_position >= target:

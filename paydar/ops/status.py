@@ -18,8 +18,8 @@ from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import Realization, probe
 from paydar.model.ids import Kind
 from paydar.model.routing import RouteMode
-from paydar.node.models import NodeState
 from paydar.probes.models import ProberState
+from paydar.workload.contract import InstanceState
 
 __all__ = ["ComponentStatus", "collect_status"]
 
@@ -90,14 +90,14 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
     if isinstance(state, ControllerState):
         return ComponentStatus(**base, health="ready" if state.quorum else "degraded", role="controller",
                                table_version=state.table_version, detail=_controller_detail(state))
-    assert isinstance(state, NodeState)
+    assert isinstance(state, InstanceState)
     return ComponentStatus(**base, health="compromised" if state.compromised else "ready", role=state.role.value,
                            epoch=state.epoch, log_position=state.log_position, acked_position=state.acked_position,
                            table_version=state.table_version, detail=_node_detail(state))
 
 
-_STATE_MODELS: dict[Kind, type[NodeState | GatewayState | ProberState | ControllerState]] = {
-    Kind.NODE: NodeState, Kind.GATEWAY: GatewayState, Kind.PROBER: ProberState, Kind.CONTROLLER: ControllerState}
+_STATE_MODELS: dict[Kind, type[InstanceState | GatewayState | ProberState | ControllerState]] = {
+    Kind.NODE: InstanceState, Kind.GATEWAY: GatewayState, Kind.PROBER: ProberState, Kind.CONTROLLER: ControllerState}
 
 
 def _prober_detail(state: ProberState) -> str:
@@ -117,7 +117,7 @@ def _controller_detail(state: ControllerState) -> str:
     return detail
 
 
-def _node_detail(state: NodeState) -> str:
+def _node_detail(state: InstanceState) -> str:
     if state.compromised:
         return state.compromised
     backup = state.backup

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from paydar.model.wire import as_counter, parse_json
-from paydar.node.models import NodeState
 from paydar.probes.models import TargetKind, TargetObservation
+from paydar.workload.contract import InstanceState
 
 __all__ = ["ProbeEngine", "Target", "gateway_observation", "node_observation"]
 
@@ -97,7 +97,7 @@ def node_observation(target: str, status: int, raw: bytes, latency_ms: float) ->
     # A node's answer is untrusted: every field is checked, and any surprise makes it "not ready"
     # (ValidationError is a ValueError), never an exception that would end the whole round.
     try:
-        state = NodeState.model_validate(parse_json(raw))
+        state = InstanceState.model_validate(parse_json(raw))
         position = state.log_position
         lag = {region: max(0, position - s.matched) for region, s in state.standbys.items()}
         compromised = bool(state.compromised)

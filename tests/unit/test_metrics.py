@@ -8,8 +8,8 @@ from prometheus_client import generate_latest
 from paydar.failover.metrics import ControllerMetrics
 from paydar.gateway.metrics import GatewayMetrics
 from paydar.node.metrics import NodeMetrics
-from paydar.node.models import NodeRole
 from paydar.probes.metrics import ProberMetrics
+from paydar.workload.contract import InstanceRole
 
 
 def exposition(metrics: NodeMetrics | GatewayMetrics | ControllerMetrics | ProberMetrics) -> str:
@@ -20,7 +20,7 @@ def test_two_nodes_in_one_process_count_apart() -> None:
     tehran, isfahan = NodeMetrics.create("1101", "tehran"), NodeMetrics.create("1101", "isfahan")
     assert tehran.registry is not isfahan.registry
     tehran.writes.labels(service="1101", region="tehran", outcome="acknowledged").inc(3)
-    tehran.role.state(NodeRole.PRIMARY.value)
+    tehran.role.state(InstanceRole.PRIMARY.value)
     text = exposition(tehran)
     assert 'paydar_node_writes_total{outcome="acknowledged",region="tehran",service="1101"} 3.0' in text
     assert 'paydar_node_role{paydar_node_role="primary",region="tehran",service="1101"} 1.0' in text

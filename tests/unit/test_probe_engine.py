@@ -11,16 +11,16 @@ import pytest
 from aiohttp import web
 
 from paydar.model.routing import RouteMode
-from paydar.node.models import NodeRole, NodeState, StandbyProgress
 from paydar.probes.engine import ProbeEngine, Target, gateway_observation, node_observation
 from paydar.probes.models import TargetKind
+from paydar.workload.contract import InstanceRole, InstanceState, StandbyProgress
 
 
 def state(**changes: Any) -> bytes:
-    base = NodeState(component="node.1101.tehran", service="1101", region="tehran", role=NodeRole.PRIMARY, epoch=3,
-                     mode=RouteMode.READ_WRITE, primary="tehran", table_version=7, log_position=40,
-                     chain_head="a" * 64, acked_position=38, ack_replicas=1,
-                     standbys={"isfahan": StandbyProgress(matched=35, reachable=True)})
+    base = InstanceState(component="node.1101.tehran", service="1101", region="tehran", role=InstanceRole.PRIMARY,
+                         epoch=3, mode=RouteMode.READ_WRITE, primary="tehran", table_version=7, log_position=40,
+                         chain_head="a" * 64, acked_position=38, ack_replicas=1,
+                         standbys={"isfahan": StandbyProgress(matched=35, reachable=True)})
     return json.dumps(base.model_dump(mode="json") | changes).encode()
 
 
