@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## make drill: bring the national system up, exercise it, fail over by hand and automatically, check, tear down
+## make drill: bring the national system up, run the attack catalog under Locust citizen load, judge every
+## service against its RTO and RPO, write the report and the signed evidence bundle, tear down
 drill: $(STAMP)
 	$(BIN)/paydar drill
 
