@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from paydar.chaos.safeguard import DEFAULT_FLOOR, DEFAULT_MAX_WAIT, DEFAULT_SECONDS
-from paydar.cli.common import DEFAULT_STATE, RUNTIME, config_option, console, fail, out
+from paydar.cli.common import DEFAULT_STATE, FAILED, RUNTIME, USAGE, config_option, console, fail, out
 from paydar.model.errors import BadInput, PaydarError
 
 __all__ = ["drill"]
@@ -55,11 +55,14 @@ def drill(config: Path, state_dir: Path | None, matrix: bool, only: tuple[str, .
     unaffected regions, no acknowledged write lost, no corrupted document served), every service
     recovered its writes and reads within its own rto (or states the limit it hit under
     accepts:), nothing was lost beyond its rpo, and the final read-back found nothing lost or
-    corrupted; 1 otherwise. The report is <state-dir>/report.json and a self-contained
-    <state-dir>/report.html (per-service verdicts by tier, availability timeline, recovery times,
-    the matrix as a heat map); Chaos Toolkit journals are under <state-dir>/chaos/journals/, and
+    corrupted; 1 otherwise; 2 for bad usage (no matrix cell matches --only); 3 when the system
+    could not be brought up or attached, or Locust could not run.
+    \b
+    The report is <state-dir>/report.json and a self-contained <state-dir>/report.html
+    (per-service verdicts by tier, availability timeline, recovery times, the matrix as a heat
+    map); Chaos Toolkit journals are under <state-dir>/chaos/journals/, and
     <state-dir>/evidence.tar.gz bundles it all, signed with the operator key (check it with
-    `paydar evidence verify`).
+    `paydar evidence verify <state-dir>/evidence.tar.gz --state-dir <state-dir>`).
     \b
     Examples:
       paydar drill                                    # the catalog on national.yaml
@@ -83,4 +86,4 @@ def drill(config: Path, state_dir: Path | None, matrix: bool, only: tuple[str, .
     if json_path:
         json_path.write_text(json.dumps(report.as_dict(), indent=2))
     report.render(out)
-    sys.exit(0 if report.passed else 1)
+    sys.exit({"usage": USAGE, "runtime": RUNTIME}.get(report.error_kind, 0 if report.passed else FAILED))

@@ -98,6 +98,9 @@ class DrillReport:
     timeline_origin: float = 0.0
     violations: list[str] = field(default_factory=list)
     error: str = ""
+    error_kind: str = ""
+    """``usage`` when what was asked for does not exist (no matrix cell matches), ``runtime`` when
+    the system could not be brought up or attached, or Locust could not run; "" otherwise."""
 
     @property
     def passed(self) -> bool:
@@ -199,7 +202,7 @@ def run_drill(*, config: Path, state_dir: Path | None, keep: bool, console: Cons
             with console.status("bringing the national system up"):
                 realization = up(config, state_dir)
     except (UpFailed, PaydarError) as exc:
-        report.error = f"{'attach' if attach else 'up'} failed: {exc}"
+        report.error, report.error_kind = f"{'attach' if attach else 'up'} failed: {exc}", "runtime"
         return report
     report.up_seconds = 0.0 if attach else time.monotonic() - started
     report.meta["topology_sha256"] = hashlib.sha256(realization.layout.topology.read_bytes()).hexdigest()
@@ -253,7 +256,7 @@ def _exercise(realization: Realization, report: DrillReport, options: DrillOptio
                       f"{len(realization.topology.regions)} gateways")
         load.start()
     except (PaydarError, LoadFailed) as exc:
-        report.error = str(exc)
+        report.error, report.error_kind = str(exc), "usage" if isinstance(exc, BadInput) else "runtime"
         return
     began = time.monotonic()
     try:
@@ -270,7 +273,7 @@ def _exercise(realization: Realization, report: DrillReport, options: DrillOptio
                 "paydar_max_wait": options.max_wait})
             progress.update(task, completed=len(planned), description="experiments done")
     except LoadFailed as exc:
-        report.error = str(exc)
+        report.error, report.error_kind = str(exc), "runtime"
         done = []
     finally:
         load.stop()

@@ -112,3 +112,8 @@ def test_a_runtime_failure_exits_3_and_bad_usage_2(tmp_path: Path) -> None:
 def test_destructive_commands_offer_a_dry_run_and_confirmation(command: list[str]) -> None:
     answer = CliRunner().invoke(cli, [*command, "--help"])
     assert answer.exit_code == 0 and "--dry-run" in answer.output and "--yes" in answer.output
+
+
+def test_a_drill_that_cannot_attach_is_a_runtime_failure(tmp_path: Path) -> None:
+    answer = CliRunner().invoke(cli, ["drill", "--attach", "--state-dir", str(tmp_path / "none")])
+    assert answer.exit_code == 3 and "attach failed: no realization in" in answer.output
