@@ -24,9 +24,9 @@ from paydar.cli.common import (
     topology_problems,
     with_progress,
 )
-from paydar.model.errors import PaydarError, TopologyError
+from paydar.model.errors import BadInput, PaydarError, TopologyError
 from paydar.model.resilience import n_minus_one
-from paydar.model.topology import load_topology
+from paydar.model.topology import WorkloadKind, load_topology
 
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
@@ -59,11 +59,15 @@ def validate(file: Path, strict: bool, as_json: bool) -> None:
              f"primaries of one epoch can never both acknowledge; the cost is that each write waits for "
              f"{s.ack_replicas} standbys, not {s.sync_replicas}"
              for s in topology.services if s.ack_replicas > s.sync_replicas]
-    nodes = sum(len(s.regions) for s in topology.services)
+    http = [s.id for s in topology.services if s.workload is WorkloadKind.HTTP]
+    if http:
+        notes.append(f"{len(http)} http service(s) ({', '.join(http[:5])}{', ...' if len(http) > 5 else ''}) "
+                     "validated; this version does not run workload: http yet, so `paydar up` refuses them")
+    nodes = sum(len(s.regions) for s in topology.services if s.workload is WorkloadKind.REGISTRY)
     if as_json:
         out.print_json(json.dumps({
             "file": str(file), "valid": True, "regions": len(topology.regions), "services": len(topology.services),
-            "nodes": nodes, "threshold": topology.control.threshold,
+            "nodes": nodes, "http_services": http, "threshold": topology.control.threshold,
             "warnings": [f.as_dict() for f in warnings], "accepted": [f.as_dict() for f in findings if f.accepted],
             "notes": notes,
             "unsafe": [{"weakening": w.value, "risk": w.risk, "caught_by": w.caught_by} for w in topology.unsafe]}))
@@ -104,6 +108,8 @@ def up(config: Path, state_dir: Path) -> None:
             console.rule(f"last lines of {component}'s log")
             console.print(log_tail, markup=False, highlight=False)
         sys.exit(RUNTIME)
+    except BadInput as exc:
+        fail(str(exc))
     except PaydarError as exc:
         fail(str(exc), RUNTIME)
     plan = realization.plan

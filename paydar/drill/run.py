@@ -46,7 +46,7 @@ from paydar.infra.local.realizer import (
     load_realization,
     up,
 )
-from paydar.model.errors import BadInput, PaydarError
+from paydar.model.errors import BadInput, PaydarError, TopologyError
 from paydar.model.files import write_json_atomic
 from paydar.ops.evidence import write_bundle
 
@@ -202,7 +202,8 @@ def run_drill(*, config: Path, state_dir: Path | None, keep: bool, console: Cons
             with console.status("bringing the national system up"):
                 realization = up(config, state_dir)
     except (UpFailed, PaydarError) as exc:
-        report.error, report.error_kind = f"{'attach' if attach else 'up'} failed: {exc}", "runtime"
+        report.error = f"{'attach' if attach else 'up'} failed: {exc}"
+        report.error_kind = "usage" if isinstance(exc, BadInput | TopologyError) else "runtime"
         return report
     report.up_seconds = 0.0 if attach else time.monotonic() - started
     report.meta["topology_sha256"] = hashlib.sha256(realization.layout.topology.read_bytes()).hexdigest()

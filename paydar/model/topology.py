@@ -18,6 +18,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from paydar.model.errors import Issue, TopologyError
 
 __all__ = [
+    "Canary",
+    "HttpBounds",
+    "HttpWorkload",
+    "Instance",
+    "InstanceMode",
     "Limit",
     "Limits",
     "NationalTopology",
@@ -25,6 +30,7 @@ __all__ = [
     "Region",
     "Service",
     "Vocabulary",
+    "WorkloadKind",
     "load_topology",
     "locate_issues",
     "parse_duration",
@@ -179,6 +185,71 @@ class Limits(_Model):
     replication_timeout: Duration = Field(default=2.0, gt=0, le=60)
 
 
+class WorkloadKind(StrEnum):
+    """What a service's per-region instances run (the workload contract: :mod:`paydar.workload`)."""
+
+    REGISTRY = "registry"
+    """Paydar's reference workload, the citizen document registry."""
+    HTTP = "http"
+    """An agency's own web app, one instance per region, behind the gateways."""
+
+
+class InstanceMode(StrEnum):
+    """How an HTTP service's instances share the load."""
+
+    ACTIVE_ACTIVE = "active-active"
+    """Every healthy instance serves; a gateway prefers its own region's."""
+    ACTIVE_PASSIVE = "active-passive"
+    """One instance serves; the others wait to take over."""
+
+
+PLACEHOLDERS = ("{port}", "{region}", "{service}")
+"""What an instance command may name, substituted by ``paydar up``."""
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_PATH = r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,500}$"
+
+
+class Instance(_Model):
+    """One region's instance of an HTTP service: a command ``paydar up`` supervises, or a URL
+    that already serves."""
+
+    command: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=64)
+    """The argv, with ``{port}`` (required), ``{region}`` and ``{service}`` substituted."""
+    url: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?/?$",
+                            max_length=300)
+
+
+class Canary(_Model):
+    """The citizen's view, run through every gateway: a request and what its answer must be."""
+
+    method: str = Field(default="GET", pattern="^(" + "|".join(HTTP_METHODS) + ")$")
+    path: str = Field(pattern=_PATH)
+    """Relative to the service: ``/eligibility?household=4`` is ``/v1/services/<id>/eligibility?...``."""
+    expect_status: int = Field(default=200, ge=100, le=599)
+    body: str | None = Field(default=None, max_length=65_536)
+    body_contains: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class HttpBounds(_Model):
+    """Per-service bounds the gateways apply in front of the instances."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=0, le=64 * 1024 * 1024)
+    timeout: Duration = Field(default=10.0, gt=0, le=300)
+    max_concurrency: int = Field(default=64, ge=1, le=10_000)
+
+
+class HttpWorkload(_Model):
+    """An agency's own web app behind the gateways (``workload: http``)."""
+
+    instances: dict[str, Instance] = Field(min_length=1, max_length=64)
+    """Region -> its instance; exactly the service's regions."""
+    health_path: str = Field(pattern=_PATH)
+    canary: Canary
+    mode: InstanceMode = InstanceMode.ACTIVE_ACTIVE
+    limits: HttpBounds = HttpBounds()
+
+
 class Service(_Model):
     """One government service, keyed by its service identifier."""
 
@@ -191,9 +262,13 @@ class Service(_Model):
     rto: Duration
     rpo: Duration
     regions: tuple[str, ...] = Field(min_length=1)
-    sync_replicas: int = Field(ge=0)
+    sync_replicas: int = Field(default=0, ge=0)
+    """Required for a registry service; an http service has none (its state is its app's own)."""
     accepts: tuple[Limit, ...] = ()
     """N-1 limits the topology states openly for this service (see :class:`Limit`)."""
+    workload: WorkloadKind = WorkloadKind.REGISTRY
+    http: HttpWorkload | None = None
+    """With ``workload: http``: its instances, health path, canary, mode and bounds."""
 
     @property
     def home(self) -> str:
@@ -342,6 +417,11 @@ def _service_issues(topo: NationalTopology, i: int, service: Service) -> list[Is
                             f"sync_replicas {service.sync_replicas} is larger than the {standbys} "
                             "standbys available",
                             f"use at most {standbys}, or host the service in more regions"))
+    if service.workload is WorkloadKind.HTTP or service.http is not None:
+        return issues + _http_issues(where, service)
+    if "sync_replicas" not in service.model_fields_set:
+        return [*issues, Issue(f"{where}.sync_replicas", "missing: a registry service needs sync_replicas",
+                               "add sync_replicas: 1 (standbys that must hold a write before it is acknowledged)")]
     if Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts and service.writes_survive_region_loss:
         issues.append(Issue(f"{where}.accepts", f"{Limit.READ_ONLY_AFTER_REGION_LOSS.value} is accepted, but the "
                             f"service keeps acknowledging writes after losing any one of its "
@@ -349,6 +429,43 @@ def _service_issues(topo: NationalTopology, i: int, service: Service) -> list[Is
     if service.rpo == 0 and service.sync_replicas == 0 and Weakening.NO_SYNCHRONOUS_STANDBY not in topo.unsafe:
         issues.append(Issue(f"{where}.sync_replicas", "rpo 0s needs at least one synchronous standby",
                             "set sync_replicas: 1, or declare the data loss the service tolerates as rpo"))
+    return issues
+
+
+def _http_issues(where: str, service: Service) -> list[Issue]:
+    """The rules an HTTP service's entry must keep (its regions were checked already)."""
+    http = service.http
+    if service.workload is not WorkloadKind.HTTP:
+        return [Issue(f"{where}.http", "an http block belongs to workload: http only",
+                      "add workload: http, or remove the http block")]
+    if http is None:
+        return [Issue(f"{where}.http", "workload: http needs an http block",
+                      "add http: with instances (one per region), health_path and canary")]
+    issues: list[Issue] = []
+    for field in ("sync_replicas", "accepts"):
+        if field in service.model_fields_set:
+            issues.append(Issue(f"{where}.{field}", f"{field} applies to workloads Paydar replicates; an http "
+                                "service's state is its app's own", f"remove {field}"))
+    for region in service.regions:
+        if region not in http.instances:
+            issues.append(Issue(f"{where}.http.instances", f"no instance for region {region!r}",
+                                f"add {region}: with a command or a url, one instance per region of the service"))
+    for region, instance in http.instances.items():
+        at = f"{where}.http.instances.{region}"
+        if region not in service.regions:
+            issues.append(Issue(at, f"region {region!r} is not one of the service's regions",
+                                f"use one of: {', '.join(service.regions)}, or add it to the service's regions"))
+        if (instance.command is None) == (instance.url is None):
+            issues.append(Issue(at, "give exactly one of command (paydar up runs it) and url (it already serves)",
+                                "keep one of the two"))
+        if instance.command is not None:
+            named = {p for arg in instance.command for p in _PLACEHOLDER.findall(arg)}
+            if unknown := sorted(named - set(PLACEHOLDERS)):
+                issues.append(Issue(f"{at}.command", f"unknown placeholder {unknown[0]}",
+                                    f"use {', '.join(PLACEHOLDERS)}"))
+            if "{port}" not in named:
+                issues.append(Issue(f"{at}.command", "the command never names {port}, the port paydar up gives it",
+                                    "pass {port} to the app, e.g. --port {port}"))
     return issues
 
 

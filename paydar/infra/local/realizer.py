@@ -24,6 +24,7 @@ from paydar.infra.local import vault
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.plan import Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
+from paydar.infra.support import require_runnable
 from paydar.model.buckets import bucket_name
 from paydar.model.errors import PaydarError
 from paydar.model.files import read_secret, write_json_atomic, write_secret
@@ -115,6 +116,7 @@ def load_realization(state_dir: Path) -> Realization:
 def up(config: Path, state_dir: Path, progress: Progress = lambda *_: None) -> Realization:
     """Start the national system of ``config`` under ``state_dir`` and wait until it is ready."""
     topology = load_topology(config)
+    require_runnable(topology)
     layout = StateLayout(state_dir.resolve())
     running = Supervisor(layout).pid()
     if running is not None:

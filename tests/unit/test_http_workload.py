@@ -1,0 +1,101 @@
+"""`workload: http` services: every field validated with its location; `paydar up` refuses to run
+one (this version has no gateway path for it) and changes nothing."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from paydar.cli import cli
+from paydar.infra.local.realizer import up
+from paydar.model.errors import BadInput, TopologyError
+from paydar.model.topology import InstanceMode, WorkloadKind, load_topology, parse_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE: dict[str, Any] = yaml.safe_load((ROOT / "national.yaml").read_text())
+REGIONS = [r["name"] for r in EXAMPLE["regions"]]
+
+
+def with_http(**changes: Any) -> dict[str, Any]:
+    """The example plus an HTTP service in the first two regions, changed by ``changes``."""
+    data = copy.deepcopy(EXAMPLE)
+    template = {k: v for k, v in data["services"][0].items() if k not in ("sync_replicas", "id", "name")}
+    http = {"instances": {region: {"command": ["python", "-m", "app", "--port", "{port}", "--region", "{region}"]}
+                          for region in REGIONS[:2]},
+            "health_path": "/healthz", "canary": {"path": "/eligibility?household=4", "body_contains": "eligible"},
+            "mode": "active-passive", "limits": {"max_body_bytes": 4096, "timeout": "5s", "max_concurrency": 8}}
+    service = template | {"id": "h1", "name": "Subsidy eligibility", "workload": "http", "regions": REGIONS[:2],
+                          "http": http}
+    for key, value in changes.items():
+        target, field = (http, key.removeprefix("http_")) if key.startswith("http_") else (service, key)
+        if value is None:
+            target.pop(field, None)
+        else:
+            target[field] = value
+    data["services"].append(service)
+    return data
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(TopologyError) as caught:
+        parse_topology(data, source="<test>")
+    return [f"{i.location}: {i.message}" for i in caught.value.issues]
+
+
+def test_an_http_service_validates_with_its_instances_canary_mode_and_bounds() -> None:
+    service = parse_topology(with_http(), source="<test>").service("h1")
+    assert service.workload is WorkloadKind.HTTP and service.http is not None
+    assert service.http.mode is InstanceMode.ACTIVE_PASSIVE and service.http.limits.timeout == 5.0
+    assert service.http.canary.method == "GET" and service.http.canary.expect_status == 200
+    url = with_http(http_instances={REGIONS[0]: {"url": "http://127.0.0.1:8080"}, REGIONS[1]: {"url": "http://x:1"}})
+    assert parse_topology(url, source="<test>").service("h1").http is not None
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"http_instances": {REGIONS[0]: {"command": ["app", "{port}"]}}},
+     f"services[4] (id 'h1').http.instances: no instance for region '{REGIONS[1]}'"),
+    ({"http_instances": {r: {"command": ["app", "{port}"]} for r in REGIONS}},
+     f"services[4] (id 'h1').http.instances.{REGIONS[2]}: region '{REGIONS[2]}' is not one of the service's regions"),
+    ({"http_instances": {r: {"command": ["app", "{port}"], "url": "http://127.0.0.1:1"} for r in REGIONS[:2]}},
+     f"services[4] (id 'h1').http.instances.{REGIONS[0]}: give exactly one of command"),
+    ({"http_instances": {r: {"command": ["app", "--port", "8080"]} for r in REGIONS[:2]}},
+     f"services[4] (id 'h1').http.instances.{REGIONS[0]}.command: the command never names {{port}}"),
+    ({"http_instances": {r: {"command": ["app", "{port}", "{host}"]} for r in REGIONS[:2]}},
+     f"services[4] (id 'h1').http.instances.{REGIONS[0]}.command: unknown placeholder {{host}}"),
+    ({"sync_replicas": 1}, "services[4] (id 'h1').sync_replicas: sync_replicas applies to workloads Paydar replicates"),
+    ({"http": None}, "services[4] (id 'h1').http: workload: http needs an http block"),
+    ({"workload": None}, "services[4] (id 'h1').http: an http block belongs to workload: http only"),
+    ({"http_canary": {"path": "/x", "method": "BREW"}}, "services[4].http.canary.method: String should match"),
+    ({"http_health_path": "healthz"}, "services[4].http.health_path: String should match"),
+    ({"http_limits": {"timeout": "10m"}}, "services[4].http.limits.timeout: Input should be less than or equal"),
+    ({"http_mode": "hot-standby"}, "services[4].http.mode: Input should be 'active-active' or 'active-passive'"),
+])
+def test_every_mistake_in_an_http_service_is_named_with_its_place(changes: dict[str, Any], expected: str) -> None:
+    found = problems(with_http(**changes))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_registry_service_still_needs_sync_replicas() -> None:
+    data = copy.deepcopy(EXAMPLE)
+    del data["services"][0]["sync_replicas"]
+    assert problems(data) == ["services[0] (id '1101').sync_replicas: missing: a registry service needs sync_replicas"]
+
+
+def test_located_in_the_file_and_up_refuses_it_changing_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "http.yaml"
+    config.write_text(yaml.safe_dump(with_http(http_instances={REGIONS[0]: {"command": ["app", "{port}"]}})))
+    answer = CliRunner().invoke(cli, ["validate", str(config)])
+    assert answer.exit_code == 2 and "http.instances (line " in answer.output
+    config.write_text(yaml.safe_dump(with_http()))
+    assert CliRunner().invoke(cli, ["validate", "--strict", str(config)]).exit_code == 0
+    with pytest.raises(BadInput, match="h1 use workload: http, which this version of Paydar validates but cannot run"):
+        up(config, tmp_path / "state")
+    assert not (tmp_path / "state").exists(), "nothing was created"
+    refused = CliRunner().invoke(cli, ["up", "--config", str(config), "--state-dir", str(tmp_path / "state")])
+    assert refused.exit_code == 2 and "cannot run yet" in refused.output
+    assert load_topology(config).service("h1").http is not None
