@@ -14,28 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from paydar.chaos.faults import replicas_taken
+from paydar.chaos.load import Sample
 from paydar.model.resilience import cause
 from paydar.model.topology import Limit, NationalTopology, Service
 
 __all__ = ["Outcome", "Recovery", "ServiceVerdict", "judge", "outage"]
-
-
-class Point(Protocol):
-    """One citizen interaction, as :class:`paydar.chaos.load.Sample` carries it."""
-
-    @property
-    def at(self) -> float: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def service(self) -> str: ...
-    @property
-    def acknowledged(self) -> bool: ...
-    @property
-    def read(self) -> bool | None: ...
 
 
 class Outcome(StrEnum):
@@ -124,7 +110,7 @@ def _taken(topology: NationalTopology, experiment: Mapping[str, Any]) -> dict[st
 
 
 def _recoveries(topology: NationalTopology, windowed: Sequence[Mapping[str, Any]],
-                samples: Sequence[Point]) -> dict[str, list[Recovery]]:
+                samples: Sequence[Sample]) -> dict[str, list[Recovery]]:
     """Per service, its recovery in every experiment with a fault window that a citizen request
     of it reached (through a region the fault left its own window)."""
     found: dict[str, list[Recovery]] = {s.id: [] for s in topology.services}
@@ -193,7 +179,7 @@ def _within_rpo(service: Service, lost: Sequence[float | None], starts: Sequence
     return all(min((start for start in starts if start >= at), default=at) - at <= service.rpo for at in known)
 
 
-def judge(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]], samples: Sequence[Point],
+def judge(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]], samples: Sequence[Sample],
           lost: Mapping[str, Sequence[float | None]]) -> list[ServiceVerdict]:
     """Every service's verdict, tiers first (tier 1 at the top), then in catalog order.
 

@@ -70,7 +70,7 @@ def fetch_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = bytearray()
-            while chunk := response.read(CHUNK):
+            while chunk := response.read1(CHUNK):  # what has arrived: a trickle cannot hold a read
                 body += chunk
                 if len(body) > MAX_ANSWER_BYTES or time.monotonic() > deadline:
                     log.warning("answer from %s cut off: more than %d bytes or %.1fs", url, MAX_ANSWER_BYTES,
