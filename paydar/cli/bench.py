@@ -47,6 +47,23 @@ def bench_failover(config: Path, kills: int, service: str | None, as_json: bool)
         fail(str(exc), RUNTIME)
 
 
+@bench.command("gateway")
+@click.option("--config", "config", type=click.Path(path_type=Path), default=Path("examples/http-service.yaml"),
+              show_default=True, help="A topology with at least one workload: http service.")
+@click.option("--requests", default=4000, show_default=True, type=click.IntRange(4, 1_000_000),
+              help="Requests per path (direct and through the gateway).")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Requests in flight; 1 measures latency alone.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+def bench_gateway(config: Path, requests: int, concurrency: int, as_json: bool) -> None:
+    """Requests/s and p50/p99 of an http service's canary, straight to its instance and through
+    the gateway, in one run: what the gateway adds."""
+    from paydar.bench.gateway import bench_gateway as run
+
+    print_figures("paydar bench gateway", run(config=config, requests=requests, concurrency=concurrency,
+                                               console=console), as_json)
+
+
 @bench.command("restore")
 @click.option("--size-mb", default=200, show_default=True, help="Store size to back up and restore.")
 @click.option("--document-kb", default=16, show_default=True, help="Size of each document in the store.")

@@ -62,7 +62,7 @@ def validate(file: Path, strict: bool, as_json: bool) -> None:
     http = [s.id for s in topology.services if s.workload is WorkloadKind.HTTP]
     if http:
         notes.append(f"{len(http)} http service(s) ({', '.join(http[:5])}{', ...' if len(http) > 5 else ''}) "
-                     "validated; this version does not run workload: http yet, so `paydar up` refuses them")
+                     "run behind the gateways locally; the production program does not render them yet")
     nodes = sum(len(s.regions) for s in topology.services if s.workload is WorkloadKind.REGISTRY)
     if as_json:
         out.print_json(json.dumps({

@@ -11,22 +11,29 @@ agrees. Each service moves in two certified steps, so no acknowledged write is e
    acknowledged write (:func:`paydar.failover.promotion.check_promotion`), it becomes primary in
    epoch + 1 again. When that cannot be proven the service stays read-only.
 
+An http service (an agency's own app, whose state Paydar does not hold) moves in one step:
+its route lists the instances that may serve, those not judged down, drained or fenced, in
+the topology's order, with the primary (the active instance when active-passive) kept while
+it is usable; **reroute** bumps the epoch. With no usable instance the route stands (fail
+static: never zero regions, and a majority of probers that sees nothing healthy may be the
+one partitioned).
+
 Safety rules: a service is never routed to zero regions (fenced regions stay standbys); a
 service is fenced only when another region could take over; at most ``cap`` services are
-fenced in one table.
+fenced or rerouted in one table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 
 from paydar.failover.promotion import ReplicaView, check_promotion
 from paydar.model.ids import node_id
 from paydar.model.routing import RouteMode, RoutingTable, ServiceRoute
-from paydar.model.topology import NationalTopology
+from paydar.model.topology import NationalTopology, WorkloadKind
 
-__all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "plan"]
+__all__ = ["Change", "Overrides", "ReplicaState", "fenced_views", "instance_route", "plan"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,21 @@ def fenced_views(states: Mapping[str, ReplicaState | None], epoch: int) -> dict[
             for region, s in states.items()}
 
 
+def instance_route(route: ServiceRoute, regions: tuple[str, ...], usable: Callable[[str | None], bool],
+                   move: str | None) -> ServiceRoute | None:
+    """An http service's next route, or None when it stands: the usable instances in topology
+    order, the primary kept while usable (or moved where an operator asked)."""
+    serving = [r for r in regions if usable(r)]
+    if not serving:
+        return None
+    primary = move if move in serving else route.primary if route.primary in serving else serving[0]
+    assert primary is not None
+    wanted = ServiceRoute(primary=primary, standbys=tuple(r for r in serving if r != primary), epoch=route.epoch)
+    if wanted == route:
+        return None
+    return wanted.model_copy(update={"epoch": route.epoch + 1})
+
+
 def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], overrides: Overrides,
          views: Mapping[str, Mapping[str, ReplicaView]], cap: int) -> tuple[dict[str, ServiceRoute], list[Change]]:
     """The routes of the next table and the changes from ``table`` (empty: nothing to do).
@@ -91,6 +113,18 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
                     and region not in overrides.drained and (sid, region) not in overrides.fenced)
 
         move = overrides.moves.get(sid)
+        if spec.workload is WorkloadKind.HTTP:
+            rerouted = instance_route(route, spec.regions, usable, move)
+            if rerouted is not None and fences < cap:
+                fences += 1
+                routes[sid] = rerouted
+                left = sorted(set(route.regions) - set(rerouted.regions))
+                back = sorted(set(rerouted.regions) - set(route.regions))
+                changes.append(Change(sid, "reroute", f"instances {', '.join(rerouted.regions)}, active "
+                                      f"{rerouted.primary} in epoch {rerouted.epoch}"
+                                      + (f"; out: {', '.join(left)}" if left else "")
+                                      + (f"; back: {', '.join(back)}" if back else "")))
+            continue
         if route.writable:
             primary = route.primary
             leaving = not usable(primary) or (move is not None and move != primary and usable(move))

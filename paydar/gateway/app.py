@@ -1,7 +1,8 @@
 """HTTP API of the regional gateway: the single window citizens use for every service.
 
-Citizens:        GET/PUT /v1/services/{service}/documents/{doc_id}
+Citizens:        GET/PUT /v1/services/{service}/documents/{doc_id}      (registry services)
                  GET     /v1/services/{service}/documents?citizen_id=
+                 any     /v1/services/{service}/{path}                  (http services: the agency's app)
                  GET     /v1/services                      (what is served, and where)
 Control:         GET/POST /v1/routing-table                (table signed k-of-n by controllers)
 Health:          /livez /readyz /state /metrics
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from paydar.gateway.router import HOP_HEADER, Router
 from paydar.gateway.state import GatewayState
 from paydar.model.errors import TableRejected
 from paydar.model.routing import TableGuard
+from paydar.model.topology import HTTP_METHODS
 from paydar.node.models import DOC_ID_PATTERN
 from paydar.node.receipts import nonce_of
 from paydar.server.web import (
@@ -38,12 +41,33 @@ MAX_TABLE_BYTES = 8 * 1024 * 1024
 _DOC_ID = re.compile(DOC_ID_PATTERN)
 
 
-async def documents(request: web.Request) -> web.Response:
+def _unknown(router: Router, service: str) -> web.Response:
+    known = sorted(router.f.guard.known_services)
+    shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+    return json_error(404, f"unknown service {service[:40]!r}; known services: {shown}")
+
+
+async def proxied(request: web.Request) -> web.StreamResponse:
+    """Any other path under a service: an http service's app, or a registry's hint."""
     router = request.app[ROUTER]
     service = request.match_info["service"]
+    if router.apps.serves(service):
+        response = await router.apps.handle(request, service)
+        return _count(router, service, request.method, response)
     if service not in router.f.guard.known_services:
-        known = ", ".join(sorted(router.f.guard.known_services))
-        return json_error(404, f"unknown service {service[:40]!r}; known services: {known}")
+        return _unknown(router, service)
+    return json_error(404 if request.method in ("GET", "PUT") else 405,
+                      f"service {service} is a document registry: GET or PUT /v1/services/{service}/documents/"
+                      "{doc_id}, or GET /documents?citizen_id=")
+
+
+async def documents(request: web.Request) -> web.StreamResponse:
+    router = request.app[ROUTER]
+    service = request.match_info["service"]
+    if router.apps.serves(service):
+        return await proxied(request)
+    if service not in router.f.guard.known_services:
+        return _unknown(router, service)
     doc_id = request.match_info.get("doc_id")
     if doc_id is not None and not _DOC_ID.fullmatch(doc_id):
         return json_error(400, f"invalid document id {doc_id[:40]!r}: use 1-128 letters, digits, '.', '_' or '-'")
@@ -73,9 +97,14 @@ async def documents(request: web.Request) -> web.Response:
     return _count(router, service, request.method, response)
 
 
-def _count(router: Router, service: str, method: str, response: web.Response) -> web.Response:
+R = TypeVar("R", bound=web.StreamResponse)
+
+
+def _count(router: Router, service: str, method: str, response: R) -> R:
     outcome = "ok" if response.status < 400 else ("client_error" if response.status < 500 else "unavailable")
-    router.metrics.requests.labels(region=router.region, service=service, method=method, outcome=outcome).inc()
+    # Methods are a label: only the standard ones, so a citizen cannot grow the metric without bound.
+    shown = method if method in HTTP_METHODS else "other"
+    router.metrics.requests.labels(region=router.region, service=service, method=shown, outcome=outcome).inc()
     return response
 
 
@@ -119,14 +148,21 @@ async def metrics(request: web.Request) -> web.Response:
 def build_app(router: Router) -> web.Application:
     """The gateway's aiohttp application; limits come from the topology."""
     limits = router.f.topology.limits
+    def registry_citizen(path: str) -> bool:
+        # An http service's requests have their own bounds (per service, in the proxy), so a
+        # slow agency app can hold only its own slots, never the registry services' ones.
+        parts = path.split("/", 4)
+        return path.startswith("/v1/services") and not (len(parts) > 3 and router.apps.serves(parts[3]))
+
     shedders = standard_shedders(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
-                                 citizen=lambda path: path.startswith("/v1/services"), on_shed=router.metrics.shed.inc)
+                                 citizen=registry_citizen, on_shed=router.metrics.shed.inc)
     # Bodies are bounded per route as they are read (read_body); this is only aiohttp's backstop.
     app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[ROUTER] = router
     app.router.add_get("/v1/services/{service}/documents/{doc_id}", documents)
     app.router.add_put("/v1/services/{service}/documents/{doc_id}", documents)
     app.router.add_get("/v1/services/{service}/documents", documents)
+    app.router.add_route("*", "/v1/services/{service}/{path:.*}", proxied)
     app.router.add_get("/v1/services", services)
     app.router.add_get("/v1/routing-table", get_table)
     app.router.add_post("/v1/routing-table", post_table)

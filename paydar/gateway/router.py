@@ -12,10 +12,8 @@ after its node's signed receipt verifies (:mod:`paydar.node.receipts`), and the 
 is rebuilt from the verified entry. An answer whose proof does not hold is dropped as if the
 upstream had not answered, and the next path is tried.
 
-An upstream that just timed out (a hung node, a blackholed link) would make every request
-wait the whole timeout before relaying, so it is *suspect* for ``SUSPECT_SECONDS``: tried only
-after every other path. For ``PROBATION_SECONDS`` afterwards it gets a short timeout, so a
-path that is still dead costs one second, and one answer clears it.
+An upstream that just timed out is tried last, then with a short timeout
+(:mod:`paydar.gateway.suspects`).
 """
 
 from __future__ import annotations
@@ -32,6 +30,8 @@ import aiohttp
 
 from paydar.gateway.config import GatewayConfig
 from paydar.gateway.metrics import GatewayMetrics
+from paydar.gateway.proxy import Proxy
+from paydar.gateway.suspects import PROBATION_TIMEOUT_SECONDS, Suspects
 from paydar.model.errors import SignatureError, TableRejected
 from paydar.model.ids import ComponentId, node_id
 from paydar.model.routing import SignedTable
@@ -45,9 +45,7 @@ __all__ = ["HOP_HEADER", "Router", "Upstream"]
 
 log = logging.getLogger(__name__)
 HOP_HEADER = "X-Paydar-Hop"
-SUSPECT_SECONDS = 10.0
-PROBATION_SECONDS = 60.0
-PROBATION_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
+PROBATION_TIMEOUT = aiohttp.ClientTimeout(total=PROBATION_TIMEOUT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -71,18 +69,20 @@ class Router:
         timeout = foundation.topology.limits.replication_timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout + 1.5, connect=1.0)
         self.session: aiohttp.ClientSession | None = None
-        self._timed_out: dict[str, float] = {}  # upstream base URL -> when it last timed out (monotonic)
-
-    def _suspect(self, base: str) -> bool:
-        return time.monotonic() - self._timed_out.get(base, -1e9) < SUSPECT_SECONDS
+        self.suspects = Suspects()
+        self.apps = Proxy(topology=foundation.topology, region=config.region, instances=config.nodes,
+                          table=lambda: self.table, metrics=metrics)
+        """The http services' side (:mod:`paydar.gateway.proxy`)."""
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), timeout=self._timeout)
+        await self.apps.start()
         self.metrics.table_version.set(self.table.table.version)
 
     async def stop(self) -> None:
         if self.session:
             await self.session.close()
+        await self.apps.stop()
 
     @property
     def table(self) -> SignedTable:
@@ -110,7 +110,7 @@ class Router:
             learned = False
             for region in candidates:
                 base = self.config.nodes[service][region]
-                if self._suspect(base):
+                if self.suspects.suspect(base):
                     deferred.append((region, base))
                     continue
                 answer = self._proven(await self._call(method, base, path, query, body, region, nonce), method,
@@ -152,7 +152,7 @@ class Router:
                                  body: bytes | None, nonce: str) -> Upstream | None:
         citizen_path = f"/v1/services/{service}{path.removeprefix('/v1')}"  # the node's path, as a gateway's
         replicas = {node_id(service, r) for r in self.config.nodes[service]}
-        for region, url in sorted(self.config.gateways.items(), key=lambda item: self._suspect(item[1])):
+        for region, url in sorted(self.config.gateways.items(), key=lambda item: self.suspects.suspect(item[1])):
             answer = self._proven(await self._call(method, url, citizen_path, query, body, region, nonce,
                                                    headers={HOP_HEADER: "1"}), method, service, path, query, body,
                                   replicas, nonce)
@@ -203,16 +203,16 @@ class Router:
         started = time.monotonic()
         sent = {"Content-Type": "application/json", NONCE_HEADER: nonce, **(headers or {})}
         url = base + path
-        on_probation = started - self._timed_out.get(base, -1e9) < PROBATION_SECONDS
+        on_probation = self.suspects.on_probation(base)
         try:
             async with self.session.request(method, f"{url}?{query}" if query else url, data=body, headers=sent,
                                             timeout=PROBATION_TIMEOUT if on_probation else self._timeout) as response:
                 payload = await response.read()
-                self._timed_out.pop(base, None)
+                self.suspects.answered(base)
                 return Upstream(response.status, payload, region, response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
             if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-                self._timed_out[base] = time.monotonic()
+                self.suspects.timed_out(base)
             # Per request, so DEBUG: during an outage this fires for every citizen request;
             # paydar_gateway_upstream_seconds and the probers report the outage itself.
             log.debug("upstream unreachable region=%s error=%s", region, type(exc).__name__)

@@ -235,8 +235,13 @@ class HttpBounds(_Model):
     """Per-service bounds the gateways apply in front of the instances."""
 
     max_body_bytes: int = Field(default=1_048_576, ge=0, le=64 * 1024 * 1024)
+    """The largest request body a citizen may send; a larger one is refused with 413 unread."""
+    max_response_bytes: int = Field(default=8 * 1_048_576, ge=1024, le=256 * 1024 * 1024)
+    """The largest answer an instance may give; a larger one is a 502, never relayed."""
     timeout: Duration = Field(default=10.0, gt=0, le=300)
+    """How long one instance has to answer one request."""
     max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    """Requests one gateway has in flight for this service; more are shed with 503 + Retry-After."""
 
 
 class HttpWorkload(_Model):
@@ -326,6 +331,11 @@ class NationalTopology(_Model):
     @property
     def region_names(self) -> tuple[str, ...]:
         return tuple(region.name for region in self.regions)
+
+    @property
+    def http_services(self) -> dict[str, HttpWorkload]:
+        """Each ``workload: http`` service's block, by service id."""
+        return {s.id: s.http for s in self.services if s.workload is WorkloadKind.HTTP and s.http is not None}
 
     def service(self, service_id: str) -> Service:
         """The service with this identifier; ``KeyError`` names the known ones."""

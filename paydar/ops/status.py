@@ -67,6 +67,10 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
     if component.kind is Kind.VAULT:
         return ComponentStatus(**base, health="ready" if probe(realization, component) else "unreachable",
                                detail=realization.plan.vault.endpoint)
+    if component.app:  # an agency's app: its health path is all it promises
+        ready = probe(realization, component)
+        return ComponentStatus(**base, health="ready" if ready else "unreachable", role="app",
+                               detail="agency app" + ("" if component.supervised else f" at {component.url}"))
     if component.kind is Kind.LINK:
         answer = _get(component.url + "/v1/link", realization.link_token(component.id))
         if answer is None or answer[0] != 200:

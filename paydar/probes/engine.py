@@ -14,26 +14,32 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from yarl import URL
+
+from paydar.model.topology import Canary
 from paydar.model.wire import as_counter, parse_json
 from paydar.probes.models import TargetKind, TargetObservation
 from paydar.workload.contract import InstanceState
 
-__all__ = ["ProbeEngine", "Target", "gateway_observation", "node_observation"]
+__all__ = ["ProbeEngine", "Target", "canary_failure", "gateway_observation", "node_observation"]
 
 MAX_ANSWER_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
 class Target:
-    """One thing to probe: a node (``/state``) or a gateway (``/readyz``)."""
+    """One thing to probe: a node (``/state``), a gateway (``/readyz``), or an app instance
+    (its health path, then its canary)."""
 
     id: str
     kind: TargetKind
     url: str
+    health: str = "/readyz"
+    canary: Canary | None = None
 
     @property
     def probe_url(self) -> str:
-        return self.url + ("/state" if self.kind is TargetKind.NODE else "/readyz")
+        return self.url + ("/state" if self.kind is TargetKind.NODE else self.health)
 
 
 class ProbeEngine:
@@ -67,7 +73,32 @@ class ProbeEngine:
             latency_ms = (time.monotonic() - started) * 1000
         if target.kind is TargetKind.GATEWAY:
             return gateway_observation(target.id, status, raw, latency_ms)
+        if target.kind is TargetKind.APP:
+            return await self._app(target, status, started)
         return node_observation(target.id, status, raw, latency_ms)
+
+    async def _app(self, target: Target, health: int, started: float) -> TargetObservation:
+        """An app instance is ready when its health path answers 2xx *and* its canary passes: an
+        instance that says it is healthy but fails the citizen's request is judged by the request."""
+        error = None if 200 <= health < 300 else f"health answered {health}"
+        if error is None and target.canary is not None:
+            error = await self.canary(target.url, target.canary)
+        return TargetObservation(target=target.id, alive=True, ready=error is None,
+                                 latency_ms=(time.monotonic() - started) * 1000, error=error)
+
+    async def canary(self, base: str, canary: Canary) -> str | None:
+        """Run ``canary`` against ``base`` (an instance, or a gateway's service prefix); None
+        when it passes, else what failed."""
+        async with self._slots:
+            try:
+                async with self.session.request(canary.method, URL(base + canary.path, encoded=True),
+                                                data=canary.body.encode() if canary.body is not None else None,
+                                                headers={"Content-Type": "application/json"}
+                                                if canary.body is not None else None) as response:
+                    raw = await response.content.read(MAX_ANSWER_BYTES)
+                    return canary_failure(canary, response.status, raw)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return f"canary: {_reason(exc)}"
 
     async def get_json(self, url: str) -> dict[str, object] | None:
         """A bounded GET for the integrity and lag checks; None when there is no usable answer."""
@@ -80,6 +111,15 @@ class ProbeEngine:
                     return answer if isinstance(answer, dict) else None
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 return None
+
+
+def canary_failure(canary: Canary, status: int, raw: bytes) -> str | None:
+    """Why an answer fails ``canary`` (pure); None when it passes."""
+    if status != canary.expect_status:
+        return f"canary answered {status}, expected {canary.expect_status}"
+    if canary.body_contains is not None and canary.body_contains.encode() not in raw:
+        return f"canary answer lacks {canary.body_contains[:60]!r}"
+    return None
 
 
 def gateway_observation(target: str, status: int, raw: bytes, latency_ms: float) -> TargetObservation:

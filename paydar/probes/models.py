@@ -29,6 +29,8 @@ __all__ = [
 class TargetKind(StrEnum):
     NODE = "node"
     GATEWAY = "gateway"
+    APP = "app"
+    """An agency app's instance (``workload: http``): its health path, then its canary."""
 
 
 MAX_TARGETS = 200_000

@@ -40,9 +40,11 @@ log = logging.getLogger(__name__)
 CANARY_CITIZEN = "0000000000"
 
 
-def targets_of(config: ProberConfig) -> list[Target]:
-    """Every node and gateway this prober watches, as reached from its region."""
-    targets = [Target(node_id(service, region), TargetKind.NODE, url)
+def targets_of(config: ProberConfig, topology: NationalTopology) -> list[Target]:
+    """Every node, app instance and gateway this prober watches, as reached from its region."""
+    apps = topology.http_services
+    targets = [Target(node_id(service, region), TargetKind.APP, url, health=http.health_path, canary=http.canary)
+               if (http := apps.get(service)) else Target(node_id(service, region), TargetKind.NODE, url)
                for service, regions in config.nodes.items() for region, url in regions.items()]
     targets += [Target(gateway_id(region), TargetKind.GATEWAY, url) for region, url in config.gateways.items()]
     return targets
@@ -58,7 +60,7 @@ class Prober:
         self.signer = signer
         self.metrics = metrics
         self.settings = topology.probes
-        self.targets = targets_of(config)
+        self.targets = targets_of(config, topology)
         self.round = 0
         self.latest: SignedObservations | None = None
         self._clock = clock
@@ -69,6 +71,7 @@ class Prober:
         self._background: dict[str, asyncio.Task[None]] = {}
         self._next: dict[str, float] = {"canary": 0.0, "integrity": 0.0}
         self._canary_turn = 0
+        self._apps = topology.http_services
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -149,6 +152,11 @@ class Prober:
 
     async def _canary_through(self, region: str, url: str, service: str) -> CanaryObservation:
         gateway = gateway_id(region)
+        http = self._apps.get(service)
+        if http is not None:  # an agency app: its own canary, through this gateway
+            started = time.monotonic()
+            failure = await self._engine_().canary(f"{url}/v1/services/{service}", http.canary)
+            return self._canary_seen(gateway, service, failure, time.monotonic() - started)
         doc = f"canary-{self.config.region}-{region}"
         marker = f"{self.config.component}:{self.round}:{time.time_ns()}"
         document = {"citizen_id": CANARY_CITIZEN, "kind": "canary", "data": {"marker": marker}}
@@ -170,7 +178,9 @@ class Prober:
                         error = "read back a different canary than was written"
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, AttributeError) as exc:
             error = type(exc).__name__ if not isinstance(exc, asyncio.TimeoutError) else "timeout"
-        seconds = time.monotonic() - started
+        return self._canary_seen(gateway, service, error, time.monotonic() - started)
+
+    def _canary_seen(self, gateway: str, service: str, error: str | None, seconds: float) -> CanaryObservation:
         self.metrics.canary_success.labels(self.config.region, gateway).set(0 if error else 1)
         self.metrics.canary_duration.labels(self.config.region).observe(seconds)
         return CanaryObservation(gateway=gateway, service=service, ok=error is None,
@@ -180,7 +190,8 @@ class Prober:
 
     async def _check_integrity(self) -> None:
         checks = await asyncio.gather(*(self._compare(service, regions)
-                                        for service, regions in self.config.nodes.items()))
+                                        for service, regions in self.config.nodes.items()
+                                        if service not in self._apps))
         self._integrity = tuple(c for c in checks if c is not None)
 
     async def _compare(self, service: str, regions: dict[str, str]) -> IntegrityObservation | None:

@@ -1,5 +1,6 @@
-"""`workload: http` services: every field validated with its location; `paydar up` refuses to run
-one (this version has no gateway path for it) and changes nothing."""
+"""`workload: http` services: every field validated with its location; `paydar up` refuses an
+instance URL it cannot reach locally, and `paydar plan` refuses what production cannot render yet,
+both changing nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from paydar.cli import cli
 from paydar.infra.local.realizer import up
+from paydar.infra.production.plan import load_stack
 from paydar.model.errors import BadInput, TopologyError
 from paydar.model.topology import InstanceMode, WorkloadKind, load_topology, parse_topology
 
@@ -86,16 +88,27 @@ def test_a_registry_service_still_needs_sync_replicas() -> None:
     assert problems(data) == ["services[0] (id '1101').sync_replicas: missing: a registry service needs sync_replicas"]
 
 
-def test_located_in_the_file_and_up_refuses_it_changing_nothing(tmp_path: Path) -> None:
+def test_located_in_the_file_and_up_refuses_a_remote_url_changing_nothing(tmp_path: Path) -> None:
     config = tmp_path / "http.yaml"
     config.write_text(yaml.safe_dump(with_http(http_instances={REGIONS[0]: {"command": ["app", "{port}"]}})))
     answer = CliRunner().invoke(cli, ["validate", str(config)])
     assert answer.exit_code == 2 and "http.instances (line " in answer.output
     config.write_text(yaml.safe_dump(with_http()))
     assert CliRunner().invoke(cli, ["validate", "--strict", str(config)]).exit_code == 0
-    with pytest.raises(BadInput, match="h1 use workload: http, which this version of Paydar validates but cannot run"):
+    remote = with_http(http_instances={REGIONS[0]: {"url": "http://127.0.0.1:8080"},
+                                       REGIONS[1]: {"url": "http://agency.example:8080"}})
+    config.write_text(yaml.safe_dump(remote))
+    with pytest.raises(BadInput, match=f"the instance in {REGIONS[1]} is http://agency.example:8080, but the "
+                                       "local realization reaches only"):
         up(config, tmp_path / "state")
     assert not (tmp_path / "state").exists(), "nothing was created"
     refused = CliRunner().invoke(cli, ["up", "--config", str(config), "--state-dir", str(tmp_path / "state")])
-    assert refused.exit_code == 2 and "cannot run yet" in refused.output
-    assert load_topology(config).service("h1").http is not None
+    assert refused.exit_code == 2 and "reaches only http://127.0.0.1" in refused.output
+    assert not (tmp_path / "state").exists()
+
+
+def test_production_refuses_what_it_cannot_render_yet(tmp_path: Path) -> None:
+    (tmp_path / "national.yaml").write_text(yaml.safe_dump(with_http()))
+    (tmp_path / "Pulumi.staging.yaml").write_text((ROOT / "Pulumi.staging.yaml").read_text())
+    with pytest.raises(BadInput, match="h1 use workload: http, which runs locally"):
+        load_stack("staging", tmp_path)

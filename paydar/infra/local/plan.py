@@ -8,13 +8,15 @@ one region reaches another region only through a link that chaos can cut.
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from paydar.infra.local.ports import PortAllocator
 from paydar.model.ids import Kind, gateway_id, link_id, node_id
-from paydar.model.topology import NationalTopology
+from paydar.model.errors import BadInput
+from paydar.model.topology import NationalTopology, Service, WorkloadKind
 
 __all__ = ["LinkPlan", "Plan", "PlannedComponent", "build_plan"]
 
@@ -31,6 +33,10 @@ class PlannedComponent(BaseModel):
     region: str | None = None
     service: str | None = None
     port: int
+    app: bool = False
+    """An agency app's instance (``workload: http``): it holds no Paydar key, token or credential."""
+    supervised: bool = True
+    """False for an app instance given by URL: it already serves, and ``up`` only waits for it."""
 
     @property
     def url(self) -> str:
@@ -108,6 +114,24 @@ class Plan(BaseModel):
 
 
 
+def _instance(service: Service, region: str, ports: PortAllocator) -> PlannedComponent:
+    """The instance of ``service`` in ``region``: a Paydar node, or the agency's app."""
+    cid = node_id(service.id, region)
+    if service.workload is not WorkloadKind.HTTP or service.http is None:
+        return PlannedComponent(id=cid, kind=Kind.NODE, region=region, service=service.id, port=ports.take())
+    url = service.http.instances[region].url
+    if url is None:
+        return PlannedComponent(id=cid, kind=Kind.NODE, region=region, service=service.id, port=ports.take(),
+                                app=True)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.hostname not in ("127.0.0.1", "localhost") or parsed.port is None or parsed.scheme != "http":
+        raise BadInput(f"service {service.id}: the instance in {region} is {url}, but the local realization "
+                       "reaches only http://127.0.0.1:<port>; give a local URL with its port, or a command "
+                       "paydar up runs")
+    return PlannedComponent(id=cid, kind=Kind.NODE, region=region, service=service.id, port=parsed.port,
+                            app=True, supervised=False)
+
+
 def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator | None = None) -> Plan:
     """Allocate a port for every component and listener of the realization."""
     ports = ports or PortAllocator()
@@ -116,8 +140,7 @@ def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator
         components.append(PlannedComponent(id=gateway_id(region), kind=Kind.GATEWAY, region=region,
                                            port=ports.take()))
         for service in topology.services_in(region):
-            components.append(PlannedComponent(id=node_id(service.id, region), kind=Kind.NODE,
-                                               region=region, service=service.id, port=ports.take()))
+            components.append(_instance(service, region, ports))
         for kind in (Kind.PROBER, Kind.CONTROLLER):
             if kind is Kind.PROBER and region not in topology.vantage_points:
                 continue

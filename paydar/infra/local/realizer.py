@@ -9,6 +9,8 @@ components with the tail of their logs and stops everything it started.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import sys
 import time
@@ -24,7 +26,6 @@ from paydar.infra.local import vault
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.plan import Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
-from paydar.infra.support import require_runnable
 from paydar.model.buckets import bucket_name
 from paydar.model.errors import PaydarError
 from paydar.model.files import read_secret, write_json_atomic, write_secret
@@ -114,21 +115,25 @@ def load_realization(state_dir: Path) -> Realization:
 
 
 def up(config: Path, state_dir: Path, progress: Progress = lambda *_: None) -> Realization:
-    """Start the national system of ``config`` under ``state_dir`` and wait until it is ready."""
+    """Start the national system of ``config`` under ``state_dir`` and wait until it is ready.
+
+    An http service's instance commands run from the directory of ``config``, with Paydar's
+    own Python first on ``PATH``; they are given no Paydar key, token or credential.
+    """
     topology = load_topology(config)
-    require_runnable(topology)
     layout = StateLayout(state_dir.resolve())
     running = Supervisor(layout).pid()
     if running is not None:
         raise AlreadyRunning(f"a national system is already running from {layout.root} (supervisord pid "
                              f"{running}); see `paydar status` or stop it with `paydar down`")
+    plan = build_plan(topology, layout.root)  # refuses what it cannot realize before anything is created
     layout.make_dirs()
     _check_same_topology(layout, topology)
     shutil.copyfile(config, layout.topology)
-    realization = Realization(layout=layout, topology=topology, plan=build_plan(topology, layout.root))
+    realization = Realization(layout=layout, topology=topology, plan=plan)
     _write_identities(realization)
     write_json_atomic(layout.realization, realization.plan.model_dump(mode="json"))
-    programs = _write_component_configs(realization)
+    programs = _write_component_configs(realization, config.resolve().parent)
     password = write_secret(layout.supervisor_password)
     conf = render_config(layout, programs, password)
     layout.supervisor_conf.write_text(conf)
@@ -167,7 +172,7 @@ def _check_same_topology(layout: StateLayout, topology: NationalTopology) -> Non
 def _write_identities(realization: Realization) -> None:
     """Keys for every component (and the controllers and probers to come), trust root, secrets."""
     layout, topology = realization.layout, realization.topology
-    components = [c.id for c in realization.plan.components if c.kind in SIGNING_KINDS]
+    components = [c.id for c in realization.plan.components if c.kind in SIGNING_KINDS and not c.app]
     keystore = KeyStore(layout.keys)
     trust = keystore.build_trust_root([*components, OPERATOR])
     write_json_atomic(layout.trust_root, trust.model_dump(mode="json"))
@@ -204,12 +209,30 @@ def _common(realization: Realization, component: PlannedComponent) -> dict[str, 
     }
 
 
-def _write_component_configs(realization: Realization) -> list[Program]:
+def _app_program(realization: Realization, component: PlannedComponent, directory: Path) -> Program:
+    """The supervised program of an agency app's instance: its command, placeholders filled in."""
+    assert component.service and component.region
+    http = realization.topology.service(component.service).http
+    assert http is not None
+    command = http.instances[component.region].command
+    assert command is not None
+    values = {"{port}": str(component.port), "{region}": component.region, "{service}": component.service}
+    argv = [re.sub(r"\{(port|region|service)\}", lambda m: values[m.group(0)], arg) for arg in command]
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    return Program(name=component.id, command=argv, log=realization.layout.log(component.id),
+                   priority=PRIORITY[component.kind], directory=directory, environment={"PATH": path})
+
+
+def _write_component_configs(realization: Realization, app_directory: Path) -> list[Program]:
     layout, plan, topology = realization.layout, realization.plan, realization.topology
     python = sys.executable
     programs = []
     for component in plan.components:
         path = layout.config(component.id)
+        if component.app:
+            if component.supervised:
+                programs.append(_app_program(realization, component, app_directory))
+            continue
         if component.kind is Kind.NODE:
             assert component.service and component.region
             service = topology.service(component.service)
@@ -277,6 +300,11 @@ def probe(realization: Realization, component: PlannedComponent, timeout: float 
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
     path = "/livez" if component.kind is Kind.LINK else "/readyz"
+    if component.app:
+        assert component.service is not None
+        http = realization.topology.service(component.service).http
+        assert http is not None
+        path = http.health_path
     try:
         with urllib.request.urlopen(component.url + path, timeout=timeout) as response:
             return bool(response.status == 200)

@@ -19,7 +19,7 @@ from paydar.infra.production.graph import Graph, render
 from paydar.infra.production.policies import IAM_POLICY, evaluate
 from paydar.infra.production.region import COMPONENT_LABEL
 from paydar.infra.production.settings import StackSettings, parse_settings
-from paydar.infra.support import require_runnable
+from paydar.infra.support import require_renderable
 from paydar.model.errors import BadInput
 from paydar.model.topology import NationalTopology, load_topology
 
@@ -52,7 +52,7 @@ def load_stack(stack: str, root: Path = Path(".")) -> tuple[NationalTopology, st
     raw = {key.removeprefix("paydar:"): _plain(value) for key, value in config.items() if key.startswith("paydar:")}
     topology_path = root / raw.get("topology", "national.yaml")
     topology = load_topology(topology_path)
-    require_runnable(topology)
+    require_renderable(topology)
     return topology, topology_path.read_text(), parse_settings(raw, topology, str(path))
 
 

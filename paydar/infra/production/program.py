@@ -18,7 +18,7 @@ from paydar.infra.production.paths import components, intended_paths
 from paydar.infra.production.region import RegionArgs, RegionStack
 from paydar.infra.production.settings import StackSettings, parse_settings
 from paydar.infra.production.vault import VaultArgs, VaultStack
-from paydar.infra.support import require_runnable
+from paydar.infra.support import require_renderable
 from paydar.model.identity import trust_root_of
 from paydar.model.topology import NationalTopology, load_topology
 
@@ -59,7 +59,7 @@ def main() -> None:
     raw |= {key: number for key in ("gateway_replicas", "port") if (number := config.get_int(key)) is not None}
     path = raw.get("topology") or "national.yaml"
     topology = load_topology(path)
-    require_runnable(topology)
+    require_renderable(topology)
     with open(path, encoding="utf-8") as text:
         topology_yaml = text.read()
     settings = parse_settings({k: v for k, v in raw.items() if v is not None}, topology, f"stack {pulumi.get_stack()}")
