@@ -18,11 +18,13 @@ from typing import Any
 
 import aiohttp
 from botocore.exceptions import ClientError
+from yarl import URL
 
 from paydar.chaos.faults import Fault
 from paydar.chaos.liar import ScriptedProber
+from paydar.chaos.impostor import Impostor
 from paydar.chaos.probes import seconds_until_available
-from paydar.chaos.reach import LIARS, change_links, offer_everywhere, routes_in_force
+from paydar.chaos.reach import IMPOSTORS, LIARS, change_links, offer_everywhere, routes_in_force
 from paydar.chaos.target import (
     ActivityFailed,
     Configuration,
@@ -36,6 +38,7 @@ from paydar.chaos.target import (
 from paydar.chaos.target import component as resolve
 from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import Realization
+from paydar.model.errors import PaydarError
 from paydar.model.ids import Kind, controller_id, gateway_id, link_id, node_id, prober_id
 from paydar.model.routing import sign_table
 from paydar.ops.backups import backup_now
@@ -45,7 +48,8 @@ from paydar.vault.restore import RestoreRefused
 from paydar.vault.s3 import error_code, load_identity, vault_client
 
 __all__ = ["corrupt_node_data", "crash_component", "cut_link", "delay_link", "drop_link", "encrypt_node_data",
-           "flood_gateway", "hang_component", "heal_link", "partition_region", "push_rogue_table",
+           "flood_gateway", "flood_instance", "hang_component", "heal_link", "impersonate_instance",
+           "partition_region", "push_rogue_table",
            "resume_component", "run_lying_prober", "tamper_backups_with_region_credentials", "undo_fault"]
 
 RESTORE_TIMEOUT = 60.0
@@ -236,26 +240,54 @@ def flood_gateway(region: str, seconds: float = 5.0, concurrency: int = 200,
     returns the responses by status (shedding shows as 503)."""
     system = realization(configuration)
     record_fault(system, kind=Fault.FLOOD, component=gateway_id(region), region=region)
-    return asyncio.run(_flood(system.plan.gateway(region).url, seconds, concurrency,
-                              system.topology.services[0].id))
+    service = system.topology.services[0].id
+    return asyncio.run(_flood(f"{system.plan.gateway(region).url}/v1/services/{service}/documents/flood", seconds,
+                              concurrency))
 
 
-async def _flood(url: str, seconds: float, concurrency: int, service: str) -> dict[str, int]:
+def flood_instance(component: str, seconds: float = 4.0, concurrency: int = 200,
+                   configuration: Configuration = None, secrets: Secrets = None) -> dict[str, int]:
+    """Flood one agency app instance (``node.<service>@primary``) directly with GETs of its canary
+    path for ``seconds`` from ``concurrency`` clients (bounded), as anything in its region could;
+    returns the answers by status. The gateways route around it while it drowns."""
+    system = realization(configuration)
+    target = resolve(system, component)
+    http = system.topology.http_services.get(str(target.service))
+    if http is None:
+        raise ActivityFailed(f"{target.id} is not an app instance; flood a gateway with flood_gateway")
+    record_fault(system, kind=Fault.FLOOD, component=target.id, region=None)
+    return asyncio.run(_flood(target.url + http.canary.path, seconds, concurrency))
+
+
+def impersonate_instance(component: str, configuration: Configuration = None,
+                         secrets: Secrets = None) -> dict[str, Any]:
+    """Replace one agency app instance (``node.<service>@primary``) with one that answers 200 to its
+    health path and 500 to every citizen: probers that run the canary must judge it by the canary."""
+    system = realization(configuration)
+    target = resolve(system, component)
+    try:
+        IMPOSTORS[str(system.layout.root)] = Impostor(system, target).__enter__()
+    except PaydarError as exc:
+        raise ActivityFailed(str(exc)) from None
+    return record_fault(system, kind=Fault.LYING_INSTANCE, component=target.id, region=None)
+
+
+async def _flood(url: str, seconds: float, concurrency: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2),
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        async def client(n: int) -> None:
+        async def client() -> None:
             while time.monotonic() < deadline:
                 try:
-                    async with session.get(f"{url}/v1/services/{service}/documents/flood-{n}") as response:
+                    async with session.get(URL(url, encoded=True)) as response:
                         await response.read()
                         key = str(response.status)
                 except (aiohttp.ClientError, TimeoutError):
                     key = "error"
                 counts[key] = counts.get(key, 0) + 1
 
-        await asyncio.gather(*(client(n) for n in range(concurrency)))
+        await asyncio.gather(*(client() for _ in range(concurrency)))
     return counts
 
 
@@ -309,6 +341,10 @@ def undo_fault(configuration: Configuration = None, secrets: Secrets = None) -> 
         resume_component(held["component"], configuration)
     elif kind in (Fault.ENCRYPT, Fault.CORRUPT):
         _restore_when_allowed(system, held)
+    elif kind == Fault.LYING_INSTANCE:
+        impostor = IMPOSTORS.pop(str(system.layout.root), None)
+        if impostor is not None:
+            impostor.__exit__(None, None, None)
     elif kind in (Fault.LIE, Fault.POISON):
         liar = LIARS.pop(str(system.layout.root), None)
         if liar is not None:

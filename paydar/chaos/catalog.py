@@ -17,9 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from paydar.chaos.roles import attackable_apps
 from paydar.chaos.target import begin_experiment, take_abort
 from paydar.infra.local.realizer import Realization
 from paydar.model.files import write_json_atomic
+from paydar.model.topology import NationalTopology
 
 __all__ = ["CATALOG_DIR", "ExperimentResult", "experiments", "load_catalog", "run_experiments"]
 
@@ -82,8 +84,17 @@ def experiments(folder: Path = CATALOG_DIR) -> list[Path]:
     return sorted(folder.glob("*.json"))
 
 
-def load_catalog(paths: list[Path]) -> list[Experiment]:
-    return [(path.stem, json.loads(path.read_text())) for path in paths]
+NEEDS_APP = "needs-http-service"
+"""The tag of an experiment that attacks an agency app's instance."""
+
+
+def load_catalog(paths: list[Path], topology: NationalTopology | None = None) -> list[Experiment]:
+    """The experiments at ``paths``; given ``topology``, only those it has targets for (the app
+    experiments need an http service whose instances ``paydar up`` runs)."""
+    loaded = [(path.stem, json.loads(path.read_text())) for path in paths]
+    if topology is None or attackable_apps(topology):
+        return loaded
+    return [(name, e) for name, e in loaded if NEEDS_APP not in e.get("tags", ())]
 
 
 def run_experiments(system: Realization, planned: list[Experiment],

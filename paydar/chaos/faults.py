@@ -16,7 +16,7 @@ from typing import Any
 from paydar.model.resilience import replicas_lost
 from paydar.model.topology import NationalTopology
 
-__all__ = ["FAULTS", "REGISTRY", "Fault", "FaultSpec", "replicas_taken"]
+__all__ = ["FAULTS", "ON_APPS", "REGISTRY", "Fault", "FaultSpec", "replicas_taken"]
 
 ACTIONS = "paydar.chaos.actions"
 COMPROMISE = "paydar.chaos.compromise"
@@ -42,6 +42,7 @@ class Fault(StrEnum):
     SIDE_DOOR = "side-door"
     PARTITION = "partition"
     STOLEN_VAULT_CREDENTIALS = "stolen-vault-credentials"
+    LYING_INSTANCE = "lying-instance"
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,14 @@ REGISTRY: dict[Fault, FaultSpec] = {
     Fault.SIDE_DOOR: FaultSpec("open_vault_side_doors", COMPROMISE),
     Fault.PARTITION: FaultSpec("partition_region"),
     Fault.STOLEN_VAULT_CREDENTIALS: FaultSpec("tamper_backups_with_region_credentials", checks=("backups_intact",)),
+    Fault.LYING_INSTANCE: FaultSpec("impersonate_instance"),
 }
+ON_APPS: dict[Fault, FaultSpec] = {Fault.FLOOD: FaultSpec("flood_instance")}
+"""Where a fault is injected differently into an agency app's instance than into a Paydar node."""
 
 FAULTS: dict[str, tuple[Fault, ...]] = {
     "node": (Fault.CRASH, Fault.HANG, Fault.ENCRYPT, Fault.CORRUPT, Fault.BYZANTINE_PRIMARY),
+    "app": (Fault.CRASH, Fault.HANG, Fault.FLOOD, Fault.LYING_INSTANCE),
     "gateway": (Fault.CRASH, Fault.HANG, Fault.FLOOD),
     "prober": (Fault.CRASH, Fault.HANG, Fault.LIE, Fault.POISON),
     "controller": (Fault.CRASH, Fault.HANG, Fault.ROGUE_TABLE, Fault.EQUIVOCATE),
@@ -86,7 +91,9 @@ FAULTS: dict[str, tuple[Fault, ...]] = {
     "vault": (Fault.CRASH, Fault.HANG, Fault.SIDE_DOOR),
     "region": (Fault.PARTITION, Fault.STOLEN_VAULT_CREDENTIALS),
 }
-"""Faults per kind of component; a region stands for all of its links and its vault identity."""
+"""Faults per kind of component; a region stands for all of its links and its vault identity, and
+its partition cuts an app instance there off like everything else in it. ``app`` is an agency
+app's instance that ``paydar up`` supervises (one given by URL is not Paydar's to crash)."""
 
 KEEPS_REPLICAS = frozenset({Fault.DELAY})
 """Faults on a link that slow what it carries without severing it."""

@@ -74,6 +74,8 @@ class CitizenLoad:
                "PAYDAR_GATEWAYS": json.dumps({r: self.system.plan.gateway(r).url
                                               for r in self.system.topology.region_names}),
                "PAYDAR_SERVICES": json.dumps([s.id for s in self.system.topology.services]),
+               "PAYDAR_CANARIES": json.dumps({sid: http.canary.model_dump(mode="json")
+                                              for sid, http in self.system.topology.http_services.items()}),
                "PAYDAR_LOAD_LOG": str(self.log_path)}
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--users", str(self.users),
                    "--spawn-rate", str(self.users), "--csv", str(self.stats_prefix), "--only-summary",
@@ -119,6 +121,8 @@ class CitizenLoad:
         """Every write Locust attempted, with whether it was acknowledged."""
         ledger = AckLedger()
         for entry in self._lines():
+            if not entry["doc_id"]:
+                continue  # an http service's request: its state is its app's own
             ledger.record(entry["service"], entry["doc_id"], entry["document"], bool(entry["acknowledged"]))
         return ledger
 

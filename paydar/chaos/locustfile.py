@@ -7,6 +7,10 @@ Configuration comes from the environment:
 
 - ``PAYDAR_GATEWAYS``: JSON object, region -> gateway URL; users are spread evenly over them;
 - ``PAYDAR_SERVICES``: JSON list of service ids, written round-robin;
+- ``PAYDAR_CANARIES``: JSON object, http service id -> its canary (method, path, body,
+  expect_status, body_contains): a citizen of such a service sends its canary request through
+  the gateway instead of a document, and is served when the answer passes (logged with an
+  empty document id: there is nothing of Paydar's to read back);
 - ``PAYDAR_LOAD_LOG``: JSON-lines file, one line per citizen interaction: time, region, service,
   document id and content, whether the write was acknowledged, whether the read-back
   returned exactly what was written ("served"), and whether the service served a read at
@@ -29,6 +33,7 @@ from locust import HttpUser, between, task
 
 GATEWAYS: dict[str, str] = json.loads(os.environ.get("PAYDAR_GATEWAYS", "{}"))
 SERVICES: list[str] = json.loads(os.environ.get("PAYDAR_SERVICES", "[]"))
+CANARIES: dict[str, dict[str, Any]] = json.loads(os.environ.get("PAYDAR_CANARIES", "{}"))
 REQUEST_TIMEOUT = 5.0
 _RUN = uuid.uuid4().hex[:8]
 _SERIAL = itertools.count()
@@ -52,6 +57,8 @@ class Citizen(HttpUser):
     def write_then_read(self) -> None:
         n = next(_SERIAL)
         service = SERVICES[n % len(SERVICES)]
+        if service in CANARIES:
+            return self._app(service, CANARIES[service])
         doc_id = f"load-{_RUN}-{self.region}-{n}"
         document = {"citizen_id": f"{(n * 104729) % 10**10:010d}", "kind": "national-id-card",
                     "data": {"load": _RUN, "serial": n}}
@@ -70,6 +77,19 @@ class Citizen(HttpUser):
         _LOG.write(json.dumps({"at": at, "region": self.region, "service": service, "doc_id": doc_id,
                                "document": document, "acknowledged": acknowledged, "served": served,
                                "read": read}) + "\n")
+
+    def _app(self, service: str, canary: dict[str, Any]) -> None:
+        at = time.time()
+        body = canary["body"].encode() if canary.get("body") is not None else None
+        with self.client.request(canary["method"], f"{self.gateway}/v1/services/{service}{canary['path']}",
+                                 data=body, name=f"{canary['method']} {self.region} app", timeout=REQUEST_TIMEOUT,
+                                 catch_response=True) as reply:
+            wanted = canary.get("body_contains")
+            served = reply.status_code == canary["expect_status"] and (not wanted or wanted in reply.text)
+            if not served:
+                reply.failure(f"canary failed: HTTP {reply.status_code}")
+        _LOG.write(json.dumps({"at": at, "region": self.region, "service": service, "doc_id": "", "document": None,
+                               "acknowledged": served, "served": served, "read": served}) + "\n")
 
     def _read(self, service: str, doc_id: str, document: dict[str, Any]) -> bool:
         url = f"{self.gateway}/v1/services/{service}/documents/{doc_id}"

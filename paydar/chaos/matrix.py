@@ -13,7 +13,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from paydar.chaos.faults import FAULTS, REGISTRY, Fault
+from paydar.chaos.faults import FAULTS, ON_APPS, REGISTRY, Fault
+from paydar.chaos.roles import attackable_apps
 from paydar.infra.local.realizer import Realization
 from paydar.model.ids import Kind
 
@@ -51,16 +52,25 @@ def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
 
     A service's node faults run twice, on its primary and on a standby, each resolved from the
     routing table when the cell starts (``node.<service>@primary:hang``): what a cell attacks
-    does not depend on which cells ran before it and moved primaries.
+    does not depend on which cells ran before it and moved primaries. An http service's
+    instances get the app faults instead (crash, hang, flood, lying-instance), by the same roles.
     """
     topology = system.topology
     built: list[Cell] = []
     first_service = topology.services[0].id
+    apps = topology.http_services
+    attackable = attackable_apps(topology)
     for service in topology.services:
+        http = apps.get(service.id)
+        if http is not None and service.id not in attackable:
+            continue  # an instance given by URL is not Paydar's to crash; region partitions still cut it off
         for role in ROLES:
             node = f"{Kind.NODE.value}.{service.id}@{role}"
-            built += [_component_cell(node, Kind.NODE.value, fault, None, first_service)
-                      for fault in FAULTS[Kind.NODE.value]]
+            if http is not None:
+                built += [_app_cell(node, fault) for fault in FAULTS["app"]]
+            else:
+                built += [_component_cell(node, Kind.NODE.value, fault, None, first_service)
+                          for fault in FAULTS[Kind.NODE.value]]
     for component in system.plan.components:
         kind = component.kind.value
         if component.kind is Kind.NODE:
@@ -85,6 +95,14 @@ def _cell(component: str, fault: Fault, arguments: dict[str, Any]) -> Cell:
     spec = REGISTRY[fault]
     return Cell(component, fault.value, spec.action, arguments, checks=spec.checks, detect=spec.detect,
                 module=spec.module)
+
+
+def _app_cell(component: str, fault: Fault) -> Cell:
+    spec = ON_APPS.get(fault, REGISTRY[fault])
+    arguments: dict[str, Any] = {"component": component}
+    if fault is Fault.FLOOD:
+        arguments |= {"seconds": 4, "concurrency": 200}
+    return Cell(component, fault.value, spec.action, arguments, checks=spec.checks, module=spec.module)
 
 
 def _link_cell(component: str, fault: Fault, source: str, target: str) -> Cell:

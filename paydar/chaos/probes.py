@@ -37,6 +37,7 @@ from paydar.model.topology import Limit
 from paydar.ops.backups import list_vault
 from paydar.ops.failover import current_table, fetch_node_state
 from paydar.ops.restore import CANDIDATES
+from paydar.probes.engine import run_canary
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.s3 import vault_client
 
@@ -89,9 +90,11 @@ async def served_per_service(system: Realization, writes: int, regions: list[str
     """Per (region, service): whether each of ``writes`` write-then-read requests through that
     region's gateway was served; every write goes to the ledger so later probes check it was
     not lost. A service in ``read_only`` whose write is refused is served when an earlier
-    acknowledged write of it reads back exactly."""
+    acknowledged write of it reads back exactly. An http service is served when its canary
+    passes through that gateway (its state is its app's own: nothing goes to the ledger)."""
     run = uuid.uuid4().hex[:8]
-    services = [s.id for s in system.topology.services]
+    apps = system.topology.http_services
+    services = [s.id for s in system.topology.services if s.id not in apps]
     earlier = {service: acknowledged_of(system, service) for service in read_only}
     attempts: list[tuple[str, str, str, dict[str, Any]]] = [
         (region, service, f"chaos-{run}-{region}-{n}",
@@ -112,9 +115,14 @@ async def served_per_service(system: Realization, writes: int, regions: list[str
             return False, known is not None and await read(client, service, *known)
 
         outcomes = await asyncio.gather(*(one(*a) for a in attempts))
+        canaries = [(region, service) for region in regions for service in apps for _ in range(writes)]
+        passed = await asyncio.gather(*(run_canary(session, f"{system.plan.gateway(region).url}/v1/services/"
+                                                   f"{service}", apps[service].canary) for region, service in canaries))
     append_ledger(system, [(service, doc_id, document, acked)
                            for (_, service, doc_id, document), (acked, _) in zip(attempts, outcomes, strict=True)])
     per: dict[tuple[str, str], list[bool]] = {}
+    for (region, service), failure in zip(canaries, passed, strict=True):  # an agency app: its own canary
+        per.setdefault((region, service), []).append(failure is None)
     for (region, service, *_), (_, served) in zip(attempts, outcomes, strict=True):
         per.setdefault((region, service), []).append(served)
     return per

@@ -1,5 +1,5 @@
 """How attacks reach the system: link changes, a table offered to everyone, the routes in force,
-and the lying probers this process holds. Shared by ``paydar.chaos.actions`` and ``paydar.chaos.compromise``."""
+and the lying probers and app instances this process holds. Shared by ``paydar.chaos.actions`` and ``paydar.chaos.compromise``."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from typing import Any
 
 import aiohttp
 
+from paydar.chaos.impostor import Impostor
 from paydar.chaos.liar import ScriptedProber
 from paydar.infra.local.linkadmin import LinkAdmin
 from paydar.infra.local.realizer import Realization
 from paydar.ops.failover import current_table
 
-__all__ = ["LIARS", "change_links", "offer_everywhere", "routes_in_force"]
+__all__ = ["IMPOSTORS", "LIARS", "change_links", "offer_everywhere", "routes_in_force"]
 
 LIARS: dict[str, ScriptedProber] = {}
 """Lying probers this process runs (Chaos Toolkit runs every activity of an experiment in one process)."""
+IMPOSTORS: dict[str, Impostor] = {}
+"""Lying app instances this process runs, by state directory, like :data:`LIARS`."""
 
 
 def change_links(system: Realization, pairs: list[tuple[str, str]], change: str, **details: Any) -> dict[str, Any]:

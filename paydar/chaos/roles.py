@@ -18,7 +18,7 @@ from paydar.model.routing import RoutingTable
 from paydar.model.topology import NationalTopology
 from paydar.ops.failover import current_table
 
-__all__ = ["Role", "choose", "pick"]
+__all__ = ["Role", "attackable_apps", "choose", "pick"]
 
 
 class Role(StrEnum):
@@ -32,6 +32,15 @@ class Role(StrEnum):
     """The region holding the fewest primaries: its gateway's loss leaves the others serving."""
     PRIMARY_REGION_OF_MOST_REPLICATED = "primary-region-of-most-replicated-service"
     """Where the most replicated service's primary is now."""
+    MOST_REPLICATED_HTTP_SERVICE = "most-replicated-http-service"
+    """The agency app (``workload: http``, instances ``paydar up`` runs) with the most instances."""
+
+
+def attackable_apps(topology: NationalTopology) -> list[str]:
+    """The http services whose every instance ``paydar up`` supervises, in topology order: the
+    app experiments' targets (an instance given by URL is not Paydar's to crash)."""
+    return [sid for sid, http in topology.http_services.items()
+            if all(instance.command is not None for instance in http.instances.values())]
 
 
 def pick(role: Role, topology: NationalTopology, table: RoutingTable) -> str:
@@ -43,6 +52,12 @@ def pick(role: Role, topology: NationalTopology, table: RoutingTable) -> str:
     most_replicated = max(enumerate(topology.services), key=lambda e: (len(e[1].regions), -e[0]))[1].id
     if role is Role.MOST_REPLICATED_SERVICE:
         return most_replicated
+    if role is Role.MOST_REPLICATED_HTTP_SERVICE:
+        apps = attackable_apps(topology)
+        if not apps:
+            raise ActivityFailed("this topology has no http service whose instances paydar up runs; the app "
+                                 "experiments are only planned for one that has")
+        return max(apps, key=lambda sid: (len(topology.service(sid).regions), -apps.index(sid)))
     if role is Role.REGION_WITH_MOST_PRIMARIES:
         return max(topology.region_names, key=lambda r: (primaries[r], -order[r]))
     if role is Role.QUIETEST_REGION:

@@ -246,7 +246,7 @@ def _planned(realization: Realization, options: DrillOptions) -> list[Experiment
             raise BadInput(f"no cell of the N-1 matrix matches {' or '.join(options.only)}; "
                               "patterns match 'component:fault', e.g. 'node.<service>.*' or '*:crash'")
         return planned
-    return load_catalog(experiments())
+    return load_catalog(experiments(), realization.topology)
 
 
 def _exercise(realization: Realization, report: DrillReport, options: DrillOptions, console: Console) -> None:

@@ -1,6 +1,7 @@
 """HTTP API of a failover controller.
 
-Peers:     POST /v1/proposals         (a proposed table; answers this controller's signature or 409 why not)
+Peers:     POST /v1/prevotes          (would this controller co-sign? 200 agree, or 409 why not; nothing signed)
+           POST /v1/proposals         (a proposed table; answers this controller's signature or 409 why not)
            GET/POST /v1/routing-table (the certified table held; adopt a newer certified one)
 Operators: GET/POST /v1/intents       (POST: an intent signed by an operator key: drain, fence, promote, clear)
 Health:    /livez /readyz /state /metrics
@@ -39,6 +40,16 @@ async def proposals(request: web.Request) -> web.Response:
     except Disagreement as exc:
         return json_error(409, f"not co-signed: {exc}")
     return web.json_response({"signature": signature.model_dump(mode="json")})
+
+
+async def prevotes(request: web.Request) -> web.Response:
+    controller = request.app[CONTROLLER]
+    offer = await read_model(request, SignedTable, limit=MAX_TABLE_BYTES)
+    try:
+        await controller.prevote(offer)
+    except Disagreement as exc:
+        return json_error(409, f"would not co-sign: {exc}")
+    return web.json_response({"agree": True})
 
 
 async def get_table(request: web.Request) -> web.Response:
@@ -91,6 +102,7 @@ def build_app(controller: Controller) -> web.Application:
                                  on_shed=controller.metrics.shed.inc)
     app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[CONTROLLER] = controller
+    app.router.add_post("/v1/prevotes", prevotes)
     app.router.add_post("/v1/proposals", proposals)
     app.router.add_get("/v1/routing-table", get_table)
     app.router.add_post("/v1/routing-table", post_table)

@@ -50,7 +50,7 @@ from paydar.probes.models import ObservationRound
 from paydar.server.component import Foundation
 from paydar.workload.contract import InstanceState
 
-__all__ = ["Controller", "Disagreement", "votes_of"]
+__all__ = ["Controller", "Disagreement", "prevote_payload", "votes_of"]
 
 log = logging.getLogger(__name__)
 MAX_OBSERVATION_BYTES = 16 * 1024 * 1024
@@ -293,6 +293,16 @@ class Controller:
         if allowed is None:
             return
         proposal = allowed
+        if self.ballot.signed_successor(held) is None:
+            # Signing is a vote for the only successor of the held table this controller will
+            # ever sign: it asks first whether enough peers' views agree, so a view of its own
+            # that the others do not share (and that may pass) never locks its vote.
+            agreed, refusals = await self._prevote(proposal)
+            if agreed + 1 < self.control.threshold:
+                reasons = "; ".join(refusals)
+                self._outcome(proposal, "no-quorum", f"pre-vote: {agreed + 1} of {self.control.threshold} views "
+                                                     f"agree ({reasons or 'peers unreachable'}); nothing signed")
+                return
         self.ballot.record(held, proposal)
         own = self.f.signer.sign(proposal.model_dump(mode="json"))
         offer = SignedTable(table=proposal, signatures=(own,)).model_dump_json().encode()
@@ -372,6 +382,25 @@ class Controller:
             await asyncio.gather(*asks, return_exceptions=True)
         return signatures, replies
 
+    async def _prevote(self, proposal: RoutingTable) -> tuple[int, list[str]]:
+        """How many peers' views call for ``proposal`` (asked without anyone voting), and why not."""
+        asked = SignedTable(table=proposal, signatures=(self.f.signer.sign(prevote_payload(proposal)),))
+        offer = asked.model_dump_json().encode()
+
+        async def ask(peer: str, url: str) -> str | None:
+            try:
+                async with self._http().post(url + "/v1/prevotes", data=offer, timeout=self._ask_timeout,
+                                             headers={"Content-Type": "application/json"}) as response:
+                    answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
+                    self.peer_seen[peer] = time.monotonic()
+                    return None if response.status == 200 and answer.get("agree") is True else \
+                        f"{peer}: {str(answer.get('error', response.status))[:300]}"
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError, AttributeError):
+                return f"{peer}: unreachable"
+
+        answers = await asyncio.gather(*(ask(p, u) for p, u in self.config.peers.items()))
+        return sum(1 for a in answers if a is None), [a for a in answers if a]
+
     async def _ask(self, peer: str, url: str, offer: bytes) -> tuple[Signature | None, str]:
         try:
             async with self._http().post(url + "/v1/proposals", data=offer, timeout=self._ask_timeout,
@@ -387,10 +416,27 @@ class Controller:
     async def consider(self, offer: SignedTable) -> Signature:
         """Co-sign a peer's proposal only if this controller's own view calls for it
         (:func:`paydar.failover.cosign.decide_cosign` has the rules and their reasons)."""
-        table = offer.table
-        payload = offer.payload()
+        held, proposers = await self._weigh(offer, offer.payload())
+        self.ballot.record(held, offer.table)
+        own = self.f.signer.sign(offer.payload())
+        if len(proposers - {self.f.signer.key_id}) + 1 >= self.control.threshold:
+            # With this signature the table is certified: publish it ourselves, so a proposer
+            # that collects signatures and withholds the table cannot keep it from the others.
+            signed = SignedTable(table=offer.table, signatures=(*offer.signatures, own))
+            self._background(self._certify(signed), "certify")
+        return own
+
+    async def prevote(self, offer: SignedTable) -> None:
+        """Whether this controller would co-sign ``offer`` now, decided exactly as :meth:`consider`
+        decides, with nothing signed and no vote recorded. ``offer`` carries its proposer's
+        signature over :func:`prevote_payload`, which is never a table signature, so a
+        pre-vote can never be turned into a certified table. Raises :class:`Disagreement`."""
+        await self._weigh(offer, prevote_payload(offer.table))
+
+    async def _weigh(self, offer: SignedTable, signed: dict[str, Any]) -> tuple[RoutingTable, frozenset[str]]:
+        """The held table and the proposers' key ids, when this controller agrees with ``offer``."""
         try:
-            proposers = verify_threshold(payload, offer.signatures, self.f.trust.keys(Role.CONTROLLER), 1,
+            proposers = verify_threshold(signed, offer.signatures, self.f.trust.keys(Role.CONTROLLER), 1,
                                          Role.CONTROLLER.value)
         except SignatureError:
             proposers = frozenset()
@@ -398,19 +444,13 @@ class Controller:
         routes = decide(await self.snapshot(), self.topology).routes if proposers else {}
         if self.table is not held:
             raise Disagreement(f"table v{self.table.version} arrived while considering the proposal")
-        decision = decide_cosign(held=held, proposal=table, own_routes=routes, signed_by_controller=bool(proposers),
-                                 under_signed=self.f.guard.under_signed, ballot=self.ballot, now=self._clock(),
-                                 ttl=self.control.table_ttl, skew=CLOCK_SKEW_SECONDS)
+        decision = decide_cosign(held=held, proposal=offer.table, own_routes=routes,
+                                 signed_by_controller=bool(proposers), under_signed=self.f.guard.under_signed,
+                                 ballot=self.ballot, now=self._clock(), ttl=self.control.table_ttl,
+                                 skew=CLOCK_SKEW_SECONDS)
         if not decision.sign:
             raise Disagreement(str(decision))
-        self.ballot.record(held, table)
-        own = self.f.signer.sign(payload)
-        if len(proposers - {self.f.signer.key_id}) + 1 >= self.control.threshold:
-            # With this signature the table is certified: publish it ourselves, so a proposer
-            # that collects signatures and withholds the table cannot keep it from the others.
-            signed = SignedTable(table=table, signatures=(*offer.signatures, own))
-            self._background(self._certify(signed), "certify")
-        return own
+        return held, proposers
 
     async def _certify(self, signed: SignedTable) -> None:
         try:
@@ -489,6 +529,12 @@ class Controller:
             probers={p: ProberRound(round=r.round, age_seconds=round(now - r.finished_at, 3),
                                     failing=sorted(o.target for o in r.failing)) for p, r in self.rounds.items()},
             intents=list(self.intent_log.intents), last_proposal=self.last_proposal)
+
+
+def prevote_payload(table: RoutingTable) -> dict[str, Any]:
+    """What a proposer signs to ask for a pre-vote: the table wrapped, so that the signature
+    verifies as nothing but a pre-vote."""
+    return {"prevote": table.model_dump(mode="json")}
 
 
 def votes_of(body: ObservationRound) -> dict[str, bool]:

@@ -20,6 +20,7 @@ class GatewayMetrics:
     tables_refused: Counter
     shed: Counter
     forged: Counter
+    app_inflight: Gauge
 
     @classmethod
     def create(cls, region: str, registry: CollectorRegistry | None = None) -> GatewayMetrics:
@@ -38,4 +39,6 @@ class GatewayMetrics:
                          registry=reg).labels(region=region),
             forged=Counter("paydar_gateway_unproven_answers", "Upstream answers dropped: their receipt did not verify",
                            ["region", "target_region"], registry=reg),
+            app_inflight=Gauge("paydar_gateway_app_inflight", "Requests in flight to an http service's instances",
+                               ["region", "service"], registry=reg),
         )

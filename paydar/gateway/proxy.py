@@ -148,10 +148,13 @@ class Proxy:
                                                f"flight at gateway {self.region}, its bound; retry shortly"},
                                      status=503, headers={"Retry-After": "1"})
         self.inflight[service] += 1
+        gauge = self.metrics.app_inflight.labels(region=self.region, service=service)
+        gauge.inc()
         try:
             return await self._handle(request, service, http)
         finally:
             self.inflight[service] -= 1
+            gauge.dec()
 
     async def _handle(self, request: web.Request, service: str, http: HttpWorkload) -> web.StreamResponse:
         body = await read_body(request, http.limits.max_body_bytes) if request.body_exists else None

@@ -21,7 +21,7 @@ from paydar.model.wire import as_counter, parse_json
 from paydar.probes.models import TargetKind, TargetObservation
 from paydar.workload.contract import InstanceState
 
-__all__ = ["ProbeEngine", "Target", "canary_failure", "gateway_observation", "node_observation"]
+__all__ = ["ProbeEngine", "Target", "canary_failure", "gateway_observation", "node_observation", "run_canary"]
 
 MAX_ANSWER_BYTES = 256 * 1024
 
@@ -90,15 +90,7 @@ class ProbeEngine:
         """Run ``canary`` against ``base`` (an instance, or a gateway's service prefix); None
         when it passes, else what failed."""
         async with self._slots:
-            try:
-                async with self.session.request(canary.method, URL(base + canary.path, encoded=True),
-                                                data=canary.body.encode() if canary.body is not None else None,
-                                                headers={"Content-Type": "application/json"}
-                                                if canary.body is not None else None) as response:
-                    raw = await response.content.read(MAX_ANSWER_BYTES)
-                    return canary_failure(canary, response.status, raw)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                return f"canary: {_reason(exc)}"
+            return await run_canary(self.session, base, canary)
 
     async def get_json(self, url: str) -> dict[str, object] | None:
         """A bounded GET for the integrity and lag checks; None when there is no usable answer."""
@@ -111,6 +103,19 @@ class ProbeEngine:
                     return answer if isinstance(answer, dict) else None
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 return None
+
+
+async def run_canary(session: aiohttp.ClientSession, base: str, canary: Canary) -> str | None:
+    """Send ``canary`` to ``base`` + its path on ``session`` (whose timeout bounds it); None when
+    the answer passes, else what failed. Probers, drills and benchmarks all run it this way."""
+    try:
+        async with session.request(canary.method, URL(base + canary.path, encoded=True),
+                                   data=canary.body.encode() if canary.body is not None else None,
+                                   headers={"Content-Type": "application/json"}
+                                   if canary.body is not None else None) as response:
+            return canary_failure(canary, response.status, await response.content.read(MAX_ANSWER_BYTES))
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return f"canary: {_reason(exc)}"
 
 
 def canary_failure(canary: Canary, status: int, raw: bytes) -> str | None:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from paydar.chaos.liar import ScriptedProber
+from paydar.failover.controller import prevote_payload
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
 from paydar.infra.local.realizer import Realization
 from paydar.model.routing import RoutingTable, SignedTable, sign_table
@@ -210,9 +211,17 @@ def test_a_rogue_controller_can_neither_act_as_operator_nor_inflate_epochs(start
                                 previous=held.digest(), reason=f"rogue: {name}",
                                 services={**held.services, SERVICE: rogue_route})
         offer = sign_table(proposal, [rogue]).model_dump_json().encode()
+        asked = SignedTable(table=proposal, signatures=(rogue.sign(prevote_payload(proposal)),))
         for url in honest:
             status, body = post(url + "/v1/proposals", offer, {"Content-Type": "application/json"})
             assert status == 409 and "not co-signed" in body["error"], (name, body)
+            status, body = post(url + "/v1/prevotes", asked.model_dump_json().encode(),
+                                {"Content-Type": "application/json"})
+            assert status == 409 and "would not co-sign" in body["error"], (name, body)
+            # A pre-vote's signature is no table signature: replayed as a proposal, it is unsigned.
+            status, body = post(url + "/v1/proposals", asked.model_dump_json().encode(),
+                                {"Content-Type": "application/json"})
+            assert status == 409 and "carries no valid controller signature" in body["error"], (name, body)
     assert current_table(system).table.version == held.version, "nothing moved"
 
 
