@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 from yarl import URL
 
 from paydar.chaos.faults import Fault
-from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.impostor import Impostor
+from paydar.chaos.liar import ScriptedProber
 from paydar.chaos.probes import seconds_until_available
 from paydar.chaos.reach import IMPOSTORS, LIARS, change_links, offer_everywhere, routes_in_force
 from paydar.chaos.target import (
@@ -240,7 +240,7 @@ def flood_gateway(region: str, seconds: float = 5.0, concurrency: int = 200,
     returns the responses by status (shedding shows as 503)."""
     system = realization(configuration)
     record_fault(system, kind=Fault.FLOOD, component=gateway_id(region), region=region)
-    service = system.topology.services[0].id
+    service = (system.topology.registry_services or system.topology.services)[0].id
     return asyncio.run(_flood(f"{system.plan.gateway(region).url}/v1/services/{service}/documents/flood", seconds,
                               concurrency))
 
@@ -355,5 +355,18 @@ def undo_fault(configuration: Configuration = None, secrets: Secrets = None) -> 
 
 def _settle(configuration: Configuration) -> float:
     """Wait until citizens are served through every gateway again, so the next experiment starts
-    from a settled system; the cell was judged already, so only the settle timeout counts."""
-    return seconds_until_available(SETTLE_TIMEOUT, configuration, hold_to_rto=False)
+    from a settled system; the cell was judged already, so only the settle timeout counts.
+
+    An http service's route drops the instances judged down and takes them back once they are
+    judged up again, a few rounds later: that wait is bounded by the same timeout, so the next
+    experiment does not see a route move that this one caused."""
+    started = time.monotonic()
+    seconds = seconds_until_available(SETTLE_TIMEOUT, configuration, hold_to_rto=False)
+    system = realization(configuration)
+    apps = {s.id: set(s.regions) for s in system.topology.services if s.http is not None}
+    while apps and time.monotonic() - started < SETTLE_TIMEOUT:
+        routes = current_table(system).table.services
+        if all(set(routes[sid].regions) == regions for sid, regions in apps.items()):
+            break
+        time.sleep(0.1)
+    return seconds

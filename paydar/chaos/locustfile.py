@@ -58,7 +58,8 @@ class Citizen(HttpUser):
         n = next(_SERIAL)
         service = SERVICES[n % len(SERVICES)]
         if service in CANARIES:
-            return self._app(service, CANARIES[service])
+            self._app(service, CANARIES[service])
+            return
         doc_id = f"load-{_RUN}-{self.region}-{n}"
         document = {"citizen_id": f"{(n * 104729) % 10**10:010d}", "kind": "national-id-card",
                     "data": {"load": _RUN, "serial": n}}

@@ -57,20 +57,10 @@ def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
     """
     topology = system.topology
     built: list[Cell] = []
-    first_service = topology.services[0].id
-    apps = topology.http_services
-    attackable = attackable_apps(topology)
+    first_service = (topology.registry_services or topology.services)[0].id
+    apps, attackable = topology.http_services, set(attackable_apps(topology))
     for service in topology.services:
-        http = apps.get(service.id)
-        if http is not None and service.id not in attackable:
-            continue  # an instance given by URL is not Paydar's to crash; region partitions still cut it off
-        for role in ROLES:
-            node = f"{Kind.NODE.value}.{service.id}@{role}"
-            if http is not None:
-                built += [_app_cell(node, fault) for fault in FAULTS["app"]]
-            else:
-                built += [_component_cell(node, Kind.NODE.value, fault, None, first_service)
-                          for fault in FAULTS[Kind.NODE.value]]
+        built += _instance_cells(service.id, service.id in apps, service.id in attackable, first_service)
     for component in system.plan.components:
         kind = component.kind.value
         if component.kind is Kind.NODE:
@@ -83,7 +73,7 @@ def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
                 built.append(_component_cell(component.id, kind, fault, component.region, first_service))
     for region in topology.region_names:
         built.append(_cell(f"region.{region}", Fault.PARTITION, {"region": region}))
-        if hosted := topology.services_in(region):
+        if hosted := [s for s in topology.services_in(region) if s.id not in apps]:
             built.append(_cell(f"region.{region}", Fault.STOLEN_VAULT_CREDENTIALS,
                                {"service": hosted[0].id, "region": region}))
     if only:
@@ -95,6 +85,19 @@ def _cell(component: str, fault: Fault, arguments: dict[str, Any]) -> Cell:
     spec = REGISTRY[fault]
     return Cell(component, fault.value, spec.action, arguments, checks=spec.checks, detect=spec.detect,
                 module=spec.module)
+
+
+def _instance_cells(service: str, app: bool, attackable: bool, first_service: str) -> list[Cell]:
+    """A service's instance cells by role: node faults, or app faults for an app Paydar runs (an
+    instance given by URL is not Paydar's to crash; region partitions still cut it off)."""
+    if app and not attackable:
+        return []
+    built = []
+    for role in ROLES:
+        node = f"{Kind.NODE.value}.{service}@{role}"
+        built += [_app_cell(node, fault) for fault in FAULTS["app"]] if app else \
+            [_component_cell(node, Kind.NODE.value, fault, None, first_service) for fault in FAULTS[Kind.NODE.value]]
+    return built
 
 
 def _app_cell(component: str, fault: Fault) -> Cell:

@@ -1,5 +1,6 @@
 """How attacks reach the system: link changes, a table offered to everyone, the routes in force,
-and the lying probers and app instances this process holds. Shared by ``paydar.chaos.actions`` and ``paydar.chaos.compromise``."""
+and the lying probers and app instances this process holds. Shared by ``paydar.chaos.actions``
+and ``paydar.chaos.compromise``."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def routes_in_force(system: Realization) -> dict[str, Any]:
 
 
 async def offer_everywhere(system: Realization, body: bytes) -> dict[str, int]:
-    """Offer a table to every node, gateway and controller; the HTTP status each answered."""
-    targets = [c for c in system.plan.components if c.kind.value in ("node", "gateway", "controller")]
+    """Offer a table to every node, gateway and controller (not to agency apps, which obey none);
+    the HTTP status each answered."""
+    targets = [c for c in system.plan.components if c.kind.value in ("node", "gateway", "controller") and not c.app]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         async def one(url: str) -> int:
             try:

@@ -25,7 +25,7 @@ class Role(StrEnum):
     """What an experiment may ask :func:`choose` for."""
 
     MOST_REPLICATED_SERVICE = "most-replicated-service"
-    """The service hosted in the most regions: the one whose failover has the most to prove."""
+    """The registry service hosted in the most regions: the one whose failover has the most to prove."""
     REGION_WITH_MOST_PRIMARIES = "region-with-most-primaries"
     """The region whose loss moves the most primaries."""
     QUIETEST_REGION = "quietest-region"
@@ -49,7 +49,11 @@ def pick(role: Role, topology: NationalTopology, table: RoutingTable) -> str:
         raise ActivityFailed("a drill needs at least two regions: with one, any fault is a national outage")
     order = {name: n for n, name in enumerate(topology.region_names)}
     primaries = Counter(route.primary for route in table.services.values() if route.primary)
-    most_replicated = max(enumerate(topology.services), key=lambda e: (len(e[1].regions), -e[0]))[1].id
+    # The registry experiments attack Paydar's own nodes: an agency app has none of their data.
+    registry = topology.registry_services
+    if not registry and role in (Role.MOST_REPLICATED_SERVICE, Role.PRIMARY_REGION_OF_MOST_REPLICATED):
+        raise ActivityFailed("this topology has no registry service for the node experiments to attack")
+    most_replicated = max(enumerate(registry), key=lambda e: (len(e[1].regions), -e[0]))[1].id if registry else ""
     if role is Role.MOST_REPLICATED_SERVICE:
         return most_replicated
     if role is Role.MOST_REPLICATED_HTTP_SERVICE:

@@ -480,8 +480,11 @@ class Controller:
         self.ballot.prune(signed.table)
 
     async def publish(self, signed: SignedTable) -> dict[str, str]:
-        """Push a certified table to every node, gateway and peer controller."""
-        targets = {node_id(s, r): url for s, regions in self.config.nodes.items() for r, url in regions.items()}
+        """Push a certified table to every node, gateway and peer controller (an agency app's
+        instance obeys no table: the gateways in front of it do)."""
+        apps = self.topology.http_services
+        targets = {node_id(s, r): url for s, regions in self.config.nodes.items() if s not in apps
+                   for r, url in regions.items()}
         targets |= {gateway_id(r): url for r, url in self.config.gateways.items()}
         targets |= dict(self.config.peers)
         results = await asyncio.gather(*(self._push(url, signed) for url in targets.values()))

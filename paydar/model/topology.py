@@ -333,6 +333,11 @@ class NationalTopology(_Model):
         return tuple(region.name for region in self.regions)
 
     @property
+    def registry_services(self) -> tuple[Service, ...]:
+        """The services whose state Paydar's own nodes hold (``workload: registry``)."""
+        return tuple(s for s in self.services if s.workload is WorkloadKind.REGISTRY)
+
+    @property
     def http_services(self) -> dict[str, HttpWorkload]:
         """Each ``workload: http`` service's block, by service id."""
         return {s.id: s.http for s in self.services if s.workload is WorkloadKind.HTTP and s.http is not None}

@@ -39,11 +39,15 @@ class BackupOutcome:
 def select_nodes(realization: Realization, service: str | None, region: str | None) -> list[str]:
     """Node ids matching the filters; a clear error for an unknown service or region."""
     topology = realization.topology
+    apps = topology.http_services
     if service is not None:
         topology.service(service)  # KeyError with the known ids
+        if service in apps:
+            raise BadInput(f"service {service} is an agency app (workload: http): its state is its app's own, "
+                           "and Paydar holds no backup of it")
     if region is not None and region not in topology.region_names:
         raise BadInput(f"unknown region {region!r}; regions are {', '.join(topology.region_names)}")
-    nodes = [node_id(s.id, r) for s in topology.services for r in s.regions
+    nodes = [node_id(s.id, r) for s in topology.services if s.id not in apps for r in s.regions
              if (service is None or s.id == service) and (region is None or r == region)]
     if not nodes:
         raise BadInput(f"service {service} is not hosted in {region}")

@@ -48,8 +48,9 @@ class Rotation:
 
 def _signing(system: Realization, component: str) -> PlannedComponent:
     planned = system.plan.component(component)  # KeyError names the known components
-    if planned.kind not in SIGNING_KINDS:
-        raise BadInput(f"{component} holds no signing key; nodes, gateways, probers and controllers do")
+    if planned.kind not in SIGNING_KINDS or planned.app:
+        raise BadInput(f"{component} holds no signing key; nodes, gateways, probers and controllers do (an "
+                       "agency app's instance is given none)")
     return planned
 
 
@@ -65,7 +66,7 @@ def rotate(system: Realization, component: str, step: Callable[[str], None] = la
     planned = _signing(system, component)
     started = time.monotonic()
     keystore = system.keystore()
-    signing = [c.id for c in system.plan.components if c.kind in SIGNING_KINDS]
+    signing = [c.id for c in system.plan.components if c.kind in SIGNING_KINDS and not c.app]
     old = keystore.load(component)
     new = Ed25519PrivateKey.generate()
     publics = {c: (new.public_key() if c == component else keystore.load(c).public_key()) for c in signing}
@@ -74,7 +75,8 @@ def rotate(system: Realization, component: str, step: Callable[[str], None] = la
     step(f"trust root lists the new key {key_id(new.public_key())} for {component}")
     rpc = system.supervisor.rpc().supervisor
     for c in system.plan.components:
-        if c.kind in RELOADING_KINDS and rpc.getProcessInfo(c.id)["statename"] == "RUNNING":
+        # An agency app reloads nothing of Paydar's, and SIGHUP would end most of them.
+        if c.kind in RELOADING_KINDS and not c.app and rpc.getProcessInfo(c.id)["statename"] == "RUNNING":
             rpc.signalProcess(c.id, "HUP")
     step("every node, gateway and controller reloaded it (SIGHUP)")
     resigned = _wait_resigned(system, trust, step) if planned.kind is Kind.CONTROLLER else None

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-
 from yarl import URL
 
 from paydar.model.topology import Canary

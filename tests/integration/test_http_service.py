@@ -85,7 +85,8 @@ def applied(system: Realization) -> dict[str, int]:
 
 
 def route(system: Realization, via: str) -> dict[str, Any]:
-    return http("GET", system.plan.gateway(via).url + "/v1/services")[1]["services"][APP]
+    found: dict[str, Any] = http("GET", system.plan.gateway(via).url + "/v1/services")[1]["services"][APP]
+    return found
 
 
 def served_by(system: Realization, via: str) -> str | None:
@@ -172,8 +173,10 @@ def test_a_broken_instance_is_routed_around_within_the_rto(system: Realization, 
     try:
         assert recorded["component"].endswith(target) or recorded["region"] == target
         for via in others:
-            wait_until(lambda via=via: served_by(system, via) not in (None, target), RTO,
-                       f"{via}'s citizens served by another instance after the {fault}")
+            def elsewhere(via: str = via) -> bool:
+                return served_by(system, via) not in (None, target)
+
+            wait_until(elsewhere, RTO, f"{via}'s citizens served by another instance after the {fault}")
         assert time.monotonic() - started <= RTO
         wait_until(lambda: target not in (r := route(system, others[0]))["standbys"] + [r["primary"]], RTO,
                    f"the {fault} instance out of the certified route")

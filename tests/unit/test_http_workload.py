@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from paydar.chaos.roles import Role, pick
 from paydar.cli import cli
-from paydar.infra.local.realizer import up
+from paydar.infra.local.plan import build_plan
+from paydar.infra.local.realizer import Realization, up
 from paydar.infra.production.plan import load_stack
 from paydar.model.errors import BadInput, TopologyError
-from paydar.model.topology import InstanceMode, WorkloadKind, load_topology, parse_topology
+from paydar.model.routing import initial_table
+from paydar.model.topology import InstanceMode, WorkloadKind, parse_topology
+from paydar.ops.backups import select_nodes
+from paydar.ops.keys import preview_rotation
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE: dict[str, Any] = yaml.safe_load((ROOT / "national.yaml").read_text())
@@ -112,3 +118,22 @@ def test_production_refuses_what_it_cannot_render_yet(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.staging.yaml").write_text((ROOT / "Pulumi.staging.yaml").read_text())
     with pytest.raises(BadInput, match="h1 use workload: http, which runs locally"):
         load_stack("staging", tmp_path)
+
+
+def test_an_app_holds_no_paydar_key_backup_or_node_attack(tmp_path: Path) -> None:
+    data = with_http()
+    data["services"][-1]["regions"] = REGIONS  # the most replicated service of all: still never a node target
+    data["services"][-1]["http"]["instances"] = {r: {"command": ["app", "{port}"]} for r in REGIONS}
+    topology = parse_topology(data, source="<test>")
+    system = cast("Realization", SimpleNamespace(topology=topology, plan=build_plan(topology, tmp_path)))
+    app = system.plan.node("h1", REGIONS[0])
+    assert app.app and app.supervised
+    with pytest.raises(BadInput, match="an agency app's instance is given none"):
+        preview_rotation(system, app.id)
+    with pytest.raises(BadInput, match=r"service h1 is an agency app .* Paydar holds no backup of it"):
+        select_nodes(system, "h1", None)
+    assert not [n for n in select_nodes(system, None, None) if ".h1." in n]
+    table = initial_table(topology, 0)
+    assert pick(Role.MOST_REPLICATED_SERVICE, topology, table) != "h1"
+    assert pick(Role.MOST_REPLICATED_HTTP_SERVICE, topology, table) == "h1"
+    assert "paydar-h1" not in Realization.vault_buckets(system), "no vault bucket for an app"

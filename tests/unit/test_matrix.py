@@ -8,7 +8,9 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+import yaml
 
+from paydar.chaos.catalog import experiments, load_catalog
 from paydar.chaos.faults import FAULTS
 from paydar.chaos.load import Sample
 from paydar.chaos.matrix import cells, experiment
@@ -104,3 +106,34 @@ def test_the_matrix_report_draws_a_heat_map_of_every_cell() -> None:
     assert all(f"<tr><th>{c}</th>" in page for c in ("node.1101.tehran", "gateway.tehran", "link.tehran.isfahan"))
     assert ">90%<br>1.5s</td>" in page and ">BROKE<br>1.5s</td>" in page and "class='na'" in page
     assert "FAILED: experiments broke: link.tehran.isfahan:cut" in page
+
+
+def _realization(path: Path) -> Realization:
+    topology = load_topology(path)
+    return cast("Realization", SimpleNamespace(topology=topology, plan=build_plan(topology, Path("/nonexistent"))))
+
+
+def test_an_app_instance_gets_the_app_faults_by_role_and_the_catalog_its_experiments() -> None:
+    example = _realization(ROOT / "examples" / "http-service.yaml")
+    app = next(iter(example.topology.http_services))
+    named = {c.name: c for c in cells(example, (f"node.{app}@*",))}
+    assert set(named) == {f"node.{app}@{role}:{fault}" for role in ("primary", "standby") for fault in FAULTS["app"]}
+    assert named[f"node.{app}@primary:flood"].action == "flood_instance"
+    assert named[f"node.{app}@standby:lying-instance"].action == "impersonate_instance"
+    with_apps = {name for name, _ in load_catalog(experiments(), example.topology)}
+    without = {name for name, _ in load_catalog(experiments(), load_topology(ROOT / "national.yaml"))}
+    assert with_apps - without == {"crash-an-app-instance", "hang-an-app-instance", "lying-app-instance",
+                                   "flood-an-app-instance"}
+
+
+def test_an_app_paydar_does_not_run_gets_no_instance_cells(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "examples" / "http-service.yaml").read_text())
+    app = next(s for s in data["services"] if s.get("workload") == "http")
+    first = app["regions"][0]
+    app["http"]["instances"][first] = {"url": "http://127.0.0.1:8080"}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(data))
+    system = _realization(tmp_path / "t.yaml")
+    assert not cells(system, (f"node.{app['id']}@*",)), "an instance given by URL is not Paydar's to crash"
+    assert {c.name for c in cells(system, ("region.*:partition",))}, "region partitions still cut it off"
+    assert system.plan.node(app["id"], first).supervised is False
+    assert "lying-app-instance" not in {name for name, _ in load_catalog(experiments(), system.topology)}

@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from paydar.infra.local.ports import PortAllocator
-from paydar.model.ids import Kind, gateway_id, link_id, node_id
 from paydar.model.errors import BadInput
+from paydar.model.ids import Kind, gateway_id, link_id, node_id
 from paydar.model.topology import NationalTopology, Service, WorkloadKind
 
 __all__ = ["LinkPlan", "Plan", "PlannedComponent", "build_plan"]

@@ -99,7 +99,8 @@ class Realization:
         return load_identity(self.layout.vault_admin)
 
     def vault_buckets(self) -> list[str]:
-        return [bucket_name(s.id) for s in self.topology.services]
+        """One locked bucket per service whose state Paydar holds (not an agency app's)."""
+        return [bucket_name(s.id) for s in self.topology.registry_services]
 
     def keystore(self) -> KeyStore:
         return KeyStore(self.layout.keys)
@@ -182,7 +183,7 @@ def _write_identities(realization: Realization) -> None:
         write_secret(layout.link_token(link.id))
     identities = [_vault_identity(layout.vault_admin, "paydar-admin", ("Admin", "Read", "Write", "List", "Tagging"))]
     for region in topology.region_names:
-        hosted = [bucket_name(s.id) for s in topology.services if region in s.regions]
+        hosted = [bucket_name(s.id) for s in topology.registry_services if region in s.regions]
         identities.append(_vault_identity(layout.vault_region(region), f"paydar-region-{region}",
                                           vault.region_actions(region, hosted)))
     write_json_atomic(layout.vault_s3_config, vault.render_s3_config(identities), mode=0o600)
