@@ -19,6 +19,7 @@ from paydar.chaos.catalog import experiments, load_catalog, run_experiments
 from paydar.drill.run import DrillOptions, DrillReport, run_drill
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.realizer import down
+from paydar.model.topology import load_topology
 from tests.helpers import ROOT, write_topology
 from tests.integration.conftest import running
 
@@ -156,7 +157,7 @@ def test_the_catalog_and_matrix_cells_hold_on_a_topology_with_other_names_and_si
                                         ("node.a1@standby:hang", "node.c3@primary:crash", "region.yazd:partition"))
     for report in (catalog, cells):
         assert [v["outcome"] for v in report.services] == ["met"] * 3
-    assert len(catalog.experiments) == len(experiments())
+    assert len(catalog.experiments) == len(load_catalog(experiments(), load_topology(tmp_path / "other.yaml")))
     assert {e["name"] for e in cells.experiments} == {"node.a1@standby:hang", "node.c3@primary:crash",
                                                       "region.yazd:partition"}
 
@@ -204,3 +205,21 @@ def test_a_missed_rto_fails_the_drill_with_its_cause_and_the_safeguard_aborts_a_
     assert aborted["aborted"].startswith("availability through the unaffected regions stayed below the floor of 90%")
     assert any(r["activity"]["name"] == "undo-the-fault" and r["status"] == "succeeded"
                for r in json.loads(Path(aborted["journal"]).read_text())["rollbacks"]), "the rollback still ran"
+
+
+@pytest.mark.timeout(450)
+def test_an_agency_app_is_drilled_and_judged_beside_the_registry(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "http-service.yaml"
+    topology = load_topology(example)
+    app = next(iter(topology.http_services))
+    region = topology.service(app).regions[-1]
+    only = (f"node.{app}@primary:lying-instance", f"node.{app}@standby:hang", f"region.{region}:partition")
+    with running(example, tmp_path / "state") as system:
+        report = _drill(system, tmp_path / "app.log", matrix=True, only=only)
+    assert report.passed, report.failure
+    assert {e["name"] for e in report.experiments} == set(only)
+    verdict = next(v for v in report.services if v["service"] == app)
+    assert verdict["outcome"] == "met" and verdict["worst_writes"] is not None, verdict
+    assert verdict["worst_writes"] <= topology.service(app).rto
+    lying = next(e for e in report.experiments if e["name"] == only[0])
+    assert lying["fault"]["kind"] == "lying-instance" and lying["fault_component"].startswith(f"node.{app}.")
