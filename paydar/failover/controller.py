@@ -47,6 +47,7 @@ from paydar.model.routing import RoutingTable, SignedTable
 from paydar.model.signing import Signature, verify_threshold
 from paydar.model.wire import parse_json
 from paydar.probes.models import ObservationRound
+from paydar.server.answers import read_up_to
 from paydar.server.component import Foundation
 from paydar.workload.contract import InstanceState
 
@@ -206,7 +207,7 @@ class Controller:
             async with self._http().get(url + "/v1/observations") as response:
                 if response.status != 200:
                     return None
-                raw = await response.content.read(MAX_OBSERVATION_BYTES)
+                raw = await read_up_to(response, MAX_OBSERVATION_BYTES)
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
         admission = admit_round(raw, prober=prober, trust=self.f.trust, plan=self.round_plan,
@@ -303,6 +304,14 @@ class Controller:
                 self._outcome(proposal, "no-quorum", f"pre-vote: {agreed + 1} of {self.control.threshold} views "
                                                      f"agree ({reasons or 'peers unreachable'}); nothing signed")
                 return
+            # While the pre-vote was out, a peer's table or proposal may have arrived and been
+            # signed: the votes are checked again, with nothing awaited before they are recorded.
+            if self.table is not held:
+                self._outcome(proposal, "superseded", f"table v{self.table.version} arrived during the pre-vote")
+                return
+            if (refusal := self.ballot.refusal(held, proposal)) is not None:
+                self._outcome(proposal, "waiting", f"{refusal} during the pre-vote; nothing more signed")
+                return
         self.ballot.record(held, proposal)
         own = self.f.signer.sign(proposal.model_dump(mode="json"))
         offer = SignedTable(table=proposal, signatures=(own,)).model_dump_json().encode()
@@ -391,7 +400,7 @@ class Controller:
             try:
                 async with self._http().post(url + "/v1/prevotes", data=offer, timeout=self._ask_timeout,
                                              headers={"Content-Type": "application/json"}) as response:
-                    answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
+                    answer = parse_json(await read_up_to(response, MAX_ANSWER_BYTES))
                     self.peer_seen[peer] = time.monotonic()
                     return None if response.status == 200 and answer.get("agree") is True else \
                         f"{peer}: {str(answer.get('error', response.status))[:300]}"
@@ -405,7 +414,7 @@ class Controller:
         try:
             async with self._http().post(url + "/v1/proposals", data=offer, timeout=self._ask_timeout,
                                          headers={"Content-Type": "application/json"}) as response:
-                answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
+                answer = parse_json(await read_up_to(response, MAX_ANSWER_BYTES))
                 self.peer_seen[peer] = time.monotonic()
                 if response.status == 200:
                     return Signature.model_validate(answer["signature"]), ""
@@ -508,7 +517,7 @@ class Controller:
             async with self._http().get(url) as response:
                 if response.status != 200:
                     return None
-                answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
+                answer = parse_json(await read_up_to(response, MAX_ANSWER_BYTES))
                 return answer if isinstance(answer, dict) else None
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return None

@@ -148,14 +148,16 @@ async def metrics(request: web.Request) -> web.Response:
 def build_app(router: Router) -> web.Application:
     """The gateway's aiohttp application; limits come from the topology."""
     limits = router.f.topology.limits
-    def registry_citizen(path: str) -> bool:
-        # An http service's requests have their own bounds (per service, in the proxy), so a
-        # slow agency app can hold only its own slots, never the registry services' ones.
+
+    def app_path(path: str) -> bool:
+        # An http service's requests are bounded per service (in the proxy), so a slow agency
+        # app holds only its own slots: never the registry services' or the control routes'.
         parts = path.split("/", 4)
-        return path.startswith("/v1/services") and not (len(parts) > 3 and router.apps.serves(parts[3]))
+        return path.startswith("/v1/services/") and len(parts) > 3 and router.apps.serves(parts[3])
 
     shedders = standard_shedders(max_inflight=limits.max_inflight_requests, max_queued=limits.max_queued_requests,
-                                 citizen=registry_citizen, on_shed=router.metrics.shed.inc)
+                                 citizen=lambda path: path.startswith("/v1/services") and not app_path(path),
+                                 on_shed=router.metrics.shed.inc, bounded_elsewhere=app_path)
     # Bodies are bounded per route as they are read (read_body); this is only aiohttp's backstop.
     app = web.Application(client_max_size=MAX_TABLE_BYTES, middlewares=[s.middleware for s in shedders])
     app[ROUTER] = router

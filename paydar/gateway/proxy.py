@@ -26,6 +26,7 @@ beyond which requests are shed with 503 + Retry-After without touching other ser
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from paydar.gateway.metrics import GatewayMetrics
 from paydar.gateway.suspects import PROBATION_TIMEOUT_SECONDS, Suspects
 from paydar.model.routing import ServiceRoute, SignedTable
 from paydar.model.topology import HttpWorkload, InstanceMode, NationalTopology
+from paydar.server.answers import read_up_to
 from paydar.server.web import json_error, read_body
 
 __all__ = ["HOP_BY_HOP", "IDEMPOTENT", "SERVED_BY", "Proxy", "candidates", "forwarded_headers", "relayed_headers"]
@@ -49,8 +51,13 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
                         "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 RETRIED_STATUSES = frozenset({502, 503, 504})
-_REPLACED = frozenset({"host", "content-length", "forwarded", "x-forwarded-for", "x-forwarded-host",
-                       "x-forwarded-proto", "x-forwarded-prefix"})
+_REPLACED = frozenset({"host", "content-length", "forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+                       "expect"})
+"""Replaced by what the gateway saw (or, for ``Expect``, moot: the body is read before it is sent)."""
+_REPLACED_PREFIXES = ("x-paydar-", "x-forwarded-")
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no header may carry (aiohttp refuses to write them): such a header is dropped."""
 MAX_HEADERS = 200
 """aiohttp already refuses requests with more header bytes than 8 KiB per line; this bounds the count."""
 
@@ -70,7 +77,9 @@ def forwarded_headers(headers: Iterable[tuple[str, str]], *, peer: str, host: st
     dropped = _dropped(items)
     out: CIMultiDict[str] = CIMultiDict(
         (k, v) for k, v in items
-        if k.lower() not in dropped and k.lower() not in _REPLACED and not k.lower().startswith("x-paydar-"))
+        if k.lower() not in dropped and k.lower() not in _REPLACED and not k.lower().startswith(_REPLACED_PREFIXES))
+    # A Host of anything but host characters could smuggle a second "for=" into Forwarded.
+    host = host if host and set(host) <= _TOKEN_CHARS else "invalid"
     out["Forwarded"] = f'for="{peer}";host="{host}";proto={scheme}'
     out["X-Forwarded-For"] = peer
     out["X-Forwarded-Host"] = host
@@ -86,7 +95,8 @@ def relayed_headers(headers: Iterable[tuple[str, str]], region: str) -> CIMultiD
     dropped = _dropped(items)
     out: CIMultiDict[str] = CIMultiDict(
         (k, v) for k, v in items
-        if k.lower() not in dropped and k.lower() != "content-length" and not k.lower().startswith("x-paydar-"))
+        if k.lower() not in dropped and k.lower() != "content-length" and not k.lower().startswith("x-paydar-")
+        and not _CONTROL.search(k + v))
     out[SERVED_BY] = region
     return out
 
@@ -129,7 +139,10 @@ class Proxy:
     async def start(self) -> None:
         # Bytes exactly as the app sent them (no decompression), and no header the citizen did not send.
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1024, keepalive_timeout=5.0), auto_decompress=False,
+            # No pool-wide limit: each service's own bound caps its connections, so one service
+            # can never wait on another's.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=5.0), auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # one citizen's cookies are never another's
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"))
 
     async def stop(self) -> None:
@@ -158,11 +171,16 @@ class Proxy:
 
     async def _handle(self, request: web.Request, service: str, http: HttpWorkload) -> web.StreamResponse:
         body = await read_body(request, http.limits.max_body_bytes) if request.body_exists else None
-        parts = request.raw_path.split("/", 4)  # ['', 'v1', 'services', <id as sent>, <path and query>]
+        # rel_url, not raw_path: an absolute-form target (GET http://host/v1/...) has its path here too.
+        target = request.rel_url.raw_path + (f"?{request.rel_url.raw_query_string}"
+                                             if request.rel_url.raw_query_string else "")
+        parts = target.split("/", 4)  # ['', 'v1', 'services', <id as sent>, <path and query>]
         tail = "/" + (parts[4] if len(parts) > 4 else "")
         peer = request.remote or "unknown"
         headers = forwarded_headers(request.headers.items(), peer=peer, host=request.host, scheme=request.scheme,
                                     prefix=f"/v1/services/{service}")
+        if body is not None:
+            headers.popall("Content-Encoding", None)  # aiohttp decoded the body as it was read
         route = self._table().table.route(service)
         order = candidates(route, http.mode, self.region, lambda r: self.suspects.suspect(self.instances[service][r]))
         if not order:
@@ -175,6 +193,8 @@ class Proxy:
         for region in order:
             answer, why, sent = await self._attempt(request.method, self.instances[service][region], tail, headers,
                                                     body, http, region)
+            if answer is not None and not 200 <= answer.status <= 599:
+                why, answer = f"answered status {answer.status}, which no gateway relays", None
             if answer is not None and (answer.status not in RETRIED_STATUSES or not retry):
                 return web.Response(status=answer.status, body=answer.body,
                                     headers=relayed_headers(answer.headers.items(), region))
@@ -207,7 +227,9 @@ class Proxy:
             async with self.session.request(method, URL(base + tail, encoded=True), headers=headers, data=body,
                                             allow_redirects=False,
                                             timeout=aiohttp.ClientTimeout(total=seconds)) as response:
-                payload = await _read_bounded(response, http.limits.max_response_bytes)
+                payload = await read_up_to(response, http.limits.max_response_bytes + 1)
+                if len(payload) > http.limits.max_response_bytes:
+                    raise _TooLarge
                 self.suspects.answered(base)
                 return _Answer(response.status, CIMultiDict(response.headers), payload), "", True
         except aiohttp.ClientConnectorError:
@@ -222,14 +244,3 @@ class Proxy:
         finally:
             self.metrics.upstream_seconds.labels(region=self.region, target_region=region).observe(
                 time.monotonic() - started)
-
-
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await response.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -33,6 +33,7 @@ from paydar.model.routing import SignedTable
 from paydar.model.signing import Signature, verify
 from paydar.node.errors import IntegrityViolation, LogMismatch
 from paydar.node.models import ReplicationBatch, ReplicationReply, ReplyStatus, SignedBatch, SignedReply
+from paydar.server.answers import read_up_to
 
 __all__ = ["Admission", "ReplicaNode", "Replicator", "admit", "answer_batch"]
 
@@ -156,7 +157,7 @@ class Replicator:
         timeout = aiohttp.ClientTimeout(total=self.node.replication_timeout)
         async with self.session.post(self.url, data=signed.model_dump_json(), timeout=timeout,
                                      headers={"Content-Type": "application/json"}) as response:
-            body = await response.content.read(MAX_REPLY_BYTES)
+            body = await read_up_to(response, MAX_REPLY_BYTES)
             if response.status != 200:
                 raise ValueError(f"standby answered {response.status}: {body[:200]!r}")
         return await self._open(SignedReply.model_validate_json(body), batch, signed.signature.sig)

@@ -18,6 +18,7 @@ from yarl import URL
 from paydar.model.topology import Canary
 from paydar.model.wire import as_counter, parse_json
 from paydar.probes.models import TargetKind, TargetObservation
+from paydar.server.answers import read_up_to
 from paydar.workload.contract import InstanceState
 
 __all__ = ["ProbeEngine", "Target", "canary_failure", "gateway_observation", "node_observation", "run_canary"]
@@ -49,7 +50,7 @@ class ProbeEngine:
         self._slots = asyncio.Semaphore(max_concurrency)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_concurrency, limit_per_host=0, ttl_dns_cache=None),
-            timeout=self.timeout, skip_auto_headers=("User-Agent",))
+            timeout=self.timeout, skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
         await self.session.close()
@@ -62,8 +63,8 @@ class ProbeEngine:
         async with self._slots:
             started = time.monotonic()
             try:
-                async with self.session.get(target.probe_url) as response:
-                    raw = await response.content.read(MAX_ANSWER_BYTES)
+                async with self.session.get(target.probe_url, allow_redirects=False) as response:
+                    raw = await read_up_to(response, MAX_ANSWER_BYTES)
                     status = response.status
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return TargetObservation(target=target.id, alive=False, ready=False,
@@ -98,7 +99,7 @@ class ProbeEngine:
                 async with self.session.get(url) as response:
                     if response.status != 200:
                         return None
-                    answer = parse_json(await response.content.read(MAX_ANSWER_BYTES))
+                    answer = parse_json(await read_up_to(response, MAX_ANSWER_BYTES))
                     return answer if isinstance(answer, dict) else None
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 return None
@@ -108,11 +109,12 @@ async def run_canary(session: aiohttp.ClientSession, base: str, canary: Canary) 
     """Send ``canary`` to ``base`` + its path on ``session`` (whose timeout bounds it); None when
     the answer passes, else what failed. Probers, drills and benchmarks all run it this way."""
     try:
-        async with session.request(canary.method, URL(base + canary.path, encoded=True),
+        # A redirect is the answer, never followed: an instance must not send the canary elsewhere.
+        async with session.request(canary.method, URL(base + canary.path, encoded=True), allow_redirects=False,
                                    data=canary.body.encode() if canary.body is not None else None,
                                    headers={"Content-Type": "application/json"}
                                    if canary.body is not None else None) as response:
-            return canary_failure(canary, response.status, await response.content.read(MAX_ANSWER_BYTES))
+            return canary_failure(canary, response.status, await read_up_to(response, MAX_ANSWER_BYTES))
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         return f"canary: {_reason(exc)}"
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -84,6 +85,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
     try:
         await asyncio.wait_for(drain(), BODY_SECONDS)
+    except RequestPayloadError:  # e.g. a Content-Encoding: gzip body that is not gzip
+        raise web.HTTPBadRequest(text=_error_text("request body could not be read as its headers describe it "
+                                                  "(Content-Encoding, chunking); send it plain or correctly "
+                                                  "encoded"), content_type="application/json") from None
     except TimeoutError:
         raise web.HTTPRequestTimeout(text=_error_text(f"request body not received within {BODY_SECONDS:.0f}s"),
                                      content_type="application/json") from None
@@ -175,14 +180,17 @@ HEALTH_PATHS = frozenset({"/livez", "/readyz", "/state", "/metrics"})
 
 
 def standard_shedders(*, max_inflight: int, max_queued: int, citizen: Callable[[str], bool],
-                      on_shed: Callable[[], None]) -> list[LoadShedder]:
+                      on_shed: Callable[[], None],
+                      bounded_elsewhere: Callable[[str], bool] = lambda _path: False) -> list[LoadShedder]:
     """Three shedders that cover every route: citizen requests (bounded as the topology's
     ``limits`` say), health checks, and the rest (control: tables, replication, proposals,
     admin), each with its own slots. Control and health get fixed bounds: they carry a few
-    requests per peer, and must keep flowing when citizen limits are set very low."""
+    requests per peer, and must keep flowing when citizen limits are set very low. Paths
+    ``bounded_elsewhere`` (an http service's, bounded per service by the gateway's proxy) are in
+    none of them, so they can never take the control routes' slots."""
 
     def control(path: str) -> bool:
-        return not citizen(path) and path not in HEALTH_PATHS
+        return not citizen(path) and path not in HEALTH_PATHS and not bounded_elsewhere(path)
 
     return [LoadShedder(max_inflight=max_inflight, max_queued=max_queued, scope=citizen, on_shed=on_shed),
             LoadShedder(max_inflight=32, max_queued=128, scope=control, on_shed=on_shed),

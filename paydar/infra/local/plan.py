@@ -132,9 +132,26 @@ def _instance(service: Service, region: str, ports: PortAllocator) -> PlannedCom
                             app=True, supervised=False)
 
 
+def _given_ports(topology: NationalTopology) -> set[int]:
+    """The ports of the instances given by URL; two that share one are refused."""
+    seen: dict[int, str] = {}
+    for sid, http in topology.http_services.items():
+        for region, instance in http.instances.items():
+            port = urllib.parse.urlsplit(instance.url).port if instance.url else None
+            if port is None:
+                continue
+            if port in seen:
+                raise BadInput(f"service {sid}: the instance in {region} has port {port}, as {seen[port]} has; "
+                               "give each instance its own port")
+            seen[port] = f"service {sid} in {region}"
+    return set(seen)
+
+
 def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator | None = None) -> Plan:
     """Allocate a port for every component and listener of the realization."""
     ports = ports or PortAllocator()
+    given = _given_ports(topology)
+    ports.taken.update(given)  # an instance given by URL owns its port even while it is down
     components: list[PlannedComponent] = []
     for region in topology.region_names:
         components.append(PlannedComponent(id=gateway_id(region), kind=Kind.GATEWAY, region=region,
