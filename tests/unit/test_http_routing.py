@@ -3,13 +3,18 @@ how the controllers reroute on the probers' majority, and how a canary answer is
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import pytest
 import yaml
 
 from paydar.failover.judge import Judge
 from paydar.failover.planner import Overrides, plan
 from paydar.gateway.proxy import SERVED_BY, candidates, forwarded_headers, relayed_headers
+from paydar.infra.local.plan import build_plan
+from paydar.infra.local.ports import PortAllocator
+from paydar.model.errors import BadInput
 from paydar.model.routing import RoutingTable, ServiceRoute, initial_table
 from paydar.model.topology import Canary, InstanceMode, NationalTopology, parse_topology
 from paydar.probes.engine import canary_failure
@@ -116,3 +121,31 @@ def test_a_canary_answer_is_judged_by_status_and_body() -> None:
     assert canary_failure(canary, 200, b'{"eligible": true}') is None
     assert canary_failure(canary, 500, b"") == "canary answered 500, expected 200"
     assert canary_failure(canary, 200, b'{"eligible": false}') == "canary answer lacks '\"eligible\": true'"
+
+
+def test_a_citizen_cannot_plant_a_forwarded_address_or_header_the_app_trusts() -> None:
+    sent = [("X-Forwarded-Port", "1"), ("X-Real-IP", "6.6.6.6"), ("X-Forwarded-Server", "x"),
+            ("Expect", "100-continue")]
+    out = forwarded_headers(sent, peer="127.0.0.1", host='a";for="10.9.9.9', scheme="http", prefix="/p")
+    assert "10.9.9.9" not in out["Forwarded"] and out["Forwarded"].count("for=") == 1
+    assert not {"X-Forwarded-Port", "X-Real-IP", "X-Forwarded-Server", "Expect"} & set(out)
+
+
+def test_an_app_header_no_gateway_may_write_is_dropped() -> None:
+    out = relayed_headers([("X-A", "a\x01b"), ("X-B", "fine"), ("X-C", "line\nbreak")], REGIONS[0])
+    assert "X-A" not in out and "X-C" not in out and out["X-B"] == "fine"
+
+
+def test_two_instances_given_one_port_are_refused(tmp_path: Path) -> None:
+    data = copy.deepcopy(EXAMPLE)
+    app = next(s for s in data["services"] if s.get("workload") == "http")
+    first, second = app["regions"][:2]
+    app["http"]["instances"][first] = {"url": "http://127.0.0.1:8080"}
+    app["http"]["instances"][second] = {"url": "http://127.0.0.1:8080"}
+    with pytest.raises(BadInput, match=r"has port 8080, as service .* has; give each instance its own port"):
+        build_plan(parse_topology(data), tmp_path)
+    app["http"]["instances"][second] = {"url": "http://127.0.0.1:8081"}
+    ports = PortAllocator()
+    plan = build_plan(parse_topology(data), tmp_path, ports)
+    assert {8080, 8081} <= ports.taken and plan.node(app["id"], first).port == 8080
+    assert sum(1 for c in plan.components if c.port == 8080) == 1, "nobody else is given a URL instance's port"

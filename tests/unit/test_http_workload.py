@@ -102,9 +102,9 @@ def test_located_in_the_file_and_up_refuses_a_remote_url_changing_nothing(tmp_pa
     config.write_text(yaml.safe_dump(with_http()))
     assert CliRunner().invoke(cli, ["validate", "--strict", str(config)]).exit_code == 0
     remote = with_http(http_instances={REGIONS[0]: {"url": "http://127.0.0.1:8080"},
-                                       REGIONS[1]: {"url": "http://agency.example:8080"}})
+                                       REGIONS[1]: {"url": "http://agency.example:8081"}})
     config.write_text(yaml.safe_dump(remote))
-    with pytest.raises(BadInput, match=f"the instance in {REGIONS[1]} is http://agency.example:8080, but the "
+    with pytest.raises(BadInput, match=f"the instance in {REGIONS[1]} is http://agency.example:8081, but the "
                                        "local realization reaches only"):
         up(config, tmp_path / "state")
     assert not (tmp_path / "state").exists(), "nothing was created"
