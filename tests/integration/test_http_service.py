@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import threading
 import time
 import urllib.request
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from paydar.chaos.actions import crash_component, hang_component, impersonate_instance, partition_region, undo_fault
+from paydar.infra.local.appjail import APP_UID_BASE, JAIL_APP_DIR
 from paydar.infra.local.realizer import Realization
 from paydar.model.ids import node_id
 from tests.helpers import ROOT, SERVICE, document, http, wait_until
@@ -31,14 +33,19 @@ CONCURRENCY = 4
 ECHO = ROOT / "tests" / "apps" / "echo.py"
 
 
-def _topology(path: Path) -> Path:
+def _topology(path: Path, state: Path) -> Path:
+    """The example's regions with one registry service and the echo app, copied beside the file
+    (an instance runs from the topology file's directory)."""
+    shutil.copyfile(ECHO, path.parent / ECHO.name)
+    path.parent.chmod(0o755)  # the app runs as its own uid, from this directory
+    (path.parent / ECHO.name).chmod(0o644)
     data = yaml.safe_load((ROOT / "national.yaml").read_text())
     regions = [r["name"] for r in data["regions"]]
     registry = next(s for s in data["services"] if s["id"] == SERVICE)
     app = {k: v for k, v in registry.items() if k not in ("sync_replicas", "id", "name")} | {
         "id": APP, "name": "Echo", "rto": f"{RTO:g}s", "regions": regions, "workload": "http",
-        "http": {"instances": {r: {"command": ["python", str(ECHO), "--port", "{port}", "--region", "{region}"]}
-                               for r in regions},
+        "http": {"instances": {r: {"command": ["python3", ECHO.name, "--port", "{port}", "--region", "{region}",
+                                               "--state", str(state)]} for r in regions},
                  "health_path": "/healthz", "canary": {"path": "/canary", "body_contains": "ok"},
                  "limits": {"max_body_bytes": 65536, "timeout": f"{TIMEOUT:g}s", "max_concurrency": CONCURRENCY}}}
     data["services"] = [registry, app]
@@ -49,7 +56,7 @@ def _topology(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
     folder = tmp_path_factory.mktemp("http")
-    with running(_topology(folder / "http.yaml"), folder / "state") as realization:
+    with running(_topology(folder / "http.yaml", folder / "state"), folder / "state") as realization:
         yield realization
 
 
@@ -99,6 +106,13 @@ def settled(system: Realization) -> None:
     regions = set(system.topology.region_names)
     wait_until(lambda: all(set((r := route(system, g))["standbys"]) | {r["primary"]} == regions for g in regions),
                60, "every instance back in every gateway's route")
+
+
+def test_an_instance_runs_as_its_own_uid_with_paydars_state_out_of_sight(system: Realization) -> None:
+    seen = [instance(system, r, "GET", "/whoami") for r in system.topology.region_names]
+    assert all(s["uid"] >= APP_UID_BASE and s["cwd"] == JAIL_APP_DIR and s["sees_state"] is False for s in seen), seen
+    assert len({s["uid"] for s in seen}) == len(seen), "no two instances share a uid (or can signal each other)"
+    assert system.supervisor.pid() is not None and (system.layout.root / "keys").is_dir()
 
 
 def test_any_method_path_query_header_and_body_arrives_byte_for_byte(system: Realization) -> None:

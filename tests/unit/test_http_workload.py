@@ -137,3 +137,12 @@ def test_an_app_holds_no_paydar_key_backup_or_node_attack(tmp_path: Path) -> Non
     assert pick(Role.MOST_REPLICATED_SERVICE, topology, table) != "h1"
     assert pick(Role.MOST_REPLICATED_HTTP_SERVICE, topology, table) == "h1"
     assert "paydar-h1" not in Realization.vault_buckets(system), "no vault bucket for an app"
+
+
+def test_up_refuses_to_run_an_app_unjailed_changing_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "http.yaml"
+    config.write_text(yaml.safe_dump(with_http()))
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(BadInput, match=r"runs agency app instances jailed .* which needs root"):
+        up(config, tmp_path / "state")
+    assert not (tmp_path / "state").exists(), "nothing was created"

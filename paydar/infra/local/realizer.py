@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from paydar.infra.local import vault
+from paydar.infra.local.appjail import APP_UID_BASE, jailed_command
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.plan import Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
 from paydar.model.buckets import bucket_name
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput, PaydarError
 from paydar.model.files import read_secret, write_json_atomic, write_secret
 from paydar.model.identity import ENTRY_MODULES, OPERATOR, KeyStore
 from paydar.model.ids import Kind, controller_id, gateway_id, node_id, prober_id
@@ -118,10 +119,14 @@ def load_realization(state_dir: Path) -> Realization:
 def up(config: Path, state_dir: Path, progress: Progress = lambda *_: None) -> Realization:
     """Start the national system of ``config`` under ``state_dir`` and wait until it is ready.
 
-    An http service's instance commands run from the directory of ``config``, with Paydar's
-    own Python first on ``PATH``; they are given no Paydar key, token or credential.
+    An http service's instance commands run jailed (:mod:`paydar.infra.local.appjail`): each as
+    its own uid, in the directory of ``config``, with the state directory hidden; that needs root.
     """
     topology = load_topology(config)
+    if any(i.command is not None for http in topology.http_services.values() for i in http.instances.values()) \
+            and os.geteuid() != 0:
+        raise BadInput("paydar up runs agency app instances jailed (each as its own uid, with Paydar's keys out "
+                       "of reach), which needs root: run it as root, or give the instances by url")
     layout = StateLayout(state_dir.resolve())
     running = Supervisor(layout).pid()
     if running is not None:
@@ -210,8 +215,9 @@ def _common(realization: Realization, component: PlannedComponent) -> dict[str, 
     }
 
 
-def _app_program(realization: Realization, component: PlannedComponent, directory: Path) -> Program:
-    """The supervised program of an agency app's instance: its command, placeholders filled in."""
+def _app_program(realization: Realization, component: PlannedComponent, directory: Path, uid: int) -> Program:
+    """The supervised program of an agency app's instance: its command, placeholders filled in,
+    jailed (:mod:`paydar.infra.local.appjail`) as ``uid``."""
     assert component.service and component.region
     http = realization.topology.service(component.service).http
     assert http is not None
@@ -219,20 +225,22 @@ def _app_program(realization: Realization, component: PlannedComponent, director
     assert command is not None
     values = {"{port}": str(component.port), "{region}": component.region, "{service}": component.service}
     argv = [re.sub(r"\{(port|region|service)\}", lambda m: values[m.group(0)], arg) for arg in command]
-    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-    return Program(name=component.id, command=argv, log=realization.layout.log(component.id),
-                   priority=PRIORITY[component.kind], directory=directory, environment={"PATH": path})
+    jailed = jailed_command(sys.executable, state_dir=realization.layout.root, app_dir=directory, uid=uid, argv=argv)
+    return Program(name=component.id, command=jailed, log=realization.layout.log(component.id),
+                   priority=PRIORITY[component.kind])
 
 
 def _write_component_configs(realization: Realization, app_directory: Path) -> list[Program]:
     layout, plan, topology = realization.layout, realization.plan, realization.topology
     python = sys.executable
     programs = []
+    jailed = 0
     for component in plan.components:
         path = layout.config(component.id)
         if component.app:
             if component.supervised:
-                programs.append(_app_program(realization, component, app_directory))
+                programs.append(_app_program(realization, component, app_directory, APP_UID_BASE + jailed))
+                jailed += 1
             continue
         if component.kind is Kind.NODE:
             assert component.service and component.region

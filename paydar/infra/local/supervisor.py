@@ -38,8 +38,6 @@ class Program:
     stop_wait_seconds: int = 10
     environment: dict[str, str] = field(default_factory=dict)
     """Extra environment (secrets allowed: supervisord.conf is 0600 in a 0700 directory)."""
-    directory: Path | None = None
-    """Where the program starts (default: the state directory)."""
 
 
 def render_config(layout: StateLayout, programs: list[Program], password: str) -> str:
@@ -64,7 +62,6 @@ def render_config(layout: StateLayout, programs: list[Program], password: str) -
             f"priority={program.priority}", "autostart=true", "autorestart=true",
             "startsecs=1", "startretries=3", "stopsignal=TERM",
             f"stopwaitsecs={program.stop_wait_seconds}", "stopasgroup=true", "killasgroup=true",
-            *([f"directory={program.directory}"] if program.directory else []),
             "redirect_stderr=true", f"stdout_logfile={program.log}",
             "stdout_logfile_maxbytes=10MB", "stdout_logfile_backups=2",
             "environment=" + ",".join(f'{k}="{_env_value(v)}"' for k, v in

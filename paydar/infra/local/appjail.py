@@ -1,0 +1,120 @@
+"""Where an agency app's instance runs: its own uid, its own mounts, nothing of Paydar's.
+
+An agency app is not Paydar's code, and a compromised one is compromised totally. Started
+beside Paydar's components as the same user, it could read every key in the state
+directory, sign routing tables, stop any program through supervisord and signal every
+process. So ``paydar up`` starts each instance command through this launcher, as root:
+
+1. a private mount namespace (``unshare``), with every mount private to it;
+2. a fresh tmpfs over the state directory (its keys, tokens and supervisord's socket are
+   not even visible), and over ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (nothing shared with
+   other instances);
+3. the app's directory (the topology file's) bound at ``/tmp/app``, which any user can
+   reach, and made the working directory, so a checkout under a private home still runs;
+4. the instance's own uid and gid (``APP_UID_BASE`` + its index: no other process has it, so
+   it can signal or trace nothing of Paydar's or of another instance), no supplementary
+   groups, ``no_new_privs``, a clean environment (``PATH`` of the system only), then ``exec``:
+   the process supervisord watches *is* the app, so stopping, freezing and killing it act on it.
+
+The standard library has no ``unshare`` or ``mount`` before Python 3.12, so they are called
+through ``ctypes`` (util-linux's ``unshare`` would need a shell between it and the app).
+
+Run: ``python -m paydar.infra.local.appjail --hide STATE --app-dir DIR --uid N -- ARGV...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["APP_UID_BASE", "JAIL_APP_DIR", "jailed_command", "main"]
+
+APP_UID_BASE = 810_000
+"""Instance n runs as uid and gid ``APP_UID_BASE + n``: far from any account a system creates."""
+JAIL_APP_DIR = "/tmp/app"
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+PR_SET_NO_NEW_PRIVS = 38
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def jailed_command(python: str, *, state_dir: Path, app_dir: Path, uid: int, argv: list[str]) -> list[str]:
+    """The supervised command that runs ``argv`` jailed as described above."""
+    return [python, "-m", "paydar.infra.local.appjail", "--hide", str(state_dir), "--app-dir", str(app_dir),
+            "--uid", str(uid), "--", *argv]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise SystemExit(f"appjail: {what} failed: {os.strerror(errno)}; an agency app runs jailed, which needs "
+                         "root and a kernel that allows mount namespaces")
+
+
+def _mount(libc: ctypes.CDLL, source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    def encode(text: str | None) -> bytes | None:
+        return text.encode() if text is not None else None
+
+    _check(libc.mount(encode(source), target.encode(), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+           f"mount {target}")
+
+
+def enter(state_dir: Path, app_dir: Path, uid: int) -> None:
+    """Become the jailed instance: mounts, then the instance's uid; raise SystemExit on failure."""
+    if os.stat(app_dir).st_mode & 0o005 != 0o005:
+        raise SystemExit(f"appjail: {app_dir} is not readable by other users, and the app runs as one: make it "
+                         f"so (chmod o+rx {app_dir}), or keep the topology file in a directory that is")
+    libc = _libc()
+    _check(libc.unshare(CLONE_NEWNS), "unshare (a private mount namespace)")
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    _mount(libc, "tmpfs", str(state_dir), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=000")
+    # Held open: the app's directory may lie under /tmp, which the next mounts cover.
+    held = os.open(app_dir, os.O_PATH | os.O_DIRECTORY)
+    for private in PRIVATE_DIRS:
+        if Path(private).is_dir():
+            _mount(libc, "tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    Path(JAIL_APP_DIR).mkdir(mode=0o755)
+    _mount(libc, f"/proc/self/fd/{held}", JAIL_APP_DIR, None, MS_BIND | MS_REC)
+    os.close(held)
+    # Read-only: the app cannot change its own code (or anything else in its directory).
+    _mount(libc, None, JAIL_APP_DIR, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chdir(JAIL_APP_DIR)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)  # from root to another uid: the kernel drops every capability
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run an agency app's instance jailed (see the module doc).")
+    parser.add_argument("--hide", type=Path, required=True, help="the state directory, hidden from the app")
+    parser.add_argument("--app-dir", type=Path, required=True, help="bound at /tmp/app and made the cwd")
+    parser.add_argument("--uid", type=int, required=True, help="the instance's own uid and gid")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the app's command")
+    args = parser.parse_args()
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        parser.error("no command after --")
+    if args.uid < APP_UID_BASE:
+        parser.error(f"--uid must be at least {APP_UID_BASE}: an account of this system must never run an app")
+    enter(args.hide, args.app_dir, args.uid)
+    environment = {"PATH": SYSTEM_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    try:
+        os.execvpe(argv[0], argv, environment)
+    except OSError as exc:
+        sys.exit(f"appjail: cannot run {argv[0]!r} as uid {args.uid}: {exc.strerror}; the command must be on "
+                 f"{SYSTEM_PATH} or inside the topology file's directory, and readable by any user")
+
+
+if __name__ == "__main__":
+    main()
