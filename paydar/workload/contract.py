@@ -23,6 +23,11 @@ that restore calls before anything is served; the vault itself stays blind to th
 
 :class:`Workload` is the in-process side an implementation provides behind those endpoints;
 ``paydar.node.runtime.NodeRuntime`` (the document registry) is the first.
+
+An agency's own app (``workload: http``) holds no Paydar key, so it meets a smaller contract:
+it exposes its health path and answers the service's canary (``paydar.probes.engine`` runs
+both), obeys nothing (the gateways obey the tables for it, ``paydar.gateway.proxy``) and hands
+the vault nothing.
 """
 
 from __future__ import annotations
