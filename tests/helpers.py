@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -92,6 +93,19 @@ def write_topology(path: Path, **overrides: Any) -> Path:
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def with_app(path: Path) -> Path:
+    """Add the example's agency app (``examples/http-service.yaml``) to the topology at ``path``,
+    its code copied beside it: an instance runs jailed from the topology file's directory, which
+    any user must be able to read."""
+    example = yaml.safe_load((ROOT / "examples" / "http-service.yaml").read_text())
+    data = yaml.safe_load(path.read_text())
+    data["services"] += [s for s in example["services"] if s.get("workload") == "http"]
+    path.write_text(yaml.safe_dump(data))
+    shutil.copytree(ROOT / "examples" / "subsidy", path.parent / "subsidy", dirs_exist_ok=True)
+    path.parent.chmod(0o755)
     return path
 
 

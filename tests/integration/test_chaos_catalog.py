@@ -25,7 +25,7 @@ from paydar.chaos.probes import acknowledged_writes_lost, citizen_availability
 from paydar.chaos.target import append_ledger
 from paydar.chaos.workload import read_back
 from paydar.infra.local.realizer import Realization
-from tests.helpers import ROOT, write_topology
+from tests.helpers import ROOT, with_app, write_topology
 from tests.integration.conftest import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -36,9 +36,11 @@ CHAOS = str(Path(sys.executable).with_name("chaos"))
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Realization, CitizenLoad]]:
-    """One system for the whole catalog, under a quick Locust load (3 citizens) throughout."""
+    """One system for the whole catalog, under a quick Locust load (3 citizens) throughout; with an
+    agency app beside the registry services, so the app experiments have their target."""
     root = tmp_path_factory.mktemp("chaos")
-    config = write_topology(root / "national.yaml", storage={"integrity_interval": "1s", "backup_interval": "1h"})
+    config = with_app(write_topology(root / "national.yaml",
+                                     storage={"integrity_interval": "1s", "backup_interval": "1h"}))
     with running(config, root / "state") as realization:
         load = CitizenLoad(realization, users=3).start()
         try:
