@@ -1,4 +1,4 @@
-"""Where an agency app's instance runs: its own uid, its own mounts, nothing of Paydar's.
+"""Where an agency's process runs: its own uid, its own mounts, nothing of Paydar's.
 
 An agency app is not Paydar's code, and a compromised one is compromised totally. Started
 beside Paydar's components as the same user, it could read every key in the state
@@ -9,8 +9,9 @@ process. So ``paydar up`` starts each instance command through this launcher, as
 2. a fresh tmpfs over the state directory (its keys, tokens and supervisord's socket are
    not even visible), and over ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (nothing shared with
    other instances);
-3. the app's directory (the topology file's) bound at ``/tmp/app``, which any user can
-   reach, and made the working directory, so a checkout under a private home still runs;
+3. the directories it needs bound where any user can reach them (an app's: the topology
+   file's, read-only at ``/tmp/app``, made the working directory; a database server's: its
+   binaries read-only, its data directory writable), so a checkout under a private home still runs;
 4. the instance's own uid and gid (``APP_UID_BASE`` + its index: no other process has it, so
    it can signal or trace nothing of Paydar's or of another instance), no supplementary
    groups, ``no_new_privs``, a clean environment (``PATH`` of the system only), then ``exec``:
@@ -19,7 +20,8 @@ process. So ``paydar up`` starts each instance command through this launcher, as
 The standard library has no ``unshare`` or ``mount`` before Python 3.12, so they are called
 through ``ctypes`` (util-linux's ``unshare`` would need a shell between it and the app).
 
-Run: ``python -m paydar.infra.local.appjail --hide STATE --app-dir DIR --uid N -- ARGV...``
+Run: ``python -m paydar.infra.local.appjail --hide STATE --bind SRC=DST [--bind-rw SRC=DST] --cwd DST
+--uid N -- ARGV...``
 """
 
 from __future__ import annotations
@@ -43,10 +45,14 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 
-def jailed_command(python: str, *, state_dir: Path, app_dir: Path, uid: int, argv: list[str]) -> list[str]:
-    """The supervised command that runs ``argv`` jailed as described above."""
-    return [python, "-m", "paydar.infra.local.appjail", "--hide", str(state_dir), "--app-dir", str(app_dir),
-            "--uid", str(uid), "--", *argv]
+def jailed_command(python: str, *, state_dir: Path, uid: int, argv: list[str], cwd: str = JAIL_APP_DIR,
+                   binds: dict[Path, str] | None = None, writable: dict[Path, str] | None = None) -> list[str]:
+    """The supervised command that runs ``argv`` jailed as described above: ``binds`` (source ->
+    where the process sees it) read-only, ``writable`` read-write, ``cwd`` its working directory."""
+    args = [python, "-m", "paydar.infra.local.appjail", "--hide", str(state_dir), "--uid", str(uid), "--cwd", cwd]
+    args += [arg for source, target in (binds or {}).items() for arg in ("--bind", f"{source}={target}")]
+    args += [arg for source, target in (writable or {}).items() for arg in ("--bind-rw", f"{source}={target}")]
+    return [*args, "--", *argv]
 
 
 def _libc() -> ctypes.CDLL:
@@ -69,45 +75,60 @@ def _mount(libc: ctypes.CDLL, source: str | None, target: str, fstype: str | Non
            f"mount {target}")
 
 
-def enter(state_dir: Path, app_dir: Path, uid: int) -> None:
-    """Become the jailed instance: mounts, then the instance's uid; raise SystemExit on failure."""
-    if os.stat(app_dir).st_mode & 0o005 != 0o005:
-        raise SystemExit(f"appjail: {app_dir} is not readable by other users, and the app runs as one: make it "
-                         f"so (chmod o+rx {app_dir}), or keep the topology file in a directory that is")
+def enter(state_dir: Path, uid: int, cwd: str, binds: list[tuple[Path, str, bool]]) -> None:
+    """Become the jailed process: mounts, then its own uid; raise SystemExit on failure.
+    ``binds`` are (source, target, writable)."""
+    for source, _, rw in binds:
+        if rw and os.stat(source).st_uid != uid:
+            raise SystemExit(f"appjail: {source} is to be written by uid {uid}, but another owns it")
+        if not rw and os.stat(source).st_mode & 0o005 != 0o005:
+            raise SystemExit(f"appjail: {source} is not readable by other users, and the process runs as one: "
+                             f"make it so (chmod o+rx {source}), or keep it in a directory that is")
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare (a private mount namespace)")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
     _mount(libc, "tmpfs", str(state_dir), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=000")
-    # Held open: the app's directory may lie under /tmp, which the next mounts cover.
-    held = os.open(app_dir, os.O_PATH | os.O_DIRECTORY)
+    # Held open: a source may lie under /tmp, which the next mounts cover.
+    held = [(os.open(source, os.O_PATH | os.O_DIRECTORY), target, rw) for source, target, rw in binds]
     for private in PRIVATE_DIRS:
         if Path(private).is_dir():
             _mount(libc, "tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
-    Path(JAIL_APP_DIR).mkdir(mode=0o755)
-    _mount(libc, f"/proc/self/fd/{held}", JAIL_APP_DIR, None, MS_BIND | MS_REC)
-    os.close(held)
-    # Read-only: the app cannot change its own code (or anything else in its directory).
-    _mount(libc, None, JAIL_APP_DIR, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    os.chdir(JAIL_APP_DIR)
+    for fd, target, rw in held:
+        Path(target).mkdir(mode=0o755, parents=True, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+        if not rw:  # read-only: it cannot change its own code
+            _mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
+    os.chdir(cwd)
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)  # from root to another uid: the kernel drops every capability
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
+def _bind(text: str) -> tuple[Path, str]:
+    source, sep, target = text.partition("=")
+    if not sep or not target.startswith("/tmp/"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give SOURCE=/tmp/<name> (binds land in the private /tmp)")
+    return Path(source), target
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run an agency app's instance jailed (see the module doc).")
-    parser.add_argument("--hide", type=Path, required=True, help="the state directory, hidden from the app")
-    parser.add_argument("--app-dir", type=Path, required=True, help="bound at /tmp/app and made the cwd")
-    parser.add_argument("--uid", type=int, required=True, help="the instance's own uid and gid")
-    parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the app's command")
+    parser = argparse.ArgumentParser(description="Run an agency's process jailed (see the module doc).")
+    parser.add_argument("--hide", type=Path, required=True, help="the state directory, hidden from the process")
+    parser.add_argument("--bind", type=_bind, action="append", default=[], help="SOURCE=/tmp/NAME, read-only")
+    parser.add_argument("--bind-rw", type=_bind, action="append", default=[], help="SOURCE=/tmp/NAME, writable")
+    parser.add_argument("--cwd", default=JAIL_APP_DIR, help="the working directory, as the process sees it")
+    parser.add_argument("--uid", type=int, required=True, help="the process's own uid and gid")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the command")
     args = parser.parse_args()
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv:
         parser.error("no command after --")
     if args.uid < APP_UID_BASE:
-        parser.error(f"--uid must be at least {APP_UID_BASE}: an account of this system must never run an app")
-    enter(args.hide, args.app_dir, args.uid)
+        parser.error(f"--uid must be at least {APP_UID_BASE}: an account of this system must never run it")
+    binds = [(source, target, False) for source, target in args.bind]
+    enter(args.hide, args.uid, args.cwd, binds + [(source, target, True) for source, target in args.bind_rw])
     environment = {"PATH": SYSTEM_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
     try:
         os.execvpe(argv[0], argv, environment)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from paydar.infra.local import vault
-from paydar.infra.local.appjail import APP_UID_BASE, jailed_command
+from paydar.infra.local.appjail import APP_UID_BASE, JAIL_APP_DIR, jailed_command
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.plan import Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
@@ -225,7 +225,8 @@ def _app_program(realization: Realization, component: PlannedComponent, director
     assert command is not None
     values = {"{port}": str(component.port), "{region}": component.region, "{service}": component.service}
     argv = [re.sub(r"\{(port|region|service)\}", lambda m: values[m.group(0)], arg) for arg in command]
-    jailed = jailed_command(sys.executable, state_dir=realization.layout.root, app_dir=directory, uid=uid, argv=argv)
+    jailed = jailed_command(sys.executable, state_dir=realization.layout.root, uid=uid, argv=argv,
+                            binds={directory: JAIL_APP_DIR})
     return Program(name=component.id, command=jailed, log=realization.layout.log(component.id),
                    priority=PRIORITY[component.kind])
 
