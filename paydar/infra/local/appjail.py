@@ -12,7 +12,8 @@ process. So ``paydar up`` starts each instance command through this launcher, as
 3. the directories it needs bound where any user can reach them (an app's: the topology
    file's, read-only at ``/tmp/app``, made the working directory; a database server's: its
    binaries read-only, its data directory writable), so a checkout under a private home still runs;
-4. the instance's own uid and gid (``APP_UID_BASE`` + its index: no other process has it, so
+4. a name for that uid in the namespace's ``/etc/passwd`` and ``/etc/group``, and its own
+   uid and gid (``APP_UID_BASE`` + its index: no other process has it, so
    it can signal or trace nothing of Paydar's or of another instance), no supplementary
    groups, ``no_new_privs``, a clean environment (``PATH`` of the system only), then ``exec``:
    the process supervisord watches *is* the app, so stopping, freezing and killing it act on it.
@@ -99,11 +100,23 @@ def enter(state_dir: Path, uid: int, cwd: str, binds: list[tuple[Path, str, bool
         if not rw:  # read-only: it cannot change its own code
             _mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
         os.close(fd)
+    _name_the_uid(libc, uid)
     os.chdir(cwd)
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)  # from root to another uid: the kernel drops every capability
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def _name_the_uid(libc: ctypes.CDLL, uid: int) -> None:
+    """Give the uid a name in this namespace's /etc/passwd and /etc/group: programs such as
+    PostgreSQL's refuse to run as a uid no account names."""
+    for path, line in (("/etc/passwd", f"paydar-jailed:x:{uid}:{uid}:jailed by paydar:/tmp:/usr/sbin/nologin"),
+                       ("/etc/group", f"paydar-jailed:x:{uid}:")):
+        private = Path(f"/tmp/.jail{path.replace('/', '-')}")
+        private.write_text(Path(path).read_text() + line + "\n")
+        private.chmod(0o644)
+        _mount(libc, str(private), path, None, MS_BIND)
 
 
 def _bind(text: str) -> tuple[Path, str]:

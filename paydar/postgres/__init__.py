@@ -1,0 +1,1 @@
+"""``workload: postgres``: a real PostgreSQL server per (service, region), run jailed."""
