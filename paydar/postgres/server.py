@@ -89,13 +89,14 @@ class PgServer:
         os.chown(handed, self.uid, self.uid)
         handed.chmod(0o600)
         try:
-            self._run([f"{JAIL_BINARIES}/bin/initdb", "-D", f"{JAIL_DATA}/db", "--data-checksums", "-U", SUPERUSER,
+            self.run([f"{JAIL_BINARIES}/bin/initdb", "-D", f"{JAIL_DATA}/db", "--data-checksums", "-U", SUPERUSER,
                        "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={JAIL_DATA}/.pwfile",
                        "--encoding=UTF8", "--locale=C", "--no-sync"])
         finally:
             handed.unlink(missing_ok=True)
 
-    def _run(self, argv: list[str]) -> None:
+    def run(self, argv: list[str]) -> None:
+        """Run one of the server's tools (initdb, pg_basebackup...) jailed as its uid; raise with its words."""
         done = subprocess.run(self._jailed(argv), capture_output=True, text=True, timeout=INIT_TIMEOUT, check=False)
         if done.returncode != 0:
             raise PgFailed(f"{Path(argv[0]).name} failed (exit {done.returncode}): "
