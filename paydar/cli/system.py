@@ -63,6 +63,11 @@ def validate(file: Path, strict: bool, as_json: bool) -> None:
     if http:
         notes.append(f"{len(http)} http service(s) ({', '.join(http[:5])}{', ...' if len(http) > 5 else ''}) "
                      "run behind the gateways locally; the production program does not render them yet")
+    waiting = [s.id for s in topology.services if s.workload is WorkloadKind.POSTGRES]
+    if waiting:
+        shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")
+        notes.append(f"{len(waiting)} postgres service(s) ({shown}) validated; paydar up cannot run workload: "
+                     "postgres yet")
     nodes = sum(len(s.regions) for s in topology.services if s.workload is WorkloadKind.REGISTRY)
     if as_json:
         out.print_json(json.dumps({

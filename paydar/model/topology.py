@@ -192,6 +192,8 @@ class WorkloadKind(StrEnum):
     """Paydar's reference workload, the citizen document registry."""
     HTTP = "http"
     """An agency's own web app, one instance per region, behind the gateways."""
+    POSTGRES = "postgres"
+    """The agency's own PostgreSQL, one server per region, replicated by Paydar (in progress)."""
 
 
 class InstanceMode(StrEnum):
@@ -268,7 +270,7 @@ class Service(_Model):
     rpo: Duration
     regions: tuple[str, ...] = Field(min_length=1)
     sync_replicas: int = Field(default=0, ge=0)
-    """Required for a registry service; an http service has none (its state is its app's own)."""
+    """Required for a registry or postgres service; an http service has none (its state is its app's own)."""
     accepts: tuple[Limit, ...] = ()
     """N-1 limits the topology states openly for this service (see :class:`Limit`)."""
     workload: WorkloadKind = WorkloadKind.REGISTRY
@@ -435,7 +437,8 @@ def _service_issues(topo: NationalTopology, i: int, service: Service) -> list[Is
     if service.workload is WorkloadKind.HTTP or service.http is not None:
         return issues + _http_issues(where, service)
     if "sync_replicas" not in service.model_fields_set:
-        return [*issues, Issue(f"{where}.sync_replicas", "missing: a registry service needs sync_replicas",
+        missing = f"missing: a {service.workload.value} service needs sync_replicas"
+        return [*issues, Issue(f"{where}.sync_replicas", missing,
                                "add sync_replicas: 1 (standbys that must hold a write before it is acknowledged)")]
     if Limit.READ_ONLY_AFTER_REGION_LOSS in service.accepts and service.writes_survive_region_loss:
         issues.append(Issue(f"{where}.accepts", f"{Limit.READ_ONLY_AFTER_REGION_LOSS.value} is accepted, but the "

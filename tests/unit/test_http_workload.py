@@ -116,7 +116,7 @@ def test_located_in_the_file_and_up_refuses_a_remote_url_changing_nothing(tmp_pa
 def test_production_refuses_what_it_cannot_render_yet(tmp_path: Path) -> None:
     (tmp_path / "national.yaml").write_text(yaml.safe_dump(with_http()))
     (tmp_path / "Pulumi.staging.yaml").write_text((ROOT / "Pulumi.staging.yaml").read_text())
-    with pytest.raises(BadInput, match="h1 use workload: http, which runs locally"):
+    with pytest.raises(BadInput, match="h1 use workload: http, which the production program does not render yet"):
         load_stack("staging", tmp_path)
 
 
@@ -146,3 +146,17 @@ def test_up_refuses_to_run_an_app_unjailed_changing_nothing(tmp_path: Path, monk
     with pytest.raises(BadInput, match=r"runs agency app instances jailed .* which needs root"):
         up(config, tmp_path / "state")
     assert not (tmp_path / "state").exists(), "nothing was created"
+
+
+def test_a_postgres_service_validates_and_up_refuses_it_by_name_changing_nothing(tmp_path: Path) -> None:
+    data = copy.deepcopy(EXAMPLE)
+    data["services"][0]["workload"] = "postgres"
+    config = tmp_path / "pg.yaml"
+    config.write_text(yaml.safe_dump(data))
+    answer = CliRunner().invoke(cli, ["validate", str(config)])
+    assert answer.exit_code == 0 and "postgres service(s) (1101) validated" in answer.output
+    with pytest.raises(BadInput, match="1101 use workload: postgres, which this version validates but cannot run"):
+        up(config, tmp_path / "state")
+    assert not (tmp_path / "state").exists()
+    del data["services"][0]["sync_replicas"]
+    assert problems(data) == ["services[0] (id '1101').sync_replicas: missing: a postgres service needs sync_replicas"]

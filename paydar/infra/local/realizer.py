@@ -27,6 +27,7 @@ from paydar.infra.local.appjail import APP_UID_BASE, JAIL_APP_DIR, jailed_comman
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.plan import Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
+from paydar.infra.support import require_runnable_locally
 from paydar.model.buckets import bucket_name
 from paydar.model.errors import BadInput, PaydarError
 from paydar.model.files import read_secret, write_json_atomic, write_secret
@@ -123,6 +124,7 @@ def up(config: Path, state_dir: Path, progress: Progress = lambda *_: None) -> R
     its own uid, in the directory of ``config``, with the state directory hidden; that needs root.
     """
     topology = load_topology(config)
+    require_runnable_locally(topology)
     if any(i.command is not None for http in topology.http_services.values() for i in http.instances.values()) \
             and os.geteuid() != 0:
         raise BadInput("paydar up runs agency app instances jailed (each as its own uid, with Paydar's keys out "
