@@ -9,7 +9,7 @@ and returns an :class:`Action` with its reason:
   **fence** it at once (stop the server), because a deposed primary must acknowledge nothing,
   not only after a timeout;
 - the server is down and the table still wants it: **start** it (a primary only while the
-  table names it, a standby otherwise);
+  table names it, a standby otherwise); a server it fenced stays down until it rejoins;
 - anything else: nothing.
 
 :func:`instance_state` renders the workload contract's ``/state`` from the server's positions:
@@ -45,9 +45,14 @@ class Decision:
     reason: str
 
 
-def next_action(route: ServiceRoute, region: str, positions: Positions | None) -> Decision:
-    """What the agent in ``region`` does now; ``positions`` is None when its server is down."""
+def next_action(route: ServiceRoute, region: str, positions: Positions | None, *, fenced: bool = False) -> Decision:
+    """What the agent in ``region`` does now; ``positions`` is None when its server is down, and
+    ``fenced`` when the agent stopped it as a deposed primary."""
     ours = route.writable and route.primary == region
+    if fenced:
+        # Its data may hold commits the new primary never had: it comes back only as a standby
+        # rejoined with pg_rewind, never as it was.
+        return Decision(Action.NOTHING, "fenced: the server stays stopped until it rejoins as a standby")
     if positions is None:
         role = "primary" if ours else "standby"
         return Decision(Action.START, f"the server is down and table epoch {route.epoch} wants it as {role}")

@@ -25,6 +25,9 @@ def test_a_deposed_or_fenced_primary_is_fenced_at_once() -> None:
         "a primary the table deposes must acknowledge nothing: epoch 4 names there primary"
     assert next_action(FENCED, "here", PRIMARY).action is Action.FENCE
     assert next_action(FENCED, "here", STANDBY).action is Action.NOTHING, "a standby of a fenced service waits"
+    stays = next_action(OURS, "here", None, fenced=True)
+    assert (stays.action, stays.reason) == (Action.NOTHING, "fenced: the server stays stopped until it rejoins as a "
+                                                            "standby"), "never back as the primary it was"
 
 
 def test_a_down_server_is_started_in_the_role_the_table_gives_it() -> None:
