@@ -25,7 +25,7 @@ import psycopg
 from paydar.model.routing import ServiceRoute, SignedTable
 from paydar.postgres.decide import Action, Decision, next_action
 from paydar.postgres.replication import Positions, clone_standby, positions, require_standbys, start_replicating
-from paydar.postgres.server import PgServer, wait
+from paydar.postgres.server import PgFailed, PgServer, wait
 from paydar.server.component import Foundation
 
 __all__ = ["PgAgent", "Replication"]
@@ -79,7 +79,9 @@ class PgAgent:
 
     async def tick(self) -> Decision:
         """Read the server, decide, act; returns the decision."""
-        decision = next_action(self.route, self.region, await asyncio.to_thread(self.positions), fenced=self.fenced)
+        running = self.process is not None and self.process.poll() is None
+        decision = next_action(self.route, self.region, await asyncio.to_thread(self.positions), fenced=self.fenced,
+                               running=running)
         self.last = decision
         if decision.action is not Action.NOTHING:
             log.info("agent acts service=%s region=%s action=%s reason=%s", self.service, self.region,
@@ -119,6 +121,9 @@ class PgAgent:
             require_standbys(self.server, self.replication.quorum, self._others())
 
     def _spawn(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            raise PgFailed(f"the {self.service} server in {self.region} is running (pid {self.process.pid}): "
+                           "never a second one")
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(self.server.command(), stdout=out, stderr=subprocess.STDOUT)
 

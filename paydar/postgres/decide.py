@@ -45,10 +45,20 @@ class Decision:
     reason: str
 
 
-def next_action(route: ServiceRoute, region: str, positions: Positions | None, *, fenced: bool = False) -> Decision:
-    """What the agent in ``region`` does now; ``positions`` is None when its server is down, and
-    ``fenced`` when the agent stopped it as a deposed primary."""
+def next_action(route: ServiceRoute, region: str, positions: Positions | None, *, fenced: bool = False,
+                running: bool | None = None) -> Decision:
+    """What the agent in ``region`` does now. ``positions`` is None when its server does not
+    answer; ``running`` says whether its process is alive (default: it is when it answers), and
+    ``fenced`` that the agent stopped it as a deposed primary."""
     ours = route.writable and route.primary == region
+    running = positions is not None if running is None else running
+    if running and positions is None:
+        # Alive but not answering (its connection slots held by a flood, say): never a reason to
+        # start a second one, and no reason to keep a server the table deposed.
+        if not ours:
+            return Decision(Action.FENCE, f"the server does not answer and epoch {route.epoch} does not make it "
+                                          "primary: stopped without asking it")
+        return Decision(Action.NOTHING, "the server runs but does not answer; it is not started again")
     if fenced:
         # Its data may hold commits the new primary never had: it comes back only as a standby
         # rejoined with pg_rewind, never as it was.

@@ -15,7 +15,6 @@ and replay LSNs (a primary reports its current write LSN for all three).
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from paydar.postgres.server import JAIL_BINARIES, JAIL_DATA, PgFailed, PgServer
+from paydar.model.files import read_secret, write_secret
+from paydar.postgres.server import JAIL_BINARIES, JAIL_DATA, PgServer, hand_over, take_data_dir
 
 __all__ = ["REPLICATOR", "Positions", "clone_standby", "positions", "quorum_clause", "require_standbys",
            "start_replicating"]
@@ -59,11 +59,10 @@ def quorum_clause(k: int, standbys: Sequence[str]) -> str:
 
 def start_replicating(primary: PgServer, password_file: Path) -> None:
     """Create the replication role on ``primary``, with a generated password saved 0600."""
-    password_file.write_text(secrets.token_urlsafe(24))
-    password_file.chmod(0o600)
+    password = write_secret(password_file, 24)
     with primary.connect() as connection:
         connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {}").format(
-            sql.Identifier(REPLICATOR), sql.Literal(password_file.read_text().strip())))
+            sql.Identifier(REPLICATOR), sql.Literal(password)))
 
 
 def require_standbys(primary: PgServer, k: int, standbys: Sequence[str]) -> None:
@@ -77,17 +76,13 @@ def require_standbys(primary: PgServer, k: int, standbys: Sequence[str]) -> None
 def clone_standby(standby: PgServer, *, primary_port: int, password_file: Path, name: str) -> None:
     """Clone the primary reachable at 127.0.0.1:``primary_port`` into ``standby``'s empty data
     directory, jailed as the standby's uid, ready to start as a standby named ``name``."""
-    if standby.data_dir.exists() and any(standby.data_dir.iterdir()):
-        raise PgFailed(f"{standby.data_dir} is not empty; a standby is cloned only into an empty data directory")
-    standby.data_dir.mkdir(parents=True, exist_ok=True)
+    take_data_dir(standby.data_dir, standby.uid)
+    hand_over(standby.data_dir / ".pgpass",
+              f"127.0.0.1:{primary_port}:*:{REPLICATOR}:{read_secret(password_file)}\n", standby.uid)
     os.chown(standby.data_dir, standby.uid, standby.uid)
-    standby.data_dir.chmod(0o700)
-    passfile = standby.data_dir / ".pgpass"
-    passfile.write_text(f"127.0.0.1:{primary_port}:*:{REPLICATOR}:{password_file.read_text().strip()}\n")
-    os.chown(passfile, standby.uid, standby.uid)
-    passfile.chmod(0o600)
+    # require_auth: only SCRAM, which proves the primary knows the password too (never cleartext).
     conninfo = (f"host=127.0.0.1 port={primary_port} user={REPLICATOR} passfile={JAIL_DATA}/.pgpass "
-                f"application_name={name}")
+                f"application_name={name} require_auth=scram-sha-256")
     standby.run([f"{JAIL_BINARIES}/bin/pg_basebackup", "-d", conninfo, "-D", f"{JAIL_DATA}/db", "-X", "stream", "-R",
                  "--checkpoint=fast", "--no-sync"])
 

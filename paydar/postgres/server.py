@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import psycopg
 
 from paydar.infra.local.appjail import jailed_command
 from paydar.model.errors import PaydarError
+from paydar.model.files import write_secret
 
 __all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "PgFailed", "PgServer", "wait"]
 
@@ -75,25 +75,17 @@ class PgServer:
     def init(self) -> None:
         """``initdb`` with data checksums and a generated superuser password, into an empty data
         directory owned by the server's uid; refuses a directory that is not empty."""
-        if self.data_dir.exists() and any(self.data_dir.iterdir()):
-            raise PgFailed(f"{self.data_dir} is not empty; initdb runs only into an empty data directory")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        os.chown(self.data_dir, self.uid, self.uid)
-        self.data_dir.chmod(0o700)
-        self.password_file.parent.mkdir(parents=True, exist_ok=True)
-        self.password_file.write_text(secrets.token_urlsafe(24))
-        self.password_file.chmod(0o600)
+        take_data_dir(self.data_dir, self.uid)
+        write_secret(self.password_file, 24)
         # initdb reads the password from a file inside the jail: given for the run, then removed.
-        handed = self.data_dir / ".pwfile"
-        handed.write_text(self.password)
-        os.chown(handed, self.uid, self.uid)
-        handed.chmod(0o600)
+        hand_over(self.data_dir / ".pwfile", self.password, self.uid)
+        os.chown(self.data_dir, self.uid, self.uid)
         try:
             self.run([f"{JAIL_BINARIES}/bin/initdb", "-D", f"{JAIL_DATA}/db", "--data-checksums", "-U", SUPERUSER,
-                       "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={JAIL_DATA}/.pwfile",
-                       "--encoding=UTF8", "--locale=C", "--no-sync"])
+                      "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={JAIL_DATA}/.pwfile",
+                      "--encoding=UTF8", "--locale=C", "--no-sync"])
         finally:
-            handed.unlink(missing_ok=True)
+            (self.data_dir / ".pwfile").unlink(missing_ok=True)  # unlinks a symlink itself, never its target
 
     def run(self, argv: list[str]) -> None:
         """Run one of the server's tools (initdb, pg_basebackup...) jailed as its uid; raise with its words."""
@@ -111,8 +103,11 @@ class PgServer:
 
     def connect(self, *, timeout: float = 5.0, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """A connection as the superuser over 127.0.0.1."""
+        # require_auth: SCRAM proves the server knows the password too, so a process squatting the
+        # port (after the server stopped) is never sent the password in clear.
         return psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, password=self.password,
-                               dbname=dbname, connect_timeout=max(1, int(timeout)), autocommit=True)
+                               dbname=dbname, connect_timeout=max(1, int(timeout)), autocommit=True,
+                               require_auth="scram-sha-256")
 
     def ready(self) -> bool:
         """The server accepts a connection and answers a query."""
@@ -121,6 +116,29 @@ class PgServer:
                 return connection.execute("SELECT 1").fetchone() == (1,)
         except psycopg.Error:
             return False
+
+
+def take_data_dir(data_dir: Path, uid: int) -> None:
+    """Make ``data_dir`` root's (0700) and check it is empty: from here on the jailed uid, which
+    may have owned it, can place nothing in it that root would then write through (a symlink
+    planted for root to follow). The caller gives it back to ``uid`` once root's files are in."""
+    def refuse_unless_empty() -> None:
+        if any(data_dir.iterdir()):
+            raise PgFailed(f"{data_dir} is not empty; a server is initialised or cloned only into an empty directory")
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    refuse_unless_empty()  # before touching it: bad input changes nothing
+    os.chown(data_dir, 0, 0, follow_symlinks=False)
+    data_dir.chmod(0o700)
+    refuse_unless_empty()  # again: the uid may have added something before it lost the directory
+
+
+def hand_over(path: Path, content: str, uid: int) -> None:
+    """Create ``path`` afresh (never through a symlink), 0600, with ``content``, owned by ``uid``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+        os.fchown(handle.fileno(), uid, uid)
 
 
 def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:

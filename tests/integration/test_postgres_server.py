@@ -65,6 +65,6 @@ def test_initdb_refuses_a_data_directory_that_is_not_empty(tmp_path: Path) -> No
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "something").write_text("kept")
     pg = PgServer(data_dir=tmp_path / "data", port=1, uid=UID, state_dir=tmp_path, password_file=tmp_path / "p")
-    with pytest.raises(PgFailed, match="is not empty; initdb runs only into an empty data directory"):
+    with pytest.raises(PgFailed, match="is not empty; a server is initialised or cloned only into an empty directory"):
         pg.init()
     assert (tmp_path / "data" / "something").read_text() == "kept"

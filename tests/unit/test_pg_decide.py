@@ -49,3 +49,11 @@ def test_state_reports_the_flushed_position_and_the_role_the_server_has() -> Non
     fenced = instance_state(component="node.p.here", service="p", region="here", route=FENCED, table_version=10,
                             positions=None, acked=0, ack_replicas=1, fenced=True)
     assert (fenced.role, fenced.log_position) == (InstanceRole.FENCED, -1)
+
+
+def test_a_server_that_runs_but_does_not_answer_is_never_started_twice() -> None:
+    held = next_action(OURS, "here", None, running=True)
+    assert held.action is Action.NOTHING
+    assert held.reason == "the server runs but does not answer; it is not started again"
+    deposed = next_action(THEIRS, "here", None, running=True)
+    assert deposed.action is Action.FENCE and "stopped without asking it" in deposed.reason

@@ -16,7 +16,10 @@ process. So ``paydar up`` starts each instance command through this launcher, as
    uid and gid (``APP_UID_BASE`` + its index: no other process has it, so
    it can signal or trace nothing of Paydar's or of another instance), no supplementary
    groups, ``no_new_privs``, a clean environment (``PATH`` of the system only), then ``exec``:
-   the process supervisord watches *is* the app, so stopping, freezing and killing it act on it.
+   the process supervisord watches *is* the app, so stopping, freezing and killing it act on it;
+5. a private IPC namespace, limits of its own (processes, descriptors, no core files), the
+   kernel's first pick when memory runs out, and inode caps on its tmpfs; and before anything,
+   every process its uid left behind from an earlier run is killed.
 
 The standard library has no ``unshare`` or ``mount`` before Python 3.12, so they are called
 through ``ctypes`` (util-linux's ``unshare`` would need a shell between it and the app).
@@ -31,6 +34,8 @@ import argparse
 import ctypes
 import ctypes.util
 import os
+import resource
+import signal
 import sys
 from pathlib import Path
 
@@ -39,7 +44,9 @@ __all__ = ["APP_UID_BASE", "JAIL_APP_DIR", "jailed_command", "main"]
 APP_UID_BASE = 810_000
 """Instance n runs as uid and gid ``APP_UID_BASE + n``: far from any account a system creates."""
 JAIL_APP_DIR = "/tmp/app"
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+LIMITS = {"RLIMIT_NPROC": 512, "RLIMIT_NOFILE": 4096, "RLIMIT_CORE": 0}
+"""Per jailed uid (each has its own): enough for a web app or a database, never the host's processes or descriptors."""
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -86,14 +93,15 @@ def enter(state_dir: Path, uid: int, cwd: str, binds: list[tuple[Path, str, bool
             raise SystemExit(f"appjail: {source} is not readable by other users, and the process runs as one: "
                              f"make it so (chmod o+rx {source}), or keep it in a directory that is")
     libc = _libc()
-    _check(libc.unshare(CLONE_NEWNS), "unshare (a private mount namespace)")
+    _end_leftovers(uid)
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare (private mount and IPC namespaces)")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
-    _mount(libc, "tmpfs", str(state_dir), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=000")
+    _mount(libc, "tmpfs", str(state_dir), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=16,mode=000")
     # Held open: a source may lie under /tmp, which the next mounts cover.
     held = [(os.open(source, os.O_PATH | os.O_DIRECTORY), target, rw) for source, target, rw in binds]
     for private in PRIVATE_DIRS:
         if Path(private).is_dir():
-            _mount(libc, "tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+            _mount(libc, "tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,nr_inodes=16384,mode=1777")
     for fd, target, rw in held:
         Path(target).mkdir(mode=0o755, parents=True, exist_ok=True)
         _mount(libc, f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
@@ -102,10 +110,29 @@ def enter(state_dir: Path, uid: int, cwd: str, binds: list[tuple[Path, str, bool
         os.close(fd)
     _name_the_uid(libc, uid)
     os.chdir(cwd)
+    Path("/proc/self/oom_score_adj").write_text("1000")  # out of memory, the kernel ends this first, not Paydar
+    for name, value in LIMITS.items():
+        limit = getattr(resource, name)
+        resource.setrlimit(limit, (value, value))
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)  # from root to another uid: the kernel drops every capability
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def _end_leftovers(uid: int) -> None:
+    """Kill every process of ``uid`` still alive from an earlier run (one that left its process
+    group behind): the uid is this instance's alone, so nothing else is touched."""
+    child = os.fork()
+    if child == 0:  # the child becomes the uid, whose kill(-1) reaches exactly that uid's processes
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        os._exit(0)
+    os.waitpid(child, 0)
 
 
 def _name_the_uid(libc: ctypes.CDLL, uid: int) -> None:
