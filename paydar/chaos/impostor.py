@@ -10,10 +10,10 @@ its caller (a test, or the drill's experiment), which stops it on rollback.
 
 from __future__ import annotations
 
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from paydar.chaos.standin import StandIn
 from paydar.infra.local.plan import PlannedComponent
 from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError
@@ -34,19 +34,14 @@ class Impostor:
         self.system = system
         self.served = 0
         health = urllib.parse.urlsplit(http.health_path).path
-        system.supervisor.rpc().supervisor.stopProcess(component.id, True)
-        self.server = ThreadingHTTPServer(("127.0.0.1", component.port), self._handler(health))
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._stand_in = StandIn(system, component.id, component.port, self._handler(health))
 
     def __enter__(self) -> Impostor:
-        self._thread.start()
+        self._stand_in.serve()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(10)
+        self._stand_in.close()
         self.system.supervisor.rpc().supervisor.startProcess(self.component.id, True)
 
     def _handler(self, health: str) -> type[BaseHTTPRequestHandler]:

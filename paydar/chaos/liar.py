@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from paydar.chaos.standin import StandIn
 from paydar.infra.local.realizer import Realization
 from paydar.model.ids import Kind, prober_id
 from paydar.probes.models import ObservationRound, SignedObservations, TargetObservation
@@ -40,20 +41,15 @@ class ScriptedProber:
         self.signer = system.keystore().signer(self.component)
         self.targets = [c.id for c in system.plan.components if c.kind in (Kind.NODE, Kind.GATEWAY)]
         self._lock = threading.Lock()
-        port = system.plan.component(self.component).port
-        system.supervisor.rpc().supervisor.stopProcess(self.component, True)
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._stand_in = StandIn(system, self.component, system.plan.component(self.component).port,
+                                 self._handler())
 
     def __enter__(self) -> ScriptedProber:
-        self._thread.start()
+        self._stand_in.serve()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(10)
+        self._stand_in.close()
 
     def next_round(self) -> bytes:
         with self._lock:

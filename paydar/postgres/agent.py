@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 
+from paydar.infra.local.processes import terminate
 from paydar.model.routing import ServiceRoute, SignedTable
 from paydar.postgres.decide import Action, Decision, next_action
 from paydar.postgres.replication import Positions, clone_standby, positions, require_standbys, start_replicating
@@ -130,11 +131,5 @@ class PgAgent:
     def stop(self) -> None:
         """Stop the server (fast shutdown), by PID, killing it after a bound."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_SECONDS)
+        if process is not None:
+            terminate(process, STOP_SECONDS, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
