@@ -40,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: without it, each answer waits ~40 ms
 
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's naming
+    def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/healthz":
             return self._send(200, {"status": "ok", "region": self.region})
@@ -55,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {**assess(household, income), "region": self.region})
         return self._send(404, {"error": f"no such page {url.path[:80]!r}"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if urllib.parse.urlsplit(self.path).path != "/applications":
             return self._send(404, {"error": "POST /applications"})
         length = int(self.headers.get("Content-Length") or 0)
@@ -81,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: one line per request is noise
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -66,8 +66,8 @@ def validate(file: Path, strict: bool, as_json: bool) -> None:
     waiting = [s.id for s in topology.services if s.workload is WorkloadKind.POSTGRES]
     if waiting:
         shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")
-        notes.append(f"{len(waiting)} postgres service(s) ({shown}) validated; paydar up cannot run workload: "
-                     "postgres yet")
+        notes.append(f"{len(waiting)} postgres service(s) ({shown}): a PostgreSQL server and its agent per region "
+                     "locally; the production program does not render them yet")
     nodes = sum(len(s.regions) for s in topology.services if s.workload is WorkloadKind.REGISTRY)
     if as_json:
         out.print_json(json.dumps({

@@ -9,7 +9,9 @@ agrees. Each service moves in two certified steps, so no acknowledged write is e
    new epoch refuse the old primary's replication, so it can acknowledge nothing more.
 2. **promote**: once the replicas that adopted the fenced epoch prove a candidate holds every
    acknowledged write (:func:`paydar.failover.promotion.check_promotion`), it becomes primary in
-   epoch + 1 again. When that cannot be proven the service stays read-only.
+   epoch + 1 again. When that cannot be proven the service stays read-only. For PostgreSQL the
+   proof comes from the standbys' flushed LSNs alone (a stopped primary cannot report what was
+   acknowledged), and the fenced primary is never a candidate.
 
 An http service (an agency's own app, whose state Paydar does not hold) moves in one step:
 its route lists the instances that may serve, those not judged down, drained or fenced, in
@@ -143,6 +145,11 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
             candidates = [move] + ([route.fenced] if route.fenced not in (None, move) else [])
         else:
             candidates = list(spec.regions)
+        if spec.workload is WorkloadKind.POSTGRES and route.fenced is not None and route.fenced in service_views:
+            # A stopped PostgreSQL primary cannot say what its standbys acknowledged last: the proof
+            # comes from the standbys alone (enough of them that every acknowledged commit is on
+            # one), and the old primary rejoins with pg_rewind, never as a candidate.
+            service_views = {**service_views, route.fenced: ReplicaView(reachable=False)}
         # Candidates are chosen from the replicas' own answers (and operator intents), never from
         # this controller's judgement: after fencing those answers are the same for every
         # controller, so honest controllers pick the same candidate.

@@ -47,10 +47,21 @@ def _unknown(router: Router, service: str) -> web.Response:
     return json_error(404, f"unknown service {service[:40]!r}; known services: {shown}")
 
 
+def _database(router: Router, service: str) -> web.Response | None:
+    """A postgres service is reached only through its app: a 404 that says so."""
+    if not any(s.id == service for s in router.f.topology.postgres_services):
+        return None
+    apps = [sid for sid, http in router.f.topology.http_services.items() if http.database == service]
+    return json_error(404, f"service {service} is an agency's PostgreSQL database; citizens reach it through its "
+                           f"app ({', '.join(apps) or 'none declared'}), never directly")
+
+
 async def proxied(request: web.Request) -> web.StreamResponse:
     """Any other path under a service: an http service's app, or a registry's hint."""
     router = request.app[ROUTER]
     service = request.match_info["service"]
+    if (refused := _database(router, service)) is not None:
+        return refused
     if router.apps.serves(service):
         response = await router.apps.handle(request, service)
         return _count(router, service, request.method, response)
@@ -64,7 +75,7 @@ async def proxied(request: web.Request) -> web.StreamResponse:
 async def documents(request: web.Request) -> web.StreamResponse:
     router = request.app[ROUTER]
     service = request.match_info["service"]
-    if router.apps.serves(service):
+    if router.apps.serves(service) or _database(router, service) is not None:
         return await proxied(request)
     if service not in router.f.guard.known_services:
         return _unknown(router, service)

@@ -193,7 +193,7 @@ class WorkloadKind(StrEnum):
     HTTP = "http"
     """An agency's own web app, one instance per region, behind the gateways."""
     POSTGRES = "postgres"
-    """The agency's own PostgreSQL, one server per region, replicated by Paydar (in progress)."""
+    """The agency's own PostgreSQL, one server per region with a Paydar agent beside it."""
 
 
 class InstanceMode(StrEnum):
@@ -205,8 +205,9 @@ class InstanceMode(StrEnum):
     """One instance serves; the others wait to take over."""
 
 
-PLACEHOLDERS = ("{port}", "{region}", "{service}")
-"""What an instance command may name, substituted by ``paydar up``."""
+PLACEHOLDERS = ("{port}", "{region}", "{service}", "{python}")
+"""What an instance command may name, substituted by ``paydar up``; ``{python}`` is Paydar's own
+interpreter with its packages (psycopg among them), for an app that reaches a database."""
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _PATH = r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,500}$"
@@ -255,6 +256,10 @@ class HttpWorkload(_Model):
     canary: Canary
     mode: InstanceMode = InstanceMode.ACTIVE_ACTIVE
     limits: HttpBounds = HttpBounds()
+    database: str | None = Field(default=None, pattern=SERVICE_ID_PATTERN)
+    """The ``workload: postgres`` service this app keeps its state in: each instance reaches that
+    service's current primary through its own region's agent, given to it as libpq's ``PG*``
+    environment (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``), never a fixed host."""
 
 
 class Service(_Model):
@@ -338,6 +343,11 @@ class NationalTopology(_Model):
     def registry_services(self) -> tuple[Service, ...]:
         """The services whose state Paydar's own nodes hold (``workload: registry``)."""
         return tuple(s for s in self.services if s.workload is WorkloadKind.REGISTRY)
+
+    @property
+    def postgres_services(self) -> tuple[Service, ...]:
+        """The services that are an agency's own PostgreSQL (``workload: postgres``)."""
+        return tuple(s for s in self.services if s.workload is WorkloadKind.POSTGRES)
 
     @property
     def http_services(self) -> dict[str, HttpWorkload]:
@@ -435,7 +445,7 @@ def _service_issues(topo: NationalTopology, i: int, service: Service) -> list[Is
                             "standbys available",
                             f"use at most {standbys}, or host the service in more regions"))
     if service.workload is WorkloadKind.HTTP or service.http is not None:
-        return issues + _http_issues(where, service)
+        return issues + _http_issues(where, service) + _database_issues(topo, where, service)
     if "sync_replicas" not in service.model_fields_set:
         missing = f"missing: a {service.workload.value} service needs sync_replicas"
         return [*issues, Issue(f"{where}.sync_replicas", missing,
@@ -485,6 +495,24 @@ def _http_issues(where: str, service: Service) -> list[Issue]:
                 issues.append(Issue(f"{at}.command", "the command never names {port}, the port paydar up gives it",
                                     "pass {port} to the app, e.g. --port {port}"))
     return issues
+
+
+def _database_issues(topo: NationalTopology, where: str, service: Service) -> list[Issue]:
+    """An app's database must be a postgres service of the catalog, in every region the app runs."""
+    database = service.http.database if service.http is not None else None
+    if database is None:
+        return []
+    found = next((s for s in topo.services if s.id == database), None)
+    if found is None or found.workload is not WorkloadKind.POSTGRES:
+        postgres = [s.id for s in topo.services if s.workload is WorkloadKind.POSTGRES]
+        what = "no service" if found is None else f"a {found.workload.value} service"
+        fix = f"name one of: {', '.join(postgres)}" if postgres else "declare a service with workload: postgres"
+        return [Issue(f"{where}.http.database", f"database {database!r} is {what}, not a postgres service", fix)]
+    missing = [r for r in service.regions if r not in found.regions]
+    if missing:
+        return [Issue(f"{where}.http.database", f"the app runs in {', '.join(missing)}, where database {database} "
+                      "has no server", f"host service {database} there too, or run the app only where it is")]
+    return []
 
 
 def _vantage_issues(topo: NationalTopology) -> list[Issue]:

@@ -1,1 +1,1 @@
-"""``workload: postgres``: a real PostgreSQL server per (service, region), run jailed."""
+"""``workload: postgres``: a real PostgreSQL server per (service, region), run jailed, with a Paydar agent beside it."""

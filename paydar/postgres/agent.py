@@ -1,135 +1,323 @@
 """The agent beside one PostgreSQL server: it obeys the signed table and nothing else.
 
-Every ``TICK_SECONDS`` it reads its server's own positions and acts on
-:func:`paydar.postgres.decide.next_action`: it initialises or clones and starts the server in
-the role the table gives it, promotes a standby the table names primary (then requires the
-service's acknowledgement quorum of the other regions), and fences a primary the table deposes
-by stopping it at once. A table reaches it only through :meth:`PgAgent.offer_table`, which
-adopts it only with the controllers' threshold of signatures (the foundation's guard).
+Every ``TICK_SECONDS``, and at once when it adopts a table, it reads its server's own
+positions and acts on :func:`paydar.postgres.decide.next_action`: it initialises or clones and
+starts the server in the role the table gives it, points a standby at the table's primary (or
+at nobody while the service is fenced), promotes a standby the table names primary (its quorum
+of standbys required before it takes a write), fences a primary the table deposes by stopping
+it at once, and rejoins a former primary with ``pg_rewind``. A table reaches it only through
+:meth:`PgAgent.offer_table`, adopted only with the controllers' threshold of signatures.
 
-Not yet: serving this over HTTP beside the server, supervision by ``paydar up``, replication
-through the links, the rejoin of a fenced primary with ``pg_rewind``.
+The epoch it reports in ``/state`` is the one it has *enacted*: a controller proves a promotion
+from standbys' positions only once they stream from nobody in the fenced epoch, so those
+positions can no longer grow.
+
+The server is its child, jailed, and dies with it (``die_with_parent``): an agent that crashes
+takes its server down, as a machine that fails would, and never leaves one behind unobeyed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
+import aiohttp
 import psycopg
+from prometheus_client import CollectorRegistry, Counter, Enum
 
 from paydar.infra.local.processes import terminate
-from paydar.model.routing import ServiceRoute, SignedTable
-from paydar.postgres.decide import Action, Decision, next_action
-from paydar.postgres.replication import Positions, clone_standby, positions, require_standbys, start_replicating
+from paydar.model.errors import PaydarError, TableRejected
+from paydar.model.files import read_secret
+from paydar.model.routing import ServiceRoute, SignedTable, TableGuard
+from paydar.postgres.config import AgentConfig
+from paydar.postgres.decide import Action, Decision, Disk, instance_state, next_action
+from paydar.postgres.replication import Positions, clone_standby, follow, positions, require_standbys, rewind
+from paydar.postgres.roles import create_roles, replicator
+from paydar.postgres.route import Route
 from paydar.postgres.server import PgFailed, PgServer, wait
+from paydar.server.answers import read_up_to
 from paydar.server.component import Foundation
+from paydar.workload.contract import InstanceRole, InstanceState
 
-__all__ = ["PgAgent", "Replication"]
+__all__ = ["PgAgent"]
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 STOP_SECONDS = 20.0
-
-
-@dataclass(frozen=True)
-class Replication:
-    """How this agent's server reaches the others: each region's server port as reached from
-    here, the replication password, and the acknowledgement quorum."""
-
-    ports: dict[str, int]
-    password_file: Path
-    quorum: int
+READY_SECONDS = 60.0
+CATCH_UP_SECONDS = 3.0
+MAX_TABLE_BYTES = 8 * 1024 * 1024
+REJOIN_RETRY_SECONDS = 10.0
 
 
 class PgAgent:
     """One (service, region)'s agent; ``tick()`` is one decision and its action."""
 
-    def __init__(self, *, foundation: Foundation, service: str, region: str, server: PgServer,
-                 replication: Replication, log_path: Path) -> None:
+    def __init__(self, *, foundation: Foundation, config: AgentConfig, log_path: Path) -> None:
         self.f = foundation
-        self.service = service
-        self.region = region
-        self.server = server
-        self.replication = replication
+        self.config = config
+        self.service = config.service
+        self.region = config.region
+        self.server = PgServer(data_dir=config.data_dir / "pg", conf_dir=config.data_dir / "conf",
+                               port=config.db_port, uid=config.uid, state_dir=config.state_dir,
+                               app_role=config.app_role)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.fenced = False
+        self.enacted = 0
         self.last: Decision | None = None
+        self.seen: Positions | None = None
+        self.trouble: str | None = None
+        self._rejoin_after = 0.0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.registry = CollectorRegistry()
+        self.role_metric = Enum("paydar_pg_role", "The role this agent's server has", ["service", "region"],
+                                states=[r.value for r in InstanceRole], registry=self.registry)
+        self.actions = Counter("paydar_pg_actions", "Actions the agent took", ["action"], registry=self.registry)
+        outcomes = Counter("paydar_pg_route_connections", "Connections offered to a route, by outcome",
+                           ["route", "outcome"], registry=self.registry)
+        self.routes = (Route(name="primary", port=config.route_port, target=self._primary_port,
+                             max_connections=config.max_route_connections, outcomes=outcomes),
+                       Route(name="read", port=config.read_port, target=lambda: config.db_port,
+                             max_connections=config.max_route_connections, outcomes=outcomes))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._catch_up()
+        for route in self.routes:
+            await route.start()
+        self._task = asyncio.create_task(self._run(), name="pg-agent")
+
+    async def _catch_up(self) -> None:
+        """Before acting on the table kept on disk, adopt the newest certified table a peer holds:
+        a primary restarted after it was deposed must not start as the primary it was."""
+        async def fetch(session: aiohttp.ClientSession, url: str) -> bytes | None:
+            try:
+                async with session.get(url + "/v1/routing-table") as response:
+                    return await read_up_to(response, MAX_TABLE_BYTES) if response.status == 200 else None
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                return None
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CATCH_UP_SECONDS)) as session:
+            answers = await asyncio.gather(*(fetch(session, url) for url in self.config.peers.values()))
+        for peer, raw in zip(self.config.peers, answers, strict=True):
+            if raw is None:
+                continue
+            try:
+                self.f.adopt(TableGuard.parse(raw), source=f"peer {peer}", on_refused=lambda _reason: None)
+            except TableRejected:
+                continue  # not newer, or not certified: the table held stands
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for route in self.routes:
+            await route.stop()
+        await asyncio.to_thread(self.stop_server)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+                self.trouble = None
+            except (PaydarError, psycopg.Error, OSError) as exc:
+                self.trouble = str(exc)[:500]
+                log.warning("agent tick failed service=%s region=%s: %s", self.service, self.region, exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+
+    # -- the table -----------------------------------------------------------------------
 
     @property
     def route(self) -> ServiceRoute:
         assert self.f.guard.current is not None
         return self.f.guard.current.table.route(self.service)
 
-    def offer_table(self, signed: SignedTable, *, source: str) -> frozenset[str]:
-        """Adopt ``signed`` only with the controllers' threshold; raise ``TableRejected`` otherwise."""
-        return self.f.adopt(signed, source=source, on_refused=lambda _reason: None)
+    @property
+    def table(self) -> SignedTable:
+        assert self.f.guard.current is not None
+        return self.f.guard.current
 
-    def positions(self) -> Positions | None:
-        if self.process is None or self.process.poll() is not None:
+    async def offer_table(self, signed: SignedTable, *, source: str) -> frozenset[str]:
+        """Adopt ``signed`` only with the controllers' threshold; raise ``TableRejected`` otherwise."""
+        signers = self.f.adopt(signed, source=source, on_refused=lambda _reason: None)
+        for route in self.routes:
+            route.retarget()
+        self._wake.set()
+        return signers
+
+    def _primary_port(self) -> int | None:
+        route = self.route
+        return self.config.db_ports.get(route.primary) if route.writable and route.primary else None
+
+    # -- one cycle -----------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _read(self) -> Positions | None:
+        if not self._running():
             return None
         try:
             return positions(self.server)
         except psycopg.Error:
             return None
 
+    def _upstream(self, seen: Positions | None) -> str | None:
+        if seen is None or seen.upstream_port is None:
+            return None
+        return next((r for r, port in self.config.db_ports.items() if port == seen.upstream_port), None)
+
+    def _disk(self) -> Disk:
+        return Disk(initialised=self.server.initialised,
+                    former_primary=self.server.initialised and not self.server.standby_signal.exists())
+
     async def tick(self) -> Decision:
         """Read the server, decide, act; returns the decision."""
-        running = self.process is not None and self.process.poll() is None
-        decision = next_action(self.route, self.region, await asyncio.to_thread(self.positions), fenced=self.fenced,
-                               running=running)
+        route = self.route
+        seen = await asyncio.to_thread(self._read)
+        self.seen = seen
+        decision = next_action(route, self.region, seen, fenced=self.fenced, running=self._running(),
+                               disk=self._disk(), upstream=self._upstream(seen))
         self.last = decision
-        if decision.action is not Action.NOTHING:
-            log.info("agent acts service=%s region=%s action=%s reason=%s", self.service, self.region,
-                     decision.action, decision.reason)
-            await asyncio.to_thread(self._act, decision.action)
+        if decision.action is Action.NOTHING:
+            if seen is not None:
+                self.enacted = route.epoch
+                if not seen.in_recovery:
+                    await asyncio.to_thread(self._end_impostors, seen)
+            return decision
+        log.info("agent acts service=%s region=%s action=%s reason=%s", self.service, self.region,
+                 decision.action, decision.reason)
+        self.actions.labels(action=decision.action.value).inc()
+        await self._act(decision.action, route)
         return decision
 
-    def _others(self) -> list[str]:
-        return [r for r in self.replication.ports if r != self.region]
-
-    def _act(self, action: Action) -> None:
+    async def _act(self, action: Action, route: ServiceRoute) -> None:
         if action is Action.START:
-            self._start()
+            await self._start(route)
         elif action is Action.PROMOTE:
-            with self.server.connect() as connection:
-                connection.execute("SELECT pg_promote(wait => true)")
-            require_standbys(self.server, self.replication.quorum, self._others())
+            await asyncio.to_thread(self._promote)
         elif action is Action.FENCE:
             self.fenced = True  # first: whatever happens next, it is never started as this primary again
-            self.stop()
+            await asyncio.to_thread(self.stop_server)
+        elif action is Action.FOLLOW:
+            leader = route.primary if route.writable and route.primary != self.region else None
+            port = self.config.db_ports[leader] if leader else None
+            await asyncio.to_thread(follow, self.server, port, self.region)
+        elif action is Action.REJOIN:
+            await self._rejoin(route)
 
-    def _start(self) -> None:
-        fresh = not (self.server.data_dir.exists() and any(self.server.data_dir.iterdir()))
-        route = self.route
+    def _others(self) -> list[str]:
+        return [r for r in self.config.db_ports if r != self.region]
+
+    def _quorum(self) -> int:
+        return self.f.topology.service(self.service).ack_replicas
+
+    def _promote(self) -> None:
+        # The quorum first (a standby keeps the setting): from its first commit as primary it
+        # acknowledges only what ``k`` standbys hold.
+        follow(self.server, None, self.region)
+        require_standbys(self.server, self._quorum(), self._others())
+        with self.server.connect() as connection:
+            connection.execute("SELECT pg_promote(wait => true)")
+
+    async def _start(self, route: ServiceRoute) -> None:
+        fresh = not self.server.initialised
         primary = route.writable and route.primary == self.region
-        if fresh and not primary:
-            if route.primary is None:
-                return  # nothing to clone from while the service is fenced
-            clone_standby(self.server, primary_port=self.replication.ports[route.primary],
-                          password_file=self.replication.password_file, name=self.region)
-        elif fresh:
-            self.server.init()
+        if fresh:
+            await asyncio.to_thread(self._prepare, route, primary)
         self._spawn()
-        wait(self.server.ready, 30, f"the {self.service} server in {self.region} accepting connections")
+        await asyncio.to_thread(wait, self.server.ready, READY_SECONDS,
+                                f"the {self.service} server in {self.region} accepting connections")
         if fresh and primary:
-            start_replicating(self.server, self.replication.password_file)
-            require_standbys(self.server, self.replication.quorum, self._others())
+            await asyncio.to_thread(self._first_primary)
+
+    def _prepare(self, route: ServiceRoute, primary: bool) -> None:
+        if primary:
+            self.server.init()
+            return
+        assert route.primary is not None
+        try:
+            clone_standby(self.server, primary_port=self.config.db_ports[route.primary],
+                          password=read_secret(self.config.replicator_password_file), region=self.region)
+        except PgFailed:
+            # A clone that failed half-way holds nothing worth keeping; the next tick clones afresh.
+            shutil.rmtree(self.server.data_dir, ignore_errors=True)
+            raise
+
+    def _first_primary(self) -> None:
+        require_standbys(self.server, self._quorum(), self._others())
+        with self.server.connect() as connection:
+            # Set-up, acknowledged to no one: it need not wait for standbys that cannot exist yet.
+            connection.execute("SET synchronous_commit = local")
+            create_roles(connection, replicators=self.config.replicator_verifiers, app_role=self.config.app_role,
+                         app_verifier=self.config.app_verifier)
+
+    async def _rejoin(self, route: ServiceRoute) -> None:
+        if time.monotonic() < self._rejoin_after:
+            return
+        assert route.primary is not None
+        self._rejoin_after = time.monotonic() + REJOIN_RETRY_SECONDS
+        await asyncio.to_thread(self.stop_server)
+        await asyncio.to_thread(rewind, self.server, source_port=self.config.db_ports[route.primary],
+                                password=read_secret(self.config.replicator_password_file), region=self.region)
+        self.fenced = False
+        log.info("rewound service=%s region=%s onto %s's timeline", self.service, self.region, route.primary)
+        self._wake.set()
 
     def _spawn(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            raise PgFailed(f"the {self.service} server in {self.region} is running (pid {self.process.pid}): "
-                           "never a second one")
+        # From the event loop's own thread: the server dies with the thread that started it.
+        if self._running():
+            raise PgFailed(f"the {self.service} server in {self.region} is running (pid "
+                           f"{self.process.pid if self.process else '?'}): never a second one")
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(self.server.command(), stdout=out, stderr=subprocess.STDOUT)
 
-    def stop(self) -> None:
+    def _end_impostors(self, seen: Positions) -> None:
+        """End every replication connection that is not its region's own role, or repeats a
+        region: one stolen password must not count as two standbys of the quorum."""
+        counted: set[str] = set()
+        for sender in sorted(seen.walsenders, key=lambda w: w.pid):
+            own = sender.role == replicator(sender.name)
+            if own and sender.state == "backup":
+                continue  # a standby being cloned
+            if own and sender.name not in counted:
+                counted.add(sender.name)
+                continue
+            log.warning("ending replication connection pid=%d role=%s name=%s: not that region's own",
+                        sender.pid, sender.role, sender.name[:64])
+            with self.server.connect() as connection:
+                connection.execute("SELECT pg_terminate_backend(%s)", (sender.pid,))
+
+    def stop_server(self) -> None:
         """Stop the server (fast shutdown), by PID, killing it after a bound."""
         process, self.process = self.process, None
         if process is not None:
             terminate(process, STOP_SECONDS, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+
+    # -- what it reports -----------------------------------------------------------------
+
+    def state(self) -> InstanceState:
+        """``GET /state``: the enacted epoch, the server's role and positions."""
+        state = instance_state(component=self.config.component, service=self.service, region=self.region,
+                               route=self.route, epoch=self.enacted, table_version=self.table.table.version,
+                               positions=self.seen, ack_replicas=self._quorum(), fenced=self.fenced)
+        self.role_metric.labels(service=self.service, region=self.region).state(state.role.value)
+        return state
+
+    @property
+    def ready(self) -> bool:
+        """The server runs and is what the table in force asks."""
+        return (self.seen is not None and self.last is not None and self.last.action is Action.NOTHING
+                and self.enacted == self.route.epoch)

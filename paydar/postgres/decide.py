@@ -1,15 +1,19 @@
 """What a PostgreSQL agent does with the signed table in force, and what it reports: pure.
 
-The agent beside each server obeys only the certified routing table (it is not built yet; these
-are its decisions). :func:`next_action` compares the route with what the server says of itself
-and returns an :class:`Action` with its reason:
+The agent beside each server obeys only the certified routing table; these are its decisions.
+:func:`next_action` compares the route with what the server says of itself and what its data
+directory holds, and returns an :class:`Action` with its reason:
 
 - the table names this region primary and writable, and the server is a standby: **promote** it;
 - the table names another primary, or fences the service, and the server is a primary:
   **fence** it at once (stop the server), because a deposed primary must acknowledge nothing,
   not only after a timeout;
+- a standby streams from the table's primary, or from nobody while the service is fenced:
+  otherwise **follow** (so nothing a deposed primary sends is received in the new epoch);
 - the server is down and the table still wants it: **start** it (a primary only while the
-  table names it, a standby otherwise); a server it fenced stays down until it rejoins;
+  table names it, a standby otherwise, initialised empty only in the first epoch);
+- a server it fenced, or a primary's data the table no longer names primary, comes back only
+  as a standby rewound onto the new primary's timeline: **rejoin**;
 - anything else: nothing.
 
 :func:`instance_state` renders the workload contract's ``/state`` from the server's positions:
@@ -27,9 +31,12 @@ from enum import StrEnum
 from paydar.model.routing import ServiceRoute
 from paydar.model.wire import MAX_COUNTER
 from paydar.postgres.replication import Positions
-from paydar.workload.contract import InstanceRole, InstanceState
+from paydar.workload.contract import InstanceRole, InstanceState, StandbyProgress
 
-__all__ = ["Action", "Decision", "acknowledged_lsn", "instance_state", "next_action"]
+FIRST_EPOCH = 1
+"""The initial table's epoch: the only one in which an empty data directory is initialised as primary."""
+
+__all__ = ["FIRST_EPOCH", "Action", "Decision", "Disk", "acknowledged_lsn", "instance_state", "next_action"]
 
 
 class Action(StrEnum):
@@ -37,6 +44,8 @@ class Action(StrEnum):
     START = "start"
     PROMOTE = "promote"
     FENCE = "fence"
+    FOLLOW = "follow"
+    REJOIN = "rejoin"
 
 
 @dataclass(frozen=True)
@@ -45,11 +54,26 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Disk:
+    """What the server's data directory holds while the server is down."""
+
+    initialised: bool = True
+    former_primary: bool = False
+    """It holds a primary's data (no ``standby.signal``): it may hold commits no standby has."""
+
+
+def _leader(route: ServiceRoute, region: str) -> str | None:
+    """Whom ``region``'s standby streams from: the table's primary, or nobody while it is fenced."""
+    return route.primary if route.writable and route.primary != region else None
+
+
 def next_action(route: ServiceRoute, region: str, positions: Positions | None, *, fenced: bool = False,
-                running: bool | None = None) -> Decision:
+                running: bool | None = None, disk: Disk = Disk(), upstream: str | None = None) -> Decision:
     """What the agent in ``region`` does now. ``positions`` is None when its server does not
-    answer; ``running`` says whether its process is alive (default: it is when it answers), and
-    ``fenced`` that the agent stopped it as a deposed primary."""
+    answer; ``running`` says whether its process is alive (default: it is when it answers),
+    ``fenced`` that the agent stopped it as a deposed primary, ``disk`` what its data directory
+    holds, and ``upstream`` the region its standby streams from."""
     ours = route.writable and route.primary == region
     running = positions is not None if running is None else running
     if running and positions is None:
@@ -59,20 +83,39 @@ def next_action(route: ServiceRoute, region: str, positions: Positions | None, *
             return Decision(Action.FENCE, f"the server does not answer and epoch {route.epoch} does not make it "
                                           "primary: stopped without asking it")
         return Decision(Action.NOTHING, "the server runs but does not answer; it is not started again")
-    if fenced:
-        # Its data may hold commits the new primary never had: it comes back only as a standby
-        # rejoined with pg_rewind, never as it was.
-        return Decision(Action.NOTHING, "fenced: the server stays stopped until it rejoins as a standby")
     if positions is None:
-        role = "primary" if ours else "standby"
-        return Decision(Action.START, f"the server is down and table epoch {route.epoch} wants it as {role}")
+        return _down(route, region, fenced=fenced, disk=disk)
     if ours and positions.in_recovery:
         return Decision(Action.PROMOTE, f"the table names {region} primary in epoch {route.epoch}")
     if not ours and not positions.in_recovery:
         why = "fences the service" if not route.writable else f"names {route.primary} primary"
         return Decision(Action.FENCE, f"a primary the table deposes must acknowledge nothing: epoch {route.epoch} "
                                       f"{why}")
+    leader = _leader(route, region)
+    if positions.in_recovery and upstream != leader:
+        return Decision(Action.FOLLOW, f"epoch {route.epoch} has it stream from {leader or 'nobody'}")
     return Decision(Action.NOTHING, f"the server is already what epoch {route.epoch} asks")
+
+
+def _down(route: ServiceRoute, region: str, *, fenced: bool, disk: Disk) -> Decision:
+    """What a stopped server needs: started, cloned, rejoined, or left down."""
+    ours = route.writable and route.primary == region
+    leader = _leader(route, region)
+    if fenced or (disk.former_primary and not ours):
+        # Its data may hold commits the new primary never had: it comes back only as a standby
+        # rewound onto the new primary's timeline, never as it was.
+        if leader is not None and not ours:
+            return Decision(Action.REJOIN, f"a former primary rejoins as {leader}'s standby in epoch {route.epoch}, "
+                                           "rewound with pg_rewind")
+        return Decision(Action.NOTHING, "fenced: the server stays stopped until it rejoins as a standby")
+    if not disk.initialised:
+        if ours and route.epoch > FIRST_EPOCH:
+            return Decision(Action.NOTHING, f"epoch {route.epoch} names {region} primary but it holds no data: an "
+                                            "empty primary is never started; restore it or move the primary")
+        if not ours and leader is None:
+            return Decision(Action.NOTHING, "no data yet, and nothing to clone from while the service is fenced")
+    role = "primary" if ours else "standby"
+    return Decision(Action.START, f"the server is down and table epoch {route.epoch} wants it as {role}")
 
 
 def acknowledged_lsn(flushed_by_standbys: Sequence[int], k: int) -> int:
@@ -82,15 +125,23 @@ def acknowledged_lsn(flushed_by_standbys: Sequence[int], k: int) -> int:
     return ordered[k - 1] if k >= 1 and len(ordered) >= k else 0
 
 
-def instance_state(*, component: str, service: str, region: str, route: ServiceRoute, table_version: int,
-                   positions: Positions | None, acked: int, ack_replicas: int, fenced: bool) -> InstanceState:
-    """The agent's ``GET /state`` in the workload contract's terms."""
+def instance_state(*, component: str, service: str, region: str, route: ServiceRoute, epoch: int,
+                   table_version: int, positions: Positions | None, ack_replicas: int, fenced: bool,
+                   compromised: str | None = None) -> InstanceState:
+    """The agent's ``GET /state`` in the workload contract's terms. ``epoch`` is the one the agent
+    has enacted (its server is what that table asks), not merely adopted: a controller counts a
+    standby's position for a promotion only once it streams from nobody in the fenced epoch."""
     if fenced or positions is None:
         role = InstanceRole.FENCED if fenced else InstanceRole.DETACHED
     else:
         role = InstanceRole.STANDBY if positions.in_recovery else InstanceRole.PRIMARY
     flushed = min(positions.flushed, MAX_COUNTER) if positions else -1
-    return InstanceState(component=component, service=service, region=region, role=role, epoch=route.epoch,
+    senders = positions.walsenders if positions and not positions.in_recovery else ()
+    acked = acknowledged_lsn([w.flushed for w in senders], ack_replicas) if ack_replicas else flushed
+    standbys = {w.name: StandbyProgress(matched=min(w.flushed, MAX_COUNTER), reachable=True)
+                for w in senders if w.name in route.regions and w.name != region}
+    return InstanceState(component=component, service=service, region=region, role=role, epoch=epoch,
                          mode=route.mode, primary=route.primary, table_version=table_version,
                          log_position=flushed, chain_head=f"timeline {positions.timeline}" if positions else "",
-                         acked_position=min(acked, MAX_COUNTER), ack_replicas=ack_replicas)
+                         acked_position=min(max(acked, 0), MAX_COUNTER), ack_replicas=ack_replicas,
+                         compromised=compromised, standbys=standbys)

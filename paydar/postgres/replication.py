@@ -1,48 +1,67 @@
 """Streaming replication between jailed PostgreSQL servers, with a quorum of synchronous standbys.
 
-The primary holds a ``replicator`` role (REPLICATION, SCRAM, a generated password kept 0600
-outside every jail). A standby is cloned with ``pg_basebackup -R``, run jailed as the standby's
-own uid, its password handed to it in a ``.pgpass`` inside its own data directory (never on a
-command line, where every process could read it), and it names itself by its region
-(``application_name``). The primary acknowledges a commit only once ``k`` of its standbys hold
-it: ``synchronous_standby_names = 'ANY k ("r1", "r2", ...)'``, ``k`` being the service's
-acknowledgement quorum (``Service.ack_replicas``).
+A standby is cloned with ``pg_basebackup -R``, run jailed as the standby's own uid, as its
+region's replication role (:func:`paydar.postgres.roles.replicator`), its password handed to it
+in a ``.pgpass`` inside its own data directory (never on a command line, where every process
+could read it), and it names itself by its region (``application_name``). The primary
+acknowledges a commit only once ``k`` of its standbys hold it:
+``synchronous_standby_names = 'ANY k ("r1", "r2", ...)'``, ``k`` being the service's
+acknowledgement quorum (``Service.ack_replicas``). Whom a standby streams from is one setting
+(``primary_conninfo``), changed on a reload: to the primary the table names, or to nobody while
+the service is fenced, so that nothing a deposed primary sends is received.
 
 Positions are read as the workload contract reports them: the timeline, and the receive, flush
-and replay LSNs (a primary reports its current write LSN for all three).
+and replay LSNs (a primary reports its current write LSN for all three), plus what the
+primary's walsenders say of each standby.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
 
-from paydar.model.files import read_secret, write_secret
+from paydar.postgres.roles import replicator
 from paydar.postgres.server import JAIL_BINARIES, JAIL_DATA, PgServer, hand_over, take_data_dir
 
-__all__ = ["REPLICATOR", "Positions", "clone_standby", "positions", "quorum_clause", "require_standbys",
-           "start_replicating"]
+__all__ = ["Positions", "Walsender", "clone_standby", "conninfo", "follow", "lsn", "positions", "quorum_clause",
+           "require_standbys", "rewind"]
 
-REPLICATOR = "replicator"
+REWIND_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Walsender:
+    """One replication connection to a primary, as ``pg_stat_replication`` shows it."""
+
+    pid: int
+    role: str
+    name: str
+    flushed: int
+    state: str = "streaming"
+    """``backup`` for a base backup being taken (a standby being cloned), else its streaming state."""
 
 
 @dataclass(frozen=True)
 class Positions:
-    """Where a server is, in its own words: in recovery (a standby) or not, timeline, LSNs as integers."""
+    """Where a server is, in its own words: in recovery (a standby) or not, timeline, LSNs as
+    integers, the port it streams from (a standby), and its walsenders (a primary)."""
 
     in_recovery: bool
     timeline: int
     received: int
     flushed: int
     replayed: int
+    upstream_port: int | None = None
+    walsenders: tuple[Walsender, ...] = field(default=())
 
 
-def _lsn(text: str | None) -> int:
+def lsn(text: str | None) -> int:
+    """An LSN such as ``0/3000148`` as an integer (0 for none)."""
     if not text:
         return 0
     high, _, low = text.partition("/")
@@ -57,12 +76,11 @@ def quorum_clause(k: int, standbys: Sequence[str]) -> str:
     return f"ANY {k} ({names})"
 
 
-def start_replicating(primary: PgServer, password_file: Path) -> None:
-    """Create the replication role on ``primary``, with a generated password saved 0600."""
-    password = write_secret(password_file, 24)
-    with primary.connect() as connection:
-        connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {}").format(
-            sql.Identifier(REPLICATOR), sql.Literal(password)))
+def conninfo(port: int, region: str) -> str:
+    """How ``region``'s standby reaches a primary at 127.0.0.1:``port`` (its password in its .pgpass)."""
+    # require_auth: only SCRAM, which proves the primary knows the password too (never cleartext).
+    return (f"host=127.0.0.1 port={port} user={replicator(region)} passfile={JAIL_DATA}/.pgpass "
+            f"application_name={region} require_auth=scram-sha-256 connect_timeout=5")
 
 
 def require_standbys(primary: PgServer, k: int, standbys: Sequence[str]) -> None:
@@ -73,33 +91,65 @@ def require_standbys(primary: PgServer, k: int, standbys: Sequence[str]) -> None
         connection.execute("SELECT pg_reload_conf()")
 
 
-def clone_standby(standby: PgServer, *, primary_port: int, password_file: Path, name: str) -> None:
+def _give_password(standby: PgServer, region: str, password: str) -> None:
+    path = standby.data_dir / ".pgpass"
+    path.unlink(missing_ok=True)  # a symlink the uid planted is removed, never followed
+    hand_over(path, f"127.0.0.1:*:*:{replicator(region)}:{password}\n", standby.uid)
+
+
+def clone_standby(standby: PgServer, *, primary_port: int, password: str, region: str) -> None:
     """Clone the primary reachable at 127.0.0.1:``primary_port`` into ``standby``'s empty data
-    directory, jailed as the standby's uid, ready to start as a standby named ``name``."""
+    directory, jailed as the standby's uid, ready to start as ``region``'s standby."""
     take_data_dir(standby.data_dir, standby.uid)
-    hand_over(standby.data_dir / ".pgpass",
-              f"127.0.0.1:{primary_port}:*:{REPLICATOR}:{read_secret(password_file)}\n", standby.uid)
+    _give_password(standby, region, password)
     os.chown(standby.data_dir, standby.uid, standby.uid)
-    # require_auth: only SCRAM, which proves the primary knows the password too (never cleartext).
-    conninfo = (f"host=127.0.0.1 port={primary_port} user={REPLICATOR} passfile={JAIL_DATA}/.pgpass "
-                f"application_name={name} require_auth=scram-sha-256")
-    standby.run([f"{JAIL_BINARIES}/bin/pg_basebackup", "-d", conninfo, "-D", f"{JAIL_DATA}/db", "-X", "stream", "-R",
-                 "--checkpoint=fast", "--no-sync"])
+    standby.run([f"{JAIL_BINARIES}/bin/pg_basebackup", "-d", conninfo(primary_port, region), "-D", f"{JAIL_DATA}/db",
+                 "-X", "stream", "-R", "--checkpoint=fast", "--no-sync"])
+
+
+def rewind(server: PgServer, *, source_port: int, password: str, region: str) -> None:
+    """Rewind a stopped former primary onto the timeline of the primary at ``source_port``, and
+    make it that primary's standby (``pg_rewind -R``)."""
+    _give_password(server, region, password)
+    source = conninfo(source_port, region).replace(f"application_name={region}", "dbname=postgres "
+                                                   f"application_name={region}")
+    server.run([f"{JAIL_BINARIES}/bin/pg_rewind", "-D", f"{JAIL_DATA}/db", "-R", f"--source-server={source}",
+                "--no-sync"], timeout=REWIND_TIMEOUT)
+
+
+def follow(server: PgServer, port: int | None, region: str) -> None:
+    """Stream from the primary at ``port``, or from nobody (``None``), from the next reload on."""
+    value = conninfo(port, region) if port is not None else ""
+    with server.connect() as connection:
+        connection.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(value)))
+        connection.execute("SELECT pg_reload_conf()")
+
+
+_PORT = re.compile(r"(?:^|\s)port=([0-9]{1,5})(?:\s|$)")
 
 
 def positions(server: PgServer) -> Positions:
-    """The server's recovery state, timeline and LSNs, read over its own connection."""
+    """The server's recovery state, timeline, LSNs, upstream and walsenders, over its own socket."""
     with server.connect() as connection:
         row = connection.execute(
-            "SELECT pg_is_in_recovery(), "
-            "(SELECT timeline_id FROM pg_control_checkpoint()), "
-            "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text ELSE pg_current_wal_lsn()::text END, "
-            "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text ELSE pg_current_wal_flush_lsn()::text "
-            "END, "
-            "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END"
-        ).fetchone()
+            "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint()), "
+            "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END::text, "
+            "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_flush_lsn() END::text, "
+            "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "
+            "current_setting('primary_conninfo')").fetchone()
+        senders = connection.execute(
+            "SELECT pid, usename, application_name, flush_lsn::text, state FROM pg_stat_replication").fetchall()
     if row is None:
         raise psycopg.DataError("the server answered no positions")
-    in_recovery, timeline, received, flushed, replayed = (str(v) if v is not None else None for v in row)
-    return Positions(in_recovery=in_recovery == "True", timeline=int(timeline or 0), received=_lsn(received),
-                     flushed=_lsn(flushed), replayed=_lsn(replayed))
+    in_recovery, timeline, received, flushed, replayed, upstream = row
+    port = _PORT.search(str(upstream or "")) if in_recovery else None
+    replay = lsn(str(replayed) if replayed else None)
+    # A restarted standby reports no receive position until it streams again: what it replayed
+    # from its own WAL is then what it holds.
+    return Positions(in_recovery=bool(in_recovery), timeline=int(str(timeline or 0)),
+                     received=max(lsn(str(received) if received else None), replay if in_recovery else 0),
+                     flushed=max(lsn(str(flushed) if flushed else None), replay if in_recovery else 0),
+                     replayed=replay, upstream_port=int(port.group(1)) if port else None,
+                     walsenders=tuple(Walsender(pid=int(str(pid)), role=str(role), name=str(name),
+                                                flushed=lsn(str(f) if f else None), state=str(state))
+                                      for pid, role, name, f, state in senders))

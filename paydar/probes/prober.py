@@ -143,7 +143,10 @@ class Prober:
     # -- the citizen's view --------------------------------------------------------------
 
     async def _canary(self) -> None:
-        services = [s.id for s in self.topology.services]
+        # A database has no citizen's view of its own: its app's canary is the one that reaches it.
+        services = [s.id for s in self.topology.registry_services] + list(self._apps)
+        if not services:
+            return
         service = services[self._canary_turn % len(services)]
         self._canary_turn += 1
         results = await asyncio.gather(*(self._canary_through(region, url, service)
@@ -189,9 +192,9 @@ class Prober:
     # -- integrity -----------------------------------------------------------------------
 
     async def _check_integrity(self) -> None:
+        chained = {s.id for s in self.topology.registry_services}  # hash chains are the registry's
         checks = await asyncio.gather(*(self._compare(service, regions)
-                                        for service, regions in self.config.nodes.items()
-                                        if service not in self._apps))
+                                        for service, regions in self.config.nodes.items() if service in chained))
         self._integrity = tuple(c for c in checks if c is not None)
 
     async def _compare(self, service: str, regions: dict[str, str]) -> IntegrityObservation | None:

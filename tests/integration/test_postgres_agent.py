@@ -1,11 +1,13 @@
 """PostgreSQL agents obeying signed tables, on real jailed servers: the primary the table names is
 initialised, its standby cloned; when a certified table moves the primary, the old one is fenced
-at once (it can acknowledge nothing) and stays down, and the standby is promoted holding every
-commit. A table without the controllers' threshold moves nothing."""
+at once (it can acknowledge nothing), the standby is promoted holding every commit, and the old
+primary rejoins as its standby after pg_rewind, with a commit only it had rewound away. A table
+without the controllers' threshold moves nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +22,11 @@ from paydar.model.identity import KeyStore
 from paydar.model.ids import controller_id
 from paydar.model.routing import RoutingTable, ServiceRoute, TableGuard, initial_table, sign_table
 from paydar.model.topology import load_topology
-from paydar.postgres.agent import PgAgent, Replication
+from paydar.postgres.agent import PgAgent
+from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action
-from paydar.postgres.server import PgServer
+from paydar.postgres.replication import follow
+from paydar.postgres.roles import scram_verifier
 from paydar.server.component import Foundation
 from tests.helpers import ROOT, SERVICE, wait_until
 from tests.integration.conftest import STARTED_PIDS
@@ -40,8 +44,10 @@ def agents(tmp_path: Path) -> Iterator[tuple[dict[str, PgAgent], KeyStore]]:
     trust = keys.build_trust_root(controllers)
     first = sign_table(initial_table(TOPOLOGY, time.time()), [keys.signer(c) for c in controllers[:2]])
     ports = PortAllocator()
-    replication = Replication(ports={r: ports.take() for r in REGIONS}, password_file=state / "replicator.password",
-                              quorum=1)
+    db_ports = {r: ports.take() for r in REGIONS}
+    passwords = {r: state / f"replicator-{r}.password" for r in REGIONS}
+    for region, path in passwords.items():
+        path.write_text(f"pw-{region}")
     made: dict[str, PgAgent] = {}
     for n, region in enumerate(REGIONS):
         guard = TableGuard(trust=trust, threshold=TOPOLOGY.control.threshold,
@@ -50,15 +56,20 @@ def agents(tmp_path: Path) -> Iterator[tuple[dict[str, PgAgent], KeyStore]]:
         foundation = Foundation(topology=TOPOLOGY, trust=trust, signer=keys.signer(controllers[0]), guard=guard,
                                 admin_token="unused", table_store=state / f"table-{region}.json",
                                 trust_root_path=state / "trust.json")
-        server = PgServer(data_dir=tmp_path / region, port=replication.ports[region], uid=APP_UID_BASE + 920 + n,
-                          state_dir=state, password_file=state / "pg.password")
-        made[region] = PgAgent(foundation=foundation, service=SERVICE, region=region, server=server,
-                               replication=replication, log_path=tmp_path / f"{region}.log")
+        config = AgentConfig(component=f"node.{SERVICE}.{region}", region=region, port=ports.take(),
+                             data_dir=tmp_path / region, topology=ROOT / "national.yaml", trust_root=state / "t",
+                             key=state / "k", admin_token_file=state / "a", table=state / "t", service=SERVICE,
+                             uid=APP_UID_BASE + 920 + n, state_dir=state, db_port=db_ports[region],
+                             route_port=ports.take(), read_port=ports.take(), db_ports=db_ports,
+                             replicator_password_file=passwords[region],
+                             replicator_verifiers={r: scram_verifier(f"pw-{r}") for r in REGIONS},
+                             app_verifier=scram_verifier("app"))
+        made[region] = PgAgent(foundation=foundation, config=config, log_path=tmp_path / f"{region}.log")
     try:
         yield made, keys
     finally:
         for agent in made.values():
-            agent.stop()
+            agent.stop_server()
 
 
 def _tick_until(agent: PgAgent, action: Action, what: str) -> None:
@@ -93,19 +104,71 @@ def test_a_signed_table_moves_the_primary_and_fences_the_old_one(
     controllers = [controller_id(r) for r in TOPOLOGY.region_names]
     moved = _moved(held.table, REGIONS[1])
     with pytest.raises(TableRejected):
-        new.offer_table(sign_table(moved, [keys.signer(controllers[0])]), source="one controller")
+        asyncio.run(new.offer_table(sign_table(moved, [keys.signer(controllers[0])]), source="one controller"))
     assert asyncio.run(new.tick()).action is Action.NOTHING, "an under-signed table moves nothing"
+    # The standby hears nothing more (as if the link were cut): a commit on the old primary is then
+    # only local, and waits; it is never acknowledged.
+    stranded, outcome = _strand_a_commit(old, new)
     certified = sign_table(moved, [keys.signer(c) for c in controllers[:2]])
     for agent in made.values():
-        agent.offer_table(certified, source="test")
+        asyncio.run(agent.offer_table(certified, source="test"))
     fenced = asyncio.run(old.tick())
     assert fenced.action is Action.FENCE and f"names {REGIONS[1]} primary" in fenced.reason
     with pytest.raises(psycopg.OperationalError):
         old.server.connect(timeout=2).close()  # a deposed primary acknowledges nothing: it is not there
+    stranded.join(10)
+    assert outcome == ["refused"], "the stranded commit was never acknowledged"
     assert asyncio.run(new.tick()).action is Action.PROMOTE
     with new.server.connect() as connection:
         assert connection.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
         assert connection.execute("SELECT parcel FROM transfers").fetchall() == [("p-1",)], "no commit lost"
-    stays = asyncio.run(old.tick())
-    assert stays.action is Action.NOTHING and stays.reason.startswith("fenced")
-    assert old.process is None
+    acknowledged = threading.Event()
+
+    def commit() -> None:  # its only standby is the old primary: acknowledged once that one rejoins
+        with new.server.connect() as connection:
+            connection.execute("INSERT INTO transfers VALUES (2, 'p-2')")
+        acknowledged.set()
+
+    writer = threading.Thread(target=commit, daemon=True)
+    writer.start()
+    rejoin = asyncio.run(old.tick())
+    epoch = moved.services[SERVICE].epoch
+    assert (rejoin.action, rejoin.reason) == (
+        Action.REJOIN, f"a former primary rejoins as {REGIONS[1]}'s standby in epoch {epoch}, rewound with pg_rewind")
+    _tick_until(old, Action.NOTHING, "the old primary back as a standby")
+    with old.server.connect() as connection:
+        assert connection.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    writer.join(30)
+    assert acknowledged.is_set(), "the new primary acknowledges once its rejoined standby holds the commit"
+    wait_until(lambda: _parcels(old) == ["p-1", "p-2"], 20,
+               "the rejoined standby holding the new primary's commits, and not the one only it had")
+
+
+def _strand_a_commit(old: PgAgent, new: PgAgent) -> tuple[threading.Thread, list[str]]:
+    """Cut ``new`` off ``old`` and commit on ``old``: the commit waits, only local."""
+    follow(new.server, None, new.region)
+    outcome: list[str] = []
+
+    def local_only() -> None:
+        try:
+            with old.server.connect() as connection:
+                connection.execute("INSERT INTO transfers VALUES (99, 'p-local')")
+            outcome.append("acknowledged")
+        except psycopg.Error:
+            outcome.append("refused")
+
+    stranded = threading.Thread(target=local_only, daemon=True)
+    stranded.start()
+    wait_until(lambda: _waiting(old) == 1, 10, "the old primary's commit waiting for a standby")
+    return stranded, outcome
+
+
+def _waiting(agent: PgAgent) -> int:
+    with agent.server.connect() as connection:
+        row = connection.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'").fetchone()
+    return int(str(row[0])) if row else 0
+
+
+def _parcels(agent: PgAgent) -> list[str]:
+    with agent.server.connect() as connection:
+        return [str(r[0]) for r in connection.execute("SELECT parcel FROM transfers ORDER BY id").fetchall()]

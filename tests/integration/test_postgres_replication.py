@@ -15,7 +15,8 @@ import pytest
 
 from paydar.infra.local.appjail import APP_UID_BASE
 from paydar.infra.local.ports import PortAllocator
-from paydar.postgres.replication import clone_standby, positions, quorum_clause, require_standbys, start_replicating
+from paydar.postgres.replication import clone_standby, positions, quorum_clause, require_standbys
+from paydar.postgres.roles import create_roles, scram_verifier
 from paydar.postgres.server import PgServer, wait
 from tests.integration.conftest import STARTED_PIDS
 
@@ -30,8 +31,8 @@ class Cluster:
         self.state = root / "state"
         self.state.mkdir(mode=0o700)
         ports = PortAllocator()
-        self.servers = {name: PgServer(data_dir=root / name, port=ports.take(), uid=APP_UID_BASE + 910 + n,
-                                       state_dir=self.state, password_file=self.state / "pg.password")
+        self.servers = {name: PgServer(data_dir=root / name, conf_dir=root / f"{name}-conf", port=ports.take(),
+                                       uid=APP_UID_BASE + 910 + n, state_dir=self.state)
                         for n, name in enumerate(("first", *STANDBYS))}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -63,11 +64,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         primary = made.servers["first"]
         primary.init()
         made.start("first")
-        start_replicating(primary, made.state / "replicator.password")
         require_standbys(primary, 1, STANDBYS)
+        with primary.connect() as connection:
+            connection.execute("SET synchronous_commit = local")
+            create_roles(connection, replicators={name: scram_verifier(f"pw-{name}") for name in STANDBYS},
+                         app_role="app", app_verifier=scram_verifier("app"))
         for name in STANDBYS:
-            clone_standby(made.servers[name], primary_port=primary.port,
-                          password_file=made.state / "replicator.password", name=name)
+            clone_standby(made.servers[name], primary_port=primary.port, password=f"pw-{name}", region=name)
             made.start(name)
         yield made
     finally:

@@ -143,19 +143,21 @@ def test_up_refuses_to_run_an_app_unjailed_changing_nothing(tmp_path: Path, monk
     config = tmp_path / "http.yaml"
     config.write_text(yaml.safe_dump(with_http()))
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    with pytest.raises(BadInput, match=r"runs agency app instances jailed .* which needs root"):
+    with pytest.raises(BadInput, match=r"which paydar up runs jailed, .* needs root"):
         up(config, tmp_path / "state")
     assert not (tmp_path / "state").exists(), "nothing was created"
 
 
-def test_a_postgres_service_validates_and_up_refuses_it_by_name_changing_nothing(tmp_path: Path) -> None:
+def test_a_postgres_service_validates_and_up_without_root_refuses_it_by_name_changing_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = copy.deepcopy(EXAMPLE)
     data["services"][0]["workload"] = "postgres"
     config = tmp_path / "pg.yaml"
     config.write_text(yaml.safe_dump(data))
     answer = CliRunner().invoke(cli, ["validate", str(config)])
-    assert answer.exit_code == 0 and "postgres service(s) (1101) validated" in answer.output
-    with pytest.raises(BadInput, match="1101 use workload: postgres, which this version validates but cannot run"):
+    assert answer.exit_code == 0 and "postgres service(s) (1101): a PostgreSQL server and its agent" in answer.output
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(BadInput, match=r"service\(s\) 1101 run agency processes"):
         up(config, tmp_path / "state")
     assert not (tmp_path / "state").exists()
     del data["services"][0]["sync_replicas"]

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from paydar.model.routing import RouteMode, ServiceRoute
-from paydar.postgres.decide import Action, acknowledged_lsn, instance_state, next_action
-from paydar.postgres.replication import Positions
+from paydar.postgres.decide import Action, Disk, acknowledged_lsn, instance_state, next_action
+from paydar.postgres.replication import Positions, Walsender
 from paydar.workload.contract import InstanceRole
 
 STANDBY = Positions(in_recovery=True, timeline=1, received=900, flushed=880, replayed=870)
-PRIMARY = Positions(in_recovery=False, timeline=2, received=1000, flushed=1000, replayed=1000)
+FOLLOWING = Positions(in_recovery=True, timeline=1, received=900, flushed=880, replayed=870, upstream_port=5)
+PRIMARY = Positions(in_recovery=False, timeline=2, received=1000, flushed=1000, replayed=1000,
+                    walsenders=(Walsender(pid=1, role="replicator_there", name="there", flushed=990),
+                                Walsender(pid=2, role="replicator_far", name="far", flushed=700)))
 OURS = ServiceRoute(primary="here", standbys=("there",), epoch=3)
 THEIRS = ServiceRoute(primary="there", standbys=("here",), epoch=4)
 FENCED = ServiceRoute(primary=None, standbys=("here", "there"), epoch=5, mode=RouteMode.READ_ONLY, fenced="here")
@@ -42,13 +45,50 @@ def test_a_quorum_acknowledges_up_to_its_kth_standby() -> None:
     assert acknowledged_lsn([500], 2) == 0, "fewer standbys than the quorum: nothing acknowledged"
 
 
-def test_state_reports_the_flushed_position_and_the_role_the_server_has() -> None:
-    state = instance_state(component="node.p.here", service="p", region="here", route=THEIRS, table_version=9,
-                           positions=STANDBY, acked=0, ack_replicas=1, fenced=False)
-    assert (state.role, state.log_position, state.epoch, state.primary) == (InstanceRole.STANDBY, 880, 4, "there")
-    fenced = instance_state(component="node.p.here", service="p", region="here", route=FENCED, table_version=10,
-                            positions=None, acked=0, ack_replicas=1, fenced=True)
+def test_state_reports_the_flushed_position_the_enacted_epoch_and_what_a_quorum_acknowledged() -> None:
+    state = instance_state(component="node.p.here", service="p", region="here", route=THEIRS, epoch=3,
+                           table_version=9, positions=STANDBY, ack_replicas=1, fenced=False)
+    assert (state.role, state.log_position, state.epoch, state.primary) == (InstanceRole.STANDBY, 880, 3, "there")
+    fenced = instance_state(component="node.p.here", service="p", region="here", route=FENCED, epoch=5,
+                            table_version=10, positions=None, ack_replicas=1, fenced=True)
     assert (fenced.role, fenced.log_position) == (InstanceRole.FENCED, -1)
+    primary = instance_state(component="node.p.here", service="p", region="here",
+                             route=ServiceRoute(primary="here", standbys=("there", "far"), epoch=3), epoch=3,
+                             table_version=9, positions=PRIMARY, ack_replicas=2, fenced=False)
+    assert primary.acked_position == 700, "with ANY 2, a commit is acknowledged once the second standby holds it"
+    assert {r: s.matched for r, s in primary.standbys.items()} == {"there": 990, "far": 700}
+
+
+def test_a_standby_streams_from_the_tables_primary_or_from_nobody_while_fenced() -> None:
+    follow = next_action(THEIRS, "here", STANDBY, upstream=None)
+    assert (follow.action, follow.reason) == (Action.FOLLOW, "epoch 4 has it stream from there")
+    assert next_action(THEIRS, "here", FOLLOWING, upstream="there").action is Action.NOTHING
+    cut = next_action(FENCED, "here", FOLLOWING, upstream="there")
+    assert (cut.action, cut.reason) == (Action.FOLLOW, "epoch 5 has it stream from nobody"), \
+        "nothing a deposed primary sends is received in the fenced epoch"
+
+
+def test_a_former_primary_comes_back_only_rewound_as_a_standby() -> None:
+    rejoin = next_action(THEIRS, "here", None, disk=Disk(former_primary=True))
+    assert (rejoin.action, rejoin.reason) == (Action.REJOIN, "a former primary rejoins as there's standby in epoch 4, "
+                                                             "rewound with pg_rewind")
+    waits = next_action(FENCED, "here", None, disk=Disk(former_primary=True))
+    assert waits.action is Action.NOTHING, "with no primary named there is nothing to rewind onto"
+    assert next_action(THEIRS, "here", None, fenced=True).action is Action.REJOIN
+    assert next_action(OURS, "here", None, disk=Disk(former_primary=True)).action is Action.START, \
+        "a primary that crashed while the table still names it restarts as primary"
+
+
+def test_an_empty_data_directory_is_initialised_only_in_the_first_epoch() -> None:
+    first = ServiceRoute(primary="here", standbys=("there",), epoch=1)
+    assert next_action(first, "here", None, disk=Disk(initialised=False)).action is Action.START
+    refused = next_action(OURS, "here", None, disk=Disk(initialised=False))
+    assert (refused.action, refused.reason) == (
+        Action.NOTHING, "epoch 3 names here primary but it holds no data: an empty primary is never started; "
+                        "restore it or move the primary")
+    nothing = next_action(FENCED, "here", None, disk=Disk(initialised=False))
+    assert nothing.reason == "no data yet, and nothing to clone from while the service is fenced"
+    assert next_action(THEIRS, "here", None, disk=Disk(initialised=False)).action is Action.START, "cloned from there"
 
 
 def test_a_server_that_runs_but_does_not_answer_is_never_started_twice() -> None:

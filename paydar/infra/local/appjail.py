@@ -37,30 +37,52 @@ import os
 import resource
 import signal
 import sys
+import sysconfig
 from pathlib import Path
 
-__all__ = ["APP_UID_BASE", "JAIL_APP_DIR", "jailed_command", "main"]
+__all__ = ["APP_UID_BASE", "JAIL_APP_DIR", "jailed_command", "main", "python_in_jail"]
 
 APP_UID_BASE = 810_000
 """Instance n runs as uid and gid ``APP_UID_BASE + n``: far from any account a system creates."""
 JAIL_APP_DIR = "/tmp/app"
+JAIL_PYTHON = "/tmp/python"
+JAIL_PACKAGES = "/tmp/python-packages"
 CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
 LIMITS = {"RLIMIT_NPROC": 512, "RLIMIT_NOFILE": 4096, "RLIMIT_CORE": 0}
 """Per jailed uid (each has its own): enough for a web app or a database, never the host's processes or descriptors."""
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 def jailed_command(python: str, *, state_dir: Path, uid: int, argv: list[str], cwd: str = JAIL_APP_DIR,
-                   binds: dict[Path, str] | None = None, writable: dict[Path, str] | None = None) -> list[str]:
+                   binds: dict[Path, str] | None = None, writable: dict[Path, str] | None = None,
+                   env: dict[str, str] | None = None, pass_env: tuple[str, ...] = (),
+                   die_with_parent: bool = False) -> list[str]:
     """The supervised command that runs ``argv`` jailed as described above: ``binds`` (source ->
-    where the process sees it) read-only, ``writable`` read-write, ``cwd`` its working directory."""
+    where the process sees it) read-only, ``writable`` read-write, ``cwd`` its working directory,
+    ``env`` set (never a secret: a command line is readable by every process) and ``pass_env``
+    copied from the launcher's own environment (how a secret reaches it). ``die_with_parent``:
+    the process is killed when the one that started it dies (a database server with its agent)."""
     args = [python, "-m", "paydar.infra.local.appjail", "--hide", str(state_dir), "--uid", str(uid), "--cwd", cwd]
     args += [arg for source, target in (binds or {}).items() for arg in ("--bind", f"{source}={target}")]
     args += [arg for source, target in (writable or {}).items() for arg in ("--bind-rw", f"{source}={target}")]
-    return [*args, "--", *argv]
+    args += [arg for name, value in (env or {}).items() for arg in ("--env", f"{name}={value}")]
+    args += [arg for name in pass_env for arg in ("--pass-env", name)]
+    return [*args, *(["--die-with-parent"] if die_with_parent else []), "--", *argv]
+
+
+def python_in_jail() -> tuple[str, dict[Path, str], dict[str, str]]:
+    """Paydar's own interpreter and installed packages as a jailed process reaches them (the
+    ``{python}`` of an instance command): the interpreter, the binds that make it reachable from
+    anywhere (its home may be private), and the environment that finds its library and packages."""
+    home = Path(sys.base_prefix)
+    packages = Path(sysconfig.get_paths()["purelib"])
+    name = Path(sys.executable).resolve().name
+    return (f"{JAIL_PYTHON}/bin/{name}", {home: JAIL_PYTHON, packages: JAIL_PACKAGES},
+            {"PYTHONPATH": JAIL_PACKAGES, "LD_LIBRARY_PATH": f"{JAIL_PYTHON}/lib"})
 
 
 def _libc() -> ctypes.CDLL:
@@ -96,9 +118,9 @@ def enter(state_dir: Path, uid: int, cwd: str, binds: list[tuple[Path, str, bool
     _end_leftovers(uid)
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare (private mount and IPC namespaces)")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
-    _mount(libc, "tmpfs", str(state_dir), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=16,mode=000")
-    # Held open: a source may lie under /tmp, which the next mounts cover.
+    # Held open: a source may lie under the state directory or /tmp, which the next mounts cover.
     held = [(os.open(source, os.O_PATH | os.O_DIRECTORY), target, rw) for source, target, rw in binds]
+    _mount(libc, "tmpfs", str(state_dir), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=16,mode=000")
     for private in PRIVATE_DIRS:
         if Path(private).is_dir():
             _mount(libc, "tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,nr_inodes=16384,mode=1777")
@@ -146,6 +168,13 @@ def _name_the_uid(libc: ctypes.CDLL, uid: int) -> None:
         _mount(libc, str(private), path, None, MS_BIND)
 
 
+def _variable(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE")
+    return name, value
+
+
 def _bind(text: str) -> tuple[Path, str]:
     source, sep, target = text.partition("=")
     if not sep or not target.startswith("/tmp/"):
@@ -160,7 +189,11 @@ def main() -> None:
     parser.add_argument("--bind-rw", type=_bind, action="append", default=[], help="SOURCE=/tmp/NAME, writable")
     parser.add_argument("--cwd", default=JAIL_APP_DIR, help="the working directory, as the process sees it")
     parser.add_argument("--uid", type=int, required=True, help="the process's own uid and gid")
+    parser.add_argument("--env", type=_variable, action="append", default=[], help="NAME=VALUE to set (no secrets)")
+    parser.add_argument("--pass-env", action="append", default=[], help="NAME to copy from this environment")
+    parser.add_argument("--die-with-parent", action="store_true", help="killed when its starter dies")
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the command")
+    parent = os.getppid()
     args = parser.parse_args()
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv:
@@ -170,6 +203,12 @@ def main() -> None:
     binds = [(source, target, False) for source, target in args.bind]
     enter(args.hide, args.uid, args.cwd, binds + [(source, target, True) for source, target in args.bind_rw])
     environment = {"PATH": SYSTEM_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    environment |= dict(args.env) | {name: os.environ[name] for name in args.pass_env if name in os.environ}
+    if args.die_with_parent:
+        # Set after the uid change (which clears it), and checked: the parent may be gone already.
+        _check(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "parent-death signal")
+        if os.getppid() != parent:
+            sys.exit("appjail: the process that started it has gone; not starting")
     try:
         os.execvpe(argv[0], argv, environment)
     except OSError as exc:

@@ -94,6 +94,11 @@ class StateLayout:
     def config(self, component: str) -> Path:
         return self.root / "config" / f"{component}.json"
 
+    def pg_secret(self, service: str, name: str) -> Path:
+        """A password of a postgres service's roles: ``replicator-<region>`` (that region's agent
+        only) or ``app`` (its app's instances only)."""
+        return self.secrets / "pg" / service / f"{name}.password"
+
     def data(self, component: str) -> Path:
         return self.root / "data" / component
 

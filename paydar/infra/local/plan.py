@@ -18,9 +18,11 @@ from paydar.model.errors import BadInput
 from paydar.model.ids import Kind, gateway_id, link_id, node_id
 from paydar.model.topology import NationalTopology, Service, WorkloadKind
 
-__all__ = ["LinkPlan", "Plan", "PlannedComponent", "build_plan"]
+__all__ = ["DB_ROUTE", "LinkPlan", "Plan", "PlannedComponent", "build_plan"]
 
 HOST = "127.0.0.1"
+DB_ROUTE = "db:"
+"""A link route to a postgres server is named ``db:<agent id>``."""
 
 
 class PlannedComponent(BaseModel):
@@ -37,6 +39,12 @@ class PlannedComponent(BaseModel):
     """An agency app's instance (``workload: http``): it holds no Paydar key, token or credential."""
     supervised: bool = True
     """False for an app instance given by URL: it already serves, and ``up`` only waits for it."""
+    db_port: int | None = None
+    """A postgres agent's server port (``port`` is the agent's own HTTP port)."""
+    route_port: int | None = None
+    """A postgres agent's route to the service's current primary, for its region's apps."""
+    read_port: int | None = None
+    """A postgres agent's route to its own server, whatever its role (reads that may be stale)."""
 
     @property
     def url(self) -> str:
@@ -98,6 +106,23 @@ class Plan(BaseModel):
                 return link
         raise KeyError(f"no link {source}->{target} in this realization")
 
+    def target_port(self, route: str) -> int:
+        """The port a link route named ``route`` forwards to: a component's, or a database's (``db:<id>``)."""
+        if route.startswith(DB_ROUTE):
+            port = self.component(route.removeprefix(DB_ROUTE)).db_port
+            assert port is not None
+            return port
+        return self.component(route).port
+
+    def db_port_from(self, region: str, component_id: str) -> int:
+        """The port at which ``region`` reaches a postgres agent's server: its own, or its link's."""
+        target = self.component(component_id)
+        if target.region == region:
+            assert target.db_port is not None
+            return target.db_port
+        assert target.region is not None
+        return self.link(region, target.region).routes[DB_ROUTE + component_id]
+
     def url_from(self, region: str | None, component_id: str) -> str:
         """How ``region`` reaches a component: directly at home, else through the link proxy."""
         target = self.component(component_id)
@@ -117,6 +142,9 @@ class Plan(BaseModel):
 def _instance(service: Service, region: str, ports: PortAllocator) -> PlannedComponent:
     """The instance of ``service`` in ``region``: a Paydar node, or the agency's app."""
     cid = node_id(service.id, region)
+    if service.workload is WorkloadKind.POSTGRES:
+        return PlannedComponent(id=cid, kind=Kind.NODE, region=region, service=service.id, port=ports.take(),
+                                db_port=ports.take(), route_port=ports.take(), read_port=ports.take())
     if service.workload is not WorkloadKind.HTTP or service.http is None:
         return PlannedComponent(id=cid, kind=Kind.NODE, region=region, service=service.id, port=ports.take())
     url = service.http.instances[region].url
@@ -169,6 +197,7 @@ def build_plan(topology: NationalTopology, state_dir: Path, ports: PortAllocator
             if source == target:
                 continue
             routes = {c.id: ports.take() for c in components if c.region == target}
+            routes |= {DB_ROUTE + c.id: ports.take() for c in components if c.region == target and c.db_port}
             link = LinkPlan(id=link_id(source, target), source=source, target=target,
                             admin_port=ports.take(), routes=routes)
             links.append(link)

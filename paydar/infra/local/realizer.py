@@ -23,19 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from paydar.infra.local import vault
-from paydar.infra.local.appjail import APP_UID_BASE, JAIL_APP_DIR, jailed_command
+from paydar.infra.local.appjail import APP_UID_BASE, JAIL_APP_DIR, jailed_command, python_in_jail
 from paydar.infra.local.layout import StateLayout
 from paydar.infra.local.plan import Plan, PlannedComponent, build_plan
 from paydar.infra.local.supervisor import Program, Supervisor, render_config
 from paydar.infra.support import require_runnable_locally
 from paydar.model.buckets import bucket_name
-from paydar.model.errors import BadInput, PaydarError
+from paydar.model.errors import PaydarError
 from paydar.model.files import read_secret, write_json_atomic, write_secret
 from paydar.model.identity import ENTRY_MODULES, OPERATOR, KeyStore
 from paydar.model.ids import Kind, controller_id, gateway_id, node_id, prober_id
 from paydar.model.routing import SignedTable, initial_table, sign_table
 from paydar.model.signing import Signer
 from paydar.model.topology import NationalTopology, load_topology
+from paydar.postgres.roles import APP_DATABASE, scram_verifier
 from paydar.vault.s3 import (
     S3Identity,
     load_identity,
@@ -120,15 +121,12 @@ def load_realization(state_dir: Path) -> Realization:
 def up(config: Path, state_dir: Path, progress: Progress = lambda *_: None) -> Realization:
     """Start the national system of ``config`` under ``state_dir`` and wait until it is ready.
 
-    An http service's instance commands run jailed (:mod:`paydar.infra.local.appjail`): each as
-    its own uid, in the directory of ``config``, with the state directory hidden; that needs root.
+    An http service's instance commands and every PostgreSQL server run jailed
+    (:mod:`paydar.infra.local.appjail`): each as its own uid, with the state directory hidden; that
+    needs root.
     """
     topology = load_topology(config)
-    require_runnable_locally(topology)
-    if any(i.command is not None for http in topology.http_services.values() for i in http.instances.values()) \
-            and os.geteuid() != 0:
-        raise BadInput("paydar up runs agency app instances jailed (each as its own uid, with Paydar's keys out "
-                       "of reach), which needs root: run it as root, or give the instances by url")
+    require_runnable_locally(topology, root=os.geteuid() == 0)
     layout = StateLayout(state_dir.resolve())
     running = Supervisor(layout).pid()
     if running is not None:
@@ -186,6 +184,11 @@ def _write_identities(realization: Realization) -> None:
     write_json_atomic(layout.trust_root, trust.model_dump(mode="json"))
     for component in components:
         write_secret(layout.admin_token(component))
+    for service in topology.postgres_services:
+        folder = layout.pg_secret(service.id, "app").parent
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in ("app", *(f"replicator-{r}" for r in service.regions)):
+            write_secret(layout.pg_secret(service.id, name))
     for link in realization.plan.links:
         write_secret(layout.link_token(link.id))
     identities = [_vault_identity(layout.vault_admin, "paydar-admin", ("Admin", "Read", "Write", "List", "Tagging"))]
@@ -225,12 +228,47 @@ def _app_program(realization: Realization, component: PlannedComponent, director
     assert http is not None
     command = http.instances[component.region].command
     assert command is not None
-    values = {"{port}": str(component.port), "{region}": component.region, "{service}": component.service}
-    argv = [re.sub(r"\{(port|region|service)\}", lambda m: values[m.group(0)], arg) for arg in command]
+    python, python_binds, python_env = python_in_jail()
+    uses_python = any("{python}" in arg for arg in command)
+    values = {"{port}": str(component.port), "{region}": component.region, "{service}": component.service,
+              "{python}": python}
+    argv = [re.sub(r"\{(port|region|service|python)\}", lambda m: values[m.group(0)], arg) for arg in command]
+    database = _database_environment(realization, http.database, component.region) if http.database else {}
     jailed = jailed_command(sys.executable, state_dir=realization.layout.root, uid=uid, argv=argv,
-                            binds={directory: JAIL_APP_DIR})
+                            binds={directory: JAIL_APP_DIR, **(python_binds if uses_python else {})},
+                            env={**(python_env if uses_python else {}),
+                                 **{k: v for k, v in database.items() if k != "PGPASSWORD"}},
+                            pass_env=("PGPASSWORD",) if database else ())
     return Program(name=component.id, command=jailed, log=realization.layout.log(component.id),
-                   priority=PRIORITY[component.kind])
+                   priority=PRIORITY[component.kind] + (50 if database else 0),
+                   environment={"PGPASSWORD": database["PGPASSWORD"]} if database else {})
+
+
+def _database_environment(realization: Realization, database: str, region: str) -> dict[str, str]:
+    """libpq's environment for an app instance in ``region``: its region's agent's primary route,
+    the app's role and password, and the read route (a standby's reads may be stale)."""
+    agent = realization.plan.node(database, region)
+    return {"PGHOST": "127.0.0.1", "PGPORT": str(agent.route_port), "PGUSER": "app", "PGDATABASE": APP_DATABASE,
+            "PGREQUIREAUTH": "scram-sha-256", "PAYDAR_DB_READ_PORT": str(agent.read_port),
+            "PGPASSWORD": read_secret(realization.layout.pg_secret(database, "app"))}
+
+
+def _agent_config(realization: Realization, component: PlannedComponent, uid: int) -> dict[str, Any]:
+    """A postgres agent's config: its server's ports and uid, every region's server as reached
+    from here, its own region's replication password, and the roles' verifiers."""
+    layout, plan = realization.layout, realization.plan
+    assert component.service and component.region
+    service = realization.topology.service(component.service)
+    return _common(realization, component) | {
+        "service": service.id, "uid": uid, "state_dir": str(layout.root), "db_port": component.db_port,
+        "route_port": component.route_port, "read_port": component.read_port,
+        "db_ports": {r: plan.db_port_from(component.region, node_id(service.id, r)) for r in service.regions},
+        "peers": {r: plan.url_from(component.region, node_id(service.id, r)) for r in service.regions
+                  if r != component.region},
+        "replicator_password_file": str(layout.pg_secret(service.id, f"replicator-{component.region}")),
+        "replicator_verifiers": {r: scram_verifier(read_secret(layout.pg_secret(service.id, f"replicator-{r}")))
+                                 for r in service.regions},
+        "app_verifier": scram_verifier(read_secret(layout.pg_secret(service.id, "app")))}
 
 
 def _write_component_configs(realization: Realization, app_directory: Path) -> list[Program]:
@@ -245,12 +283,18 @@ def _write_component_configs(realization: Realization, app_directory: Path) -> l
                 programs.append(_app_program(realization, component, app_directory, APP_UID_BASE + jailed))
                 jailed += 1
             continue
-        if component.kind is Kind.NODE:
+        module = MODULES.get(component.kind, "")
+        config: dict[str, Any]
+        if component.db_port is not None:
+            config = _agent_config(realization, component, APP_UID_BASE + jailed)
+            jailed += 1
+            module = "paydar.postgres"
+        elif component.kind is Kind.NODE:
             assert component.service and component.region
             service = topology.service(component.service)
             peers = {r: plan.url_from(component.region, node_id(service.id, r))
                      for r in service.regions if r != component.region}
-            config: dict[str, Any] = _common(realization, component) | {
+            config = _common(realization, component) | {
                 "service": service.id, "peers": peers, "vault_endpoint": plan.vault.endpoint,
                 "vault_identity": str(layout.vault_region(component.region))}
         elif component.kind is Kind.GATEWAY:
@@ -273,8 +317,8 @@ def _write_component_configs(realization: Realization, app_directory: Path) -> l
             link = next(li for li in plan.links if li.id == component.id)
             config = {"link": f"{link.source}->{link.target}", "host": "127.0.0.1", "admin_port": link.admin_port,
                       "token_file": str(layout.link_token(link.id)),
-                      "routes": [{"name": cid, "listen_port": port, "target_port": plan.component(cid).port}
-                                 for cid, port in link.routes.items()]}
+                      "routes": [{"name": name, "listen_port": port, "target_port": plan.target_port(name)}
+                                 for name, port in link.routes.items()]}
         else:
             v = plan.vault
             ports = vault.VaultPorts(s3=v.s3, master=v.master, volume=v.volume, filer=v.filer, admin=v.admin)
@@ -285,9 +329,9 @@ def _write_component_configs(realization: Realization, app_directory: Path) -> l
                                     environment=vault.security_environment(layout.secrets / "vault")))
             continue
         write_json_atomic(path, config)
-        programs.append(Program(name=component.id, command=[python, "-m", MODULES[component.kind], "--config",
-                                                            str(path)],
-                                log=layout.log(component.id), priority=PRIORITY[component.kind]))
+        programs.append(Program(name=component.id, command=[python, "-m", module, "--config", str(path)],
+                                log=layout.log(component.id), priority=PRIORITY[component.kind],
+                                stop_wait_seconds=30 if component.db_port is not None else 10))
     return programs
 
 
