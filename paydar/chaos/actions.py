@@ -37,7 +37,7 @@ from paydar.chaos.target import (
 )
 from paydar.chaos.target import component as resolve
 from paydar.infra.local.plan import PlannedComponent
-from paydar.infra.local.realizer import Realization
+from paydar.infra.local.realizer import Realization, probe
 from paydar.model.errors import PaydarError
 from paydar.model.ids import Kind, controller_id, gateway_id, link_id, node_id, prober_id
 from paydar.model.routing import sign_table
@@ -240,7 +240,7 @@ def flood_gateway(region: str, seconds: float = 5.0, concurrency: int = 200,
     returns the responses by status (shedding shows as 503)."""
     system = realization(configuration)
     record_fault(system, kind=Fault.FLOOD, component=gateway_id(region), region=region)
-    service = (system.topology.registry_services or system.topology.services)[0].id
+    service = system.topology.first_registry_service.id
     return asyncio.run(_flood(f"{system.plan.gateway(region).url}/v1/services/{service}/documents/flood", seconds,
                               concurrency))
 
@@ -369,4 +369,11 @@ def _settle(configuration: Configuration) -> float:
         if all(set(routes[sid].regions) == regions for sid, regions in apps.items()):
             break
         time.sleep(0.1)
+    # A database server back from a fault rejoins as a standby (rewound when it was the primary):
+    # the next experiment may attack that standby, so it waits until every agent is ready.
+    agents = [c for c in system.plan.components if c.db_port is not None]
+    while agents and time.monotonic() - started < SETTLE_TIMEOUT:
+        agents = [c for c in agents if not probe(system, c)]
+        if agents:
+            time.sleep(0.2)
     return seconds

@@ -86,15 +86,20 @@ def experiments(folder: Path = CATALOG_DIR) -> list[Path]:
 
 NEEDS_APP = "needs-http-service"
 """The tag of an experiment that attacks an agency app's instance."""
+NEEDS_POSTGRES = "needs-postgres-service"
+"""The tag of an experiment that attacks an agency database's server."""
 
 
 def load_catalog(paths: list[Path], topology: NationalTopology | None = None) -> list[Experiment]:
     """The experiments at ``paths``; given ``topology``, only those it has targets for (the app
-    experiments need an http service whose instances ``paydar up`` runs)."""
+    experiments need an http service whose instances ``paydar up`` runs, the database ones a
+    postgres service)."""
     loaded = [(path.stem, json.loads(path.read_text())) for path in paths]
-    if topology is None or attackable_apps(topology):
+    if topology is None:
         return loaded
-    return [(name, e) for name, e in loaded if NEEDS_APP not in e.get("tags", ())]
+    missing = {tag for tag, present in ((NEEDS_APP, bool(attackable_apps(topology))),
+                                        (NEEDS_POSTGRES, bool(topology.postgres_services))) if not present}
+    return [(name, e) for name, e in loaded if not missing & set(e.get("tags", ()))]
 
 
 def run_experiments(system: Realization, planned: list[Experiment],

@@ -51,7 +51,7 @@ def tamper_link(source: str | None = None, target: str | None = None, configurat
     default the link from a standby's region to the primary's, for the first service)."""
     system = realization(configuration)
     if source is None or target is None:
-        sid = system.topology.services[0].id
+        sid = system.topology.first_registry_service.id
         route = current_table(system).table.route(sid)
         target = target or primary_of(system, sid)
         source = source or next(r for r in route.regions if r != target)
@@ -72,7 +72,7 @@ def equivocate_as_controller(controller: str | None = None, service: str | None 
     if rogue.kind is not Kind.CONTROLLER:
         raise ActivityFailed(f"{controller} is not a controller")
     held = current_table(system).table
-    sid = service or system.topology.services[0].id
+    sid = service or system.topology.first_registry_service.id
     route = held.route(sid)
     others = [r for r in route.regions if r != route.primary]
     if not others:
@@ -128,7 +128,7 @@ def send_hostile_batches(node: str | None = None, configuration: Configuration =
     replica; every one must be a refusal (a 4xx, or a reply that applied nothing), never a 5xx
     and never an acknowledgement."""
     system = realization(configuration)
-    target = resolve(system, node or f"node.{system.topology.services[0].id}@primary")
+    target = resolve(system, node or f"node.{system.topology.first_registry_service.id}@primary")
     service, sender = str(target.service), target.id
     signer = system.keystore().signer(sender)
     table = current_table(system).table
@@ -175,7 +175,7 @@ def open_vault_side_doors(configuration: Configuration = None, secrets: Secrets 
     The master is only asked read-only questions: were its door open, ``/col/delete`` would not ask."""
     system = realization(configuration)
     v = system.plan.vault
-    bucket = f"paydar-{system.topology.services[0].id}"
+    bucket = f"paydar-{system.topology.first_registry_service.id}"
     filer = f"http://127.0.0.1:{v.filer}"
     attempts = {"filer-list": ("GET", f"{filer}/buckets/"), "filer-read": ("GET", f"{filer}/buckets/{bucket}/"),
                 "filer-delete": ("DELETE", f"{filer}/buckets/{bucket}/"),

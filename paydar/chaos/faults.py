@@ -84,6 +84,7 @@ ON_APPS: dict[Fault, FaultSpec] = {Fault.FLOOD: FaultSpec("flood_instance")}
 FAULTS: dict[str, tuple[Fault, ...]] = {
     "node": (Fault.CRASH, Fault.HANG, Fault.ENCRYPT, Fault.CORRUPT, Fault.BYZANTINE_PRIMARY),
     "app": (Fault.CRASH, Fault.HANG, Fault.FLOOD, Fault.LYING_INSTANCE),
+    "postgres": (Fault.CRASH, Fault.HANG),
     "gateway": (Fault.CRASH, Fault.HANG, Fault.FLOOD),
     "prober": (Fault.CRASH, Fault.HANG, Fault.LIE, Fault.POISON),
     "controller": (Fault.CRASH, Fault.HANG, Fault.ROGUE_TABLE, Fault.EQUIVOCATE),
@@ -93,7 +94,8 @@ FAULTS: dict[str, tuple[Fault, ...]] = {
 }
 """Faults per kind of component; a region stands for all of its links and its vault identity, and
 its partition cuts an app instance there off like everything else in it. ``app`` is an agency
-app's instance that ``paydar up`` supervises (one given by URL is not Paydar's to crash)."""
+app's instance that ``paydar up`` supervises (one given by URL is not Paydar's to crash);
+``postgres`` is a PostgreSQL agent with its server (a crash of the agent takes its server down)."""
 
 KEEPS_REPLICAS = frozenset({Fault.DELAY})
 """Faults on a link that slow what it carries without severing it."""

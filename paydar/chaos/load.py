@@ -25,6 +25,7 @@ from paydar.chaos.invariants import AckLedger
 from paydar.infra.local.processes import terminate
 from paydar.infra.local.realizer import Realization
 from paydar.model.errors import PaydarError
+from paydar.model.topology import WorkloadKind
 
 __all__ = ["CitizenLoad", "LoadFailed", "Sample"]
 
@@ -73,9 +74,14 @@ class CitizenLoad:
         env = {**os.environ,
                "PAYDAR_GATEWAYS": json.dumps({r: self.system.plan.gateway(r).url
                                               for r in self.system.topology.region_names}),
-               "PAYDAR_SERVICES": json.dumps([s.id for s in self.system.topology.services]),
+               # A database is exercised through its app's canary: citizens never reach it directly.
+               "PAYDAR_SERVICES": json.dumps([s.id for s in self.system.topology.services
+                                              if s.workload is not WorkloadKind.POSTGRES]),
                "PAYDAR_CANARIES": json.dumps({sid: http.canary.model_dump(mode="json")
                                               for sid, http in self.system.topology.http_services.items()}),
+               "PAYDAR_LEDGERS": json.dumps({sid: http.ledger.model_dump(mode="json")
+                                             for sid, http in self.system.topology.http_services.items()
+                                             if http.ledger is not None}),
                "PAYDAR_LOAD_LOG": str(self.log_path)}
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--users", str(self.users),
                    "--spawn-rate", str(self.users), "--csv", str(self.stats_prefix), "--only-summary",
@@ -122,7 +128,7 @@ class CitizenLoad:
         ledger = AckLedger()
         for entry in self._lines():
             if not entry["doc_id"]:
-                continue  # an http service's request: its state is its app's own
+                continue  # an http service's canary: its state is its app's own (a ledger record has an id)
             ledger.record(entry["service"], entry["doc_id"], entry["document"], bool(entry["acknowledged"]))
         return ledger
 

@@ -11,6 +11,10 @@ Configuration comes from the environment:
   expect_status, body_contains): a citizen of such a service sends its canary request through
   the gateway instead of a document, and is served when the answer passes (logged with an
   empty document id: there is nothing of Paydar's to read back);
+- ``PAYDAR_LEDGERS``: JSON object, http service id -> its ledger (``write`` and ``read``
+  requests, ``{id}`` standing for a fresh record id): a citizen of such a service writes a
+  record and reads it back instead of sending the canary, logged with the record's id, so the
+  drill checks that no record the app acknowledged is lost;
 - ``PAYDAR_LOAD_LOG``: JSON-lines file, one line per citizen interaction: time, region, service,
   document id and content, whether the write was acknowledged, whether the read-back
   returned exactly what was written ("served"), and whether the service served a read at
@@ -34,6 +38,7 @@ from locust import HttpUser, between, task
 GATEWAYS: dict[str, str] = json.loads(os.environ.get("PAYDAR_GATEWAYS", "{}"))
 SERVICES: list[str] = json.loads(os.environ.get("PAYDAR_SERVICES", "[]"))
 CANARIES: dict[str, dict[str, Any]] = json.loads(os.environ.get("PAYDAR_CANARIES", "{}"))
+LEDGERS: dict[str, dict[str, dict[str, Any]]] = json.loads(os.environ.get("PAYDAR_LEDGERS", "{}"))
 REQUEST_TIMEOUT = 5.0
 _RUN = uuid.uuid4().hex[:8]
 _SERIAL = itertools.count()
@@ -57,6 +62,9 @@ class Citizen(HttpUser):
     def write_then_read(self) -> None:
         n = next(_SERIAL)
         service = SERVICES[n % len(SERVICES)]
+        if service in LEDGERS:
+            self._record(service, LEDGERS[service], f"load-{_RUN}-{self.region}-{n}")
+            return
         if service in CANARIES:
             self._app(service, CANARIES[service])
             return
@@ -91,6 +99,34 @@ class Citizen(HttpUser):
                 reply.failure(f"canary failed: HTTP {reply.status_code}")
         _LOG.write(json.dumps({"at": at, "region": self.region, "service": service, "doc_id": "", "document": None,
                                "acknowledged": served, "served": served, "read": served}) + "\n")
+
+    def _record(self, service: str, ledger: dict[str, dict[str, Any]], record: str) -> None:
+        at = time.time()
+        acknowledged = self._ask(service, ledger["write"], record, "write")
+        if acknowledged:
+            _ACKNOWLEDGED[(self.region, service)] = (record, {"ledger": record})
+        earlier = _ACKNOWLEDGED.get((self.region, service))
+        read = None if earlier is None else self._ask(service, ledger["read"], earlier[0], "read")
+        _LOG.write(json.dumps({"at": at, "region": self.region, "service": service, "doc_id": record,
+                               "document": {"ledger": record}, "acknowledged": acknowledged,
+                               "served": acknowledged and bool(read), "read": read}) + "\n")
+
+    def _ask(self, service: str, request: dict[str, Any], record: str, what: str) -> bool:
+        """One ledger request for ``record``; whether its answer passes."""
+        def filled(text: str | None) -> str | None:
+            return text.replace("{id}", record) if text is not None else None
+
+        body = filled(request.get("body"))
+        with self.client.request(request["method"], f"{self.gateway}/v1/services/{service}{filled(request['path'])}",
+                                 data=body.encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"} if body is not None else None,
+                                 name=f"{request['method']} {self.region} app {what}", timeout=REQUEST_TIMEOUT,
+                                 catch_response=True) as reply:
+            wanted = filled(request.get("body_contains"))
+            passed = reply.status_code == request["expect_status"] and (not wanted or wanted in reply.text)
+            if not passed:
+                reply.failure(f"ledger {what} failed: HTTP {reply.status_code}")
+        return bool(passed)
 
     def _read(self, service: str, doc_id: str, document: dict[str, Any]) -> bool:
         url = f"{self.gateway}/v1/services/{service}/documents/{doc_id}"

@@ -17,6 +17,7 @@ from paydar.chaos.faults import FAULTS, ON_APPS, REGISTRY, Fault
 from paydar.chaos.roles import attackable_apps
 from paydar.infra.local.realizer import Realization
 from paydar.model.ids import Kind
+from paydar.model.topology import WorkloadKind
 
 __all__ = ["Cell", "cells", "experiment", "steady_state"]
 
@@ -57,9 +58,13 @@ def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
     """
     topology = system.topology
     built: list[Cell] = []
-    first_service = (topology.registry_services or topology.services)[0].id
+    first_service = topology.first_registry_service.id
     apps, attackable = topology.http_services, set(attackable_apps(topology))
     for service in topology.services:
+        if service.workload is WorkloadKind.POSTGRES:
+            built += [_component_cell(f"{Kind.NODE.value}.{service.id}@{role}", Kind.NODE.value, fault, None,
+                                      first_service) for role in ROLES for fault in FAULTS["postgres"]]
+            continue
         built += _instance_cells(service.id, service.id in apps, service.id in attackable, first_service)
     for component in system.plan.components:
         kind = component.kind.value
@@ -73,7 +78,7 @@ def cells(system: Realization, only: tuple[str, ...] = ()) -> list[Cell]:
                 built.append(_component_cell(component.id, kind, fault, component.region, first_service))
     for region in topology.region_names:
         built.append(_cell(f"region.{region}", Fault.PARTITION, {"region": region}))
-        if hosted := [s for s in topology.services_in(region) if s.id not in apps]:
+        if hosted := [s for s in topology.services_in(region) if s.workload is WorkloadKind.REGISTRY]:
             built.append(_cell(f"region.{region}", Fault.STOLEN_VAULT_CREDENTIALS,
                                {"service": hosted[0].id, "region": region}))
     if only:

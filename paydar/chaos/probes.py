@@ -94,7 +94,7 @@ async def served_per_service(system: Realization, writes: int, regions: list[str
     passes through that gateway (its state is its app's own: nothing goes to the ledger)."""
     run = uuid.uuid4().hex[:8]
     apps = system.topology.http_services
-    services = [s.id for s in system.topology.services if s.id not in apps]
+    services = [s.id for s in system.topology.registry_services]
     earlier = {service: acknowledged_of(system, service) for service in read_only}
     attempts: list[tuple[str, str, str, dict[str, Any]]] = [
         (region, service, f"chaos-{run}-{region}-{n}",
@@ -114,15 +114,26 @@ async def served_per_service(system: Realization, writes: int, regions: list[str
             known = earlier.get(service)
             return False, known is not None and await read(client, service, *known)
 
+        async def app(region: str, service: str, n: int) -> tuple[str | None, bool, bool]:
+            """An app's ledger record written and read back (its id, acknowledged, served), or its canary."""
+            base = f"{system.plan.gateway(region).url}/v1/services/{service}"
+            ledger = apps[service].ledger
+            if ledger is None:
+                return None, False, await run_canary(session, base, apps[service].canary) is None
+            record = f"chaos-{run}-{region}-{n}"
+            written = await run_canary(session, base, ledger.write.canary(record)) is None
+            return record, written, written and await run_canary(session, base, ledger.read.canary(record)) is None
+
         outcomes = await asyncio.gather(*(one(*a) for a in attempts))
-        canaries = [(region, service) for region in regions for service in apps for _ in range(writes)]
-        passed = await asyncio.gather(*(run_canary(session, f"{system.plan.gateway(region).url}/v1/services/"
-                                                   f"{service}", apps[service].canary) for region, service in canaries))
-    append_ledger(system, [(service, doc_id, document, acked)
-                           for (_, service, doc_id, document), (acked, _) in zip(attempts, outcomes, strict=True)])
+        canaries = [(region, service, n) for region in regions for service in apps for n in range(writes)]
+        passed = await asyncio.gather(*(app(*c) for c in canaries))
+    records = [(service, record, {"ledger": record}, written)
+               for (_, service, _), (record, written, _) in zip(canaries, passed, strict=True) if record]
+    append_ledger(system, records + [(service, doc_id, document, acked) for (_, service, doc_id, document), (acked, _)
+                                     in zip(attempts, outcomes, strict=True)])
     per: dict[tuple[str, str], list[bool]] = {}
-    for (region, service), failure in zip(canaries, passed, strict=True):  # an agency app: its own canary
-        per.setdefault((region, service), []).append(failure is None)
+    for (region, service, _), (_, _, served) in zip(canaries, passed, strict=True):  # an agency app: its own way
+        per.setdefault((region, service), []).append(served)
     for (region, service, *_), (_, served) in zip(attempts, outcomes, strict=True):
         per.setdefault((region, service), []).append(served)
     return per

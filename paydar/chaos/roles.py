@@ -34,6 +34,8 @@ class Role(StrEnum):
     """Where the most replicated service's primary is now."""
     MOST_REPLICATED_HTTP_SERVICE = "most-replicated-http-service"
     """The agency app (``workload: http``, instances ``paydar up`` runs) with the most instances."""
+    MOST_REPLICATED_POSTGRES_SERVICE = "most-replicated-postgres-service"
+    """The agency database (``workload: postgres``) with the most servers."""
 
 
 def attackable_apps(topology: NationalTopology) -> list[str]:
@@ -62,6 +64,12 @@ def pick(role: Role, topology: NationalTopology, table: RoutingTable) -> str:
             raise ActivityFailed("this topology has no http service whose instances paydar up runs; the app "
                                  "experiments are only planned for one that has")
         return max(apps, key=lambda sid: (len(topology.service(sid).regions), -apps.index(sid)))
+    if role is Role.MOST_REPLICATED_POSTGRES_SERVICE:
+        databases = topology.postgres_services
+        if not databases:
+            raise ActivityFailed("this topology has no postgres service; the database experiments are only planned "
+                                 "for one that has")
+        return max(enumerate(databases), key=lambda e: (len(e[1].regions), -e[0]))[1].id
     if role is Role.REGION_WITH_MOST_PRIMARIES:
         return max(topology.region_names, key=lambda r: (primaries[r], -order[r]))
     if role is Role.QUIETEST_REGION:

@@ -24,6 +24,7 @@ import aiohttp
 from paydar.chaos.invariants import AckLedger
 from paydar.gateway.client import GatewayClient
 from paydar.infra.local.realizer import Realization
+from paydar.probes.engine import run_canary
 
 __all__ = ["Workload", "read_back", "write_burst"]
 
@@ -105,7 +106,7 @@ def _document(run: str, n: int) -> dict[str, Any]:
 async def write_burst(realization: Realization, ledger: AckLedger, per_gateway: int, tag: str,
                       concurrency: int = 16) -> None:
     """Write ``per_gateway`` fresh documents through every gateway, across all services."""
-    services = [s.id for s in realization.topology.services]
+    services = [s.id for s in realization.topology.registry_services]
     limit = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         async def one(region: str, n: int) -> None:
@@ -121,13 +122,19 @@ async def write_burst(realization: Realization, ledger: AckLedger, per_gateway: 
 
 async def read_back(realization: Realization, ledger: AckLedger, region: str,
                     concurrency: int = 16) -> dict[tuple[str, str], dict[str, Any] | None]:
-    """Read every acknowledged document through one region's gateway."""
+    """Read every acknowledged document through one region's gateway; an app's record by its
+    ledger's read request (found: ``{"ledger": id}``, as the record was logged)."""
     limit = asyncio.Semaphore(concurrency)
+    ledgers = {sid: http.ledger for sid, http in realization.topology.http_services.items() if http.ledger}
+    gateway = realization.plan.gateway(region).url
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        client = GatewayClient(session, realization.plan.gateway(region).url)
+        client = GatewayClient(session, gateway)
 
         async def one(service: str, doc_id: str) -> tuple[tuple[str, str], dict[str, Any] | None]:
             async with limit:
+                if (ledger := ledgers.get(service)) is not None:
+                    failed = await run_canary(session, f"{gateway}/v1/services/{service}", ledger.read.canary(doc_id))
+                    return (service, doc_id), (None if failed else {"ledger": doc_id})
                 reply = await client.get(service, doc_id)
             return (service, doc_id), (reply.body if reply.ok else None)
 

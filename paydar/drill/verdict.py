@@ -112,15 +112,17 @@ def _taken(topology: NationalTopology, experiment: Mapping[str, Any]) -> dict[st
 def _recoveries(topology: NationalTopology, windowed: Sequence[Mapping[str, Any]],
                 samples: Sequence[Sample]) -> dict[str, list[Recovery]]:
     """Per service, its recovery in every experiment with a fault window that a citizen request
-    of it reached (through a region the fault left its own window)."""
+    of it reached (through a region the fault left its own window). A database's citizens are
+    its apps': their requests are how it is measured."""
     found: dict[str, list[Recovery]] = {s.id: [] for s in topology.services}
+    reached = _reached_through(topology)
     for n, experiment in enumerate(windowed):
         start = float(experiment["window"][0])
         until = float(windowed[n + 1]["window"][0]) if n + 1 < len(windowed) else float("inf")
         lost = _taken(topology, experiment)
         after = [p for p in samples if start <= p.at and p.region != experiment.get("affected_region")]
         for service in topology.services:
-            mine = sorted((p for p in after if p.service == service.id), key=lambda p: p.at)
+            mine = sorted((p for p in after if p.service in reached[service.id]), key=lambda p: p.at)
             if not any(p.at < until for p in mine):
                 found[service.id].append(Recovery(str(experiment["name"]), None, None, measured=False))
                 continue
@@ -130,6 +132,12 @@ def _recoveries(topology: NationalTopology, windowed: Sequence[Mapping[str, Any]
                 and not service.writes_survive_region_loss
             found[service.id].append(Recovery(str(experiment["name"]), writes, reads, accepted))
     return found
+
+
+def _reached_through(topology: NationalTopology) -> dict[str, set[str]]:
+    """Per service, the services whose citizen requests reach it: itself, and for a database its apps."""
+    return {s.id: {s.id} | {a for a, http in topology.http_services.items() if http.database == s.id}
+            for s in topology.services}
 
 
 def _judge_one(topology: NationalTopology, service: Service, recoveries: list[Recovery],
@@ -191,6 +199,8 @@ def judge(topology: NationalTopology, experiments: Sequence[Mapping[str, Any]], 
     by_name = {str(e["name"]): e for e in experiments}
     starts = [float(e["window"][0]) for e in windowed]
     order = {s.id: n for n, s in enumerate(topology.services)}
-    verdicts = [_judge_one(topology, s, recoveries[s.id], by_name, lost.get(s.id, ()), starts)
+    reached = _reached_through(topology)
+    verdicts = [_judge_one(topology, s, recoveries[s.id], by_name,
+                           [at for sid in sorted(reached[s.id]) for at in lost.get(sid, ())], starts)
                 for s in topology.services]
     return sorted(verdicts, key=lambda v: (v.tier, order[v.service]))

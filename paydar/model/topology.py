@@ -234,6 +234,37 @@ class Canary(_Model):
     body_contains: str | None = Field(default=None, min_length=1, max_length=1000)
 
 
+LEDGER_ID = "{id}"
+"""Where a ledger request names the record's fresh id."""
+
+
+class LedgerRequest(_Model):
+    """One request of an app's ledger, ``{id}`` standing for the record's id in the path and body."""
+
+    method: str = Field(default="GET", pattern="^(" + "|".join(HTTP_METHODS) + ")$")
+    path: str = Field(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?{}-]{0,500}$")
+    body: str | None = Field(default=None, max_length=65_536)
+    expect_status: int = Field(default=200, ge=100, le=599)
+    body_contains: str | None = Field(default=None, min_length=1, max_length=1000)
+
+    def canary(self, record: str) -> Canary:
+        """This request for one record, as a canary the probe engine runs."""
+        def filled(text: str | None) -> str | None:
+            return text.replace(LEDGER_ID, record) if text is not None else None
+
+        return Canary(method=self.method, path=self.path.replace(LEDGER_ID, record), body=filled(self.body),
+                      expect_status=self.expect_status, body_contains=filled(self.body_contains))
+
+
+class Ledger(_Model):
+    """How a drill proves an app loses nothing it acknowledged (the Jepsen-style check Paydar runs
+    on its own registry): ``write`` a record under a fresh id, which is acknowledged when its answer
+    passes, and later ``read`` it back through every gateway."""
+
+    write: LedgerRequest
+    read: LedgerRequest
+
+
 class HttpBounds(_Model):
     """Per-service bounds the gateways apply in front of the instances."""
 
@@ -256,6 +287,8 @@ class HttpWorkload(_Model):
     canary: Canary
     mode: InstanceMode = InstanceMode.ACTIVE_ACTIVE
     limits: HttpBounds = HttpBounds()
+    ledger: Ledger | None = None
+    """Optional: lets drills check that no write the app acknowledged is lost."""
     database: str | None = Field(default=None, pattern=SERVICE_ID_PATTERN)
     """The ``workload: postgres`` service this app keeps its state in: each instance reaches that
     service's current primary through its own region's agent, given to it as libpq's ``PG*``
@@ -343,6 +376,12 @@ class NationalTopology(_Model):
     def registry_services(self) -> tuple[Service, ...]:
         """The services whose state Paydar's own nodes hold (``workload: registry``)."""
         return tuple(s for s in self.services if s.workload is WorkloadKind.REGISTRY)
+
+    @property
+    def first_registry_service(self) -> Service:
+        """The first registry service (the first service when there is none): what attacks on
+        Paydar's own nodes and vault default to."""
+        return (self.registry_services or self.services)[0]
 
     @property
     def postgres_services(self) -> tuple[Service, ...]:
@@ -469,7 +508,7 @@ def _http_issues(where: str, service: Service) -> list[Issue]:
     if http is None:
         return [Issue(f"{where}.http", "workload: http needs an http block",
                       "add http: with instances (one per region), health_path and canary")]
-    issues: list[Issue] = []
+    issues = _ledger_issues(where, http.ledger)
     for field in ("sync_replicas", "accepts"):
         if field in service.model_fields_set:
             issues.append(Issue(f"{where}.{field}", f"{field} applies to workloads Paydar replicates; an http "
@@ -495,6 +534,14 @@ def _http_issues(where: str, service: Service) -> list[Issue]:
                 issues.append(Issue(f"{at}.command", "the command never names {port}, the port paydar up gives it",
                                     "pass {port} to the app, e.g. --port {port}"))
     return issues
+
+
+def _ledger_issues(where: str, ledger: Ledger | None) -> list[Issue]:
+    """Both requests of a ledger name the record's id."""
+    return [Issue(f"{where}.http.ledger.{name}.path", f"the ledger's {name} never names {LEDGER_ID}, the fresh id of "
+                  "each record", f"put {LEDGER_ID} in the path, e.g. /records/{LEDGER_ID}")
+            for name, request in ((("write", ledger.write), ("read", ledger.read)) if ledger else ())
+            if LEDGER_ID not in request.path]
 
 
 def _database_issues(topo: NationalTopology, where: str, service: Service) -> list[Issue]:
