@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 
-from paydar.failover.promotion import ReplicaView, check_promotion
+from paydar.failover.promotion import ReplicaView, check_promotion, standbys_prove
 from paydar.model.ids import node_id
 from paydar.model.routing import RouteMode, RoutingTable, ServiceRoute
 from paydar.model.topology import NationalTopology, WorkloadKind
@@ -145,11 +145,8 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
             candidates = [move] + ([route.fenced] if route.fenced not in (None, move) else [])
         else:
             candidates = list(spec.regions)
-        if spec.workload is WorkloadKind.POSTGRES and route.fenced is not None and route.fenced in service_views:
-            # A stopped PostgreSQL primary cannot say what its standbys acknowledged last: the proof
-            # comes from the standbys alone (enough of them that every acknowledged commit is on
-            # one), and the old primary rejoins with pg_rewind, never as a candidate.
-            service_views = {**service_views, route.fenced: ReplicaView(reachable=False)}
+        if spec.workload is WorkloadKind.POSTGRES:
+            service_views = standbys_prove(service_views, route.fenced)
         # Candidates are chosen from the replicas' own answers (and operator intents), never from
         # this controller's judgement: after fencing those answers are the same for every
         # controller, so honest controllers pick the same candidate.

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["PromotionCheck", "PromotionVerdict", "ReplicaView", "check_promotion"]
+__all__ = ["PromotionCheck", "PromotionVerdict", "ReplicaView", "check_promotion", "standbys_prove"]
 
 
 class PromotionVerdict(StrEnum):
@@ -49,6 +49,18 @@ class PromotionCheck:
 
     def __str__(self) -> str:
         return f"{self.verdict.value}: {self.detail}" if self.detail else self.verdict.value
+
+
+def standbys_prove(replicas: Mapping[str, ReplicaView], primary: str | None) -> dict[str, ReplicaView]:
+    """The views when the proof must come from the standbys alone: ``primary`` counts as unreachable.
+
+    A PostgreSQL primary is stopped when it is fenced, and while it runs what it reports as
+    acknowledged (its k-th standby's flush) trails its commits; the standbys' own flushed
+    positions, enough of them to meet every acknowledged commit, are the proof, and the old
+    primary rejoins with pg_rewind rather than being a candidate."""
+    if primary is None or primary not in replicas:
+        return dict(replicas)
+    return {**replicas, primary: ReplicaView(reachable=False)}
 
 
 def check_promotion(candidate: str, replicas: Mapping[str, ReplicaView], *, primary: str | None,

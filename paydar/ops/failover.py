@@ -23,12 +23,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from paydar.failover.intents import Intent, IntentAction, SignedIntent
-from paydar.failover.promotion import PromotionCheck, ReplicaView, check_promotion
+from paydar.failover.promotion import (
+    PromotionCheck,
+    PromotionVerdict,
+    ReplicaView,
+    check_promotion,
+    standbys_prove,
+)
 from paydar.infra.local.realizer import Realization
 from paydar.model.errors import BadInput, PaydarError, TableRejected
 from paydar.model.identity import TrustRoot
 from paydar.model.ids import Kind, gateway_id, node_id
 from paydar.model.routing import RoutingTable, SignedTable, TableGuard
+from paydar.model.topology import WorkloadKind
 from paydar.model.wire import parse_json
 from paydar.workload.contract import InstanceState
 
@@ -191,9 +198,15 @@ def promote(realization: Realization, service: str, region: str) -> PromotionRes
     held = current_table(realization).table
     route = held.route(service)
     old = route.primary
-    check = check_promotion(region, replica_views(realization, service), primary=old,
-                            sync_replicas=spec.ack_replicas)
-    if not check.safe:
+    views = replica_views(realization, service)
+    streaming = spec.workload is WorkloadKind.POSTGRES
+    if streaming:
+        views = standbys_prove(views, old)
+    check = check_promotion(region, views, primary=old, sync_replicas=spec.ack_replicas)
+    # A PostgreSQL standby's position moves until the fence stops the stream, so being a few
+    # bytes behind another standby now proves nothing: the controllers check it once positions
+    # are final, and refuse (this command then says so) if it still lacks a commit.
+    if not check.safe and not (streaming and check.verdict is PromotionVerdict.LACKS_WRITES):
         raise FailoverRefused(check, "Nothing was changed.")
     send_intent(realization, IntentAction.PROMOTE, region, service)
     try:

@@ -24,12 +24,12 @@ import logging
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import aiohttp
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Enum
+from psycopg import sql
 
 from paydar.infra.local.processes import terminate
 from paydar.model.errors import PaydarError, TableRejected
@@ -40,7 +40,7 @@ from paydar.postgres.decide import Action, Decision, Disk, instance_state, next_
 from paydar.postgres.replication import Positions, clone_standby, follow, positions, require_standbys, rewind
 from paydar.postgres.roles import create_roles, replicator
 from paydar.postgres.route import Route
-from paydar.postgres.server import PgFailed, PgServer, wait
+from paydar.postgres.server import WAL_KEPT, PgFailed, PgServer, wait
 from paydar.server.answers import read_up_to
 from paydar.server.component import Foundation
 from paydar.workload.contract import InstanceRole, InstanceState
@@ -53,7 +53,6 @@ STOP_SECONDS = 20.0
 READY_SECONDS = 60.0
 CATCH_UP_SECONDS = 3.0
 MAX_TABLE_BYTES = 8 * 1024 * 1024
-REJOIN_RETRY_SECONDS = 10.0
 
 
 class PgAgent:
@@ -74,7 +73,6 @@ class PgAgent:
         self.last: Decision | None = None
         self.seen: Positions | None = None
         self.trouble: str | None = None
-        self._rejoin_after = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.registry = CollectorRegistry()
@@ -238,9 +236,18 @@ class PgAgent:
         if fresh:
             await asyncio.to_thread(self._prepare, route, primary)
         self._spawn()
-        await asyncio.to_thread(wait, self.server.ready, READY_SECONDS,
+
+        def settled() -> bool:
+            # Never blocks the agent past what matters: the server up, gone, or asked for elsewhere.
+            return self.server.ready() or not self._running() or self.route != route
+
+        await asyncio.to_thread(wait, settled, READY_SECONDS,
                                 f"the {self.service} server in {self.region} accepting connections")
-        if fresh and primary:
+        if not self._running():
+            code = self.process.returncode if self.process else None
+            raise PgFailed(f"the {self.service} server in {self.region} exited as it started (code {code}); "
+                           f"its log is {self.log_path}")
+        if fresh and primary and self.route == route:
             await asyncio.to_thread(self._first_primary)
 
     def _prepare(self, route: ServiceRoute, primary: bool) -> None:
@@ -259,21 +266,29 @@ class PgAgent:
     def _first_primary(self) -> None:
         require_standbys(self.server, self._quorum(), self._others())
         with self.server.connect() as connection:
+            # In the server's own settings, which its clones copy: pg_rewind's recovery run reads them.
+            connection.execute(sql.SQL("ALTER SYSTEM SET wal_keep_size = {}").format(sql.Literal(WAL_KEPT)))
             # Set-up, acknowledged to no one: it need not wait for standbys that cannot exist yet.
             connection.execute("SET synchronous_commit = local")
             create_roles(connection, replicators=self.config.replicator_verifiers, app_role=self.config.app_role,
                          app_verifier=self.config.app_verifier)
 
     async def _rejoin(self, route: ServiceRoute) -> None:
-        if time.monotonic() < self._rejoin_after:
-            return
         assert route.primary is not None
-        self._rejoin_after = time.monotonic() + REJOIN_RETRY_SECONDS
         await asyncio.to_thread(self.stop_server)
-        await asyncio.to_thread(rewind, self.server, source_port=self.config.db_ports[route.primary],
-                                password=read_secret(self.config.replicator_password_file), region=self.region)
+        try:
+            await asyncio.to_thread(rewind, self.server, source_port=self.config.db_ports[route.primary],
+                                    password=read_secret(self.config.replicator_password_file), region=self.region)
+            log.info("rewound service=%s region=%s onto %s's timeline", self.service, self.region, route.primary)
+        except PgFailed as exc:
+            # It holds nothing acknowledged that the new primary lacks (the promotion proved it), so
+            # it is cloned afresh; its old data is kept aside, never deleted, for whoever investigates.
+            aside = self.server.data_dir.with_name(f"{self.server.data_dir.name}.rejected")
+            shutil.rmtree(aside, ignore_errors=True)
+            self.server.data_dir.rename(aside)
+            log.error("rewind failed service=%s region=%s; old data kept at %s, cloning afresh from %s: %s",
+                      self.service, self.region, aside, route.primary, exc)
         self.fenced = False
-        log.info("rewound service=%s region=%s onto %s's timeline", self.service, self.region, route.primary)
         self._wake.set()
 
     def _spawn(self) -> None:

@@ -132,7 +132,9 @@ def positions(server: PgServer) -> Positions:
     """The server's recovery state, timeline, LSNs, upstream and walsenders, over its own socket."""
     with server.connect() as connection:
         row = connection.execute(
-            "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint()), "
+            # A standby's checkpoint trails what it streams: the timeline it receives is the current one.
+            "SELECT pg_is_in_recovery(), COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), "
+            "(SELECT timeline_id FROM pg_control_checkpoint())), "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END::text, "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_flush_lsn() END::text, "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "

@@ -32,7 +32,7 @@ from paydar.infra.local.appjail import jailed_command
 from paydar.model.errors import PaydarError
 from paydar.postgres.roles import IDENT, SUPERUSER, hba
 
-__all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "PgFailed", "PgServer", "hand_over",
+__all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "WAL_KEPT", "PgFailed", "PgServer", "hand_over",
            "take_data_dir", "wait"]
 
 
@@ -54,6 +54,9 @@ JAIL_BINARIES = f"{JAIL_PACKAGE}/pginstall"
 JAIL_DATA = "/tmp/pgdata"
 JAIL_CONF = "/tmp/pgconf"
 INIT_TIMEOUT = 120.0
+WAL_KEPT = "256MB"
+"""WAL a server keeps beyond its last checkpoint: enough for a standby to catch up after a short
+outage, and for pg_rewind to find where a former primary diverged."""
 MAX_SOCKET_PATH = 107
 """The kernel's limit on a unix socket's path (``sun_path`` less its terminator)."""
 
@@ -134,7 +137,7 @@ class PgServer:
                             "-c", f"unix_socket_directories={JAIL_DATA}", "-c", "unix_socket_permissions=0700",
                             "-c", f"hba_file={JAIL_CONF}/pg_hba.conf", "-c", f"ident_file={JAIL_CONF}/pg_ident.conf",
                             "-c", "logging_collector=off", "-c", "max_connections=100",
-                            "-c", "wal_keep_size=256MB"], die_with_parent=True)
+                            "-c", f"wal_keep_size={WAL_KEPT}"], die_with_parent=True)
 
     def connect(self, *, timeout: float = 5.0, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """A connection as the superuser, over the server's own unix socket (root only)."""

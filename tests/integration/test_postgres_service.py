@@ -1,0 +1,264 @@
+"""An agency app on its own PostgreSQL (``examples/postgres.yaml``), with real jailed servers, real
+agents, links, probers and controllers: the app reaches the current primary through its region's
+agent; a crashed, hung or partitioned primary is fenced and a standby proven to hold every
+acknowledged commit promoted within the RTO, with nothing acknowledged lost through any gateway
+(a Jepsen-style history); the old primary acknowledges nothing and rejoins with pg_rewind; an
+agent compromised with its own replication password cannot pose as another standby."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from paydar.chaos.actions import partition_region, undo_fault
+from paydar.infra.local.realizer import Realization
+from paydar.model.files import read_secret
+from paydar.model.ids import node_id
+from paydar.model.routing import SignedTable, sign_table
+from paydar.ops.failover import current_table
+from paydar.postgres.server import BINARIES
+from tests.helpers import ROOT, http, wait_until
+from tests.integration.conftest import STARTED_PIDS, running
+
+DATABASE, APP = "7701", "7702"
+RTO = 30.0
+CONFIG = ROOT / "examples" / "postgres.yaml"
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
+    with running(CONFIG, tmp_path_factory.mktemp("pg") / "state") as realization:
+        yield realization
+
+
+def app(system: Realization, region: str, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    status, answer, _ = http(method, f"{system.plan.gateway(region).url}/v1/services/{APP}{path}", body,
+                             timeout=20)
+    return status, answer
+
+
+def agent_state(system: Realization, region: str) -> dict[str, Any]:
+    return http("GET", system.plan.node(DATABASE, region).url + "/state", timeout=3)[1]
+
+
+def primary(system: Realization) -> str:
+    """The region every agent that answers agrees is primary, once the system has settled."""
+    def settled() -> str | None:
+        states = [agent_state(system, r) for r in system.topology.service(DATABASE).regions]
+        primaries = [s["region"] for s in states if s.get("role") == "primary"]
+        standbys = [s for s in states if s.get("role") == "standby"]
+        ok = len(primaries) == 1 and len(standbys) == len(states) - 1 and len({s["epoch"] for s in states}) == 1
+        return primaries[0] if ok else None
+
+    return wait_until(settled, 60, "one primary and every other server its standby, in one epoch")
+
+
+@dataclass
+class Writers:
+    """One writer per gateway registering fresh parcels through the app: the history."""
+
+    system: Realization
+    tag: str
+    history: list[tuple[float, float, str, str, bool]] = field(default_factory=list)
+    """(sent, answered, region, parcel, acknowledged) per request."""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Writers:
+        for region in self.system.topology.region_names:
+            thread = threading.Thread(target=self._write, args=(region,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+        assert not any(t.is_alive() for t in self._threads), "writers stopped within their request timeouts"
+
+    def _write(self, region: str) -> None:
+        for n in range(100_000):
+            if self._stop.is_set():
+                return
+            parcel = f"{self.tag}-{region}-{n}"
+            sent = time.monotonic()
+            status, _ = app(self.system, region, "POST", f"/parcels/{parcel}", {"owner": self.tag})
+            self.history.append((sent, time.monotonic(), region, parcel, status == 201))
+            if status != 201:
+                time.sleep(0.05)
+
+    def acknowledged(self) -> list[str]:
+        return [parcel for *_, parcel, ok in self.history if ok]
+
+    def first_ack_after(self, moment: float, regions: set[str]) -> float | None:
+        return min((answered for sent, answered, region, _, ok in self.history[:]
+                    if ok and sent > moment and region in regions), default=None)
+
+
+def assert_nothing_acknowledged_was_lost(system: Realization, writers: Writers, regions: tuple[str, ...]) -> None:
+    acknowledged = writers.acknowledged()
+    assert len(acknowledged) > 10, "the writers got commits acknowledged before and after the fault"
+    for region in regions:
+        missing = [p for p in acknowledged if app(system, region, "GET", f"/parcels/{p}")[0] != 200]
+        assert not missing, f"acknowledged parcels missing through gateway.{region}: {missing[:5]}"
+
+
+def test_the_app_keeps_its_state_in_the_database_through_every_gateway(system: Realization) -> None:
+    regions = system.topology.region_names
+    assert app(system, regions[0], "POST", "/parcels/house-1", {"owner": "sara"})[0] == 201
+    status, moved = app(system, regions[1], "POST", "/transfers",
+                        {"id": "sale-1", "parcel": "house-1", "from": "sara", "to": "reza"})
+    assert (status, moved["committed"]) == (200, True)
+    assert app(system, regions[2], "POST", "/transfers",
+               {"id": "sale-2", "parcel": "house-1", "from": "sara", "to": "ali"})[0] == 409, "not hers any more"
+    status, parcel = app(system, regions[2], "GET", "/parcels/house-1")
+    assert (status, parcel["owner"], parcel["stale"]) == (200, "reza", False)
+    assert [t["id"] for t in parcel["transfers"]] == ["sale-1"], "a transfer moves both rows or neither"
+    status, answer, _ = http("GET", f"{system.plan.gateway(regions[0]).url}/v1/services/{DATABASE}/anything")
+    assert status == 404 and f"through its app ({APP})" in answer["error"]
+    lead = primary(system)
+    state = agent_state(system, lead)
+    assert set(state["standbys"]) == set(system.topology.service(DATABASE).regions) - {lead}, "both stream"
+    assert state["acked_position"] > 0 and state["ack_replicas"] == system.topology.service(DATABASE).ack_replicas
+
+
+def _agent_pid(system: Realization, region: str) -> int:
+    return int(system.supervisor.rpc().supervisor.getProcessInfo(node_id(DATABASE, region))["pid"])
+
+
+def _crash(system: Realization, region: str) -> Callable[[], None]:
+    """SIGKILL the agent (its server dies with it); supervisord restarts it, and it rejoins."""
+    os.kill(_agent_pid(system, region), signal.SIGKILL)
+    return lambda: None
+
+
+def _hang(system: Realization, region: str) -> Callable[[], None]:
+    """SIGSTOP the agent: its server runs on, unobeyed, until the agent resumes."""
+    pid = _agent_pid(system, region)
+    os.kill(pid, signal.SIGSTOP)
+    return lambda: os.kill(pid, signal.SIGCONT)
+
+
+def _partition(system: Realization, region: str) -> Callable[[], None]:
+    configuration = {"paydar_state_dir": str(system.layout.root)}
+    partition_region(region=region, configuration=configuration)
+
+    def heal() -> None:
+        undo_fault(configuration)
+
+    return heal
+
+
+@pytest.mark.parametrize("fault", [_crash, _hang, _partition], ids=["crash", "hang", "partition"])
+def test_a_failed_primary_is_replaced_with_proof_and_loses_no_acknowledged_commit(
+        system: Realization, fault: Callable[[Realization, str], Callable[[], None]]) -> None:
+    old = primary(system)
+    others = {r for r in system.topology.region_names if r != old}
+    with Writers(system, f"w{fault.__name__}") as writers:
+        wait_until(lambda: len(writers.acknowledged()) >= 10, 30, "commits acknowledged before the fault")
+        started = time.monotonic()
+        heal = fault(system, old)
+        # A frozen agent's server keeps streaming to its standbys until the fence: recovery is
+        # timed from the fault to the first commit acknowledged after a standby was certified.
+        moved = wait_until(lambda: current_table(system).table.route(DATABASE).primary not in (None, old)
+                           and time.monotonic(), RTO, "a standby certified primary")
+        back = wait_until(lambda: writers.first_ack_after(moved, others), RTO,
+                          "a commit acknowledged through a surviving gateway")
+        stranded = _strand(system, old, fault.__name__) if fault is _partition else {}
+        heal()
+        new = primary(system)
+        healed = len(writers.acknowledged())
+        wait_until(lambda: len(writers.acknowledged()) >= healed + 5, 30,
+                   "commits acknowledged after the old primary is back")
+    assert new != old, "a standby took over"
+    assert back - started < RTO
+    assert_nothing_acknowledged_was_lost(system, writers, system.topology.region_names)
+    state = agent_state(system, old)
+    assert (state["role"], state["primary"]) == ("standby", new), "the old primary rejoined as a standby"
+    wait_until(lambda: agent_state(system, old)["chain_head"] == agent_state(system, new)["chain_head"], 20,
+               "the old primary streaming on the new primary's timeline")
+    # Cut off, the old primary could acknowledge nothing: what was sent through its region then was
+    # never acknowledged, and after its rewind none of it is anywhere.
+    assert all(status != 201 for status in stranded.values()), f"the isolated primary acknowledged: {stranded}"
+    assert all(app(system, new, "GET", f"/parcels/{p}")[0] == 404 for p in stranded)
+
+
+def _strand(system: Realization, region: str, tag: str) -> dict[str, int]:
+    """Register parcels through the isolated region's gateway (each given 3 s): their answers."""
+    answers: dict[str, int] = {}
+
+    def send(parcel: str) -> None:
+        try:
+            status, _, _ = http("POST", f"{system.plan.gateway(region).url}/v1/services/{APP}/parcels/{parcel}",
+                                {"owner": "stranded"}, timeout=3)
+        except OSError:
+            status = 0  # no answer in time: not acknowledged
+        answers[parcel] = status
+
+    threads = [threading.Thread(target=send, args=(f"stranded-{tag}-{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(answers) == 3, "every stranded request ended"
+    return answers
+
+
+def test_a_compromised_agent_cannot_pose_as_another_standby(system: Realization) -> None:
+    """It holds its own region's replication password, and connects to the primary as the other
+    standby's name (``--synchronous``: it would acknowledge every commit without storing it).
+    The primary's agent ends the connection: one stolen password never counts as two standbys."""
+    lead = primary(system)
+    mine, other = (r for r in system.topology.service(DATABASE).regions if r != lead)
+    password = read_secret(system.layout.pg_secret(DATABASE, f"replicator-{mine}"))
+    port = system.plan.node(DATABASE, lead).db_port
+    spool = system.layout.root / "impostor-wal"
+    spool.mkdir()
+    command = [str(BINARIES / "bin" / "pg_receivewal"), "-D", str(spool), "--synchronous", "--no-loop",
+               "-d", f"host=127.0.0.1 port={port} user=replicator_{mine} application_name={other}"]
+    impostor = subprocess.Popen(command, env={"PGPASSWORD": password}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+    STARTED_PIDS.add(impostor.pid)
+    try:
+        impostor.wait(20)
+    except subprocess.TimeoutExpired:
+        impostor.send_signal(signal.SIGKILL)
+        impostor.wait(10)
+        pytest.fail("the impostor kept its replication connection for 20 s")
+    assert b"terminat" in (impostor.stderr.read() if impostor.stderr else b"")
+    log = system.layout.log(node_id(DATABASE, lead)).read_text()
+    assert f"role=replicator_{mine} name={other}: not that region's own" in log
+    assert set(agent_state(system, lead)["standbys"]) == {mine, other}, "the real standbys stream on"
+
+
+def test_the_agents_refuse_a_table_no_controller_quorum_signed(system: Realization) -> None:
+    """A compromised agent signs a table with its own key and pushes it to its peers: refused, nothing moves."""
+    lead = primary(system)
+    mine = next(r for r in system.topology.service(DATABASE).regions if r != lead)
+    held = http("GET", system.plan.node(DATABASE, lead).url + "/v1/routing-table")[1]
+    table = SignedTable.model_validate(held).table
+    route = table.route(DATABASE)
+    moved = table.model_copy(update={"version": table.version + 1, "previous": table.digest(), "services": {
+        **table.services, DATABASE: route.model_copy(update={"primary": mine, "standbys": (lead,),
+                                                             "epoch": route.epoch + 1})}})
+    forged = sign_table(moved, [system.keystore().signer(node_id(DATABASE, mine))])
+    for region in system.topology.service(DATABASE).regions:
+        request = urllib.request.Request(system.plan.node(DATABASE, region).url + "/v1/routing-table",
+                                         data=forged.model_dump_json().encode(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 403
+        assert json.loads(refused.value.read())["reason"] == "under-signed"
+    assert primary(system) == lead
