@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -154,3 +157,24 @@ def wait_failover_from(system: Realization, old: str, via: str) -> dict[str, Any
     """The route ``via``'s gateway holds once :data:`SERVICE` has a primary other than ``old``."""
     return wait_until(lambda: (r := route(system, via))["primary"] not in (None, old) and r, FAILOVER_TIMEOUT,
                       f"service {SERVICE} to fail over away from {old}")
+
+
+EXPERIMENTS = sorted((ROOT / "chaos" / "experiments").glob("*.json"))
+CHAOS = str(Path(sys.executable).with_name("chaos"))
+
+
+def assert_experiment_holds(system: Realization, experiment: Path, folder: Path) -> None:
+    """Run ``experiment`` with plain ``chaos run``: it completes, its steady state holds before and
+    after, and its one rollback runs."""
+    journal = folder / "journal.json"
+    run = subprocess.run([CHAOS, "--no-log-file", "run", "--journal-path", str(journal), str(experiment)],
+                         env={**os.environ, "PAYDAR_STATE_DIR": str(system.layout.root)}, cwd=folder,
+                         capture_output=True, text=True, timeout=200, check=False)
+    assert journal.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(journal.read_text())
+    failures = [(r["activity"]["name"], r.get("exception")) for r in result["run"] + result["rollbacks"]
+                if r["status"] != "succeeded"]
+    assert (result["status"], result["deviated"], failures) == ("completed", False, []), run.stderr[-3000:]
+    assert result["steady_states"]["before"]["steady_state_met"] is True
+    assert result["steady_states"]["after"]["steady_state_met"] is True
+    assert [r["activity"]["name"] for r in result["rollbacks"]] == ["undo-the-fault"]

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,19 +16,20 @@ from typing import Any
 import pytest
 
 from paydar import chaos
+from paydar.chaos.catalog import NEEDS_POSTGRES
 from paydar.chaos.invariants import check_acknowledged
 from paydar.chaos.load import CitizenLoad
 from paydar.chaos.probes import acknowledged_writes_lost, citizen_availability
 from paydar.chaos.target import append_ledger
 from paydar.chaos.workload import read_back
 from paydar.infra.local.realizer import Realization
-from tests.helpers import ROOT, with_app, write_topology
+from tests.helpers import EXPERIMENTS, assert_experiment_holds, with_app, write_topology
 from tests.integration.conftest import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-CATALOG = sorted((ROOT / "chaos" / "experiments").glob("*.json"))
-CHAOS = str(Path(sys.executable).with_name("chaos"))
+CATALOG = [p for p in EXPERIMENTS if NEEDS_POSTGRES not in json.loads(p.read_text())["tags"]]
+"""The database experiments run on a system with a database: ``test_postgres_service``."""
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +53,14 @@ def system(loaded: tuple[Realization, CitizenLoad]) -> Realization:
 
 
 def test_the_catalog_covers_the_attacks_and_discovery_lists_every_activity() -> None:
-    names = {path.stem for path in CATALOG}
+    names = {path.stem for path in EXPERIMENTS}
     assert names >= {"crash-primary-node", "hang-primary-node", "partition-primary-region", "ransomware-on-a-standby",
                      "rogue-controller-table", "stolen-region-vault-credentials", "flood-one-gateway",
                      "lying-prober", "tampering-link", "equivocating-controller", "poisoning-prober",
                      "byzantine-primary", "vault-side-doors"}
     discovered = {a["name"] for a in chaos.discover()["activities"]}
-    used = {activity["provider"]["func"] for path in CATALOG for activity in _activities(json.loads(path.read_text()))}
+    used = {activity["provider"]["func"]
+            for path in EXPERIMENTS for activity in _activities(json.loads(path.read_text()))}
     assert used <= discovered
 
 
@@ -72,18 +71,7 @@ def _activities(experiment: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("experiment", CATALOG, ids=[p.stem for p in CATALOG])
 def test_experiment_holds_its_steady_state_and_rolls_back(system: Realization, experiment: Path,
                                                           tmp_path: Path) -> None:
-    journal = tmp_path / "journal.json"
-    run = subprocess.run([CHAOS, "--no-log-file", "run", "--journal-path", str(journal), str(experiment)],
-                         env={**os.environ, "PAYDAR_STATE_DIR": str(system.layout.root)}, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=200, check=False)
-    assert journal.exists(), run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(journal.read_text())
-    failures = [(r["activity"]["name"], r.get("exception")) for r in result["run"] + result["rollbacks"]
-                if r["status"] != "succeeded"]
-    assert (result["status"], result["deviated"], failures) == ("completed", False, []), run.stderr[-3000:]
-    assert result["steady_states"]["before"]["steady_state_met"] is True
-    assert result["steady_states"]["after"]["steady_state_met"] is True
-    assert [r["activity"]["name"] for r in result["rollbacks"]] == ["undo-the-fault"]
+    assert_experiment_holds(system, experiment, tmp_path)
 
 
 def test_every_write_the_citizen_load_saw_acknowledged_survived_the_catalog(

@@ -17,18 +17,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from paydar.chaos.actions import partition_region, undo_fault
+from paydar.chaos.catalog import NEEDS_POSTGRES
 from paydar.infra.local.realizer import Realization
 from paydar.model.files import read_secret
 from paydar.model.ids import node_id
 from paydar.model.routing import SignedTable, sign_table
 from paydar.ops.failover import current_table
 from paydar.postgres.server import BINARIES
-from tests.helpers import ROOT, http, wait_until
+from tests.helpers import EXPERIMENTS, ROOT, assert_experiment_holds, http, wait_until
 from tests.integration.conftest import STARTED_PIDS, running
 
 DATABASE, APP = "7701", "7702"
@@ -262,3 +264,12 @@ def test_the_agents_refuse_a_table_no_controller_quorum_signed(system: Realizati
         assert refused.value.code == 403
         assert json.loads(refused.value.read())["reason"] == "under-signed"
     assert primary(system) == lead
+
+
+DATABASE_EXPERIMENTS = [p for p in EXPERIMENTS if NEEDS_POSTGRES in json.loads(p.read_text())["tags"]]
+
+
+@pytest.mark.parametrize("experiment", DATABASE_EXPERIMENTS, ids=[p.stem for p in DATABASE_EXPERIMENTS])
+def test_the_database_experiments_hold_and_roll_back(system: Realization, experiment: Path, tmp_path: Path) -> None:
+    assert_experiment_holds(system, experiment, tmp_path)
+    primary(system)  # the old primary is back as a standby: the next experiment starts from a whole system

@@ -162,3 +162,21 @@ def test_a_postgres_service_validates_and_up_without_root_refuses_it_by_name_cha
     assert not (tmp_path / "state").exists()
     del data["services"][0]["sync_replicas"]
     assert problems(data) == ["services[0] (id '1101').sync_replicas: missing: a postgres service needs sync_replicas"]
+
+
+def test_an_apps_database_and_ledger_are_checked_where_they_are_written(tmp_path: Path) -> None:
+    data = with_http()
+    app = next(s for s in data["services"] if s.get("workload") == "http")
+    app["http"]["database"] = "1101"
+    app["http"]["ledger"] = {"write": {"method": "POST", "path": "/records"}, "read": {"path": "/records/{id}"}}
+    where = f"services[{data['services'].index(app)}] (id {app['id']!r}).http"
+    assert problems(data) == [f"{where}.ledger.write.path: the ledger's write never names {{id}}, the fresh id of "
+                              "each record",
+                              f"{where}.database: database '1101' is a registry service, not a postgres service"]
+    registry = next(s for s in data["services"] if s["id"] == "1101")
+    registry["workload"] = "postgres"
+    registry["regions"] = [r for r in registry["regions"] if r != app["regions"][0]]
+    app["http"]["ledger"]["write"]["path"] = "/records/{id}"
+    missing = [app["regions"][0]]
+    assert problems(data) == [f"{where}.database: the app runs in {', '.join(missing)}, where database 1101 has no "
+                              "server"]

@@ -137,3 +137,33 @@ def test_ballot_prunes_votes_the_table_in_force_made_moot(topology: NationalTopo
 def test_ballot_reads_the_first_file_format(tmp_path: Path) -> None:
     (tmp_path / "votes.json").write_text('{"1101@2": "{}"}')
     assert Ballot(tmp_path / "votes.json").votes == {"1101@2": "{}"}
+
+
+def _as_database(topology: NationalTopology) -> NationalTopology:
+    data = topology.model_dump(mode="json", exclude_defaults=True)
+    data["services"] = [dict(s, workload="postgres") if s["id"] == "1101" else s for s in data["services"]]
+    return parse_topology(data)
+
+
+def test_a_database_is_promoted_on_its_standbys_proof_alone(topology: NationalTopology) -> None:
+    """A stopped PostgreSQL primary cannot say what was acknowledged: its claim is never the
+    requirement, it is never a candidate, and a standby lacking what another holds is refused."""
+    database = _as_database(topology)
+    table = initial_table(database, 0)
+    routes, _ = plan(table, database, down={"node.1101.tehran"}, overrides=Overrides(), views={}, cap=4)
+    fenced = step(table, routes)
+    # The fenced primary answers with a low acknowledged position: for the registry that would be
+    # the requirement, and the preferred standby (isfahan, behind mashhad) would be promoted.
+    answers = views(2, tehran=5, isfahan=9, mashhad=10)
+    routes, changes = plan(fenced, database, down={"node.1101.tehran"}, overrides=Overrides(),
+                           views={"1101": answers}, cap=4)
+    assert (routes["1101"].primary, [c.kind for c in changes]) == ("mashhad", ["promote"])
+    assert "it holds position 10 >= 10" in changes[0].detail, "the most advanced standby's position is required"
+    # One standby silent: the other's word cannot prove where acknowledged commits are.
+    routes, changes = plan(fenced, database, down={"node.1101.tehran"}, overrides=Overrides(),
+                           views={"1101": views(2, tehran=5, isfahan=9, mashhad=None)}, cap=4)
+    assert changes == [] and routes["1101"].mode is RouteMode.READ_ONLY
+    # An operator asks for the lagging standby: refused, the service stays read-only.
+    routes, changes = plan(fenced, database, down={"node.1101.tehran"},
+                           overrides=Overrides(moves={"1101": "isfahan"}), views={"1101": answers}, cap=4)
+    assert changes == [] and routes["1101"].mode is RouteMode.READ_ONLY
