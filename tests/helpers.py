@@ -178,3 +178,26 @@ def assert_experiment_holds(system: Realization, experiment: Path, folder: Path)
     assert result["steady_states"]["before"]["steady_state_met"] is True
     assert result["steady_states"]["after"]["steady_state_met"] is True
     assert [r["activity"]["name"] for r in result["rollbacks"]] == ["undo-the-fault"]
+
+
+PAYDAR = str(Path(sys.executable).with_name("paydar"))
+
+
+def paydar(system: Realization, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PAYDAR, *args], capture_output=True, text=True, timeout=timeout,
+                          env={"PAYDAR_STATE_DIR": str(system.layout.root), "PATH": "/usr/bin:/bin"}, check=False)
+
+
+def run_runbook(system: Realization, name: str, **inputs: str) -> list[dict[str, Any]]:
+    """Run it with --yes; it must succeed, and its incident log must record every step."""
+    sets = [arg for key, value in inputs.items() for arg in ("--set", f"{key}={value}")]
+    done = paydar(system, "runbook", "run", name, "--yes", *sets)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "steps succeeded" in done.stdout
+    [log] = sorted((system.layout.root / "incidents").glob(f"*-{name}.jsonl"))[-1:]
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entries[0]["event"] == "start" and entries[0]["inputs"] == inputs
+    assert entries[-1] == entries[-1] | {"event": "end", "ok": True, "failed_step": None}
+    steps = [e for e in entries if e["event"] == "step"]
+    assert steps and all(e["exit"] == 0 and e["command"] and "seconds" in e for e in steps)
+    return steps

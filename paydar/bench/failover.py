@@ -29,8 +29,9 @@ from paydar.chaos.workload import Workload, read_back
 from paydar.failover.state import ControllerState
 from paydar.gateway.state import GatewayState
 from paydar.infra.local.realizer import Realization, down, up
-from paydar.model.errors import PaydarError
+from paydar.model.errors import BadInput, PaydarError
 from paydar.model.ids import controller_id
+from paydar.model.topology import Ledger, WorkloadKind
 from paydar.workload.contract import InstanceRole, InstanceState
 
 __all__ = ["bench_failover"]
@@ -116,6 +117,19 @@ def _await_watched(realization: Realization, region: str) -> None:
     _await(f"controller.{region} to judge every node up", watched)
 
 
+def _written_through(realization: Realization, service: str) -> tuple[str, dict[str, Ledger]]:
+    """The service whose writes measure ``service``: itself, or for a database the app that keeps
+    its state there, written through its ledger (citizens reach a database only through its app)."""
+    topology = realization.topology
+    if topology.service(service).workload is not WorkloadKind.POSTGRES:
+        return service, {}
+    for sid, http in topology.http_services.items():
+        if http.database == service and http.ledger is not None:
+            return sid, {sid: http.ledger}
+    raise BadInput(f"service {service} is a database, measured through an app whose database it is; none declares "
+                   "a ledger (http.ledger) to write records with")
+
+
 def bench_failover(*, config: Path, kills: int, service: str | None, console: Console) -> dict[str, float | int]:
     """Bring a fresh system up, kill primary regions ``kills`` times, report the figures."""
     with tempfile.TemporaryDirectory(prefix="paydar-bench-") as tmp:
@@ -133,7 +147,9 @@ def _run(realization: Realization, kills: int, service: str, console: Console) -
     gateways = {r: realization.plan.gateway(r).url for r in realization.topology.region_names}
     for region in realization.topology.region_names:  # the first kill, like every later one, hits a watched system
         _await_watched(realization, region)
-    workload = Workload(gateways, [service], clients=2, tag="bench").start()
+    # A database is written through its app: the figure is the app's first acknowledged commit.
+    written, ledgers = _written_through(realization, service)
+    workload = Workload(gateways, [written], clients=2, tag="bench", ledgers=ledgers).start()
     recoveries: list[float] = []
     try:
         for n in range(1, kills + 1):
@@ -143,7 +159,7 @@ def _run(realization: Realization, kills: int, service: str, console: Console) -
             _await("writes before the kill", lambda acked=acked: workload.acknowledged >= acked + 10)
             killed_at = _kill_region(realization, victim)
             first = _await("the first acknowledged write after the kill",
-                           lambda killed_at=killed_at: workload.acked_after(killed_at, service))
+                           lambda killed_at=killed_at: workload.acked_after(killed_at, written))
             recoveries.append(first - killed_at)
             new = _primary(realization, service, survivors)
             console.print(f"kill {n}/{kills}: {victim} down, {new} primary; first acknowledged write after "

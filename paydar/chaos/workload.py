@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ import aiohttp
 from paydar.chaos.invariants import AckLedger
 from paydar.gateway.client import GatewayClient
 from paydar.infra.local.realizer import Realization
+from paydar.model.topology import Ledger
 from paydar.probes.engine import run_canary
 
 __all__ = ["Workload", "read_back", "write_burst"]
@@ -33,10 +34,12 @@ STOP_TIMEOUT = 30.0
 
 @dataclass
 class Workload:
-    """``clients`` writers per gateway URL, spread round-robin over ``services``."""
+    """``clients`` writers per gateway URL, spread round-robin over ``services``; an app service
+    in ``ledgers`` is written through its ledger (a fresh record per write)."""
 
     gateways: dict[str, str]
     services: Sequence[str]
+    ledgers: Mapping[str, Ledger] = field(default_factory=dict)
     clients: int = 2
     tag: str = "w"
     ledger: AckLedger = field(default_factory=AckLedger)
@@ -86,15 +89,20 @@ class Workload:
             n = next(serial)
             service = self.services[n % len(self.services)]
             doc_id = f"{self.tag}-{region}-{n}"
-            document = {"citizen_id": f"{n % 10**10:010d}", "kind": "national-id-card",
-                        "data": {"workload": self.tag, "serial": n}}
             sent = time.monotonic()
-            reply = await client.put(service, doc_id, document)
-            acknowledged = reply.ok and reply.body.get("acknowledged") is True
+            if (ledger := self.ledgers.get(service)) is not None:
+                document: dict[str, Any] = {"ledger": doc_id}
+                failed = await run_canary(session, f"{url}/v1/services/{service}", ledger.write.canary(doc_id))
+                acknowledged = failed is None
+            else:
+                document = {"citizen_id": f"{n % 10**10:010d}", "kind": "national-id-card",
+                            "data": {"workload": self.tag, "serial": n}}
+                reply = await client.put(service, doc_id, document)
+                acknowledged = reply.ok and reply.body.get("acknowledged") is True
             self.ledger.record(service, doc_id, document, acknowledged)
             if acknowledged:
                 self.acks.append((sent, time.monotonic(), service, doc_id))
-            elif reply.status in (0, 503):
+            else:
                 await asyncio.sleep(0.02)  # back off briefly while the service fails over
 
 

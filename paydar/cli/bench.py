@@ -34,10 +34,17 @@ def bench_up(config: Path, writes: int, concurrency: int, idle_seconds: float, a
 @bench.command("failover")
 @config_option
 @click.option("--kills", default=10, show_default=True, help="How many times to kill the primary region.")
-@click.option("--service", default=None, help="Service whose primary region is killed (default: the first).")
+@click.option("--service", default=None, help="Service whose primary region is killed (default: the first); a "
+              "postgres service is written through its app's ledger.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 def bench_failover(config: Path, kills: int, service: str | None, as_json: bool) -> None:
-    """Kill the primary region KILLS times: time to the first acknowledged write, writes lost."""
+    """Kill the primary region KILLS times: time to the first acknowledged write, writes lost.
+
+    \b
+    Examples:
+      paydar bench failover --kills 6
+      paydar bench failover --config examples/postgres.yaml --service ID   # ID: a postgres service
+    """
     from paydar.bench.failover import bench_failover as run
 
     try:

@@ -179,13 +179,23 @@ def check(state_dir: Path, exempt: tuple[str, ...], writes: int) -> None:
 @click.command()
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
-def status(state_dir: Path, as_json: bool) -> None:
+@click.option("--wait", "wait_seconds", default=0.0, type=click.FloatRange(0, 600), metavar="SECONDS",
+              help="Wait up to SECONDS for every component to be healthy (a server rejoining, a region "
+                   "returning) before showing them.")
+def status(state_dir: Path, as_json: bool, wait_seconds: float) -> None:
     """Show every component: process, role, epoch, log position, health. Exit 1 if any is unhealthy."""
+    import time
+
     from paydar.infra.local.realizer import load_realization
     from paydar.ops.status import collect_status
 
+    deadline = time.monotonic() + wait_seconds
     try:
-        rows = collect_status(load_realization(state_dir))
+        system = load_realization(state_dir)
+        rows = collect_status(system)
+        while time.monotonic() < deadline and not all(r.health == "ready" for r in rows):
+            time.sleep(0.5)
+            rows = collect_status(system)
     except PaydarError as exc:
         fail(str(exc), RUNTIME)
     if as_json:

@@ -95,6 +95,11 @@ def _status_of(realization: Realization, component: PlannedComponent, process: d
         return ComponentStatus(**base, health="ready" if state.quorum else "degraded", role="controller",
                                table_version=state.table_version, detail=_controller_detail(state))
     assert isinstance(state, InstanceState)
+    if component.db_port is not None:  # a PostgreSQL agent: ready only when its server is what the table asks
+        health = "compromised" if state.compromised else "ready" if probe(realization, component) else "degraded"
+        return ComponentStatus(**base, health=health, role=state.role.value, epoch=state.epoch,
+                               log_position=state.log_position, acked_position=state.acked_position,
+                               table_version=state.table_version, detail=_database_detail(state))
     return ComponentStatus(**base, health="compromised" if state.compromised else "ready", role=state.role.value,
                            epoch=state.epoch, log_position=state.log_position, acked_position=state.acked_position,
                            table_version=state.table_version, detail=_node_detail(state))
@@ -127,6 +132,13 @@ def _node_detail(state: InstanceState) -> str:
     backup = state.backup
     age = f"{(time.time() * 1000 - backup.created_ms) / 60000:.0f} min ago @{backup.position}" if backup else "none yet"
     return "; ".join(filter(None, ["read-only" if state.mode is RouteMode.READ_ONLY else "", f"backup: {age}"]))
+
+
+def _database_detail(state: InstanceState) -> str:
+    streaming = f"standbys streaming: {', '.join(sorted(state.standbys)) or 'none'}" \
+        if state.role.value == "primary" else f"follows {state.primary or 'nobody'}"
+    return "; ".join(filter(None, ["read-only" if state.mode is RouteMode.READ_ONLY else "",
+                                   f"PostgreSQL {state.chain_head}", streaming]))
 
 
 def collect_status(realization: Realization) -> list[ComponentStatus]:

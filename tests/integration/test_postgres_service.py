@@ -30,7 +30,7 @@ from paydar.model.ids import node_id
 from paydar.model.routing import SignedTable, sign_table
 from paydar.ops.failover import current_table
 from paydar.postgres.server import BINARIES
-from tests.helpers import EXPERIMENTS, ROOT, assert_experiment_holds, http, wait_until
+from tests.helpers import EXPERIMENTS, ROOT, assert_experiment_holds, http, paydar, run_runbook, wait_until
 from tests.integration.conftest import STARTED_PIDS, running
 
 DATABASE, APP = "7701", "7702"
@@ -273,3 +273,14 @@ DATABASE_EXPERIMENTS = [p for p in EXPERIMENTS if NEEDS_POSTGRES in json.loads(p
 def test_the_database_experiments_hold_and_roll_back(system: Realization, experiment: Path, tmp_path: Path) -> None:
     assert_experiment_holds(system, experiment, tmp_path)
     primary(system)  # the old primary is back as a standby: the next experiment starts from a whole system
+
+
+def test_the_failed_over_primary_runbook(system: Realization) -> None:
+    old = primary(system)
+    _crash(system, old)
+    wait_until(lambda: current_table(system).table.route(DATABASE).primary not in (None, old), RTO,
+               "a standby certified primary")
+    steps = run_runbook(system, "postgres-primary-failover", SERVICE=DATABASE, REGION=old)
+    assert [s["command"] for s in steps][-1] == "paydar check"
+    assert paydar(system, "status").returncode == 0, "every component healthy: the old primary rejoined"
+    assert agent_state(system, old)["role"] == "standby"

@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,12 +25,11 @@ from paydar.chaos.target import clear_fault, fault
 from paydar.infra.local.realizer import Realization
 from paydar.ops.backups import backup_now
 from paydar.ops.failover import current_table
-from tests.helpers import wait_until, write_topology
+from tests.helpers import paydar, run_runbook, wait_until, write_topology
 from tests.integration.conftest import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-PAYDAR = str(Path(sys.executable).with_name("paydar"))
 
 
 @pytest.fixture(scope="module")
@@ -48,26 +42,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realization]:
 
 def configuration(system: Realization) -> dict[str, str]:
     return {"paydar_state_dir": str(system.layout.root)}
-
-
-def paydar(system: Realization, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PAYDAR, *args], capture_output=True, text=True, timeout=timeout,
-                          env={"PAYDAR_STATE_DIR": str(system.layout.root), "PATH": "/usr/bin:/bin"}, check=False)
-
-
-def run_runbook(system: Realization, name: str, **inputs: str) -> list[dict[str, Any]]:
-    """Run it with --yes; it must succeed, and its incident log must record every step."""
-    sets = [arg for key, value in inputs.items() for arg in ("--set", f"{key}={value}")]
-    done = paydar(system, "runbook", "run", name, "--yes", *sets)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "steps succeeded" in done.stdout
-    [log] = sorted((system.layout.root / "incidents").glob(f"*-{name}.jsonl"))[-1:]
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert entries[0]["event"] == "start" and entries[0]["inputs"] == inputs
-    assert entries[-1] == entries[-1] | {"event": "end", "ok": True, "failed_step": None}
-    steps = [e for e in entries if e["event"] == "step"]
-    assert steps and all(e["exit"] == 0 and e["command"] and "seconds" in e for e in steps)
-    return steps
 
 
 def assert_healthy(system: Realization) -> None:
