@@ -54,6 +54,29 @@ def bench_failover(config: Path, kills: int, service: str | None, as_json: bool)
         fail(str(exc), RUNTIME)
 
 
+@bench.command("postgres")
+@config_option
+@click.option("--service", default=None, help="The postgres service to measure (default: the first).")
+@click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 64), help="pgbench clients.")
+@click.option("--seconds", default=10, show_default=True, type=click.IntRange(1, 600), help="Seconds per path.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+def bench_postgres(config: Path, service: str | None, clients: int, seconds: int, as_json: bool) -> None:
+    """Commit throughput and latency of a database with its synchronous standbys: pgbench straight
+    to the primary, through its region's route, and through another region's route (a link).
+
+    \b
+    Example:
+      paydar bench postgres --config examples/postgres.yaml --clients 8 --seconds 10
+    """
+    from paydar.bench.postgres import bench_postgres as run
+
+    try:
+        print_figures("paydar bench postgres", run(config=config, service=service, clients=clients,
+                                                   seconds=seconds, console=console), as_json)
+    except PaydarError as exc:
+        fail(str(exc), RUNTIME)
+
+
 @bench.command("gateway")
 @click.option("--config", "config", type=click.Path(path_type=Path), default=Path("examples/http-service.yaml"),
               show_default=True, help="A topology with at least one workload: http service.")
