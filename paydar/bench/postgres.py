@@ -24,8 +24,8 @@ from paydar.infra.local.realizer import Realization, down, probe, up
 from paydar.model.errors import BadInput, PaydarError
 from paydar.model.files import read_secret
 from paydar.ops.failover import current_table
-from paydar.postgres.roles import APP_DATABASE
 from paydar.postgres.server import BINARIES
+from paydar.workload.database import APP_DATABASE, APP_ROLE
 
 __all__ = ["bench_postgres"]
 
@@ -67,7 +67,7 @@ def _run(realization: Realization, service: str, clients: int, seconds: int, fol
     other = next(a for a in agents if a.region != lead)
     password = read_secret(realization.layout.pg_secret(service, "app"))
     assert primary.db_port and primary.route_port and other.route_port
-    with psycopg.connect(host="127.0.0.1", port=primary.db_port, user="app", password=password,
+    with psycopg.connect(host="127.0.0.1", port=primary.db_port, user=APP_ROLE, password=password,
                          dbname=APP_DATABASE, autocommit=True) as connection:
         connection.execute("CREATE TABLE IF NOT EXISTS paydar_bench (id bigserial PRIMARY KEY, "
                            "at timestamptz NOT NULL DEFAULT now(), note text)")
@@ -91,7 +91,7 @@ def _pgbench(port: int, password: str, clients: int, seconds: int, folder: Path)
     script.write_text(SCRIPT)
     command = [str(BINARIES / "bin" / "pgbench"), "-n", "-c", str(clients), "-j", str(min(clients, 2)),
                "-T", str(seconds), "-f", str(script), "-l", "--log-prefix", str(folder / "log"),
-               "-h", "127.0.0.1", "-p", str(port), "-U", "app", APP_DATABASE]
+               "-h", "127.0.0.1", "-p", str(port), "-U", APP_ROLE, APP_DATABASE]
     done = subprocess.run(command, env={**os.environ, "PGPASSWORD": password}, capture_output=True, text=True,
                           timeout=seconds + 60, check=False, cwd=folder)
     if done.returncode != 0:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from paydar.server.component import ComponentConfig
+from paydar.workload.database import APP_ROLE
 
 __all__ = ["AgentConfig"]
 
@@ -31,7 +32,7 @@ class AgentConfig(ComponentConfig):
     db_ports: dict[str, int]
     replicator_password_file: Path
     replicator_verifiers: dict[str, str]
-    app_role: str = "app"
+    app_role: str = APP_ROLE
     app_verifier: str
     max_route_connections: int = Field(default=200, ge=1, le=10_000)
     peers: dict[str, str] = Field(default_factory=dict)

@@ -8,28 +8,22 @@
 - the app's role (``app``), owner of the database ``app``: the agency app's instances hold its
   password; agents hold only its verifier.
 
-Every role is created with a SCRAM-SHA-256 verifier computed here (RFC 5802/7677: what
-PostgreSQL stores in ``pg_authid``), never with a password: the primary's agent that creates
-them never learns the passwords, and roles replicate to every standby with the data.
+Every role is created with a SCRAM-SHA-256 verifier (:func:`paydar.workload.database.scram_verifier`),
+never with a password: the primary's agent that creates them never learns the passwords, and
+roles replicate to every standby with the data.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
-
 from psycopg import Connection, sql
 
-__all__ = ["APP_DATABASE", "IDENT", "REPLICATORS", "SUPERUSER", "create_roles", "hba", "replicator",
-           "scram_verifier"]
+from paydar.workload.database import APP_DATABASE
+
+__all__ = ["IDENT", "REPLICATORS", "SUPERUSER", "create_roles", "hba", "replicator"]
 
 SUPERUSER = "paydar"
 REPLICATORS = "replicators"
-APP_DATABASE = "app"
 IDENT = f"agent root {SUPERUSER}\n"
-SCRAM_ITERATIONS = 4096
 REWIND_FUNCTIONS = ("pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
                     "pg_catalog.pg_read_binary_file(text)",
                     "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)")
@@ -50,21 +44,6 @@ def hba(app_role: str) -> str:
         f"host    replication  +{REPLICATORS}  127.0.0.1/32  scram-sha-256",
         f"host    postgres     +{REPLICATORS}  127.0.0.1/32  scram-sha-256",
         f"host    {APP_DATABASE}          {app_role}           127.0.0.1/32  scram-sha-256", ""])
-
-
-def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (it proves a login, and
-    cannot be used to log in)."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-
-    def b64(raw: bytes) -> str:
-        return base64.b64encode(raw).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def create_roles(connection: Connection[tuple[object, ...]], *, replicators: dict[str, str], app_role: str,

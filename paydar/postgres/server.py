@@ -31,6 +31,7 @@ import psycopg
 from paydar.infra.local.appjail import jailed_command
 from paydar.model.errors import PaydarError
 from paydar.postgres.roles import IDENT, SUPERUSER, hba
+from paydar.workload.database import APP_ROLE
 
 __all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "WAL_KEPT", "PgFailed", "PgServer", "hand_over",
            "take_data_dir", "wait"]
@@ -75,7 +76,7 @@ class PgServer:
     port: int
     uid: int
     state_dir: Path
-    app_role: str = "app"
+    app_role: str = APP_ROLE
 
     def jailed(self, argv: list[str], *, die_with_parent: bool = False) -> list[str]:
         """``argv`` (a PostgreSQL tool at its jailed path) as the command that runs it jailed."""

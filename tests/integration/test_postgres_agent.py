@@ -26,8 +26,8 @@ from paydar.postgres.agent import PgAgent
 from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action
 from paydar.postgres.replication import follow
-from paydar.postgres.roles import scram_verifier
 from paydar.server.component import Foundation
+from paydar.workload.database import scram_verifier
 from tests.helpers import ROOT, SERVICE, wait_until
 from tests.integration.conftest import STARTED_PIDS
 

@@ -16,8 +16,9 @@ import pytest
 from paydar.infra.local.appjail import APP_UID_BASE
 from paydar.infra.local.ports import PortAllocator
 from paydar.postgres.replication import clone_standby, positions, quorum_clause, require_standbys
-from paydar.postgres.roles import create_roles, scram_verifier
+from paydar.postgres.roles import create_roles
 from paydar.postgres.server import PgServer, wait
+from paydar.workload.database import scram_verifier
 from tests.integration.conftest import STARTED_PIDS
 
 STANDBYS = ("second", "third")

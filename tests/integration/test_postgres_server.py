@@ -15,8 +15,9 @@ import pytest
 
 from paydar.infra.local.appjail import APP_UID_BASE
 from paydar.infra.local.ports import PortAllocator
-from paydar.postgres.roles import APP_DATABASE, create_roles, scram_verifier
+from paydar.postgres.roles import create_roles
 from paydar.postgres.server import SUPERUSER, PgFailed, PgServer, wait
+from paydar.workload.database import APP_DATABASE, scram_verifier
 from tests.integration.conftest import STARTED_PIDS
 
 UID = APP_UID_BASE + 900

@@ -36,7 +36,6 @@ from paydar.model.ids import Kind, controller_id, gateway_id, node_id, prober_id
 from paydar.model.routing import SignedTable, initial_table, sign_table
 from paydar.model.signing import Signer
 from paydar.model.topology import NationalTopology, load_topology
-from paydar.postgres.roles import APP_DATABASE, scram_verifier
 from paydar.vault.s3 import (
     S3Identity,
     load_identity,
@@ -45,6 +44,7 @@ from paydar.vault.s3 import (
     save_identity,
     vault_client,
 )
+from paydar.workload.database import APP_DATABASE, APP_ROLE, scram_verifier
 
 __all__ = ["AlreadyRunning", "Realization", "UpFailed", "down", "load_realization", "up"]
 
@@ -248,7 +248,7 @@ def _database_environment(realization: Realization, database: str, region: str) 
     """libpq's environment for an app instance in ``region``: its region's agent's primary route,
     the app's role and password, and the read route (a standby's reads may be stale)."""
     agent = realization.plan.node(database, region)
-    return {"PGHOST": "127.0.0.1", "PGPORT": str(agent.route_port), "PGUSER": "app", "PGDATABASE": APP_DATABASE,
+    return {"PGHOST": "127.0.0.1", "PGPORT": str(agent.route_port), "PGUSER": APP_ROLE, "PGDATABASE": APP_DATABASE,
             "PGREQUIREAUTH": "scram-sha-256", "PAYDAR_DB_READ_PORT": str(agent.read_port),
             "PGPASSWORD": read_secret(realization.layout.pg_secret(database, "app"))}
 
