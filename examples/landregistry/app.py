@@ -52,14 +52,36 @@ class Unavailable(Exception):
     """The database cannot serve this now."""
 
 
+CANCELLED_WAIT = "canceling wait for synchronous replication"
+"""What PostgreSQL says when a commit's wait for its standbys was cancelled (by anyone holding
+this role): the commit then returns success while it is only local, so it is not acknowledged."""
+
+
 def _connect(*, read: bool = False) -> psycopg.Connection[Any]:
     # Keepalives: a route that went silent (a partition) is noticed rather than waited on forever.
     port = os.environ.get("PAYDAR_DB_READ_PORT") if read else None
     try:
-        return psycopg.connect(port=port, connect_timeout=3, keepalives=1, keepalives_idle=5,
-                               keepalives_interval=2, keepalives_count=3)
+        connection = psycopg.connect(port=port, connect_timeout=3, keepalives=1, keepalives_idle=5,
+                                     keepalives_interval=2, keepalives_count=3)
     except psycopg.Error as exc:
         raise Unavailable(f"database unreachable: {str(exc).strip()[:200]}") from None
+
+    def refuse_local_only(notice: psycopg.errors.Diagnostic) -> None:
+        if CANCELLED_WAIT in str(notice.message_primary or ""):
+            _LOCAL_ONLY.add(id(connection))
+
+    connection.add_notice_handler(refuse_local_only)
+    return connection
+
+
+_LOCAL_ONLY: set[int] = set()
+
+
+def _acknowledged(connection: psycopg.Connection[Any]) -> None:
+    """Raise unless the commit that just returned waited for its standbys."""
+    if id(connection) in _LOCAL_ONLY:
+        _LOCAL_ONLY.discard(id(connection))
+        raise Unavailable("not committed: the wait for the standbys was cancelled, so the commit is only local")
 
 
 def _schema() -> None:
@@ -86,18 +108,21 @@ def transfer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return 400, {"error": "id, parcel, from and to are 1-64 letters, digits, '.', '_' or '-'"}
     _schema()
     try:
-        with _connect() as connection, connection.transaction():
-            done = connection.execute("SELECT parcel, seller, buyer FROM transfers WHERE id = %s",
-                                      (ids["id"],)).fetchone()
-            if done is not None:  # a retried request: answered as before, applied once
-                return 200, {"committed": True, "id": ids["id"], "repeated": True}
-            row = connection.execute("SELECT owner FROM parcels WHERE id = %s FOR UPDATE", (ids["parcel"],)).fetchone()
-            if row is None or row[0] != ids["from"]:
-                owner = row[0] if row else None
-                return 409, {"error": f"parcel {ids['parcel']} is not {ids['from']}'s", "owner": owner}
-            connection.execute("UPDATE parcels SET owner = %s WHERE id = %s", (ids["to"], ids["parcel"]))
-            connection.execute("INSERT INTO transfers (id, parcel, seller, buyer) VALUES (%s, %s, %s, %s)",
-                               (ids["id"], ids["parcel"], ids["from"], ids["to"]))
+        with _connect() as connection:
+            with connection.transaction():
+                done = connection.execute("SELECT parcel, seller, buyer FROM transfers WHERE id = %s",
+                                          (ids["id"],)).fetchone()
+                if done is not None:  # a retried request: answered as before, applied once
+                    return 200, {"committed": True, "id": ids["id"], "repeated": True}
+                row = connection.execute("SELECT owner FROM parcels WHERE id = %s FOR UPDATE",
+                                         (ids["parcel"],)).fetchone()
+                if row is None or row[0] != ids["from"]:
+                    owner = row[0] if row else None
+                    return 409, {"error": f"parcel {ids['parcel']} is not {ids['from']}'s", "owner": owner}
+                connection.execute("UPDATE parcels SET owner = %s WHERE id = %s", (ids["to"], ids["parcel"]))
+                connection.execute("INSERT INTO transfers (id, parcel, seller, buyer) VALUES (%s, %s, %s, %s)",
+                                   (ids["id"], ids["parcel"], ids["from"], ids["to"]))
+            _acknowledged(connection)  # after the commit returned
     except psycopg.errors.ReadOnlySqlTransaction:
         raise Unavailable("the database is read-only now (failing over)") from None
     except psycopg.Error as exc:
@@ -115,6 +140,8 @@ def register(parcel: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with _connect() as connection:
             inserted = connection.execute("INSERT INTO parcels VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
                                           (parcel, owner)).fetchone()
+            connection.commit()
+            _acknowledged(connection)
             if inserted:
                 return 201, {"parcel": parcel, "owner": owner, "committed": True}
             row = connection.execute("SELECT owner FROM parcels WHERE id = %s", (parcel,)).fetchone()
@@ -132,6 +159,8 @@ def canary(region: str) -> tuple[int, dict[str, Any]]:
         with _connect() as connection:
             row = connection.execute("INSERT INTO canary VALUES (%s, 1) ON CONFLICT (region) DO UPDATE "
                                      "SET n = canary.n + 1 RETURNING n", (region,)).fetchone()
+            connection.commit()
+            _acknowledged(connection)
     except psycopg.errors.ReadOnlySqlTransaction:
         raise Unavailable("the database is read-only now (failing over)") from None
     except psycopg.Error as exc:

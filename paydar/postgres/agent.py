@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
@@ -33,12 +35,12 @@ from psycopg import sql
 
 from paydar.infra.local.processes import terminate
 from paydar.model.errors import PaydarError, TableRejected
-from paydar.model.files import read_secret
+from paydar.model.files import read_secret, write_json_atomic
 from paydar.model.routing import ServiceRoute, SignedTable, TableGuard
 from paydar.postgres.config import AgentConfig
-from paydar.postgres.decide import Action, Decision, Disk, instance_state, next_action
+from paydar.postgres.decide import Action, Decision, Disk, held, impostors, instance_state, next_action
 from paydar.postgres.replication import Positions, clone_standby, follow, positions, require_standbys, rewind
-from paydar.postgres.roles import create_roles, replicator
+from paydar.postgres.roles import reassert
 from paydar.postgres.route import Route
 from paydar.postgres.server import WAL_KEPT, PgFailed, PgServer, wait
 from paydar.server.answers import read_up_to
@@ -52,6 +54,8 @@ TICK_SECONDS = 0.5
 STOP_SECONDS = 20.0
 READY_SECONDS = 60.0
 CATCH_UP_SECONDS = 3.0
+GUARD_EVERY = 10
+"""Ticks between checks that a primary's roles are as Paydar made them."""
 MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 
@@ -70,6 +74,8 @@ class PgAgent:
         self.process: subprocess.Popen[bytes] | None = None
         self.fenced = False
         self.enacted = 0
+        self.was_primary = False
+        self._guarded = 0
         self.last: Decision | None = None
         self.seen: Positions | None = None
         self.trouble: str | None = None
@@ -131,6 +137,9 @@ class PgAgent:
             except (PaydarError, psycopg.Error, OSError) as exc:
                 self.trouble = str(exc)[:500]
                 log.warning("agent tick failed service=%s region=%s: %s", self.service, self.region, exc)
+            except Exception as exc:  # a surprise (a server's odd answer) must not stop the agent
+                self.trouble = f"{type(exc).__name__}: {str(exc)[:400]}"
+                log.exception("agent tick failed unexpectedly service=%s region=%s", self.service, self.region)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
@@ -168,12 +177,33 @@ class PgAgent:
         if not self._running():
             return None
         try:
-            return positions(self.server)
+            seen = positions(self.server)
         except psycopg.Error:
             return None
+        reported, mark = held(seen, self._high_water())
+        if mark != self._high_water():
+            write_json_atomic(self._mark_path, {"flushed": mark}, mode=0o600)
+        return reported
+
+    @property
+    def _mark_path(self) -> Path:
+        # Root's, beside the server's data (never in it): the server's uid cannot lower it.
+        return self.config.data_dir / "standby-high-water.json"
+
+    def _high_water(self) -> int:
+        try:
+            return int(json.loads(self._mark_path.read_text())["flushed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _forget_high_water(self) -> None:
+        """After a rewind or a fresh clone what the server held before is no measure of what it holds."""
+        self._mark_path.unlink(missing_ok=True)
 
     def _upstream(self, seen: Positions | None) -> str | None:
-        if seen is None or seen.upstream_port is None:
+        """The region its standby streams from, under its own region's name; None otherwise (a clone's
+        or rewind's name, which the quorum does not count, is then replaced by ``follow``)."""
+        if seen is None or seen.upstream_port is None or seen.upstream_name != self.region:
             return None
         return next((r for r, port in self.config.db_ports.items() if port == seen.upstream_port), None)
 
@@ -187,13 +217,17 @@ class PgAgent:
         seen = await asyncio.to_thread(self._read)
         self.seen = seen
         decision = next_action(route, self.region, seen, fenced=self.fenced, running=self._running(),
-                               disk=self._disk(), upstream=self._upstream(seen))
+                               disk=self._disk(), upstream=self._upstream(seen), was_primary=self.was_primary)
         self.last = decision
+        if seen is not None:
+            self.was_primary = not seen.in_recovery
         if decision.action is Action.NOTHING:
-            if seen is not None:
+            if seen is not None and not seen.in_recovery:
+                await asyncio.to_thread(self._guard_primary, seen)
+            # A standby told to stream from nobody counts as in the fenced epoch only once its WAL
+            # receiver has stopped: until then what it reports may still grow.
+            if seen is not None and not (seen.in_recovery and seen.receiving and not route.writable):
                 self.enacted = route.epoch
-                if not seen.in_recovery:
-                    await asyncio.to_thread(self._end_impostors, seen)
             return decision
         log.info("agent acts service=%s region=%s action=%s reason=%s", self.service, self.region,
                  decision.action, decision.reason)
@@ -209,6 +243,7 @@ class PgAgent:
         elif action is Action.FENCE:
             self.fenced = True  # first: whatever happens next, it is never started as this primary again
             await asyncio.to_thread(self.stop_server)
+            self.was_primary = False
         elif action is Action.FOLLOW:
             leader = route.primary if route.writable and route.primary != self.region else None
             port = self.config.db_ports[leader] if leader else None
@@ -255,11 +290,15 @@ class PgAgent:
             self.server.init()
             return
         assert route.primary is not None
+        self._forget_high_water()
+        if self.server.data_dir.exists() and any(self.server.data_dir.iterdir()):
+            raise PgFailed(f"{self.server.data_dir} holds files but no initialised server: it is left as it is; "
+                           "move it aside to let the standby be cloned")
         try:
             clone_standby(self.server, primary_port=self.config.db_ports[route.primary],
                           password=read_secret(self.config.replicator_password_file), region=self.region)
         except PgFailed:
-            # A clone that failed half-way holds nothing worth keeping; the next tick clones afresh.
+            # What this clone wrote, half-way, holds nothing worth keeping; the next tick clones afresh.
             shutil.rmtree(self.server.data_dir, ignore_errors=True)
             raise
 
@@ -270,12 +309,13 @@ class PgAgent:
             connection.execute(sql.SQL("ALTER SYSTEM SET wal_keep_size = {}").format(sql.Literal(WAL_KEPT)))
             # Set-up, acknowledged to no one: it need not wait for standbys that cannot exist yet.
             connection.execute("SET synchronous_commit = local")
-            create_roles(connection, replicators=self.config.replicator_verifiers, app_role=self.config.app_role,
-                         app_verifier=self.config.app_verifier)
+            reassert(connection, replicators=self.config.replicator_verifiers, app_role=self.config.app_role,
+                     app_verifier=self.config.app_verifier)
 
     async def _rejoin(self, route: ServiceRoute) -> None:
         assert route.primary is not None
         await asyncio.to_thread(self.stop_server)
+        self._forget_high_water()
         try:
             await asyncio.to_thread(rewind, self.server, source_port=self.config.db_ports[route.primary],
                                     password=read_secret(self.config.replicator_password_file), region=self.region)
@@ -283,8 +323,7 @@ class PgAgent:
         except PgFailed as exc:
             # It holds nothing acknowledged that the new primary lacks (the promotion proved it), so
             # it is cloned afresh; its old data is kept aside, never deleted, for whoever investigates.
-            aside = self.server.data_dir.with_name(f"{self.server.data_dir.name}.rejected")
-            shutil.rmtree(aside, ignore_errors=True)
+            aside = self.server.data_dir.with_name(f"{self.server.data_dir.name}.rejected-{time.time_ns()}")
             self.server.data_dir.rename(aside)
             log.error("rewind failed service=%s region=%s; old data kept at %s, cloning afresh from %s: %s",
                       self.service, self.region, aside, route.primary, exc)
@@ -299,17 +338,24 @@ class PgAgent:
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(self.server.command(), stdout=out, stderr=subprocess.STDOUT)
 
+    def _guard_primary(self, seen: Positions) -> None:
+        """On a primary, every tick: end impostor standbys; every ``GUARD_EVERY`` ticks, put back
+        the roles as Paydar made them (created if a first start failed half-way)."""
+        self._end_impostors(seen)
+        self._guarded = (self._guarded + 1) % GUARD_EVERY
+        if self._guarded != 1:
+            return
+        with self.server.connect() as connection:
+            # Repairs, acknowledged to no one: they need not wait for a standby that may be down.
+            connection.execute("SET synchronous_commit = local")
+            repaired = reassert(connection, replicators=self.config.replicator_verifiers,
+                                app_role=self.config.app_role, app_verifier=self.config.app_verifier)
+        if repaired:
+            log.warning("put back service=%s region=%s: %s", self.service, self.region, "; ".join(repaired))
+
     def _end_impostors(self, seen: Positions) -> None:
-        """End every replication connection that is not its region's own role, or repeats a
-        region: one stolen password must not count as two standbys of the quorum."""
-        counted: set[str] = set()
-        for sender in sorted(seen.walsenders, key=lambda w: w.pid):
-            own = sender.role == replicator(sender.name)
-            if own and sender.state == "backup":
-                continue  # a standby being cloned
-            if own and sender.name not in counted:
-                counted.add(sender.name)
-                continue
+        """End every replication connection :func:`paydar.postgres.decide.impostors` names."""
+        for sender in impostors(seen.walsenders, list(self.config.db_ports)):
             log.warning("ending replication connection pid=%d role=%s name=%s: not that region's own",
                         sender.pid, sender.role, sender.name[:64])
             with self.server.connect() as connection:

@@ -25,18 +25,20 @@ once ``k`` standbys have flushed it), and a primary's acknowledged position is t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from paydar.model.routing import ServiceRoute
 from paydar.model.wire import MAX_COUNTER
-from paydar.postgres.replication import Positions
+from paydar.postgres.replication import Positions, Walsender
+from paydar.postgres.roles import replicator
 from paydar.workload.contract import InstanceRole, InstanceState, StandbyProgress
 
 FIRST_EPOCH = 1
 """The initial table's epoch: the only one in which an empty data directory is initialised as primary."""
 
-__all__ = ["FIRST_EPOCH", "Action", "Decision", "Disk", "acknowledged_lsn", "instance_state", "next_action"]
+__all__ = ["FIRST_EPOCH", "Action", "Decision", "Disk", "acknowledged_lsn", "held", "impostors", "instance_state",
+           "next_action"]
 
 
 class Action(StrEnum):
@@ -69,17 +71,20 @@ def _leader(route: ServiceRoute, region: str) -> str | None:
 
 
 def next_action(route: ServiceRoute, region: str, positions: Positions | None, *, fenced: bool = False,
-                running: bool | None = None, disk: Disk = Disk(), upstream: str | None = None) -> Decision:
+                running: bool | None = None, disk: Disk = Disk(), upstream: str | None = None,
+                was_primary: bool = False) -> Decision:
     """What the agent in ``region`` does now. ``positions`` is None when its server does not
     answer; ``running`` says whether its process is alive (default: it is when it answers),
     ``fenced`` that the agent stopped it as a deposed primary, ``disk`` what its data directory
-    holds, and ``upstream`` the region its standby streams from."""
+    holds, ``upstream`` the region its standby streams from, and ``was_primary`` whether the
+    server last answered as a primary."""
     ours = route.writable and route.primary == region
     running = positions is not None if running is None else running
     if running and positions is None:
         # Alive but not answering (its connection slots held by a flood, say): never a reason to
-        # start a second one, and no reason to keep a server the table deposed.
-        if not ours:
+        # start a second one. A primary the table deposed is stopped without asking it; a standby
+        # is left to answer again (stopping it would only cost the quorum an answer).
+        if not ours and was_primary:
             return Decision(Action.FENCE, f"the server does not answer and epoch {route.epoch} does not make it "
                                           "primary: stopped without asking it")
         return Decision(Action.NOTHING, "the server runs but does not answer; it is not started again")
@@ -116,6 +121,44 @@ def _down(route: ServiceRoute, region: str, *, fenced: bool, disk: Disk) -> Deci
             return Decision(Action.NOTHING, "no data yet, and nothing to clone from while the service is fenced")
     role = "primary" if ours else "standby"
     return Decision(Action.START, f"the server is down and table epoch {route.epoch} wants it as {role}")
+
+
+def held(positions: Positions, high_water: int) -> tuple[Positions, int]:
+    """What a standby holds, never less than it was seen to hold (``high_water``): a standby
+    restarted reports only what it replayed until it streams again, and an under-reported position
+    could let a standby lacking commits be proven enough. Returns the positions to report and the
+    new high water (a primary reports its own, and has none)."""
+    if not positions.in_recovery:
+        return positions, 0
+    mark = max(high_water, positions.flushed)
+    return replace(positions, flushed=mark, received=max(positions.received, mark)), mark
+
+
+COPY_NAMES = ("clone", "rewind")
+"""A clone's or a rewind's connections are named ``<region>-clone``/``-rewind``: never counted by the quorum."""
+COPIES_PER_REGION = 2
+"""A clone holds two replication connections (the base backup and its WAL stream)."""
+
+
+def impostors(walsenders: Sequence[Walsender], regions: Sequence[str]) -> list[Walsender]:
+    """The replication connections a primary ends (pure): each region's role may stream once
+    under its own region's name (the name the ``ANY k`` quorum counts), and copy under its copy
+    names; anything else, another region's name, or a repeat, is an impostor holding a stolen
+    password, who must neither count twice in the quorum nor fill the walsenders."""
+    streaming: set[str] = set()
+    copies: dict[str, int] = {}
+    ended = []
+    for sender in sorted(walsenders, key=lambda w: w.pid):
+        region = next((r for r in regions if sender.role == replicator(r)), None)
+        if region is not None and sender.name == region and region not in streaming:
+            streaming.add(region)
+            continue
+        if region is not None and sender.name in {f"{region}-{kind}" for kind in COPY_NAMES} \
+                and copies.get(region, 0) < COPIES_PER_REGION:
+            copies[region] = copies.get(region, 0) + 1
+            continue
+        ended.append(sender)
+    return ended
 
 
 def acknowledged_lsn(flushed_by_standbys: Sequence[int], k: int) -> int:

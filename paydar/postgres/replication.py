@@ -32,6 +32,8 @@ __all__ = ["Positions", "Walsender", "clone_standby", "conninfo", "follow", "lsn
            "require_standbys", "rewind"]
 
 REWIND_TIMEOUT = 300.0
+CLONE_TIMEOUT = 3600.0
+"""A clone copies the whole database: bounded, but by an hour, not by a tool's start-up time."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,6 @@ class Walsender:
     role: str
     name: str
     flushed: int
-    state: str = "streaming"
-    """``backup`` for a base backup being taken (a standby being cloned), else its streaming state."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,11 @@ class Positions:
     flushed: int
     replayed: int
     upstream_port: int | None = None
+    upstream_name: str | None = None
+    """The name it streams under (``application_name``), which the primary's quorum counts."""
     walsenders: tuple[Walsender, ...] = field(default=())
+    receiving: bool = False
+    """A standby's WAL receiver is running (it may still receive from whoever it streamed from)."""
 
 
 def lsn(text: str | None) -> int:
@@ -76,11 +80,12 @@ def quorum_clause(k: int, standbys: Sequence[str]) -> str:
     return f"ANY {k} ({names})"
 
 
-def conninfo(port: int, region: str) -> str:
-    """How ``region``'s standby reaches a primary at 127.0.0.1:``port`` (its password in its .pgpass)."""
+def conninfo(port: int, region: str, *, name: str | None = None) -> str:
+    """How ``region``'s standby reaches a primary at 127.0.0.1:``port`` (its password in its .pgpass),
+    naming itself ``name`` (by default the region: the name the primary's quorum counts)."""
     # require_auth: only SCRAM, which proves the primary knows the password too (never cleartext).
     return (f"host=127.0.0.1 port={port} user={replicator(region)} passfile={JAIL_DATA}/.pgpass "
-            f"application_name={region} require_auth=scram-sha-256 connect_timeout=5")
+            f"application_name={name or region} require_auth=scram-sha-256 connect_timeout=5")
 
 
 def require_standbys(primary: PgServer, k: int, standbys: Sequence[str]) -> None:
@@ -103,18 +108,19 @@ def clone_standby(standby: PgServer, *, primary_port: int, password: str, region
     take_data_dir(standby.data_dir, standby.uid)
     _give_password(standby, region, password)
     os.chown(standby.data_dir, standby.uid, standby.uid)
-    standby.run([f"{JAIL_BINARIES}/bin/pg_basebackup", "-d", conninfo(primary_port, region), "-D", f"{JAIL_DATA}/db",
-                 "-X", "stream", "-R", "--checkpoint=fast", "--no-sync"])
+    # Named apart from the quorum: a clone's WAL stream must never acknowledge a commit (the
+    # agent names the standby by its region once it runs, with ``follow``).
+    standby.run([f"{JAIL_BINARIES}/bin/pg_basebackup", "-d", conninfo(primary_port, region, name=f"{region}-clone"),
+                 "-D", f"{JAIL_DATA}/db", "-X", "stream", "-R", "--checkpoint=fast"], timeout=CLONE_TIMEOUT)
 
 
 def rewind(server: PgServer, *, source_port: int, password: str, region: str) -> None:
     """Rewind a stopped former primary onto the timeline of the primary at ``source_port``, and
     make it that primary's standby (``pg_rewind -R``)."""
     _give_password(server, region, password)
-    source = conninfo(source_port, region).replace(f"application_name={region}", "dbname=postgres "
-                                                   f"application_name={region}")
-    server.run([f"{JAIL_BINARIES}/bin/pg_rewind", "-D", f"{JAIL_DATA}/db", "-R", f"--source-server={source}",
-                "--no-sync"], timeout=REWIND_TIMEOUT)
+    source = conninfo(source_port, region, name=f"{region}-rewind") + " dbname=postgres"
+    server.run([f"{JAIL_BINARIES}/bin/pg_rewind", "-D", f"{JAIL_DATA}/db", "-R", f"--source-server={source}"],
+               timeout=REWIND_TIMEOUT)
 
 
 def follow(server: PgServer, port: int | None, region: str) -> None:
@@ -126,6 +132,7 @@ def follow(server: PgServer, port: int | None, region: str) -> None:
 
 
 _PORT = re.compile(r"(?:^|\s)port=([0-9]{1,5})(?:\s|$)")
+_NAME = re.compile(r"(?:^|\s)application_name=([A-Za-z0-9_-]{1,64})(?:\s|$)")
 
 
 def positions(server: PgServer) -> Positions:
@@ -138,13 +145,15 @@ def positions(server: PgServer) -> Positions:
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END::text, "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_flush_lsn() END::text, "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "
-            "current_setting('primary_conninfo')").fetchone()
+            "current_setting('primary_conninfo'), EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE pid IS NOT NULL)"
+        ).fetchone()
         senders = connection.execute(
-            "SELECT pid, usename, application_name, flush_lsn::text, state FROM pg_stat_replication").fetchall()
+            "SELECT pid, usename, application_name, flush_lsn::text FROM pg_stat_replication").fetchall()
     if row is None:
         raise psycopg.DataError("the server answered no positions")
-    in_recovery, timeline, received, flushed, replayed, upstream = row
+    in_recovery, timeline, received, flushed, replayed, upstream, receiving = row
     port = _PORT.search(str(upstream or "")) if in_recovery else None
+    name = _NAME.search(str(upstream or "")) if in_recovery else None
     replay = lsn(str(replayed) if replayed else None)
     # A restarted standby reports no receive position until it streams again: what it replayed
     # from its own WAL is then what it holds.
@@ -152,6 +161,8 @@ def positions(server: PgServer) -> Positions:
                      received=max(lsn(str(received) if received else None), replay if in_recovery else 0),
                      flushed=max(lsn(str(flushed) if flushed else None), replay if in_recovery else 0),
                      replayed=replay, upstream_port=int(port.group(1)) if port else None,
+                     upstream_name=name.group(1) if name else None,
+                     receiving=bool(receiving),
                      walsenders=tuple(Walsender(pid=int(str(pid)), role=str(role), name=str(name),
-                                                flushed=lsn(str(f) if f else None), state=str(state))
-                                      for pid, role, name, f, state in senders))
+                                                flushed=lsn(str(f) if f else None))
+                                      for pid, role, name, f in senders))

@@ -19,9 +19,13 @@ from psycopg import Connection, sql
 
 from paydar.workload.database import APP_DATABASE
 
-__all__ = ["IDENT", "REPLICATORS", "SUPERUSER", "create_roles", "hba", "replicator"]
+__all__ = ["IDENT", "REPLICATORS", "REPLICATOR_CONNECTIONS", "SUPERUSER", "create_roles", "hba", "reassert",
+           "replicator"]
 
 SUPERUSER = "paydar"
+REPLICATOR_CONNECTIONS = 2
+"""A region's replication role may hold this many connections: its standby's stream, and a clone's
+or rewind's second one. A stolen password opens no more, so it never fills the walsenders."""
 REPLICATORS = "replicators"
 IDENT = f"agent root {SUPERUSER}\n"
 REWIND_FUNCTIONS = ("pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
@@ -55,9 +59,44 @@ def create_roles(connection: Connection[tuple[object, ...]], *, replicators: dic
         connection.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
             sql.SQL(function), sql.Identifier(REPLICATORS)))
     for region, verifier in sorted(replicators.items()):
-        connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {} IN ROLE {}").format(
-            sql.Identifier(replicator(region)), sql.Literal(verifier), sql.Identifier(REPLICATORS)))
+        connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN CONNECTION LIMIT {} PASSWORD {} "
+                                   "IN ROLE {}").format(sql.Identifier(replicator(region)),
+                                                        sql.Literal(REPLICATOR_CONNECTIONS), sql.Literal(verifier),
+                                                        sql.Identifier(REPLICATORS)))
     connection.execute(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
         sql.Identifier(app_role), sql.Literal(app_verifier)))
     connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(APP_DATABASE),
                                                                     sql.Identifier(app_role)))
+
+
+def reassert(connection: Connection[tuple[object, ...]], *, replicators: dict[str, str], app_role: str,
+             app_verifier: str) -> list[str]:
+    """On a primary: put back whatever of the roles a login changed (the app's role owns its
+    database and could lock every region out of it, or make its commits wait for no standby);
+    creates them if they were never made. Returns what it repaired."""
+    if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATORS,)).fetchone() is None:
+        create_roles(connection, replicators=replicators, app_role=app_role, app_verifier=app_verifier)
+        return ["created every role"]
+    repaired: list[str] = []
+    wanted = {replicator(r): (v, REPLICATOR_CONNECTIONS) for r, v in replicators.items()} | {
+        app_role: (app_verifier, -1)}
+    rows = connection.execute("SELECT rolname, rolpassword, rolconnlimit FROM pg_authid WHERE rolname = ANY(%s)",
+                              (list(wanted),)).fetchall()
+    seen = {str(name): (password, limit) for name, password, limit in rows}
+    for name, (verifier, limit) in wanted.items():
+        if seen.get(name) != (verifier, limit):
+            connection.execute(sql.SQL("ALTER ROLE {} WITH LOGIN CONNECTION LIMIT {} PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(limit), sql.Literal(verifier)))
+            repaired.append(f"role {name}")
+    drift = connection.execute(
+        "SELECT (SELECT count(*) FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
+        "LEFT JOIN pg_database d ON d.oid = s.setdatabase WHERE r.rolname = %s OR d.datname = %s), "
+        "(SELECT datconnlimit <> -1 OR NOT datallowconn FROM pg_database WHERE datname = %s)",
+        (app_role, APP_DATABASE, APP_DATABASE)).fetchone()
+    if drift and (drift[0] or drift[1]):
+        for statement in ("ALTER ROLE {role} RESET ALL", "ALTER DATABASE {db} RESET ALL",
+                          "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true CONNECTION LIMIT -1"):
+            connection.execute(sql.SQL(statement).format(role=sql.Identifier(app_role),
+                                                         db=sql.Identifier(APP_DATABASE)))
+        repaired.append(f"settings of role {app_role} and database {APP_DATABASE}")
+    return repaired

@@ -81,15 +81,24 @@ class Route:
             self._count("refused" if target is None else "shed")
             writer.close()
             return
+        # The slot is taken before the connect, so a burst of accepts cannot pass the cap.
+        forwarded = _Forwarded(target=target, writers=[writer])
+        self.open.add(forwarded)
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(
                 asyncio.open_connection("127.0.0.1", target, limit=CHUNK), CONNECT_TIMEOUT)
         except (OSError, TimeoutError):
             self._count("unreachable")
+            self.open.discard(forwarded)
             writer.close()
             return
-        forwarded = _Forwarded(target=target, writers=[writer, upstream_writer])
-        self.open.add(forwarded)
+        forwarded.writers.append(upstream_writer)
+        if self.target() != target or writer.is_closing():
+            # The table moved (or retarget closed it) while it connected: never to the old primary.
+            self._count("refused")
+            self.open.discard(forwarded)
+            forwarded.close()
+            return
         self._count("forwarded")
         try:
             await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))

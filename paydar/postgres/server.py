@@ -58,6 +58,8 @@ INIT_TIMEOUT = 120.0
 WAL_KEPT = "256MB"
 """WAL a server keeps beyond its last checkpoint: enough for a standby to catch up after a short
 outage, and for pg_rewind to find where a former primary diverged."""
+MAX_CONNECTIONS = 100
+"""A server's connection slots; the agent's two routes together stay below them (``Route``)."""
 MAX_SOCKET_PATH = 107
 """The kernel's limit on a unix socket's path (``sun_path`` less its terminator)."""
 
@@ -115,7 +117,7 @@ class PgServer:
         try:
             self.run([f"{JAIL_BINARIES}/bin/initdb", "-D", f"{JAIL_DATA}/db", "--data-checksums", "-U", SUPERUSER,
                       "--auth-local=peer", "--auth-host=scram-sha-256", f"--pwfile={JAIL_DATA}/.pwfile",
-                      "--encoding=UTF8", "--locale=C", "--no-sync"])
+                      "--encoding=UTF8", "--locale=C"])
         finally:
             (self.data_dir / ".pwfile").unlink(missing_ok=True)  # unlinks a symlink itself, never its target
 
@@ -137,7 +139,12 @@ class PgServer:
                             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
                             "-c", f"unix_socket_directories={JAIL_DATA}", "-c", "unix_socket_permissions=0700",
                             "-c", f"hba_file={JAIL_CONF}/pg_hba.conf", "-c", f"ident_file={JAIL_CONF}/pg_ident.conf",
-                            "-c", "logging_collector=off", "-c", "max_connections=100",
+                            "-c", "logging_collector=off", "-c", f"max_connections={MAX_CONNECTIONS}",
+                            # A connection that never authenticates holds its slot for seconds, not a minute.
+                            "-c", "authentication_timeout=10s",
+                            # A standby's reads never hold back its replay (and the stop of its WAL
+                            # receiver when it is told to stream from nobody) for more than 5 s.
+                            "-c", "max_standby_streaming_delay=5s",
                             "-c", f"wal_keep_size={WAL_KEPT}"], die_with_parent=True)
 
     def connect(self, *, timeout: float = 5.0, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:

@@ -15,7 +15,7 @@ import pytest
 
 from paydar.infra.local.appjail import APP_UID_BASE
 from paydar.infra.local.ports import PortAllocator
-from paydar.postgres.replication import clone_standby, positions, quorum_clause, require_standbys
+from paydar.postgres.replication import clone_standby, follow, positions, quorum_clause, require_standbys
 from paydar.postgres.roles import create_roles
 from paydar.postgres.server import PgServer, wait
 from paydar.workload.database import scram_verifier
@@ -73,6 +73,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         for name in STANDBYS:
             clone_standby(made.servers[name], primary_port=primary.port, password=f"pw-{name}", region=name)
             made.start(name)
+            follow(made.servers[name], primary.port, name)  # cloned under a copy's name; its own from now on
         yield made
     finally:
         made.close()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from paydar.chaos.actions import partition_region, undo_fault
@@ -29,6 +30,7 @@ from paydar.model.files import read_secret
 from paydar.model.ids import node_id
 from paydar.model.routing import SignedTable, sign_table
 from paydar.ops.failover import current_table
+from paydar.postgres.roles import REPLICATOR_CONNECTIONS
 from paydar.postgres.server import BINARIES
 from tests.helpers import EXPERIMENTS, ROOT, assert_experiment_holds, http, paydar, run_runbook, wait_until
 from tests.integration.conftest import STARTED_PIDS, running
@@ -284,3 +286,46 @@ def test_the_failed_over_primary_runbook(system: Realization) -> None:
     assert [s["command"] for s in steps][-1] == "paydar check"
     assert paydar(system, "status").returncode == 0, "every component healthy: the old primary rejoined"
     assert agent_state(system, old)["role"] == "standby"
+
+
+def test_a_compromised_app_cannot_lock_out_its_database_or_drop_the_standby_wait(system: Realization) -> None:
+    """With the app role's real password (every instance holds it) it turns off synchronous commits
+    for the role and closes the database to new connections: the primary's agent puts both back."""
+    lead = primary(system)
+    route = system.plan.node(DATABASE, lead).route_port
+    password = read_secret(system.layout.pg_secret(DATABASE, "app"))
+
+    def connect() -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(host="127.0.0.1", port=route, user="app", password=password, dbname="app",
+                               autocommit=True, connect_timeout=3)
+
+    with connect() as hostile:
+        hostile.execute("ALTER ROLE app SET synchronous_commit = local")
+        hostile.execute("ALTER DATABASE app CONNECTION LIMIT 0")
+
+    def repaired() -> bool:
+        with connect() as fresh:
+            return fresh.execute("SHOW synchronous_commit").fetchone() == ("on",)
+
+    wait_until(repaired, 30, "the agent putting the app's role and database back")
+    assert "put back service=" in system.layout.log(node_id(DATABASE, lead)).read_text()
+    assert app(system, system.topology.region_names[0], "POST", "/canary", {})[0] == 200
+
+
+def test_a_stolen_replication_password_opens_no_more_than_its_regions_share(system: Realization) -> None:
+    """Ordinary connections (what pg_rewind uses) are bounded per role; replication connections
+    beyond its region's own are ended by the primary's agent (the impostor test above)."""
+    lead = primary(system)
+    mine = next(r for r in system.topology.service(DATABASE).regions if r != lead)
+    password = read_secret(system.layout.pg_secret(DATABASE, f"replicator-{mine}"))
+    port = system.plan.node(DATABASE, lead).db_port
+    opened: list[psycopg.Connection[tuple[object, ...]]] = []
+    try:
+        with pytest.raises(psycopg.OperationalError, match="too many connections for role"):
+            for _ in range(REPLICATOR_CONNECTIONS + 1):
+                opened.append(psycopg.connect(host="127.0.0.1", port=port, user=f"replicator_{mine}",
+                                              password=password, dbname="postgres", connect_timeout=3))
+        assert len(opened) == REPLICATOR_CONNECTIONS
+    finally:
+        for connection in opened:
+            connection.close()
