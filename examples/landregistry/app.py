@@ -57,30 +57,32 @@ CANCELLED_WAIT = "canceling wait for synchronous replication"
 this role): the commit then returns success while it is only local, so it is not acknowledged."""
 
 
-def _connect(*, read: bool = False) -> psycopg.Connection[Any]:
+class Connection(psycopg.Connection[Any]):
+    """A connection that remembers whether a commit's wait for the standbys was cancelled."""
+
+    local_only = False
+
+
+def _connect(*, read: bool = False) -> Connection:
     # Keepalives: a route that went silent (a partition) is noticed rather than waited on forever.
     port = os.environ.get("PAYDAR_DB_READ_PORT") if read else None
     try:
-        connection = psycopg.connect(port=port, connect_timeout=3, keepalives=1, keepalives_idle=5,
-                                     keepalives_interval=2, keepalives_count=3)
+        connection = Connection.connect(port=port, connect_timeout=3, keepalives=1, keepalives_idle=5,
+                                        keepalives_interval=2, keepalives_count=3)
     except psycopg.Error as exc:
         raise Unavailable(f"database unreachable: {str(exc).strip()[:200]}") from None
 
     def refuse_local_only(notice: psycopg.errors.Diagnostic) -> None:
         if CANCELLED_WAIT in str(notice.message_primary or ""):
-            _LOCAL_ONLY.add(id(connection))
+            connection.local_only = True
 
     connection.add_notice_handler(refuse_local_only)
     return connection
 
 
-_LOCAL_ONLY: set[int] = set()
-
-
-def _acknowledged(connection: psycopg.Connection[Any]) -> None:
+def _acknowledged(connection: Connection) -> None:
     """Raise unless the commit that just returned waited for its standbys."""
-    if id(connection) in _LOCAL_ONLY:
-        _LOCAL_ONLY.discard(id(connection))
+    if connection.local_only:
         raise Unavailable("not committed: the wait for the standbys was cancelled, so the commit is only local")
 
 
@@ -113,22 +115,26 @@ def transfer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
                 done = connection.execute("SELECT parcel, seller, buyer FROM transfers WHERE id = %s",
                                           (ids["id"],)).fetchone()
                 if done is not None:  # a retried request: answered as before, applied once
-                    return 200, {"committed": True, "id": ids["id"], "repeated": True}
-                row = connection.execute("SELECT owner FROM parcels WHERE id = %s FOR UPDATE",
-                                         (ids["parcel"],)).fetchone()
-                if row is None or row[0] != ids["from"]:
-                    owner = row[0] if row else None
-                    return 409, {"error": f"parcel {ids['parcel']} is not {ids['from']}'s", "owner": owner}
-                connection.execute("UPDATE parcels SET owner = %s WHERE id = %s", (ids["to"], ids["parcel"]))
-                connection.execute("INSERT INTO transfers (id, parcel, seller, buyer) VALUES (%s, %s, %s, %s)",
-                                   (ids["id"], ids["parcel"], ids["from"], ids["to"]))
+                    # A commit of its own that waits for the standbys proves the first one reached them.
+                    connection.execute("SELECT pg_current_xact_id()")
+                    repeated = True
+                else:
+                    repeated = False
+                    row = connection.execute("SELECT owner FROM parcels WHERE id = %s FOR UPDATE",
+                                             (ids["parcel"],)).fetchone()
+                    if row is None or row[0] != ids["from"]:
+                        owner = row[0] if row else None
+                        return 409, {"error": f"parcel {ids['parcel']} is not {ids['from']}'s", "owner": owner}
+                    connection.execute("UPDATE parcels SET owner = %s WHERE id = %s", (ids["to"], ids["parcel"]))
+                    connection.execute("INSERT INTO transfers (id, parcel, seller, buyer) VALUES (%s, %s, %s, %s)",
+                                       (ids["id"], ids["parcel"], ids["from"], ids["to"]))
             _acknowledged(connection)  # after the commit returned
     except psycopg.errors.ReadOnlySqlTransaction:
         raise Unavailable("the database is read-only now (failing over)") from None
     except psycopg.Error as exc:
         # The commit may or may not have happened; it is never reported as done.
         raise Unavailable(f"not committed: {str(exc).strip()[:200]}") from None
-    return 200, {"committed": True, "id": ids["id"]}
+    return 200, {"committed": True, "id": ids["id"], **({"repeated": True} if repeated else {})}
 
 
 def register(parcel: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -140,6 +146,8 @@ def register(parcel: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with _connect() as connection:
             inserted = connection.execute("INSERT INTO parcels VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
                                           (parcel, owner)).fetchone()
+            if not inserted:  # already registered: a commit of its own proves the first reached the standbys
+                connection.execute("SELECT pg_current_xact_id()")
             connection.commit()
             _acknowledged(connection)
             if inserted:

@@ -54,6 +54,9 @@ TICK_SECONDS = 0.5
 STOP_SECONDS = 20.0
 READY_SECONDS = 60.0
 CATCH_UP_SECONDS = 3.0
+MISNAMED = "?"
+"""The upstream of a standby that streams under another name or from an unknown port: it is
+followed again (the table's primary, or nobody), whatever the table says."""
 GUARD_EVERY = 10
 """Ticks between checks that a primary's roles are as Paydar made them."""
 MAX_TABLE_BYTES = 8 * 1024 * 1024
@@ -74,7 +77,6 @@ class PgAgent:
         self.process: subprocess.Popen[bytes] | None = None
         self.fenced = False
         self.enacted = 0
-        self.was_primary = False
         self._guarded = 0
         self.last: Decision | None = None
         self.seen: Positions | None = None
@@ -180,9 +182,13 @@ class PgAgent:
             seen = positions(self.server)
         except psycopg.Error:
             return None
-        reported, mark = held(seen, self._high_water())
-        if mark != self._high_water():
-            write_json_atomic(self._mark_path, {"flushed": mark}, mode=0o600)
+        before = self._high_water()
+        reported, mark = held(seen, before)
+        if mark != before:
+            try:
+                write_json_atomic(self._mark_path, {"timeline": mark[0], "flushed": mark[1]}, mode=0o600)
+            except OSError as exc:  # the mark is a floor for what it reports; a full disk must not stop the agent
+                log.warning("high-water mark not kept service=%s region=%s: %s", self.service, self.region, exc)
         return reported
 
     @property
@@ -190,11 +196,12 @@ class PgAgent:
         # Root's, beside the server's data (never in it): the server's uid cannot lower it.
         return self.config.data_dir / "standby-high-water.json"
 
-    def _high_water(self) -> int:
+    def _high_water(self) -> tuple[int, int]:
         try:
-            return int(json.loads(self._mark_path.read_text())["flushed"])
+            mark = json.loads(self._mark_path.read_text())
+            return int(mark["timeline"]), int(mark["flushed"])
         except (OSError, ValueError, KeyError, TypeError):
-            return 0
+            return 0, 0
 
     def _forget_high_water(self) -> None:
         """After a rewind or a fresh clone what the server held before is no measure of what it holds."""
@@ -203,9 +210,11 @@ class PgAgent:
     def _upstream(self, seen: Positions | None) -> str | None:
         """The region its standby streams from, under its own region's name; None otherwise (a clone's
         or rewind's name, which the quorum does not count, is then replaced by ``follow``)."""
-        if seen is None or seen.upstream_port is None or seen.upstream_name != self.region:
+        if seen is None or seen.upstream_port is None:
             return None
-        return next((r for r, port in self.config.db_ports.items() if port == seen.upstream_port), None)
+        if seen.upstream_name != self.region:
+            return MISNAMED  # streams, but not as its region: never what the table asks
+        return next((r for r, port in self.config.db_ports.items() if port == seen.upstream_port), MISNAMED)
 
     def _disk(self) -> Disk:
         return Disk(initialised=self.server.initialised,
@@ -216,18 +225,19 @@ class PgAgent:
         route = self.route
         seen = await asyncio.to_thread(self._read)
         self.seen = seen
+        # A running server whose data has no standby.signal is a primary (or being promoted), even
+        # when it has not answered yet: one that falls silent after the table deposes it is fenced.
+        was_primary = self._running() and self.server.initialised and not self.server.standby_signal.exists()
         decision = next_action(route, self.region, seen, fenced=self.fenced, running=self._running(),
-                               disk=self._disk(), upstream=self._upstream(seen), was_primary=self.was_primary)
+                               disk=self._disk(), upstream=self._upstream(seen), was_primary=was_primary)
         self.last = decision
-        if seen is not None:
-            self.was_primary = not seen.in_recovery
         if decision.action is Action.NOTHING:
-            if seen is not None and not seen.in_recovery:
-                await asyncio.to_thread(self._guard_primary, seen)
             # A standby told to stream from nobody counts as in the fenced epoch only once its WAL
             # receiver has stopped: until then what it reports may still grow.
             if seen is not None and not (seen.in_recovery and seen.receiving and not route.writable):
                 self.enacted = route.epoch
+            if seen is not None and not seen.in_recovery:
+                await asyncio.to_thread(self._guard_primary, seen)
             return decision
         log.info("agent acts service=%s region=%s action=%s reason=%s", self.service, self.region,
                  decision.action, decision.reason)
@@ -243,7 +253,6 @@ class PgAgent:
         elif action is Action.FENCE:
             self.fenced = True  # first: whatever happens next, it is never started as this primary again
             await asyncio.to_thread(self.stop_server)
-            self.was_primary = False
         elif action is Action.FOLLOW:
             leader = route.primary if route.writable and route.primary != self.region else None
             port = self.config.db_ports[leader] if leader else None

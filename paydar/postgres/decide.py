@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from paydar.model.routing import ServiceRoute
 from paydar.model.wire import MAX_COUNTER
-from paydar.postgres.replication import Positions, Walsender
+from paydar.postgres.replication import COPY_NAMES, Positions, Walsender, copy_name
 from paydar.postgres.roles import replicator
 from paydar.workload.contract import InstanceRole, InstanceState, StandbyProgress
 
@@ -123,19 +123,20 @@ def _down(route: ServiceRoute, region: str, *, fenced: bool, disk: Disk) -> Deci
     return Decision(Action.START, f"the server is down and table epoch {route.epoch} wants it as {role}")
 
 
-def held(positions: Positions, high_water: int) -> tuple[Positions, int]:
-    """What a standby holds, never less than it was seen to hold (``high_water``): a standby
-    restarted reports only what it replayed until it streams again, and an under-reported position
-    could let a standby lacking commits be proven enough. Returns the positions to report and the
-    new high water (a primary reports its own, and has none)."""
+def held(positions: Positions, high_water: tuple[int, int]) -> tuple[Positions, tuple[int, int]]:
+    """What a standby holds, never less than it was seen to hold on the same timeline
+    (``high_water`` is (timeline, flushed)): a standby restarted reports only what it replayed until
+    it streams again, and an under-reported position could let a standby lacking commits be proven
+    enough. On another timeline the mark starts again from what it reports: WAL it held past a
+    fork is not on the timeline it follows now. Returns the positions to report and the new mark
+    (a primary reports its own, and has none)."""
     if not positions.in_recovery:
-        return positions, 0
-    mark = max(high_water, positions.flushed)
-    return replace(positions, flushed=mark, received=max(positions.received, mark)), mark
+        return positions, (0, 0)
+    timeline, mark = high_water
+    mark = max(mark, positions.flushed) if timeline == positions.timeline else positions.flushed
+    return replace(positions, flushed=mark, received=max(positions.received, mark)), (positions.timeline, mark)
 
 
-COPY_NAMES = ("clone", "rewind")
-"""A clone's or a rewind's connections are named ``<region>-clone``/``-rewind``: never counted by the quorum."""
 COPIES_PER_REGION = 2
 """A clone holds two replication connections (the base backup and its WAL stream)."""
 
@@ -153,7 +154,7 @@ def impostors(walsenders: Sequence[Walsender], regions: Sequence[str]) -> list[W
         if region is not None and sender.name == region and region not in streaming:
             streaming.add(region)
             continue
-        if region is not None and sender.name in {f"{region}-{kind}" for kind in COPY_NAMES} \
+        if region is not None and sender.name in {copy_name(region, kind) for kind in COPY_NAMES} \
                 and copies.get(region, 0) < COPIES_PER_REGION:
             copies[region] = copies.get(region, 0) + 1
             continue

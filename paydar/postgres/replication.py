@@ -28,9 +28,24 @@ from psycopg import sql
 from paydar.postgres.roles import replicator
 from paydar.postgres.server import JAIL_BINARIES, JAIL_DATA, PgServer, hand_over, take_data_dir
 
-__all__ = ["Positions", "Walsender", "clone_standby", "conninfo", "follow", "lsn", "positions", "quorum_clause",
-           "require_standbys", "rewind"]
+__all__ = [
+    "COPY_NAMES",
+    "Positions",
+    "Walsender",
+    "clone_standby",
+    "conninfo",
+    "copy_name",
+    "follow",
+    "lsn",
+    "positions",
+    "quorum_clause",
+    "require_standbys",
+    "rewind",
+]
 
+COPY_NAMES = ("clone", "rewind")
+"""A clone's or a rewind's connections are named ``<region>_clone``/``_rewind`` (a region's name has
+no underscore, so no region is ever called that): the quorum never counts them."""
 REWIND_TIMEOUT = 300.0
 CLONE_TIMEOUT = 3600.0
 """A clone copies the whole database: bounded, but by an hour, not by a tool's start-up time."""
@@ -80,6 +95,11 @@ def quorum_clause(k: int, standbys: Sequence[str]) -> str:
     return f"ANY {k} ({names})"
 
 
+def copy_name(region: str, kind: str) -> str:
+    """The replication name of ``region``'s clone or rewind."""
+    return f"{region}_{kind}"
+
+
 def conninfo(port: int, region: str, *, name: str | None = None) -> str:
     """How ``region``'s standby reaches a primary at 127.0.0.1:``port`` (its password in its .pgpass),
     naming itself ``name`` (by default the region: the name the primary's quorum counts)."""
@@ -110,15 +130,16 @@ def clone_standby(standby: PgServer, *, primary_port: int, password: str, region
     os.chown(standby.data_dir, standby.uid, standby.uid)
     # Named apart from the quorum: a clone's WAL stream must never acknowledge a commit (the
     # agent names the standby by its region once it runs, with ``follow``).
-    standby.run([f"{JAIL_BINARIES}/bin/pg_basebackup", "-d", conninfo(primary_port, region, name=f"{region}-clone"),
-                 "-D", f"{JAIL_DATA}/db", "-X", "stream", "-R", "--checkpoint=fast"], timeout=CLONE_TIMEOUT)
+    source = conninfo(primary_port, region, name=copy_name(region, "clone"))
+    standby.run([f"{JAIL_BINARIES}/bin/pg_basebackup", "-d", source, "-D", f"{JAIL_DATA}/db", "-X", "stream", "-R",
+                 "--checkpoint=fast"], timeout=CLONE_TIMEOUT)
 
 
 def rewind(server: PgServer, *, source_port: int, password: str, region: str) -> None:
     """Rewind a stopped former primary onto the timeline of the primary at ``source_port``, and
     make it that primary's standby (``pg_rewind -R``)."""
     _give_password(server, region, password)
-    source = conninfo(source_port, region, name=f"{region}-rewind") + " dbname=postgres"
+    source = conninfo(source_port, region, name=copy_name(region, "rewind")) + " dbname=postgres"
     server.run([f"{JAIL_BINARIES}/bin/pg_rewind", "-D", f"{JAIL_DATA}/db", "-R", f"--source-server={source}"],
                timeout=REWIND_TIMEOUT)
 

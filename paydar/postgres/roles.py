@@ -53,50 +53,71 @@ def hba(app_role: str) -> str:
 def create_roles(connection: Connection[tuple[object, ...]], *, replicators: dict[str, str], app_role: str,
                  app_verifier: str) -> None:
     """On a new primary: the replicators group, one role per region (by verifier), the rewind
-    grants, and the app's role owning the app's database."""
-    connection.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(REPLICATORS)))
-    for function in REWIND_FUNCTIONS:
-        connection.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
-            sql.SQL(function), sql.Identifier(REPLICATORS)))
-    for region, verifier in sorted(replicators.items()):
-        connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN CONNECTION LIMIT {} PASSWORD {} "
-                                   "IN ROLE {}").format(sql.Identifier(replicator(region)),
-                                                        sql.Literal(REPLICATOR_CONNECTIONS), sql.Literal(verifier),
-                                                        sql.Identifier(REPLICATORS)))
-    connection.execute(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
-        sql.Identifier(app_role), sql.Literal(app_verifier)))
-    connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(APP_DATABASE),
-                                                                    sql.Identifier(app_role)))
+    grants, and the app's role owning the app's database (what :func:`reassert` finds missing)."""
+    reassert(connection, replicators=replicators, app_role=app_role, app_verifier=app_verifier)
+
+
+def _exists(connection: Connection[tuple[object, ...]], query: str, name: str) -> bool:
+    return connection.execute(query, (name,)).fetchone() is not None
 
 
 def reassert(connection: Connection[tuple[object, ...]], *, replicators: dict[str, str], app_role: str,
              app_verifier: str) -> list[str]:
-    """On a primary: put back whatever of the roles a login changed (the app's role owns its
-    database and could lock every region out of it, or make its commits wait for no standby);
-    creates them if they were never made. Returns what it repaired."""
-    if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATORS,)).fetchone() is None:
-        create_roles(connection, replicators=replicators, app_role=app_role, app_verifier=app_verifier)
-        return ["created every role"]
-    repaired: list[str] = []
-    wanted = {replicator(r): (v, REPLICATOR_CONNECTIONS) for r, v in replicators.items()} | {
-        app_role: (app_verifier, -1)}
+    """On a primary: create whatever of the roles is missing (a first start that stopped half-way),
+    and put back whatever a login changed (the app's role owns its database, and could lock every
+    region out of it or make its commits wait for no standby). Returns what it did."""
+    done: list[str] = []
+    role = "SELECT 1 FROM pg_roles WHERE rolname = %s"
+    if not _exists(connection, role, REPLICATORS):
+        connection.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(REPLICATORS)))
+        for function in REWIND_FUNCTIONS:
+            connection.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                sql.SQL(function), sql.Identifier(REPLICATORS)))
+        done.append(f"created role {REPLICATORS}")
+    wanted = {replicator(r): (v, REPLICATOR_CONNECTIONS, True) for r, v in replicators.items()} | {
+        app_role: (app_verifier, -1, False)}
     rows = connection.execute("SELECT rolname, rolpassword, rolconnlimit FROM pg_authid WHERE rolname = ANY(%s)",
                               (list(wanted),)).fetchall()
     seen = {str(name): (password, limit) for name, password, limit in rows}
-    for name, (verifier, limit) in wanted.items():
-        if seen.get(name) != (verifier, limit):
+    for name, (verifier, limit, replicates) in wanted.items():
+        if name not in seen:
+            extra = sql.SQL(" REPLICATION IN ROLE {}").format(sql.Identifier(REPLICATORS)) \
+                if replicates else sql.SQL("")
+            connection.execute(sql.SQL("CREATE ROLE {} WITH LOGIN CONNECTION LIMIT {} PASSWORD {}{}").format(
+                sql.Identifier(name), sql.Literal(limit), sql.Literal(verifier), extra))
+            done.append(f"created role {name}")
+        elif seen[name] != (verifier, limit):
             connection.execute(sql.SQL("ALTER ROLE {} WITH LOGIN CONNECTION LIMIT {} PASSWORD {}").format(
                 sql.Identifier(name), sql.Literal(limit), sql.Literal(verifier)))
-            repaired.append(f"role {name}")
-    drift = connection.execute(
-        "SELECT (SELECT count(*) FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
-        "LEFT JOIN pg_database d ON d.oid = s.setdatabase WHERE r.rolname = %s OR d.datname = %s), "
-        "(SELECT datconnlimit <> -1 OR NOT datallowconn FROM pg_database WHERE datname = %s)",
-        (app_role, APP_DATABASE, APP_DATABASE)).fetchone()
-    if drift and (drift[0] or drift[1]):
-        for statement in ("ALTER ROLE {role} RESET ALL", "ALTER DATABASE {db} RESET ALL",
-                          "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true CONNECTION LIMIT -1"):
-            connection.execute(sql.SQL(statement).format(role=sql.Identifier(app_role),
-                                                         db=sql.Identifier(APP_DATABASE)))
-        repaired.append(f"settings of role {app_role} and database {APP_DATABASE}")
-    return repaired
+            done.append(f"put back role {name}")
+    if not _exists(connection, "SELECT 1 FROM pg_database WHERE datname = %s", APP_DATABASE):
+        connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(APP_DATABASE),
+                                                                        sql.Identifier(app_role)))
+        return [*done, f"created database {APP_DATABASE}"]
+    return done + _settings(connection, app_role)
+
+
+def _settings(connection: Connection[tuple[object, ...]], app_role: str) -> list[str]:
+    """Reset every per-role and per-database setting of the app, and its database's limits."""
+    names = {"role": sql.Identifier(app_role), "db": sql.Identifier(APP_DATABASE)}
+    done = []
+    # The settings that reach the app's sessions: its role's (everywhere, or in its database) and
+    # its database's. Others (its role in a database it cannot log in to) reach nothing.
+    scopes = connection.execute(
+        "WITH r AS (SELECT oid FROM pg_roles WHERE rolname = %s), "
+        "d AS (SELECT oid FROM pg_database WHERE datname = %s) "
+        "SELECT DISTINCT s.setrole <> 0, s.setdatabase <> 0 FROM pg_db_role_setting s "
+        "WHERE (s.setrole IN (SELECT oid FROM r) AND (s.setdatabase = 0 OR s.setdatabase IN (SELECT oid FROM d))) "
+        "OR (s.setrole = 0 AND s.setdatabase IN (SELECT oid FROM d))", (app_role, APP_DATABASE)).fetchall()
+    for by_role, by_database in scopes:
+        statement = ("ALTER ROLE {role} IN DATABASE {db} RESET ALL" if by_role and by_database else
+                     "ALTER ROLE {role} RESET ALL" if by_role else "ALTER DATABASE {db} RESET ALL")
+        connection.execute(sql.SQL(statement).format(**names))
+        done.append(statement.format(role=app_role, db=APP_DATABASE))
+    limits = connection.execute("SELECT datconnlimit <> -1 OR NOT datallowconn FROM pg_database WHERE datname = %s",
+                                (APP_DATABASE,)).fetchone()
+    if limits and limits[0]:
+        connection.execute(sql.SQL("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true CONNECTION LIMIT -1").format(
+            **names))
+        done.append(f"put back the connection limits of database {APP_DATABASE}")
+    return done

@@ -85,25 +85,21 @@ class Route:
         forwarded = _Forwarded(target=target, writers=[writer])
         self.open.add(forwarded)
         try:
-            upstream_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", target, limit=CHUNK), CONNECT_TIMEOUT)
-        except (OSError, TimeoutError):
-            self._count("unreachable")
-            self.open.discard(forwarded)
-            writer.close()
-            return
-        forwarded.writers.append(upstream_writer)
-        if self.target() != target or writer.is_closing():
-            # The table moved (or retarget closed it) while it connected: never to the old primary.
-            self._count("refused")
-            self.open.discard(forwarded)
-            forwarded.close()
-            return
-        self._count("forwarded")
-        try:
+            try:
+                upstream_reader, upstream_writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", target, limit=CHUNK), CONNECT_TIMEOUT)
+            except (OSError, TimeoutError):
+                self._count("unreachable")
+                return
+            forwarded.writers.append(upstream_writer)
+            if self.target() != target or writer.is_closing():
+                # The table moved (or retarget closed it) while it connected: never to the old primary.
+                self._count("refused")
+                return
+            self._count("forwarded")
             await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
         finally:
-            self.open.discard(forwarded)
+            self.open.discard(forwarded)  # whatever ended it, cancellation included, frees the slot
             forwarded.close()
 
 

@@ -103,21 +103,25 @@ def test_a_server_that_runs_but_does_not_answer_is_never_started_twice() -> None
 
 def test_a_restarted_standby_never_reports_less_than_it_was_seen_to_hold() -> None:
     restarted = Positions(in_recovery=True, timeline=1, received=0, flushed=400, replayed=400)
-    reported, mark = held(restarted, 880)
-    assert (reported.flushed, reported.received, mark) == (880, 880, 880), "what it replayed so far is not all it holds"
-    reported, mark = held(STANDBY, 500)
-    assert (reported.flushed, mark) == (880, 880)
-    assert held(PRIMARY, 5000) == (PRIMARY, 0), "a primary reports its own position"
+    reported, mark = held(restarted, (1, 880))
+    assert (reported.flushed, reported.received, mark) == (880, 880, (1, 880)), \
+        "what it replayed so far is not all it holds"
+    reported, mark = held(STANDBY, (1, 500))
+    assert (reported.flushed, mark) == (880, (1, 880))
+    followed = Positions(in_recovery=True, timeline=2, received=700, flushed=700, replayed=650)
+    reported, mark = held(followed, (1, 880))
+    assert (reported.flushed, mark) == (700, (2, 700)), "WAL held past a fork is not on the timeline it follows"
+    assert held(PRIMARY, (2, 5000)) == (PRIMARY, (0, 0)), "a primary reports its own position"
 
 
 def test_a_stolen_replication_password_streams_once_under_its_own_regions_name() -> None:
     def sender(pid: int, role: str, name: str) -> Walsender:
         return Walsender(pid=pid, role=f"replicator_{role}", name=name, flushed=1)
 
-    honest = [sender(1, "there", "there"), sender(2, "far", "far"), sender(3, "far", "far-clone"),
-              sender(4, "far", "far-clone")]
+    honest = [sender(1, "there", "there"), sender(2, "far", "far"), sender(3, "far", "far_clone"),
+              sender(4, "far", "far_clone")]
     assert impostors(honest, ["here", "there", "far"]) == []
-    hostile = [sender(5, "there", "far"), sender(6, "there", "there"), sender(7, "there", "there-clone"),
-               sender(8, "there", "there-clone"), sender(9, "there", "there-rewind"), sender(10, "stranger", "here")]
+    hostile = [sender(5, "there", "far"), sender(6, "there", "there"), sender(7, "there", "there_clone"),
+               sender(8, "there", "there_clone"), sender(9, "there", "there_rewind"), sender(10, "stranger", "here")]
     assert [s.pid for s in impostors(honest + hostile, ["here", "there", "far"])] == [5, 6, 9, 10], \
         "another region's name, a second stream, a third copy, a role of no region"

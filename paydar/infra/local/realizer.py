@@ -8,6 +8,7 @@ components with the tail of their logs and stops everything it started.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -266,9 +267,16 @@ def _agent_config(realization: Realization, component: PlannedComponent, uid: in
         "peers": {r: plan.url_from(component.region, node_id(service.id, r)) for r in service.regions
                   if r != component.region},
         "replicator_password_file": str(layout.pg_secret(service.id, f"replicator-{component.region}")),
-        "replicator_verifiers": {r: scram_verifier(read_secret(layout.pg_secret(service.id, f"replicator-{r}")))
-                                 for r in service.regions},
-        "app_verifier": scram_verifier(read_secret(layout.pg_secret(service.id, "app")))}
+        "replicator_verifiers": {r: _verifier(realization, service.id, f"replicator-{r}") for r in service.regions},
+        "app_verifier": _verifier(realization, service.id, "app")}
+
+
+def _verifier(realization: Realization, service: str, name: str) -> str:
+    """The SCRAM verifier of one of a database's passwords, the same in every agent's config and on
+    every ``up`` (a salt of its own per role; the password is random), so a primary's agent that
+    compares them with the server's never sees drift that is not there."""
+    salt = hashlib.sha256(f"paydar/{service}/{name}".encode()).digest()[:16]
+    return scram_verifier(read_secret(realization.layout.pg_secret(service, name)), salt=salt)
 
 
 def _write_component_configs(realization: Realization, app_directory: Path) -> list[Program]:
