@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,7 @@ from psycopg import sql
 
 from paydar.infra.local.processes import terminate
 from paydar.model.errors import PaydarError, TableRejected
-from paydar.model.files import read_secret, write_json_atomic
+from paydar.model.files import read_secret
 from paydar.model.routing import ServiceRoute, SignedTable, TableGuard
 from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action, Decision, Disk, held, impostors, instance_state, next_action
@@ -185,11 +186,18 @@ class PgAgent:
         before = self._high_water()
         reported, mark = held(seen, before)
         if mark != before:
-            try:
-                write_json_atomic(self._mark_path, {"timeline": mark[0], "flushed": mark[1]}, mode=0o600)
-            except OSError as exc:  # the mark is a floor for what it reports; a full disk must not stop the agent
-                log.warning("high-water mark not kept service=%s region=%s: %s", self.service, self.region, exc)
+            self._keep_high_water(mark)
         return reported
+
+    def _keep_high_water(self, mark: tuple[int, int]) -> None:
+        """Replace the mark file (atomically; not fsynced: a mark lost in a crash only falls back to
+        what the server replayed, and an fsync every tick under load would slow its commits)."""
+        staged = self._mark_path.with_suffix(".new")
+        try:
+            staged.write_text(json.dumps({"timeline": mark[0], "flushed": mark[1]}))
+            os.replace(staged, self._mark_path)
+        except OSError as exc:  # the mark is a floor for what it reports; a full disk must not stop the agent
+            log.warning("high-water mark not kept service=%s region=%s: %s", self.service, self.region, exc)
 
     @property
     def _mark_path(self) -> Path:
