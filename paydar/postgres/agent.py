@@ -333,6 +333,7 @@ class PgAgent:
         assert route.primary is not None
         await asyncio.to_thread(self.stop_server)
         self._forget_high_water()
+        self._clear_stale_lock()  # pg_rewind's recovery run starts the server too
         try:
             await asyncio.to_thread(rewind, self.server, source_port=self.config.db_ports[route.primary],
                                     password=read_secret(self.config.replicator_password_file), region=self.region)
@@ -352,8 +353,14 @@ class PgAgent:
         if self._running():
             raise PgFailed(f"the {self.service} server in {self.region} is running (pid "
                            f"{self.process.pid if self.process else '?'}): never a second one")
+        self._clear_stale_lock()
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(self.server.command(), stdout=out, stderr=subprocess.STDOUT)
+
+    def _clear_stale_lock(self) -> None:
+        reason = self.server.clear_stale_lock()
+        if reason is not None:
+            log.warning("stale postmaster.pid removed service=%s region=%s: %s", self.service, self.region, reason)
 
     def _guard_primary(self, seen: Positions) -> None:
         """On a primary, every tick: end impostor standbys; every ``GUARD_EVERY`` ticks, put back

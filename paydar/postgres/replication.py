@@ -156,13 +156,24 @@ _PORT = re.compile(r"(?:^|\s)port=([0-9]{1,5})(?:\s|$)")
 _NAME = re.compile(r"(?:^|\s)application_name=([A-Za-z0-9_-]{1,64})(?:\s|$)")
 
 
+_TIMELINE = (
+    # Never the last checkpoint's: a promoted primary's first checkpoint on its new timeline is
+    # spread over minutes, and a standby's restartpoint trails what it replays. A primary's is
+    # the timeline it writes; a standby's the one it receives, or, while it receives nothing,
+    # the newest timeline whose history it holds (the one its recovery follows).
+    "CASE WHEN pg_is_in_recovery() THEN COALESCE("
+    "(SELECT received_tli FROM pg_stat_wal_receiver WHERE pid IS NOT NULL), "
+    "GREATEST((SELECT timeline_id FROM pg_control_checkpoint()), "
+    "(SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() "
+    "WHERE name ~ '^[0-9A-F]{8}[.]history$'))) "
+    "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END")
+
+
 def positions(server: PgServer) -> Positions:
     """The server's recovery state, timeline, LSNs, upstream and walsenders, over its own socket."""
     with server.connect() as connection:
         row = connection.execute(
-            # A standby's checkpoint trails what it streams: the timeline it receives is the current one.
-            "SELECT pg_is_in_recovery(), COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), "
-            "(SELECT timeline_id FROM pg_control_checkpoint())), "
+            f"SELECT pg_is_in_recovery(), {_TIMELINE}, "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END::text, "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_flush_lsn() END::text, "
             "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "

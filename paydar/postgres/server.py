@@ -33,8 +33,8 @@ from paydar.model.errors import PaydarError
 from paydar.postgres.roles import IDENT, SUPERUSER, hba
 from paydar.workload.database import APP_ROLE
 
-__all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "WAL_KEPT", "PgFailed", "PgServer", "hand_over",
-           "take_data_dir", "wait"]
+__all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "WAL_KEPT", "Holder", "PgFailed", "PgServer",
+           "hand_over", "stale_lock", "take_data_dir", "wait"]
 
 
 def _package() -> Path:
@@ -167,6 +167,72 @@ class PgServer:
     @property
     def standby_signal(self) -> Path:
         return self.data_dir / "db" / "standby.signal"
+
+    def clear_stale_lock(self) -> str | None:
+        """Remove ``postmaster.pid`` when the process it names can no longer be this server, and
+        say why (None when there is none, or its holder may still be the server).
+
+        A server killed with its agent is reparented to the machine's init, which may reap it
+        late or never: PostgreSQL takes a zombie, or an unrelated process that reused the PID,
+        for a live postmaster and refuses to start (and so does pg_rewind's recovery run). A
+        holder alive as the server's uid is left alone: the jail ends it at the next start."""
+        try:
+            fd = os.open(self.data_dir / "db", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            try:  # the uid writes this file: read a bounded, non-following first line only
+                lock = os.open(LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+            except OSError:
+                return None
+            with os.fdopen(lock, "rb") as handle:
+                first = handle.read(32).split(b"\n", 1)[0].strip()
+            holder = int(first) if first.isdigit() and len(first) <= 10 else None
+            reason = stale_lock(holder, _process(holder), self.uid)
+            if reason is not None:
+                os.unlink(LOCK_FILE, dir_fd=fd)
+            return reason
+        finally:
+            os.close(fd)
+
+
+LOCK_FILE = "postmaster.pid"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What ``/proc`` says of the process a lock file names."""
+
+    state: str
+    uid: int
+
+
+def _process(pid: int | None) -> Holder | None:
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(errors="replace")
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    try:
+        return Holder(state=fields["State"].split()[0], uid=int(fields["Uid"].split()[1]))
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def stale_lock(pid: int | None, holder: Holder | None, uid: int) -> str | None:
+    """Why a lock file naming ``pid`` (None: unreadable) cannot be held by a server running as
+    ``uid``, given what ``/proc`` says of it (None: no such process); None when it may be (pure)."""
+    if pid is None:
+        return "the lock file names no process"
+    if holder is None:
+        return f"process {pid} is gone"
+    if holder.state == "Z":
+        return f"process {pid} has exited (a zombie its new parent has not reaped)"
+    if holder.uid != uid:
+        return f"process {pid} runs as uid {holder.uid}, not the server's: its PID was reused"
+    return None
 
 
 def take_data_dir(data_dir: Path, uid: int) -> None:

@@ -25,7 +25,7 @@ from paydar.model.topology import load_topology
 from paydar.postgres.agent import PgAgent
 from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action
-from paydar.postgres.replication import follow
+from paydar.postgres.replication import follow, positions
 from paydar.server.component import Foundation
 from paydar.workload.database import scram_verifier
 from tests.helpers import ROOT, SERVICE, wait_until
@@ -119,6 +119,8 @@ def test_a_signed_table_moves_the_primary_and_fences_the_old_one(
     stranded.join(10)
     assert outcome == ["refused"], "the stranded commit was never acknowledged"
     assert asyncio.run(new.tick()).action is Action.PROMOTE
+    # At once, not after the new timeline's first checkpoint (spread over minutes under load).
+    assert positions(new.server).timeline == 2, "the promoted primary reports the timeline it writes"
     with new.server.connect() as connection:
         assert connection.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
         assert connection.execute("SELECT parcel FROM transfers").fetchall() == [("p-1",)], "no commit lost"
@@ -140,6 +142,10 @@ def test_a_signed_table_moves_the_primary_and_fences_the_old_one(
         assert connection.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     writer.join(30)
     assert acknowledged.is_set(), "the new primary acknowledges once its rejoined standby holds the commit"
+    assert positions(old.server).timeline == 2, "the rewound standby reports the timeline it streams"
+    follow(old.server, None, old.region)
+    wait_until(lambda: not positions(old.server).receiving, 10, "the rejoined standby's WAL receiver stopped")
+    assert positions(old.server).timeline == 2, "a standby receiving nothing reports the timeline it follows"
     wait_until(lambda: _parcels(old) == ["p-1", "p-2"], 20,
                "the rejoined standby holding the new primary's commits, and not the one only it had")
 

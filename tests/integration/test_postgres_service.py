@@ -174,14 +174,16 @@ def test_a_failed_primary_is_replaced_with_proof_and_loses_no_acknowledged_commi
         wait_until(lambda: len(writers.acknowledged()) >= 10, 30, "commits acknowledged before the fault")
         started = time.monotonic()
         heal = fault(system, old)
-        # A frozen agent's server keeps streaming to its standbys until the fence: recovery is
-        # timed from the fault to the first commit acknowledged after a standby was certified.
-        moved = wait_until(lambda: current_table(system).table.route(DATABASE).primary not in (None, old)
-                           and time.monotonic(), RTO, "a standby certified primary")
-        back = wait_until(lambda: writers.first_ack_after(moved, others), RTO,
-                          "a commit acknowledged through a surviving gateway")
-        stranded = _strand(system, old, fault.__name__) if fault is _partition else {}
-        heal()
+        try:
+            # A frozen agent's server keeps streaming to its standbys until the fence: recovery is
+            # timed from the fault to the first commit acknowledged after a standby was certified.
+            moved = wait_until(lambda: current_table(system).table.route(DATABASE).primary not in (None, old)
+                               and time.monotonic(), RTO, "a standby certified primary")
+            back = wait_until(lambda: writers.first_ack_after(moved, others), RTO,
+                              "a commit acknowledged through a surviving gateway")
+            stranded = _strand(system, old, fault.__name__) if fault is _partition else {}
+        finally:
+            heal()  # whatever failed, the module's next test starts from a whole system
         new = primary(system)
         healed = len(writers.acknowledged())
         wait_until(lambda: len(writers.acknowledged()) >= healed + 5, 30,
