@@ -41,6 +41,7 @@ def cli(verbose: bool) -> None:
       paydar backup now --service ID          verified, signed snapshots into the vault
       paydar backups list --service ID        what the vault holds, each manifest verified
       paydar restore --service ID --region REGION   rebuild a node from a verified backup
+      paydar rebuild --service ID --region REGION   clone a PostgreSQL instance afresh
       paydar down                     stop exactly what `up` started
       paydar drill                    the attack catalog under citizen load; a signed evidence bundle
       paydar evidence verify BUNDLE   check a drill's evidence against the operator key
@@ -50,8 +51,8 @@ def cli(verbose: bool) -> None:
 
 
 for command in (system.validate, system.up, system.down, system.check, system.status, system.component,
-                failover.failover, backups.backup, backups.backups, backups.restore, drill.drill,
-                production.plan, keys.keys, runbook.runbook, bench.bench, evidence.evidence):
+                failover.failover, backups.backup, backups.backups, backups.restore, backups.rebuild,
+                drill.drill, production.plan, keys.keys, runbook.runbook, bench.bench, evidence.evidence):
     cli.add_command(command)
 
 

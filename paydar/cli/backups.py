@@ -1,4 +1,5 @@
-"""`paydar backup`, `paydar backups` and `paydar restore`: the vault, from the operator's side."""
+"""`paydar backup`, `paydar backups`, `paydar restore` and `paydar rebuild`: the vault and rebuilds, from the
+operator's side."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import (
@@ -21,13 +22,16 @@ from rich.progress import (
 from rich.table import Table
 
 from paydar.cli.common import Moment, confirm, console, destructive, operate, out, size, state_option
+from paydar.model.errors import BadInput
+from paydar.model.topology import WorkloadKind
+from paydar.vault.manifest import SNAPSHOT_FORMAT
 
 if TYPE_CHECKING:
     from paydar.infra.local.realizer import Realization
     from paydar.ops.backups import BackupOutcome
     from paydar.ops.restore import RestoreReport
 
-__all__ = ["backup", "backups", "restore"]
+__all__ = ["backup", "backups", "rebuild", "restore"]
 
 
 @click.group()
@@ -110,12 +114,15 @@ def backups_list(service: str, region: str | None, limit: int, as_json: bool, st
               help="Newest backup taken at or before this time (ISO 8601, any offset such as +03:30; none: UTC).")
 @click.option("--position", type=click.IntRange(min=0), default=None,
               help="Newest backup at or before this log position.")
+@click.option("--lsn", default=None, metavar="LSN",
+              help="PostgreSQL, with --into: recover up to this LSN (as pg_current_wal_lsn() prints it).")
 @click.option("--into", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Write the verified store to this directory instead of rebuilding the node.")
+              help="Write the verified store to this directory instead of rebuilding the node (PostgreSQL: "
+                   "recover the database there, up to --at or --lsn).")
 @state_option
 @destructive
-def restore(service: str, region: str, at: datetime | None, position: int | None, into: Path | None,
-            state_dir: Path, yes: bool, dry_run: bool) -> None:
+def restore(service: str, region: str, at: datetime | None, position: int | None, lsn: str | None,
+            into: Path | None, state_dir: Path, yes: bool, dry_run: bool) -> None:
     """Rebuild a node from the vault, verifying before anything is served.
 
     \b
@@ -127,10 +134,28 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
        as a standby. If it does not come back, the old data is put back.
     Refuses to restore the writable primary: fail over first. Asks first unless --yes
     (--into changes nothing running and does not ask).
+
+    \b
+    A PostgreSQL service (workload: postgres): the base backup is proved with
+    pg_verifybackup and every archived WAL file by its own signed manifest. Without
+    --into the instance is rebuilt as a standby that replays the WAL and streams from
+    the primary; with --into DIR (and --at or --lsn) the database is recovered to that
+    point in DIR/pg/db, by a jailed server that is shut down once it gets there.
     """
     from paydar.ops.backups import select_nodes
+    from paydar.ops.pgrestore import parse_lsn, restore_postgres
     from paydar.ops.restore import Steps, refuse_primary
-    from paydar.ops.restore import restore as run
+    from paydar.ops.restore import restore as restore_registry
+
+    if lsn is not None:
+        try:
+            position = parse_lsn(lsn)
+        except BadInput as exc:
+            raise click.BadParameter(str(exc), param_hint="--lsn") from None
+
+    def run(realization: Realization, service: str, region: str, **options: Any) -> RestoreReport:
+        postgres = realization.topology.service(service).workload is WorkloadKind.POSTGRES
+        return (restore_postgres if postgres else restore_registry)(realization, service, region, **options)
 
     moment = at
     target = f"the store of node.{service}.{region} into {into}" if into else f"node.{service}.{region}"
@@ -156,12 +181,53 @@ def restore(service: str, region: str, at: datetime | None, position: int | None
 
     report = operate(state_dir, job)
     m = report.manifest
+    proof = f"chain head {m.chain_head[:12]}" if m.format == SNAPSHOT_FORMAT else \
+        f"pg_verifybackup, its manifest {m.chain_head[:12]}; {report.detail}"
     out.print(f"backup of {m.node} at position {m.position} (epoch {m.epoch}, {m.created:%Y-%m-%d %H:%M:%S} UTC, "
               f"{size(m.size)}) verified in {report.verify_seconds:.2f}s: signature, SHA-256 {m.sha256[:12]}, "
-              f"chain head {m.chain_head[:12]}")
-    if into is not None:
+              f"{proof}")
+    if into is not None and m.format != SNAPSHOT_FORMAT:
+        out.print(f"recovered into {report.path}; no instance was touched")
+    elif into is not None:
         out.print(f"verified store written to {report.path}; no node was touched")
     else:
         out.print(f"{report.node} rebuilt and caught up to position {report.caught_up_position} (primary had "
                   f"acknowledged {report.target_position}) in {report.rejoin_seconds:.2f}s; "
                   f"replaced data kept in {report.path}")
+
+
+@click.command()
+@click.option("--service", required=True, help="A PostgreSQL service (workload: postgres), as `paydar status` "
+              "lists it.")
+@click.option("--region", required=True, help="Region of the instance to rebuild (never the writable primary).")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to wait for it to stream again as a standby.")
+@state_option
+@destructive
+def rebuild(service: str, region: str, timeout: float, state_dir: Path, yes: bool, dry_run: bool) -> None:
+    """Clone one PostgreSQL instance afresh from its service's current primary.
+
+    \b
+    The way back for an instance whose data failed the integrity scan (its agent
+    stopped it: `paydar status` shows it compromised) or one that will not rejoin:
+    1. refuses the writable primary (fail over first: `paydar failover promote`);
+    2. its agent stops the server and keeps its data aside as pg.rejected-<time>
+       beside the new one (never deleted), then clones afresh from the primary;
+    3. waits until it streams again as a standby in the current epoch.
+    Asks first unless --yes.
+    """
+    from paydar.ops.rebuild import REBUILD_WHY
+    from paydar.ops.rebuild import rebuild as run
+    from paydar.ops.restore import refuse_primary
+
+    node = f"node.{service}.{region}"
+
+    def describe(realization: Realization) -> str:
+        refuse_primary(realization, service, region, why=REBUILD_WHY)
+        return f"set aside the data of {node} and clone it afresh from the current primary"
+
+    confirm(operate(state_dir, describe), yes, dry_run)
+    with console.status(f"rebuilding {node}") as status:
+        report = operate(state_dir, lambda realization: run(realization, service, region, timeout=timeout,
+                                                             phase=status.update))
+    out.print(f"{report.node} rebuilt in {report.seconds:.1f}s ({report.detail}); it streams as a standby")

@@ -169,11 +169,15 @@ class Storage(_Model):
     """How nodes protect their stored data.
 
     Every ``integrity_interval`` a node re-reads its whole chain from disk and verifies it
-    (ransomware detection); every ``backup_interval`` it puts a verified snapshot in the vault.
+    (ransomware detection), and every ``database_scan_interval`` a PostgreSQL agent its whole
+    database; every ``backup_interval`` each puts a verified backup in the vault.
     """
 
     integrity_interval: Duration = Field(default=5.0, ge=0.1, le=86400)
     backup_interval: Duration = Field(default=900.0, ge=1, le=7 * 86400)
+    database_scan_interval: Duration = Field(default=300.0, ge=1, le=7 * 86400)
+    """How often each PostgreSQL agent reads its whole database back from disk and checks it: a
+    scan re-reads every relation, so it is rarer than a registry node's chain check."""
 
 
 class Limits(_Model):
@@ -387,6 +391,12 @@ class NationalTopology(_Model):
     def postgres_services(self) -> tuple[Service, ...]:
         """The services that are an agency's own PostgreSQL (``workload: postgres``)."""
         return tuple(s for s in self.services if s.workload is WorkloadKind.POSTGRES)
+
+    @property
+    def vaulted_services(self) -> tuple[Service, ...]:
+        """The services Paydar backs up into the vault: its own registries and agencies' databases
+        (an http service's state is its app's own)."""
+        return tuple(s for s in self.services if s.workload is not WorkloadKind.HTTP)
 
     @property
     def http_services(self) -> dict[str, HttpWorkload]:

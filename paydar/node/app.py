@@ -11,7 +11,6 @@ Health:                     /livez /readyz /state /metrics
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -35,6 +34,7 @@ from paydar.server.web import (
     read_model,
     standard_shedders,
     table_refused,
+    unauthorized,
 )
 from paydar.vault.s3 import VaultError
 from paydar.workload.contract import InstanceRole
@@ -147,11 +147,7 @@ async def post_table(request: web.Request) -> web.Response:
 
 
 def _unauthorized(request: web.Request) -> web.Response | None:
-    """A 401 unless the request carries the admin token."""
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if hmac.compare_digest(token.encode(), request.app[RUNTIME].f.admin_token.encode()):
-        return None
-    return json_error(401, "admin endpoint: send Authorization: Bearer <admin token from the state dir>")
+    return unauthorized(request, request.app[RUNTIME].f.admin_token)
 
 
 async def post_backup(request: web.Request) -> web.Response:

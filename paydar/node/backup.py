@@ -3,17 +3,14 @@
 The node holds only its region's vault identity, which can write and read that region's
 prefix of its service's bucket and nothing else. The snapshot runs off the event loop and
 off the database thread, so serving continues throughout; each upload runs in a
-short-lived ``python -m paydar.vault.upload`` (see there why), bounded by ``UPLOAD_TIMEOUT``.
+short-lived ``python -m paydar.vault.upload`` (see there why), bounded in time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +24,11 @@ from paydar.node.snapshot import SnapshotCorrupt, take_snapshot
 from paydar.vault.manifest import SignedManifest
 from paydar.vault.s3 import VaultError
 from paydar.vault.snapshot import upload_backup
+from paydar.vault.upload import put_through_process
 
 __all__ = ["BackupAgent", "BackupSite", "BackupUnavailable"]
 
 log = logging.getLogger(__name__)
-UPLOAD_TIMEOUT = 600.0
 
 
 class BackupUnavailable(PaydarError):
@@ -77,22 +74,6 @@ class BackupAgent:
     def enabled(self) -> bool:
         return self._vault is not None
 
-    def _put(self, key: str, path: Path, content_type: str) -> str:
-        """Upload through ``python -m paydar.vault.upload``; the version id, or :class:`VaultError`."""
-        assert self._vault is not None
-        endpoint, identity = self._vault
-        bucket = bucket_name(self.site.service)
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "paydar.vault.upload", "--endpoint", endpoint, "--identity", str(identity),
-                 "--bucket", bucket, "--key", key, "--file", str(path), "--content-type", content_type],
-                capture_output=True, text=True, timeout=UPLOAD_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired:
-            raise VaultError(f"upload of {bucket}/{key} did not finish within {UPLOAD_TIMEOUT:.0f}s") from None
-        if done.returncode != 0:
-            raise VaultError(done.stderr.strip()[-500:] or f"paydar.vault.upload exited {done.returncode}")
-        return str(json.loads(done.stdout)["version_id"])
-
     async def schedule(self) -> None:
         """Back up every ``storage.backup_interval``, the first one at a random point of the first interval."""
         if not self.enabled:
@@ -121,8 +102,10 @@ class BackupAgent:
             staging = site.staging
             try:
                 snapshot = await asyncio.to_thread(take_snapshot, site.db_path, staging, site.service)
+                assert self._vault is not None
+                put = put_through_process(*self._vault, bucket_name(site.service))
                 signed = await asyncio.to_thread(
-                    upload_backup, self._put, snapshot, bucket=bucket_name(site.service),
+                    upload_backup, put, snapshot, bucket=bucket_name(site.service),
                     service=site.service, region=site.region, epoch=self._epoch(), signer=site.signer,
                     created_ms=int(time.time() * 1000))
             except SnapshotCorrupt as exc:

@@ -45,12 +45,9 @@ def select_nodes(realization: Realization, service: str | None, region: str | No
         if service in apps:
             raise BadInput(f"service {service} is an agency app (workload: http): its state is its app's own, "
                            "and Paydar holds no backup of it")
-        if service in {s.id for s in topology.postgres_services}:
-            raise BadInput(f"service {service} is a PostgreSQL database (workload: postgres): Paydar does not back "
-                           "it up into the vault yet")
     if region is not None and region not in topology.region_names:
         raise BadInput(f"unknown region {region!r}; regions are {', '.join(topology.region_names)}")
-    nodes = [node_id(s.id, r) for s in topology.registry_services for r in s.regions
+    nodes = [node_id(s.id, r) for s in topology.vaulted_services for r in s.regions
              if (service is None or s.id == service) and (region is None or r == region)]
     if not nodes:
         raise BadInput(f"service {service} is not hosted in {region}")

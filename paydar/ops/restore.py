@@ -36,10 +36,10 @@ from paydar.ops.backups import select_nodes
 from paydar.ops.failover import current_table, fetch_node_state
 from paydar.vault.manifest import BackupManifest
 from paydar.vault.restore import RestoreRefused, choose, fetch_verified, list_backups
-from paydar.vault.s3 import vault_client
+from paydar.vault.s3 import S3Client, vault_client
 from paydar.workload.contract import InstanceRole, InstanceState
 
-__all__ = ["RestoreFailed", "RestoreReport", "refuse_primary", "restore"]
+__all__ = ["RestoreFailed", "RestoreReport", "Steps", "choose_backup", "rebuild_node", "refuse_primary", "restore"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class RestoreReport:
     """What the primary had acknowledged when the restore began (None with ``into``)."""
     caught_up_position: int | None = None
     rejoin_seconds: float | None = None
+    detail: str = ""
+    """What else was proved or reached (a PostgreSQL restore's WAL files and recovery point)."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,7 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
         refuse_primary(realization, service, region)
     elif (into / DB_FILE).exists():
         raise BadInput(f"{into / DB_FILE} exists; restore into an empty directory (nothing is overwritten)")
-    client = vault_client(realization.plan.vault.endpoint, realization.vault_admin(), timeout=60)
-    trust = TrustRoot.load(realization.layout.trust_root)
-    steps.phase("reading manifests")
-    candidates = list_backups(client, trust, service, region, at=at, position=position, newest=CANDIDATES)
-    manifest = choose(candidates, service=service, region=region, at=at, position=position)
+    client, _trust, manifest = choose_backup(realization, service, region, at=at, position=position, steps=steps)
     if at is None and position is None:
         _refuse_rollback(realization, node, manifest)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -100,7 +98,18 @@ def restore(realization: Realization, service: str, region: str, *, at: datetime
     verify_seconds = time.monotonic() - started
     if into is not None:
         return RestoreReport(node, manifest, verify_seconds, into / DB_FILE)
-    return _rebuild(realization, node, manifest, staging, verify_seconds, steps, rejoin_timeout)
+    return rebuild_node(realization, node, manifest, staging, verify_seconds, steps, rejoin_timeout)
+
+
+def choose_backup(realization: Realization, service: str, region: str, *, at: datetime | None,
+                  position: int | None, steps: Steps) -> tuple[S3Client, TrustRoot, BackupManifest]:
+    """The vault (as the operator), the trust root, and the newest backup that verifies at or
+    before the target."""
+    client = vault_client(realization.plan.vault.endpoint, realization.vault_admin(), timeout=60)
+    trust = TrustRoot.load(realization.layout.trust_root)
+    steps.phase("reading manifests")
+    candidates = list_backups(client, trust, service, region, at=at, position=position, newest=CANDIDATES)
+    return client, trust, choose(candidates, service=service, region=region, at=at, position=position)
 
 
 def _refuse_rollback(realization: Realization, node: str, manifest: BackupManifest) -> None:
@@ -117,7 +126,8 @@ def _refuse_rollback(realization: Realization, node: str, manifest: BackupManife
                              "hidden. Investigate `paydar backups list`; restore an older one only with --position")
 
 
-def refuse_primary(realization: Realization, service: str, region: str) -> None:
+def refuse_primary(realization: Realization, service: str, region: str, *,
+                   why: str = "restoring it would drop writes acknowledged after the backup") -> None:
     """Refuse when the verified table *or the node itself* says it is the writable primary:
     neither a lying gateway nor a stale table may make restore rebuild the real primary."""
     route = current_table(realization).table.route(service)
@@ -127,12 +137,14 @@ def refuse_primary(realization: Realization, service: str, region: str) -> None:
         others = [r for r in route.regions if r != region]
         raise RestoreRefused(
             f"node.{service}.{region} is the writable primary of service {service} (epoch {route.epoch}): "
-            "restoring it would drop writes acknowledged after the backup. Fail over first: "
+            f"{why}. Fail over first: "
             f"`paydar failover promote --service {service} --region {others[0] if others else '<other>'}`")
 
 
-def _rebuild(realization: Realization, node: str, manifest: BackupManifest, staging: Path,
-             verify_seconds: float, steps: Steps, rejoin_timeout: float) -> RestoreReport:
+def rebuild_node(realization: Realization, node: str, manifest: BackupManifest, staging: Path,
+                 verify_seconds: float, steps: Steps, rejoin_timeout: float) -> RestoreReport:
+    """Swap ``node``'s data directory for the verified one in ``staging`` (the old one kept beside
+    it), start the node and wait until it has caught up; a failure puts the old data back."""
     layout = realization.layout
     data_dir = layout.data(node)
     kept = staging.parent / "replaced"

@@ -135,6 +135,8 @@ def _node_detail(state: InstanceState) -> str:
 
 
 def _database_detail(state: InstanceState) -> str:
+    if state.compromised:
+        return f"{state.compromised}; rebuild it: paydar rebuild --service {state.service} --region {state.region}"
     streaming = f"standbys streaming: {', '.join(sorted(state.standbys)) or 'none'}" \
         if state.role.value == "primary" else f"follows {state.primary or 'nobody'}"
     return "; ".join(filter(None, ["read-only" if state.mode is RouteMode.READ_ONLY else "",

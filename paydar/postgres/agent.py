@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -36,11 +37,21 @@ from psycopg import sql
 
 from paydar.infra.local.processes import terminate
 from paydar.model.errors import PaydarError, TableRejected
-from paydar.model.files import read_secret
+from paydar.model.files import read_secret, write_json_atomic
 from paydar.model.routing import ServiceRoute, SignedTable, TableGuard
+from paydar.postgres.backup import BackupUnavailable, PgBackups
 from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action, Decision, Disk, held, impostors, instance_state, next_action
-from paydar.postgres.replication import Positions, clone_standby, follow, positions, require_standbys, rewind
+from paydar.postgres.integrity import DATABASES, Finding, install, scan
+from paydar.postgres.replication import (
+    Positions,
+    clone_standby,
+    follow,
+    give_password,
+    positions,
+    require_standbys,
+    rewind,
+)
 from paydar.postgres.roles import reassert
 from paydar.postgres.route import Route
 from paydar.postgres.server import WAL_KEPT, PgFailed, PgServer, wait
@@ -48,7 +59,7 @@ from paydar.server.answers import read_up_to
 from paydar.server.component import Foundation
 from paydar.workload.contract import InstanceRole, InstanceState
 
-__all__ = ["PgAgent"]
+__all__ = ["PgAgent", "RebuildRefused"]
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
@@ -61,6 +72,10 @@ followed again (the table's primary, or nobody), whatever the table says."""
 GUARD_EVERY = 10
 """Ticks between checks that a primary's roles are as Paydar made them."""
 MAX_TABLE_BYTES = 8 * 1024 * 1024
+
+
+class RebuildRefused(PaydarError):
+    """A rebuild that would lose the service's primary, or has nothing to clone from."""
 
 
 class PgAgent:
@@ -82,12 +97,22 @@ class PgAgent:
         self.last: Decision | None = None
         self.seen: Positions | None = None
         self.trouble: str | None = None
+        self.compromised = self._load_compromised()
+        vault = (config.vault_endpoint, config.vault_identity) \
+            if config.vault_endpoint and config.vault_identity else None
+        self.backups = PgBackups(service=self.service, region=self.region, data_dir=self.server.data_dir,
+                                 staging=config.data_dir / "backup-staging", db_port=config.db_port,
+                                 password_file=config.replicator_password_file, signer=foundation.signer,
+                                 vault=vault, epoch=lambda: self.enacted, compromised=lambda: self.compromised,
+                                 uid=config.uid)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.registry = CollectorRegistry()
         self.role_metric = Enum("paydar_pg_role", "The role this agent's server has", ["service", "region"],
                                 states=[r.value for r in InstanceRole], registry=self.registry)
         self.actions = Counter("paydar_pg_actions", "Actions the agent took", ["action"], registry=self.registry)
+        self.scans = Counter("paydar_pg_integrity_scans", "Integrity scans, by outcome", ["outcome"],
+                             registry=self.registry)
         outcomes = Counter("paydar_pg_route_connections", "Connections offered to a route, by outcome",
                            ["route", "outcome"], registry=self.registry)
         self.routes = (Route(name="primary", port=config.route_port, target=self._primary_port,
@@ -101,7 +126,10 @@ class PgAgent:
         await self._catch_up()
         for route in self.routes:
             await route.start()
-        self._task = asyncio.create_task(self._run(), name="pg-agent")
+        self._tasks = [asyncio.create_task(self._run(), name="pg-agent"),
+                       asyncio.create_task(self._scan_forever(), name="pg-integrity"),
+                       asyncio.create_task(self.backups.archive_forever(), name="pg-archive"),
+                       asyncio.create_task(self._back_up_forever(), name="pg-backup")]
 
     async def _catch_up(self) -> None:
         """Before acting on the table kept on disk, adopt the newest certified table a peer holds:
@@ -124,10 +152,10 @@ class PgAgent:
                 continue  # not newer, or not certified: the table held stands
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for route in self.routes:
             await route.stop()
         await asyncio.to_thread(self.stop_server)
@@ -215,6 +243,64 @@ class PgAgent:
         """After a rewind or a fresh clone what the server held before is no measure of what it holds."""
         self._mark_path.unlink(missing_ok=True)
 
+    # -- backups -------------------------------------------------------------------------
+
+    async def _back_up_forever(self) -> None:
+        """A base backup every ``storage.backup_interval``, the first at a random point of the first."""
+        interval = self.f.topology.storage.backup_interval
+        delay = random.uniform(0.1, 1.0) * interval
+        while True:
+            await asyncio.sleep(delay)
+            delay = interval
+            if self.backups.enabled and self.ready:
+                try:
+                    await self.backups.base_backup()
+                except BackupUnavailable as exc:
+                    log.warning("scheduled base backup skipped service=%s region=%s: %s", self.service,
+                                self.region, exc)
+
+    # -- integrity -----------------------------------------------------------------------
+
+    async def _scan_forever(self) -> None:
+        interval = self.f.topology.storage.database_scan_interval
+        while True:
+            await asyncio.sleep(interval)
+            if self.compromised is None and self.seen is not None and self._running():
+                try:
+                    await self.scan()
+                except (psycopg.Error, OSError) as exc:  # the server went away meanwhile: the next round
+                    log.info("integrity scan not finished service=%s region=%s: %s", self.service, self.region, exc)
+
+    async def scan(self) -> list[Finding]:
+        """One integrity scan of the running server; what it finds marks the data compromised."""
+        findings = await asyncio.to_thread(scan, self.server)
+        self.scans.labels(outcome="found" if findings else "clean").inc()
+        if findings:
+            self._mark_compromised("; ".join(str(f) for f in findings[:3]))
+        return findings
+
+    @property
+    def _compromised_path(self) -> Path:
+        # Root's, beside the server's data: a restarted agent must not rewind damaged data back in.
+        return self.config.data_dir / "compromised.json"
+
+    def _load_compromised(self) -> str | None:
+        try:
+            return str(json.loads(self._compromised_path.read_text())["reason"])[:1000]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _mark_compromised(self, reason: str) -> None:
+        log.error("data compromised service=%s region=%s: %s; the server is stopped until it is rebuilt",
+                  self.service, self.region, reason)
+        self.compromised = reason[:1000]
+        write_json_atomic(self._compromised_path, {"reason": self.compromised, "at": time.time()})
+        self._wake.set()
+
+    def _forget_compromised(self) -> None:
+        self.compromised = None
+        self._compromised_path.unlink(missing_ok=True)
+
     def _upstream(self, seen: Positions | None) -> str | None:
         """The region its standby streams from, under its own region's name; None otherwise (a clone's
         or rewind's name, which the quorum does not count, is then replaced by ``follow``)."""
@@ -237,7 +323,8 @@ class PgAgent:
         # when it has not answered yet: one that falls silent after the table deposes it is fenced.
         was_primary = self._running() and self.server.initialised and not self.server.standby_signal.exists()
         decision = next_action(route, self.region, seen, fenced=self.fenced, running=self._running(),
-                               disk=self._disk(), upstream=self._upstream(seen), was_primary=was_primary)
+                               disk=self._disk(), upstream=self._upstream(seen), was_primary=was_primary,
+                               compromised=self.compromised)
         self.last = decision
         if decision.action is Action.NOTHING:
             # A standby told to stream from nobody counts as in the fenced epoch only once its WAL
@@ -287,6 +374,10 @@ class PgAgent:
         primary = route.writable and route.primary == self.region
         if fresh:
             await asyncio.to_thread(self._prepare, route, primary)
+        elif not primary:
+            # Its data may come from elsewhere (a restore from the vault): the standby's password,
+            # which only this agent holds, is put back each start.
+            give_password(self.server, self.region, read_secret(self.config.replicator_password_file))
         self._spawn()
 
         def settled() -> bool:
@@ -328,6 +419,7 @@ class PgAgent:
             connection.execute("SET synchronous_commit = local")
             reassert(connection, replicators=self.config.replicator_verifiers, app_role=self.config.app_role,
                      app_verifier=self.config.app_verifier)
+        self._install_checks()
 
     async def _rejoin(self, route: ServiceRoute) -> None:
         assert route.primary is not None
@@ -340,13 +432,40 @@ class PgAgent:
             log.info("rewound service=%s region=%s onto %s's timeline", self.service, self.region, route.primary)
         except PgFailed as exc:
             # It holds nothing acknowledged that the new primary lacks (the promotion proved it), so
-            # it is cloned afresh; its old data is kept aside, never deleted, for whoever investigates.
-            aside = self.server.data_dir.with_name(f"{self.server.data_dir.name}.rejected-{time.time_ns()}")
-            self.server.data_dir.rename(aside)
+            # it is cloned afresh.
+            aside = self._set_aside()
             log.error("rewind failed service=%s region=%s; old data kept at %s, cloning afresh from %s: %s",
                       self.service, self.region, aside, route.primary, exc)
         self.fenced = False
         self._wake.set()
+
+    def _set_aside(self) -> Path:
+        """Move the stopped server's data out of the way (kept, never deleted, for whoever
+        investigates): the next tick clones afresh from the primary."""
+        aside = self.server.data_dir.with_name(f"{self.server.data_dir.name}.rejected-{time.time_ns()}")
+        self.server.data_dir.rename(aside)
+        self._forget_high_water()
+        return aside
+
+    async def rebuild(self) -> str:
+        """The operator's ``paydar rebuild``: set this instance's data aside and clone it afresh
+        from the table's primary (the way back for compromised data, or one that will not rejoin).
+        Refused for the table's writable primary and while there is none to clone from."""
+        route = self.route
+        if route.writable and route.primary == self.region:
+            raise RebuildRefused(f"{self.region} is the primary of {self.service} in epoch {route.epoch}: fail over "
+                                 "first (paydar failover promote), then rebuild it as a standby")
+        if not route.writable or route.primary is None:
+            raise RebuildRefused(f"{self.service} has no writable primary in epoch {route.epoch} to clone from: "
+                                 "promote one first")
+        await asyncio.to_thread(self.stop_server)
+        aside = self._set_aside() if self.server.data_dir.exists() else None
+        self._forget_compromised()
+        self.fenced = False
+        self._wake.set()
+        log.warning("rebuild service=%s region=%s: old data kept at %s, cloning afresh from %s", self.service,
+                    self.region, aside, route.primary)
+        return f"cloning afresh from {route.primary}" + (f"; old data kept at {aside}" if aside else "")
 
     def _spawn(self) -> None:
         # From the event loop's own thread: the server dies with the thread that started it.
@@ -374,8 +493,18 @@ class PgAgent:
             connection.execute("SET synchronous_commit = local")
             repaired = reassert(connection, replicators=self.config.replicator_verifiers,
                                 app_role=self.config.app_role, app_verifier=self.config.app_verifier)
+        repaired += self._install_checks()
         if repaired:
             log.warning("put back service=%s region=%s: %s", self.service, self.region, "; ".join(repaired))
+
+    def _install_checks(self) -> list[str]:
+        done = []
+        for database in DATABASES:
+            with self.server.connect(dbname=database) as connection:
+                connection.execute("SET synchronous_commit = local")
+                if install(connection):
+                    done.append(f"made the integrity checks' schema in database {database}")
+        return done
 
     def _end_impostors(self, seen: Positions) -> None:
         """End every replication connection :func:`paydar.postgres.decide.impostors` names."""
@@ -397,7 +526,8 @@ class PgAgent:
         """``GET /state``: the enacted epoch, the server's role and positions."""
         state = instance_state(component=self.config.component, service=self.service, region=self.region,
                                route=self.route, epoch=self.enacted, table_version=self.table.table.version,
-                               positions=self.seen, ack_replicas=self._quorum(), fenced=self.fenced)
+                               positions=self.seen, ack_replicas=self._quorum(), fenced=self.fenced,
+                               compromised=self.compromised)
         self.role_metric.labels(service=self.service, region=self.region).state(state.role.value)
         return state
 

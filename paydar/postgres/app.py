@@ -1,6 +1,8 @@
 """HTTP API of a PostgreSQL agent: the workload contract, nothing more.
 
 Control:  GET/POST /v1/routing-table    (table signed k-of-n by controllers)
+Admin:    POST /v1/rebuild              (this agent's admin token: set its data aside, clone afresh)
+          POST /v1/backup               (a base backup into the vault now; its signed manifest)
 Health:   /livez /readyz /state /metrics
 
 Citizens never reach it: they reach the agency's app, which reaches its database through the
@@ -13,8 +15,17 @@ from aiohttp import web
 
 from paydar.model.errors import TableRejected
 from paydar.model.routing import TableGuard
-from paydar.postgres.agent import MAX_TABLE_BYTES, PgAgent
-from paydar.server.web import json_error, livez, metrics_response, read_body, standard_shedders, table_refused
+from paydar.postgres.agent import MAX_TABLE_BYTES, PgAgent, RebuildRefused
+from paydar.postgres.backup import BackupUnavailable
+from paydar.server.web import (
+    json_error,
+    livez,
+    metrics_response,
+    read_body,
+    standard_shedders,
+    table_refused,
+    unauthorized,
+)
 
 __all__ = ["build_app"]
 
@@ -50,6 +61,30 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "role": agent.state().role.value, "epoch": agent.enacted})
 
 
+async def post_rebuild(request: web.Request) -> web.Response:
+    """Set this instance's data aside and clone it afresh from the primary; 409 for the primary."""
+    agent = request.app[AGENT]
+    if (refused := unauthorized(request, agent.f.admin_token)) is not None:
+        return refused
+    try:
+        detail = await agent.rebuild()
+    except RebuildRefused as exc:
+        return json_error(409, f"not rebuilt: {exc}")
+    return web.json_response({"rebuilding": True, "detail": detail}, status=202)
+
+
+async def post_backup(request: web.Request) -> web.Response:
+    """Take a base backup now; answers once the vault holds it and its signed manifest."""
+    agent = request.app[AGENT]
+    if (refused := unauthorized(request, agent.f.admin_token)) is not None:
+        return refused
+    try:
+        signed = await agent.backups.base_backup()
+    except BackupUnavailable as exc:
+        return json_error(503, f"no backup taken: {exc}")
+    return web.json_response(signed.model_dump(mode="json"))
+
+
 async def metrics(request: web.Request) -> web.Response:
     return metrics_response(request.app[AGENT].registry)
 
@@ -63,6 +98,8 @@ def build_app(agent: PgAgent) -> web.Application:
     app[AGENT] = agent
     app.router.add_get("/v1/routing-table", get_table)
     app.router.add_post("/v1/routing-table", post_table)
+    app.router.add_post("/v1/rebuild", post_rebuild)
+    app.router.add_post("/v1/backup", post_backup)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/state", state)

@@ -37,6 +37,9 @@ class AgentConfig(ComponentConfig):
     max_route_connections: int = Field(default=40, ge=1, le=10_000)
     """Per route: the two together stay below the server's connection slots, so a flood of
     connections through one region's routes never takes the slots the agent and standbys need."""
+    vault_endpoint: str | None = None
+    vault_identity: Path | None = None
+    """This region's vault identity (its own region's backups only); without it no backups."""
     peers: dict[str, str] = Field(default_factory=dict)
     """The other regions' agents of the service (their URLs as reached from here): a restarted
     agent takes the newest certified table any of them holds before it acts on its own."""

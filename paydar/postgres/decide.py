@@ -14,6 +14,8 @@ directory holds, and returns an :class:`Action` with its reason:
   table names it, a standby otherwise, initialised empty only in the first epoch);
 - a server it fenced, or a primary's data the table no longer names primary, comes back only
   as a standby rewound onto the new primary's timeline: **rejoin**;
+- data that failed the integrity scan (:mod:`paydar.postgres.integrity`) is stopped and stays
+  down until an operator rebuilds it: **fence**, then nothing;
 - anything else: nothing.
 
 :func:`instance_state` renders the workload contract's ``/state`` from the server's positions:
@@ -72,14 +74,22 @@ def _leader(route: ServiceRoute, region: str) -> str | None:
 
 def next_action(route: ServiceRoute, region: str, positions: Positions | None, *, fenced: bool = False,
                 running: bool | None = None, disk: Disk = Disk(), upstream: str | None = None,
-                was_primary: bool = False) -> Decision:
+                was_primary: bool = False, compromised: str | None = None) -> Decision:
     """What the agent in ``region`` does now. ``positions`` is None when its server does not
     answer; ``running`` says whether its process is alive (default: it is when it answers),
     ``fenced`` that the agent stopped it as a deposed primary, ``disk`` what its data directory
-    holds, ``upstream`` the region its standby streams from, and ``was_primary`` whether the
-    server last answered as a primary."""
+    holds, ``upstream`` the region its standby streams from, ``was_primary`` whether the
+    server last answered as a primary, and ``compromised`` why its data failed the integrity
+    scan (None: it has not)."""
     ours = route.writable and route.primary == region
     running = positions is not None if running is None else running
+    if compromised is not None:
+        # Data that failed its checks serves nothing, and is never rewound back into service
+        # (pg_rewind copies only what changed since the fork, not the damage): it is rebuilt.
+        if running:
+            return Decision(Action.FENCE, f"its data failed the integrity scan ({compromised[:200]}): stopped, it "
+                                          "serves nothing until it is rebuilt")
+        return Decision(Action.NOTHING, "compromised: it stays stopped until it is rebuilt (paydar rebuild)")
     if running and positions is None:
         # Alive but not answering (its connection slots held by a flood, say): never a reason to
         # start a second one. A primary the table deposed is stopped without asking it; a standby

@@ -35,7 +35,7 @@ __all__ = [
     "clone_standby",
     "conninfo",
     "copy_name",
-    "follow",
+    "follow", "give_password",
     "lsn",
     "positions",
     "quorum_clause",
@@ -43,9 +43,10 @@ __all__ = [
     "rewind",
 ]
 
-COPY_NAMES = ("clone", "rewind")
-"""A clone's or a rewind's connections are named ``<region>_clone``/``_rewind`` (a region's name has
-no underscore, so no region is ever called that): the quorum never counts them."""
+COPY_NAMES = ("clone", "rewind", "backup")
+"""A clone's, a rewind's or a base backup's connections are named ``<region>_clone``/``_rewind``/
+``_backup`` (a region's name has no underscore, so no region is ever called that): the quorum
+never counts them."""
 REWIND_TIMEOUT = 300.0
 CLONE_TIMEOUT = 3600.0
 """A clone copies the whole database: bounded, but by an hour, not by a tool's start-up time."""
@@ -100,11 +101,13 @@ def copy_name(region: str, kind: str) -> str:
     return f"{region}_{kind}"
 
 
-def conninfo(port: int, region: str, *, name: str | None = None) -> str:
-    """How ``region``'s standby reaches a primary at 127.0.0.1:``port`` (its password in its .pgpass),
-    naming itself ``name`` (by default the region: the name the primary's quorum counts)."""
+def conninfo(port: int, region: str, *, name: str | None = None, passfile: str | None = f"{JAIL_DATA}/.pgpass") -> str:
+    """How ``region``'s standby reaches a primary at 127.0.0.1:``port`` (its password in its .pgpass,
+    or, with ``passfile`` None, in the environment), naming itself ``name`` (by default the
+    region: the name the primary's quorum counts)."""
     # require_auth: only SCRAM, which proves the primary knows the password too (never cleartext).
-    return (f"host=127.0.0.1 port={port} user={replicator(region)} passfile={JAIL_DATA}/.pgpass "
+    where = f" passfile={passfile}" if passfile else ""
+    return (f"host=127.0.0.1 port={port} user={replicator(region)}{where} "
             f"application_name={name or region} require_auth=scram-sha-256 connect_timeout=5")
 
 
@@ -116,7 +119,8 @@ def require_standbys(primary: PgServer, k: int, standbys: Sequence[str]) -> None
         connection.execute("SELECT pg_reload_conf()")
 
 
-def _give_password(standby: PgServer, region: str, password: str) -> None:
+def give_password(standby: PgServer, region: str, password: str) -> None:
+    """Put ``region``'s replication password in the server's ``.pgpass`` (afresh, 0600, its uid's)."""
     path = standby.data_dir / ".pgpass"
     path.unlink(missing_ok=True)  # a symlink the uid planted is removed, never followed
     hand_over(path, f"127.0.0.1:*:*:{replicator(region)}:{password}\n", standby.uid)
@@ -126,7 +130,7 @@ def clone_standby(standby: PgServer, *, primary_port: int, password: str, region
     """Clone the primary reachable at 127.0.0.1:``primary_port`` into ``standby``'s empty data
     directory, jailed as the standby's uid, ready to start as ``region``'s standby."""
     take_data_dir(standby.data_dir, standby.uid)
-    _give_password(standby, region, password)
+    give_password(standby, region, password)
     os.chown(standby.data_dir, standby.uid, standby.uid)
     # Named apart from the quorum: a clone's WAL stream must never acknowledge a commit (the
     # agent names the standby by its region once it runs, with ``follow``).
@@ -138,7 +142,7 @@ def clone_standby(standby: PgServer, *, primary_port: int, password: str, region
 def rewind(server: PgServer, *, source_port: int, password: str, region: str) -> None:
     """Rewind a stopped former primary onto the timeline of the primary at ``source_port``, and
     make it that primary's standby (``pg_rewind -R``)."""
-    _give_password(server, region, password)
+    give_password(server, region, password)
     source = conninfo(source_port, region, name=copy_name(region, "rewind")) + " dbname=postgres"
     server.run([f"{JAIL_BINARIES}/bin/pg_rewind", "-D", f"{JAIL_DATA}/db", "-R", f"--source-server={source}"],
                timeout=REWIND_TIMEOUT)

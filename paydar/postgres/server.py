@@ -33,8 +33,8 @@ from paydar.model.errors import PaydarError
 from paydar.postgres.roles import IDENT, SUPERUSER, hba
 from paydar.workload.database import APP_ROLE
 
-__all__ = ["BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SUPERUSER", "WAL_KEPT", "Holder", "PgFailed", "PgServer",
-           "hand_over", "stale_lock", "take_data_dir", "wait"]
+__all__ = ["ARCHIVE_COMMAND", "BINARIES", "JAIL_BINARIES", "JAIL_DATA", "SPOOL", "SPOOL_FILES", "SUPERUSER",
+           "WAL_KEPT", "Holder", "PgFailed", "PgServer", "hand_over", "stale_lock", "take_data_dir", "wait"]
 
 
 def _package() -> Path:
@@ -55,6 +55,16 @@ JAIL_BINARIES = f"{JAIL_PACKAGE}/pginstall"
 JAIL_DATA = "/tmp/pgdata"
 JAIL_CONF = "/tmp/pgconf"
 INIT_TIMEOUT = 120.0
+SPOOL = "wal-spool"
+SPOOL_FILES = 64
+"""WAL files (16 MiB each) the spool holds before the server's archiver waits (and keeps them in
+``pg_wal``, as PostgreSQL does whenever archiving fails): what a vault outage costs in disk."""
+_JAIL_SPOOL = f"{JAIL_DATA}/{SPOOL}"
+ARCHIVE_COMMAND = (
+    # As the server's uid, in its jail: a copy made whole (synced, then renamed) before it counts;
+    # the agent uploads it (paydar.postgres.backup).
+    f"mkdir -p {_JAIL_SPOOL} && [ $(ls {_JAIL_SPOOL} | wc -l) -lt {SPOOL_FILES} ] && "
+    f"cp %p {_JAIL_SPOOL}/.%f.part && sync {_JAIL_SPOOL}/.%f.part && mv {_JAIL_SPOOL}/.%f.part {_JAIL_SPOOL}/%f")
 WAL_KEPT = "256MB"
 """WAL a server keeps beyond its last checkpoint: enough for a standby to catch up after a short
 outage, and for pg_rewind to find where a former primary diverged."""
@@ -145,7 +155,10 @@ class PgServer:
                             # A standby's reads never hold back its replay (and the stop of its WAL
                             # receiver when it is told to stream from nobody) for more than 5 s.
                             "-c", "max_standby_streaming_delay=5s",
-                            "-c", f"wal_keep_size={WAL_KEPT}"], die_with_parent=True)
+                            "-c", f"wal_keep_size={WAL_KEPT}",
+                            # Every server archives what it writes or receives (paydar.postgres.backup).
+                            "-c", "archive_mode=always", "-c", f"archive_command={ARCHIVE_COMMAND}"],
+                           die_with_parent=True)
 
     def connect(self, *, timeout: float = 5.0, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """A connection as the superuser, over the server's own unix socket (root only)."""

@@ -9,6 +9,7 @@ binding, structured logging, liveness and metrics handlers, and the component en
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,14 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost"})
 def json_error(status: int, message: str, **extra: object) -> web.Response:
     """A JSON error response; ``message`` says what went wrong and what to do."""
     return web.json_response({"error": message, **extra}, status=status)
+
+
+def unauthorized(request: web.Request, admin_token: str) -> web.Response | None:
+    """A 401 unless the request carries this component's admin token (compared in constant time)."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if hmac.compare_digest(token.encode(), admin_token.encode()):
+        return None
+    return json_error(401, "admin endpoint: send Authorization: Bearer <admin token from the state dir>")
 
 
 BODY_SECONDS = 10.0

@@ -9,10 +9,15 @@ node included, is refused.
 
 Vault layout, per service bucket (``paydar-<service>``)::
 
-    <region>/snapshots/<created_ms>-<position>.sqlite3
+    <region>/snapshots/<created_ms>-<position>.sqlite3   a registry node's store
+    <region>/snapshots/<created_ms>-<position>.tar       a PostgreSQL base backup (position: its end LSN)
     <region>/manifests/<created_ms>-<position>.json
+    <region>/wal/<file>                                  a PostgreSQL server's archived WAL file
+    <region>/wal-manifests/<file>.json
 
-Keys sort by time, so the newest backups are found by listing one prefix.
+Keys sort by time, so the newest backups are found by listing one prefix. A WAL file's
+manifest takes the same form: its ``position`` is the LSN the file starts at (0 for a
+timeline's history), and its ``chain_head`` the file's own SHA-256 (WAL has no chain of ours).
 """
 
 from __future__ import annotations
@@ -26,13 +31,17 @@ from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
 from paydar.model.signing import Signature, Signer, verify
 
-__all__ = ["MAX_MANIFEST_BYTES", "BackupManifest", "ManifestRejected", "SignedManifest", "manifest_key",
-           "manifests_prefix", "snapshot_key"]
+__all__ = ["MAX_MANIFEST_BYTES", "PG_BASE_FORMAT", "PG_WAL_FORMAT", "SNAPSHOT_FORMAT", "BackupManifest",
+           "ManifestRejected", "SignedManifest", "manifest_key", "manifests_prefix", "own_manifest_key",
+           "snapshot_key", "wal_key", "wal_manifest_key", "wal_manifests_prefix"]
 
 MAX_MANIFEST_BYTES = 16 * 1024
 """A manifest is a few hundred bytes; anything much larger is not one of ours."""
 
 SNAPSHOT_FORMAT = "sqlite3"
+PG_BASE_FORMAT = "pg-base"
+PG_WAL_FORMAT = "pg-wal"
+_SUFFIXES = {SNAPSHOT_FORMAT: "sqlite3", PG_BASE_FORMAT: "tar"}
 
 
 class ManifestRejected(PaydarError):
@@ -47,12 +56,31 @@ def _stem(created_ms: int, position: int) -> str:
     return f"{created_ms:015d}-{position:012d}"
 
 
-def snapshot_key(region: str, created_ms: int, position: int) -> str:
-    return f"{region}/snapshots/{_stem(created_ms, position)}.{SNAPSHOT_FORMAT}"
+def snapshot_key(region: str, created_ms: int, position: int, format: str = SNAPSHOT_FORMAT) -> str:
+    return f"{region}/snapshots/{_stem(created_ms, position)}.{_SUFFIXES[format]}"
 
 
 def manifest_key(region: str, created_ms: int, position: int) -> str:
     return f"{manifests_prefix(region)}{_stem(created_ms, position)}.json"
+
+
+def wal_manifests_prefix(region: str) -> str:
+    return f"{region}/wal-manifests/"
+
+
+def wal_key(region: str, name: str) -> str:
+    return f"{region}/wal/{name}"
+
+
+def wal_manifest_key(region: str, name: str) -> str:
+    return f"{wal_manifests_prefix(region)}{name}.json"
+
+
+def own_manifest_key(manifest: BackupManifest) -> str:
+    """The one key a manifest may be stored under: a copy elsewhere passes one file off as another."""
+    if manifest.format == PG_WAL_FORMAT:
+        return wal_manifest_key(manifest.region, manifest.key.rsplit("/", 1)[-1])
+    return manifest_key(manifest.region, manifest.created_ms, manifest.position)
 
 
 class BackupManifest(BaseModel):
@@ -72,7 +100,7 @@ class BackupManifest(BaseModel):
     bucket: str
     key: str
     version_id: str = Field(min_length=1)
-    format: str = SNAPSHOT_FORMAT
+    format: str = Field(default=SNAPSHOT_FORMAT, pattern=f"^({SNAPSHOT_FORMAT}|{PG_BASE_FORMAT}|{PG_WAL_FORMAT})$")
 
     @property
     def created(self) -> datetime:
@@ -115,8 +143,9 @@ class SignedManifest(BaseModel):
             raise ManifestRejected(
                 f"manifest is for service {m.service} (node {m.node}, bucket {m.bucket}), not service {service}: "
                 "a backup of another service can't restore this one")
-        if not m.key.startswith(f"{m.region}/snapshots/"):
-            raise ManifestRejected(f"manifest names snapshot {m.key!r} outside {m.region}/snapshots/")
+        home = f"{m.region}/wal/" if m.format == PG_WAL_FORMAT else f"{m.region}/snapshots/"
+        if not m.key.startswith(home) or "/" in m.key.removeprefix(home):
+            raise ManifestRejected(f"manifest names object {m.key!r} outside {home}")
         try:
             kid, public_key = trust.key_of(m.node)
         except IdentityError:

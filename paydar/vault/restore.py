@@ -30,13 +30,15 @@ from paydar.vault.manifest import (
     BackupManifest,
     ManifestRejected,
     SignedManifest,
-    manifest_key,
     manifests_prefix,
+    own_manifest_key,
+    wal_manifests_prefix,
 )
 from paydar.vault.s3 import S3Client, VaultError
 from paydar.vault.snapshot import CHUNK
 
-__all__ = ["Listed", "NoBackup", "Proof", "RestoreRefused", "Verifier", "choose", "fetch_verified", "list_backups"]
+__all__ = ["Listed", "NoBackup", "Proof", "RestoreRefused", "Verifier", "choose", "download_verified", "fetch_verified",
+           "list_backups", "list_wal"]
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +90,28 @@ def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str, 
     ``newest`` keeps that many keys: names only narrow what is fetched (a vault holds thousands
     of manifests per node at a 15-minute schedule); every fetched manifest is still verified.
     """
+    listed = _list_verified(client, trust, service, region, manifests_prefix(region),
+                            lambda key: _named_fit(key, at, position), newest)
+    return sorted(listed, key=_signed_order, reverse=True)
+
+
+def list_wal(client: S3Client, trust: TrustRoot, service: str, region: str,
+             wanted: Callable[[str], bool] = lambda _name: True) -> list[Listed]:
+    """The manifests of a PostgreSQL server's archived WAL files in ``region`` whose file names
+    ``wanted`` keeps, in name order (WAL's own), each verified as :func:`list_backups` verifies."""
+    prefix = wal_manifests_prefix(region)
+    listed = _list_verified(client, trust, service, region, prefix,
+                            lambda key: wanted(key.removeprefix(prefix).removesuffix(".json")), None)
+    return sorted(listed, key=lambda entry: entry.key)
+
+
+def _list_verified(client: S3Client, trust: TrustRoot, service: str, region: str, prefix: str,
+                   fits: Callable[[str], bool], newest: int | None) -> list[Listed]:
     bucket = bucket_name(service)
     versions: dict[str, list[str]] = {}
-    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket,
-                                                                      Prefix=manifests_prefix(region)):
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Versions", []):
-            if _named_fit(item["Key"], at, position):
+            if fits(item["Key"]):
                 versions.setdefault(item["Key"], []).append(item["VersionId"])
     listed: list[Listed] = []
     verified = 0
@@ -107,7 +125,7 @@ def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str, 
         entry = next((entry for entry in found if entry.problem is None), found[0])
         verified += entry.problem is None
         listed.append(entry)
-    return sorted(listed, key=_signed_order, reverse=True)
+    return listed
 
 
 def _signed_order(entry: Listed) -> tuple[int, int, str]:
@@ -126,10 +144,10 @@ def _verify_version(client: S3Client, trust: TrustRoot, service: str, region: st
         manifest = signed.verified(trust, service=service, bucket=bucket)
         if manifest.region != region:
             raise ManifestRejected(f"manifest of region {manifest.region} stored under {region}/")
-        own = manifest_key(manifest.region, manifest.created_ms, manifest.position)
+        own = own_manifest_key(manifest)
         if key != own:
-            raise ManifestRejected(f"manifest of position {manifest.position} is stored under {key}, not its own key "
-                                   f"{own}: a copy placed to pass an older backup off as a newer one")
+            raise ManifestRejected(f"manifest of {manifest.key} is stored under {key}, not its own key {own}: a copy "
+                                   "placed to pass one backup off as another")
     except ManifestRejected as exc:
         return Listed(key, signed.manifest, str(exc))
     return Listed(key, manifest)
@@ -206,7 +224,7 @@ def fetch_verified(client: S3Client, manifest: BackupManifest, dest: Path, verif
     count of each chunk as it arrives. On any refusal ``dest`` is deleted.
     """
     try:
-        _download(client, manifest, dest, progress)
+        download_verified(client, manifest, dest, progress)
         result = verify(dest, manifest.service)
         if not result.ok:
             raise RestoreRefused(f"snapshot {manifest.key} does not verify at position {result.first_bad_position}: "
@@ -222,7 +240,10 @@ def fetch_verified(client: S3Client, manifest: BackupManifest, dest: Path, verif
              manifest.position, manifest.chain_head[:16])
 
 
-def _download(client: S3Client, manifest: BackupManifest, dest: Path, progress: Callable[[int], None]) -> None:
+def download_verified(client: S3Client, manifest: BackupManifest, dest: Path,
+                      progress: Callable[[int], None] = lambda _: None) -> None:
+    """Download the manifest's pinned object to ``dest``; :class:`RestoreRefused` unless its size and
+    SHA-256 are the manifest's (``dest`` is then left for the caller to delete)."""
     try:
         response = client.get_object(Bucket=manifest.bucket, Key=manifest.key, VersionId=manifest.version_id)
     except (ClientError, BotoCoreError) as exc:

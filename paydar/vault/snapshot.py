@@ -10,20 +10,24 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from paydar.model.ids import node_id
 from paydar.model.signing import Signer
 from paydar.vault.manifest import (
+    PG_WAL_FORMAT,
+    SNAPSHOT_FORMAT,
     BackupManifest,
     SignedManifest,
     manifest_key,
     snapshot_key,
+    wal_key,
+    wal_manifest_key,
 )
 from paydar.vault.s3 import S3Client, VaultError
 
-__all__ = ["CHUNK", "Put", "Snapshot", "SnapshotFailed", "s3_put", "sha256_file", "upload_backup"]
+__all__ = ["CHUNK", "Put", "Snapshot", "SnapshotFailed", "s3_put", "sha256_file", "upload_backup", "upload_wal"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class Snapshot:
     size: int
     sha256: str
     content_type: str = "application/octet-stream"
+    format: str = SNAPSHOT_FORMAT
 
 
 def sha256_file(path: Path, progress: Callable[[int], None] = lambda _: None) -> str:
@@ -83,19 +88,36 @@ def upload_backup(put: Put, snapshot: Snapshot, *, bucket: str, service: str, re
     The snapshot goes first: a manifest never names an object that is not there. A failure
     part-way leaves at most an orphan snapshot, which restores ignore (no manifest names it).
     """
-    key = snapshot_key(region, created_ms, snapshot.position)
+    key = snapshot_key(region, created_ms, snapshot.position, snapshot.format)
+    signed = _put_pinned(put, snapshot, key, bucket=bucket, service=service, region=region, epoch=epoch,
+                         signer=signer, created_ms=created_ms,
+                         manifest_at=manifest_key(region, created_ms, snapshot.position))
+    log.info("backup uploaded service=%s region=%s position=%d size=%d key=%s version=%s",
+             service, region, snapshot.position, snapshot.size, key, signed.manifest.version_id)
+    return signed
+
+
+def upload_wal(put: Put, wal: Snapshot, name: str, *, bucket: str, service: str, region: str, epoch: int,
+               signer: Signer, created_ms: int) -> SignedManifest:
+    """Upload one archived WAL file ``name`` (``wal.position``: the LSN it starts at), then its
+    manifest pinning the stored version, as :func:`upload_backup` does."""
+    return _put_pinned(put, replace(wal, format=PG_WAL_FORMAT), wal_key(region, name), bucket=bucket,
+                       service=service, region=region, epoch=epoch, signer=signer, created_ms=created_ms,
+                       manifest_at=wal_manifest_key(region, name))
+
+
+def _put_pinned(put: Put, snapshot: Snapshot, key: str, *, bucket: str, service: str, region: str, epoch: int,
+                signer: Signer, created_ms: int, manifest_at: str) -> SignedManifest:
     version_id = put(key, snapshot.path, snapshot.content_type)
     manifest = BackupManifest(
         service=service, region=region, node=node_id(service, region), epoch=epoch, position=snapshot.position,
         chain_head=snapshot.chain_head, size=snapshot.size, sha256=snapshot.sha256, created_ms=created_ms,
-        bucket=bucket, key=key, version_id=version_id)
+        bucket=bucket, key=key, version_id=version_id, format=snapshot.format)
     signed = SignedManifest.seal(manifest, signer)
     manifest_file = snapshot.path.with_name(snapshot.path.name + ".manifest.json")
     manifest_file.write_bytes(signed.model_dump_json().encode())
     try:
-        put(manifest_key(region, created_ms, snapshot.position), manifest_file, "application/json")
+        put(manifest_at, manifest_file, "application/json")
     finally:
         manifest_file.unlink(missing_ok=True)
-    log.info("backup uploaded service=%s region=%s position=%d size=%d key=%s version=%s",
-             service, region, snapshot.position, snapshot.size, key, version_id)
     return signed

@@ -13,16 +13,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from paydar.model.errors import PaydarError
-from paydar.vault.s3 import load_identity, vault_client
-from paydar.vault.snapshot import s3_put
+from paydar.vault.s3 import VaultError, load_identity, vault_client
+from paydar.vault.snapshot import Put, s3_put
 
-__all__ = ["main"]
+__all__ = ["UPLOAD_TIMEOUT", "main", "put_through_process"]
+
+UPLOAD_TIMEOUT = 600.0
+
+
+def put_through_process(endpoint: str, identity: Path, bucket: str, timeout: float = UPLOAD_TIMEOUT) -> Put:
+    """A :data:`Put` into ``bucket`` that runs this module once per file (see the module doc);
+    it returns the version id, or raises :class:`VaultError` with the uploader's words."""
+    def put(key: str, path: Path, content_type: str) -> str:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "paydar.vault.upload", "--endpoint", endpoint, "--identity", str(identity),
+                 "--bucket", bucket, "--key", key, "--file", str(path), "--content-type", content_type],
+                capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise VaultError(f"upload of {bucket}/{key} did not finish within {timeout:.0f}s") from None
+        if done.returncode != 0:
+            raise VaultError(done.stderr.strip()[-500:] or f"paydar.vault.upload exited {done.returncode}")
+        return str(json.loads(done.stdout)["version_id"])
+
+    return put
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,12 +22,12 @@ from paydar.model.identity import KeyStore
 from paydar.model.ids import controller_id
 from paydar.model.routing import RoutingTable, ServiceRoute, TableGuard, initial_table, sign_table
 from paydar.model.topology import load_topology
-from paydar.postgres.agent import PgAgent
+from paydar.postgres.agent import PgAgent, RebuildRefused
 from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action
-from paydar.postgres.replication import follow, positions
+from paydar.postgres.replication import follow, lsn, positions
 from paydar.server.component import Foundation
-from paydar.workload.database import scram_verifier
+from paydar.workload.database import APP_DATABASE, scram_verifier
 from tests.helpers import ROOT, SERVICE, wait_until
 from tests.integration.conftest import STARTED_PIDS
 
@@ -178,3 +178,48 @@ def _waiting(agent: PgAgent) -> int:
 def _parcels(agent: PgAgent) -> list[str]:
     with agent.server.connect() as connection:
         return [str(r[0]) for r in connection.execute("SELECT parcel FROM transfers ORDER BY id").fetchall()]
+
+
+def test_a_page_changed_on_disk_is_found_and_its_instance_stopped_until_rebuilt(
+        agents: tuple[dict[str, PgAgent], KeyStore], tmp_path: Path) -> None:
+    made, _ = agents
+    primary, standby = (made[r] for r in REGIONS)
+    _tick_until(primary, Action.NOTHING, "the primary initialised and started")
+    _tick_until(standby, Action.NOTHING, "the standby cloned and started")
+    with primary.server.connect(dbname=APP_DATABASE) as connection:
+        connection.execute("CREATE TABLE parcels (id int PRIMARY KEY, owner text NOT NULL)")
+        connection.execute("INSERT INTO parcels SELECT g, 'owner-' || g FROM generate_series(1, 500) g")
+        connection.execute("CHECKPOINT")
+        row = connection.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    checkpointed = lsn(str(row[0]))
+    wait_until(lambda: positions(standby.server).replayed >= checkpointed, 20, "the standby replaying the checkpoint")
+    assert asyncio.run(standby.scan()) == [], "clean data: the scan finds nothing"
+    with standby.server.connect(dbname=APP_DATABASE) as connection:
+        connection.execute("CHECKPOINT")  # its restartpoint writes the replayed pages to its own disk
+        row = connection.execute("SELECT pg_relation_filepath('parcels')").fetchone()
+    assert row is not None
+    heap = standby.server.data_dir / "db" / str(row[0])
+    with heap.open("r+b") as handle:  # behind the server's back, as ransomware or a bad disk would
+        handle.seek(4096)
+        handle.write(b"\xde\xad\xbe\xef" * 8)
+    findings = asyncio.run(standby.scan())
+    assert findings and findings[0].relation == "parcels" and "invalid page" in findings[0].problem, findings
+    stopped = asyncio.run(standby.tick())
+    assert stopped.action is Action.FENCE and "failed the integrity scan" in stopped.reason
+    assert standby.state().compromised is not None
+    restarted = PgAgent(foundation=standby.f, config=standby.config, log_path=tmp_path / "restarted.log")
+    stays = asyncio.run(restarted.tick())
+    assert (stays.action, restarted.state().compromised) == (Action.NOTHING, standby.compromised), \
+        "a restarted agent remembers: damaged data is never started, nor rewound back in"
+    with pytest.raises(RebuildRefused, match="fail over first"):
+        asyncio.run(primary.rebuild())
+    detail = asyncio.run(standby.rebuild())
+    assert detail.startswith(f"cloning afresh from {REGIONS[0]}; old data kept at ")
+    _tick_until(standby, Action.NOTHING, "the rebuilt standby cloned and started")
+    assert standby.state().compromised is None
+    assert asyncio.run(standby.scan()) == [], "the rebuilt standby is clean"
+    with standby.server.connect(dbname=APP_DATABASE) as connection:
+        assert connection.execute("SELECT count(*) FROM parcels").fetchone() == (500,)
+    kept = Path(detail.rsplit(" ", 1)[1])
+    assert (kept / "db" / str(row[0])).read_bytes()[4096:4100] == b"\xde\xad\xbe\xef", "the damaged data is kept"

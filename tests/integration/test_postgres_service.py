@@ -25,13 +25,19 @@ import pytest
 
 from paydar.chaos.actions import partition_region, undo_fault
 from paydar.chaos.catalog import NEEDS_POSTGRES
+from paydar.infra.local.ports import PortAllocator
+from paydar.infra.local.processes import terminate
 from paydar.infra.local.realizer import Realization
+from paydar.model.buckets import bucket_name
 from paydar.model.files import read_secret
 from paydar.model.ids import node_id
 from paydar.model.routing import SignedTable, sign_table
 from paydar.ops.failover import current_table
+from paydar.ops.pgrestore import RECOVERY_UID
 from paydar.postgres.roles import REPLICATOR_CONNECTIONS
-from paydar.postgres.server import BINARIES
+from paydar.postgres.server import BINARIES, PgServer
+from paydar.vault.manifest import SignedManifest, wal_key, wal_manifest_key, wal_manifests_prefix
+from paydar.vault.s3 import load_identity, vault_client
 from tests.helpers import EXPERIMENTS, ROOT, assert_experiment_holds, http, paydar, run_runbook, wait_until
 from tests.integration.conftest import STARTED_PIDS, running
 
@@ -66,6 +72,13 @@ def primary(system: Realization) -> str:
         return primaries[0] if ok else None
 
     return wait_until(settled, 60, "one primary and every other server its standby, in one epoch")
+
+
+def superuser(system: Realization, region: str) -> psycopg.Connection[tuple[object, ...]]:
+    """The region's server as its superuser, over its unix socket (root only, as its agent reaches it)."""
+    pg = system.layout.data(node_id(DATABASE, region)) / "pg"
+    return psycopg.connect(host=str(pg), port=system.plan.node(DATABASE, region).db_port, user="paydar",
+                           dbname="app", autocommit=True)
 
 
 @dataclass
@@ -290,6 +303,33 @@ def test_the_failed_over_primary_runbook(system: Realization) -> None:
     assert agent_state(system, old)["role"] == "standby"
 
 
+def test_a_page_changed_on_a_standbys_disk_stops_it_until_its_runbook_rebuilds_it(system: Realization) -> None:
+    """Ransomware on one standby's disk: its agent's integrity scan finds the page, stops the
+    server (citizens go on being served, the other standby acknowledging), and the runbook
+    clones it afresh; the primary itself is never rebuilt."""
+    lead = primary(system)
+    victim = next(r for r in system.topology.service(DATABASE).regions if r != lead)
+    assert app(system, lead, "POST", "/parcels/scanned-1", {"owner": "sara"})[0] == 201
+    pg = system.layout.data(node_id(DATABASE, victim)) / "pg"
+    with superuser(system, victim) as connection:
+        connection.execute("CHECKPOINT")  # its restartpoint writes what it replayed to its own disk
+        row = connection.execute("SELECT pg_relation_filepath(c.oid) FROM pg_class c WHERE c.relkind = 'r' "
+                                 "AND c.relnamespace = 'public'::regnamespace ORDER BY pg_relation_size(c.oid) DESC "
+                                 "LIMIT 1").fetchone()
+    assert row is not None
+    with (pg / "db" / str(row[0])).open("r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\xde\xad\xbe\xef" * 8)
+    wait_until(lambda: agent_state(system, victim)["compromised"], 30, "the scan finding the changed page")
+    assert app(system, lead, "POST", "/parcels/scanned-2", {"owner": "reza"})[0] == 201, "still served"
+    refused = paydar(system, "rebuild", "--service", DATABASE, "--region", lead, "--yes")
+    assert refused.returncode != 0 and "without its primary. Fail over first" in refused.stderr + refused.stdout
+    run_runbook(system, "postgres-instance-rebuild", SERVICE=DATABASE, REGION=victim)
+    state = agent_state(system, victim)
+    assert (state["role"], state["compromised"]) == ("standby", None)
+    assert list(pg.parent.glob("pg.rejected-*")), "the damaged data is kept aside"
+
+
 def test_a_compromised_app_cannot_lock_out_its_database_or_drop_the_standby_wait(system: Realization) -> None:
     """With the app role's real password (every instance holds it) it turns off synchronous commits
     for the role and closes the database to new connections: the primary's agent puts both back."""
@@ -331,3 +371,96 @@ def test_a_stolen_replication_password_opens_no_more_than_its_regions_share(syst
     finally:
         for connection in opened:
             connection.close()
+
+
+def _archived(system: Realization, region: str) -> set[str]:
+    admin = vault_client(system.plan.vault.endpoint, system.vault_admin())
+    listed = admin.list_objects_v2(Bucket=bucket_name(DATABASE), Prefix=wal_manifests_prefix(region))
+    return {item["Key"].rsplit("/", 1)[1].removesuffix(".json") for item in listed.get("Contents", [])}
+
+
+def test_a_point_in_time_is_recovered_from_the_vault_by_its_runbook(system: Realization) -> None:
+    """A base backup (its runbook takes one) and the WAL every server archives reach the vault
+    under the agent's signed manifests; a recovery to an LSN holds what was committed before it
+    and nothing after."""
+    lead = primary(system)
+    region = next(r for r in system.topology.service(DATABASE).regions if r != lead)  # a standby's own copy
+    taken = paydar(system, "backup", "now", "--service", DATABASE, "--region", region)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert app(system, lead, "POST", "/parcels/before-the-mistake", {"owner": "sara"})[0] == 201
+    with superuser(system, lead) as connection:
+        row = connection.execute("SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())"
+                                 ).fetchone()
+        assert row is not None
+        target, segment = str(row[0]), str(row[1])
+    assert app(system, lead, "POST", "/parcels/the-mistake", {"owner": "nobody"})[0] == 201
+    with superuser(system, lead) as connection:
+        connection.execute("SELECT pg_switch_wal()")  # the segment is complete: every server archives it
+    wait_until(lambda: segment in _archived(system, region), 30, f"{region}'s copy of {segment} in the vault")
+    run_runbook(system, "postgres-restore", SERVICE=DATABASE, REGION=region, LSN=target)
+    [into] = sorted((system.layout.root / "forensics").glob(f"{DATABASE}-{region}-*"))
+    assert (into / "recovery.log").exists(), "a jailed server of its own recovered it"
+    server = PgServer(data_dir=into / "pg", conf_dir=into / "conf", port=PortAllocator().take(), uid=RECOVERY_UID,
+                      state_dir=system.layout.root)
+    with (into / "inspect.log").open("ab") as out:
+        process = subprocess.Popen(server.command(), stdout=out, stderr=subprocess.STDOUT)
+    STARTED_PIDS.add(process.pid)
+    try:
+        wait_until(server.ready, 30, "the recovered database accepting connections")
+        with server.connect(dbname="app") as connection:
+            parcels = {str(r[0]) for r in connection.execute(
+                "SELECT id FROM parcels WHERE id IN ('before-the-mistake', 'the-mistake')").fetchall()}
+    finally:
+        terminate(process, 20.0, signal.SIGINT)
+    assert parcels == {"before-the-mistake"}, "what was committed before the LSN, and nothing after"
+
+
+def test_a_standby_is_rebuilt_from_the_vault_and_catches_up(system: Realization) -> None:
+    lead = primary(system)
+    region = next(r for r in system.topology.service(DATABASE).regions if r != lead)
+    assert paydar(system, "backup", "now", "--service", DATABASE, "--region", region).returncode == 0
+    assert app(system, lead, "POST", "/parcels/after-the-backup", {"owner": "ali"})[0] == 201
+    refused = paydar(system, "restore", "--service", DATABASE, "--region", lead, "--yes")
+    assert refused.returncode != 0 and "Fail over first" in refused.stderr + refused.stdout
+    rebuilt = paydar(system, "restore", "--service", DATABASE, "--region", region, "--yes")
+    assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
+    state = agent_state(system, region)
+    assert (state["role"], state["compromised"]) == ("standby", None)
+    with superuser(system, region) as connection:
+        assert connection.execute("SELECT owner FROM parcels WHERE id = 'after-the-backup'").fetchone() == ("ali",), \
+            "it caught up past its backup"
+
+
+def test_a_restore_refuses_a_wal_file_whose_bytes_are_not_the_ones_signed(system: Realization,
+                                                                          tmp_path: Path) -> None:
+    """Last in the module: what it plants stays in the vault (object lock). The region's vault
+    credentials put zeros where an archived WAL file should be, and the agent's key, stolen too,
+    signs a manifest naming them with a genuine segment's hash: the bytes give it away."""
+    lead = primary(system)
+    region = next(r for r in system.topology.service(DATABASE).regions if r != lead)
+    assert paydar(system, "backup", "now", "--service", DATABASE, "--region", region).returncode == 0
+    with superuser(system, lead) as connection:
+        row = connection.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+        connection.execute("SELECT pg_switch_wal()")
+    assert row is not None
+    segment = str(row[0])
+    wait_until(lambda: segment in _archived(system, region), 30, f"{region}'s copy of {segment} in the vault")
+    admin = vault_client(system.plan.vault.endpoint, system.vault_admin())
+    bucket = bucket_name(DATABASE)
+    genuine = SignedManifest.parse(admin.get_object(Bucket=bucket, Key=wal_manifest_key(region, segment))
+                                   ["Body"].read(), segment).manifest
+    # A later segment, planted: zeros where WAL should be, under a manifest the stolen key signs
+    # with the genuine segment's hash (a manifest verifies only under its own key: its own name).
+    name = f"{segment[:16]}{int(segment[16:], 16) + 100:08X}"
+    regional = vault_client(system.plan.vault.endpoint, load_identity(system.layout.vault_region(region)))
+    swapped = regional.put_object(Bucket=bucket, Key=wal_key(region, name), Body=b"\0" * genuine.size)["VersionId"]
+    forged = genuine.model_copy(update={"version_id": swapped, "key": wal_key(region, name),
+                                        "position": genuine.position + 100 * 16 * 1024 * 1024})
+    stolen = system.keystore().signer(node_id(DATABASE, region))
+    regional.put_object(Bucket=bucket, Key=wal_manifest_key(region, name),
+                        Body=SignedManifest.seal(forged, stolen).model_dump_json().encode())
+    refused = paydar(system, "restore", "--service", DATABASE, "--region", region, "--into",
+                     str(tmp_path / "never"), "--lsn", "FFFFFFFF/0")
+    assert refused.returncode != 0
+    assert "does not match its signed manifest" in refused.stderr + refused.stdout
+    assert not (tmp_path / "never" / "pg").exists(), "nothing was recovered"

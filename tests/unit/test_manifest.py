@@ -13,7 +13,18 @@ from paydar.model.identity import KeyStore, TrustRoot
 from paydar.model.signing import Signer
 from paydar.node.snapshot import take_snapshot
 from paydar.node.store import DocumentStore, verify_file
-from paydar.vault.manifest import BackupManifest, ManifestRejected, SignedManifest, manifest_key, snapshot_key
+from paydar.postgres.backup import WAL_NAME, wal_start
+from paydar.vault.manifest import (
+    PG_BASE_FORMAT,
+    PG_WAL_FORMAT,
+    BackupManifest,
+    ManifestRejected,
+    SignedManifest,
+    manifest_key,
+    own_manifest_key,
+    snapshot_key,
+    wal_key,
+)
 from paydar.vault.restore import Listed, NoBackup, RestoreRefused, choose
 from paydar.vault.snapshot import SnapshotFailed
 
@@ -125,3 +136,36 @@ def test_verify_file_judges_unreadable_files_without_raising(tmp_path: Path) -> 
     assert "database unusable" in verify_file(tmp_path / "missing.sqlite3", "1101").reason
     (tmp_path / "random.sqlite3").write_bytes(b"\x8f" * 8192)
     assert "database unusable" in verify_file(tmp_path / "random.sqlite3", "1101").reason
+
+
+def test_a_wal_files_manifest_lives_under_its_own_name_and_points_only_into_its_regions_wal(
+        keys: tuple[KeyStore, TrustRoot]) -> None:
+    store, trust = keys
+    name = "000000020000000000000003"
+    wal = manifest().model_copy(update={"format": PG_WAL_FORMAT, "key": wal_key("tehran", name)})
+    assert own_manifest_key(wal) == f"tehran/wal-manifests/{name}.json"
+    assert SignedManifest.seal(wal, store.signer(NODE)).verified(trust, service="1101", bucket="paydar-1101") == wal
+    for key in ("tehran/snapshots/x.sqlite3", "isfahan/wal/" + name, "tehran/wal/../snapshots/x"):
+        stray = wal.model_copy(update={"key": key})
+        with pytest.raises(ManifestRejected, match="outside tehran/wal/"):
+            SignedManifest.seal(stray, store.signer(NODE)).verified(trust, service="1101", bucket="paydar-1101")
+    base = manifest().model_copy(update={"format": PG_BASE_FORMAT,
+                                         "key": snapshot_key("tehran", 1, 10, PG_BASE_FORMAT)})
+    assert base.key.endswith(".tar") and own_manifest_key(base) == manifest_key("tehran", base.created_ms, 10)
+    with pytest.raises(ValueError, match="format"):
+        BackupManifest.model_validate(manifest().model_dump() | {"format": "exe"})
+
+
+@pytest.mark.parametrize(("name", "start"), [
+    ("000000010000000000000001", 16 * 1024 * 1024),
+    ("0000000300000002000000FF", (2 << 32) + 0xFF * 16 * 1024 * 1024),
+    ("00000004.history", 0),
+])
+def test_a_wal_file_starts_where_its_name_says(name: str, start: int) -> None:
+    assert WAL_NAME.match(name) and wal_start(name) == start
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "00000001000000000000000", "000000010000000000000001.exe",
+                                  ".000000010000000000000001.part", "archive_status"])
+def test_only_wal_file_names_leave_the_spool(name: str) -> None:
+    assert not WAL_NAME.match(name)

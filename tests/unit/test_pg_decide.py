@@ -125,3 +125,17 @@ def test_a_stolen_replication_password_streams_once_under_its_own_regions_name()
                sender(8, "there", "there_clone"), sender(9, "there", "there_rewind"), sender(10, "stranger", "here")]
     assert [s.pid for s in impostors(honest + hostile, ["here", "there", "far"])] == [5, 6, 9, 10], \
         "another region's name, a second stream, a third copy, a role of no region"
+
+
+def test_compromised_data_is_stopped_and_never_started_or_rewound_back_in() -> None:
+    why = "app.parcels: invalid page in block 0"
+    for route, positions in ((OURS, PRIMARY), (THEIRS, STANDBY), (FENCED, STANDBY)):
+        decision = next_action(route, "here", positions, compromised=why)
+        assert (decision.action, decision.reason) == (
+            Action.FENCE, f"its data failed the integrity scan ({why}): stopped, it serves nothing until it is "
+                          "rebuilt"), route
+    for disk in (Disk(), Disk(former_primary=True)):
+        stays = next_action(THEIRS, "here", None, fenced=True, disk=disk, compromised=why)
+        assert (stays.action, stays.reason) == (
+            Action.NOTHING, "compromised: it stays stopped until it is rebuilt (paydar rebuild)"), "never rewound"
+    assert next_action(OURS, "here", None, compromised=why).action is Action.NOTHING, "not even as the primary"

@@ -103,8 +103,8 @@ class Realization:
         return load_identity(self.layout.vault_admin)
 
     def vault_buckets(self) -> list[str]:
-        """One locked bucket per service whose state Paydar holds (not an agency app's)."""
-        return [bucket_name(s.id) for s in self.topology.registry_services]
+        """One locked bucket per service Paydar backs up (not an agency app's)."""
+        return [bucket_name(s.id) for s in self.topology.vaulted_services]
 
     def keystore(self) -> KeyStore:
         return KeyStore(self.layout.keys)
@@ -194,7 +194,7 @@ def _write_identities(realization: Realization) -> None:
         write_secret(layout.link_token(link.id))
     identities = [_vault_identity(layout.vault_admin, "paydar-admin", ("Admin", "Read", "Write", "List", "Tagging"))]
     for region in topology.region_names:
-        hosted = [bucket_name(s.id) for s in topology.registry_services if region in s.regions]
+        hosted = [bucket_name(s.id) for s in topology.vaulted_services if region in s.regions]
         identities.append(_vault_identity(layout.vault_region(region), f"paydar-region-{region}",
                                           vault.region_actions(region, hosted)))
     write_json_atomic(layout.vault_s3_config, vault.render_s3_config(identities), mode=0o600)
@@ -256,7 +256,7 @@ def _database_environment(realization: Realization, database: str, region: str) 
 
 def _agent_config(realization: Realization, component: PlannedComponent, uid: int) -> dict[str, Any]:
     """A postgres agent's config: its server's ports and uid, every region's server as reached
-    from here, its own region's replication password, and the roles' verifiers."""
+    from here, its own region's replication password and vault identity, and the roles' verifiers."""
     layout, plan = realization.layout, realization.plan
     assert component.service and component.region
     service = realization.topology.service(component.service)
@@ -268,7 +268,8 @@ def _agent_config(realization: Realization, component: PlannedComponent, uid: in
                   if r != component.region},
         "replicator_password_file": str(layout.pg_secret(service.id, f"replicator-{component.region}")),
         "replicator_verifiers": {r: _verifier(realization, service.id, f"replicator-{r}") for r in service.regions},
-        "app_verifier": _verifier(realization, service.id, "app")}
+        "app_verifier": _verifier(realization, service.id, "app"), "vault_endpoint": plan.vault.endpoint,
+        "vault_identity": str(layout.vault_region(component.region))}
 
 
 def _verifier(realization: Realization, service: str, name: str) -> str:
