@@ -7,10 +7,12 @@ agent compromised with its own replication password cannot pose as another stand
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import threading
 import time
 import urllib.error
@@ -30,13 +32,22 @@ from paydar.infra.local.processes import terminate
 from paydar.infra.local.realizer import Realization
 from paydar.model.buckets import bucket_name
 from paydar.model.files import read_secret
+from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
 from paydar.model.routing import SignedTable, sign_table
 from paydar.ops.failover import current_table
 from paydar.ops.pgrestore import RECOVERY_UID
 from paydar.postgres.roles import REPLICATOR_CONNECTIONS
 from paydar.postgres.server import BINARIES, PgServer
-from paydar.vault.manifest import SignedManifest, wal_key, wal_manifest_key, wal_manifests_prefix
+from paydar.vault.manifest import (
+    ManifestRejected,
+    SignedManifest,
+    manifest_key,
+    wal_key,
+    wal_manifest_key,
+    wal_manifests_prefix,
+)
+from paydar.vault.restore import list_backups
 from paydar.vault.s3 import load_identity, vault_client
 from tests.helpers import EXPERIMENTS, ROOT, assert_experiment_holds, http, paydar, run_runbook, wait_until
 from tests.integration.conftest import STARTED_PIDS, running
@@ -431,6 +442,27 @@ def test_a_standby_is_rebuilt_from_the_vault_and_catches_up(system: Realization)
             "it caught up past its backup"
 
 
+def test_an_agents_key_is_rotated_and_its_old_key_refused(system: Realization) -> None:
+    """The agent signs its backups: after `paydar keys rotate` its new manifests verify, and one
+    its old key signs is refused like any stranger's."""
+    lead = primary(system)
+    region = next(r for r in system.topology.service(DATABASE).regions if r != lead)
+    node = node_id(DATABASE, region)
+    old = system.keystore().signer(node)
+    rotated = paydar(system, "keys", "rotate", "--component", node, "--yes")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert system.keystore().signer(node).key_id != old.key_id
+    taken = paydar(system, "backup", "now", "--service", DATABASE, "--region", region)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    trust = TrustRoot.load(system.layout.trust_root)
+    admin = vault_client(system.plan.vault.endpoint, system.vault_admin())
+    [newest] = list_backups(admin, trust, DATABASE, region, newest=1)
+    assert newest.verified is not None, newest.problem
+    with pytest.raises(ManifestRejected, match="signed by unknown key"):
+        SignedManifest.seal(newest.verified, old).verified(trust, service=DATABASE, bucket=bucket_name(DATABASE))
+    primary(system)  # the restarted agent's server is a standby again
+
+
 def test_a_restore_refuses_a_wal_file_whose_bytes_are_not_the_ones_signed(system: Realization,
                                                                           tmp_path: Path) -> None:
     """Last in the module: what it plants stays in the vault (object lock). The region's vault
@@ -464,3 +496,30 @@ def test_a_restore_refuses_a_wal_file_whose_bytes_are_not_the_ones_signed(system
     assert refused.returncode != 0
     assert "does not match its signed manifest" in refused.stderr + refused.stdout
     assert not (tmp_path / "never" / "pg").exists(), "nothing was recovered"
+    # The base backup itself, one byte of a file inside it changed, under a manifest the stolen
+    # key signs with the changed bundle's own hash: pg_verifybackup finds the file.
+    trust = TrustRoot.load(system.layout.trust_root)
+    [base] = [e.verified for e in list_backups(admin, trust, DATABASE, region, newest=1) if e.verified]
+    bundle = tmp_path / "bundle.tar"
+    bundle.write_bytes(admin.get_object(Bucket=bucket, Key=base.key, VersionId=base.version_id)["Body"].read())
+    with tarfile.open(bundle) as outer:
+        outer.extractall(tmp_path / "bundle", filter="data")
+    with tarfile.open(tmp_path / "bundle" / "base.tar") as inner:
+        member = next(m for m in inner.getmembers() if m.name == "PG_VERSION")
+        offset = member.offset_data
+    with (tmp_path / "bundle" / "base.tar").open("r+b") as raw:
+        raw.seek(offset)
+        raw.write(b"9")  # "18" becomes "98": same size, another version
+    with tarfile.open(bundle, "w") as rebuilt:
+        for name in ("backup_manifest", "base.tar"):
+            rebuilt.add(tmp_path / "bundle" / name, arcname=name)
+    changed = regional.put_object(Bucket=bucket, Key=base.key, Body=bundle.read_bytes())["VersionId"]
+    later = base.created_ms + 1
+    planted = base.model_copy(update={"version_id": changed, "created_ms": later, "size": bundle.stat().st_size,
+                                      "sha256": hashlib.sha256(bundle.read_bytes()).hexdigest()})
+    regional.put_object(Bucket=bucket, Key=manifest_key(region, later, base.position),
+                        Body=SignedManifest.seal(planted, stolen).model_dump_json().encode())
+    refused = paydar(system, "restore", "--service", DATABASE, "--region", region, "--into",
+                     str(tmp_path / "never-either"))
+    assert refused.returncode != 0 and "pg_verifybackup" in refused.stderr + refused.stdout, refused.stderr
+    assert not (tmp_path / "never-either" / "pg").exists(), "nothing was recovered"
