@@ -5,10 +5,12 @@ PostgreSQL (``workload: postgres``). It knows nothing of Paydar beyond libpq's e
 ``PGHOST``/``PGPORT`` reach its region's route to the database's current primary, and
 ``PAYDAR_DB_READ_PORT`` its region's own server (reads there may be stale, and say so).
 
-    GET  /healthz                              -> 200 {"status": "ok"} while the primary route answers
-    POST /canary                               -> 200 {"committed": true, ...}  (one row, written and read back)
+    GET  /healthz                              -> 200 {"status": "ok"} while the process serves
+    POST /canary                               -> 200 {"writable": true} while its route reaches a writable primary
     POST /parcels/<id>   {"owner": "..."}     -> 201 registered (200 if it already was, with that owner)
-    GET  /parcels/<id>                         -> 200 {"owner": ..., "transfers": [...], "stale": false}
+    GET  /parcels/<id>                         -> 200 {"owner": ..., "transfers": [...], "stale": false};
+                                                  404 only when the primary says so (a stale copy that
+                                                  lacks it answers 503: retry)
     POST /transfers      {"id": "...", "parcel": "...", "from": "...", "to": "..."}
                                                -> 200 {"committed": true}  only once the commit returned;
                                                   409 when the parcel is not the seller's; 503 when the
@@ -42,7 +44,6 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS parcels (id text PRIMARY KEY, owner text NOT NULL);
 CREATE TABLE IF NOT EXISTS transfers (id text PRIMARY KEY, parcel text NOT NULL REFERENCES parcels(id),
     seller text NOT NULL, buyer text NOT NULL, at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS canary (region text PRIMARY KEY, n bigint NOT NULL);
 """
 _SCHEMA_READY = threading.Event()
 _SCHEMA_LOCK = threading.Lock()
@@ -160,20 +161,18 @@ def register(parcel: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return 200, {"parcel": parcel, "owner": row[0] if row else None, "committed": True}
 
 
-def canary(region: str) -> tuple[int, dict[str, Any]]:
-    """One row written and read back through the primary route: the citizen's view of a write."""
-    _schema()
+def canary() -> tuple[int, dict[str, Any]]:
+    """Its route reaches a writable primary. Not a commit: a commit waits for a standby's fsync
+    across regions, which under load outlasts a probe's timeout and would take healthy instances
+    out of the route; the drills' ledger proves commits end to end."""
     try:
         with _connect() as connection:
-            row = connection.execute("INSERT INTO canary VALUES (%s, 1) ON CONFLICT (region) DO UPDATE "
-                                     "SET n = canary.n + 1 RETURNING n", (region,)).fetchone()
-            connection.commit()
-            _acknowledged(connection)
-    except psycopg.errors.ReadOnlySqlTransaction:
-        raise Unavailable("the database is read-only now (failing over)") from None
+            row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
     except psycopg.Error as exc:
-        raise Unavailable(f"not committed: {str(exc).strip()[:200]}") from None
-    return 200, {"committed": True, "n": row[0] if row else None}
+        raise Unavailable(f"the primary route does not answer: {str(exc).strip()[:200]}") from None
+    if row is None or row[0]:
+        raise Unavailable("the primary route reaches a standby (failing over)")
+    return 200, {"writable": True}
 
 
 def read(query: str, args: tuple[str, ...]) -> tuple[list[tuple[Any, ...]], bool]:
@@ -195,22 +194,20 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
         try:
-            if path == "/healthz":
-                with _connect() as connection:
-                    connection.execute("SELECT 1")
+            if path == "/healthz":  # the process; the canary judges its route to the database
                 return self._send(200, {"status": "ok", "region": self.region})
             if m := re.fullmatch(r"/parcels/([A-Za-z0-9._-]{1,64})", path):
                 rows, stale = read("SELECT p.owner, t.id, t.seller, t.buyer FROM parcels p LEFT JOIN transfers t "
                                    "ON t.parcel = p.id WHERE p.id = %s ORDER BY t.at", (m.group(1),))
                 if not rows:
-                    return self._send(404, {"error": f"no parcel {m.group(1)}", "stale": stale})
+                    return self._not_found(f"no parcel {m.group(1)}", stale)
                 transfers = [{"id": r[1], "from": r[2], "to": r[3]} for r in rows if r[1]]
                 return self._send(200, {"parcel": m.group(1), "owner": rows[0][0], "transfers": transfers,
                                         "stale": stale})
             if m := re.fullmatch(r"/transfers/([A-Za-z0-9._-]{1,64})", path):
                 rows, stale = read("SELECT parcel, seller, buyer FROM transfers WHERE id = %s", (m.group(1),))
                 if not rows:
-                    return self._send(404, {"error": f"no transfer {m.group(1)}", "stale": stale})
+                    return self._not_found(f"no transfer {m.group(1)}", stale)
                 parcel, seller, buyer = rows[0]
                 return self._send(200, {"id": m.group(1), "parcel": parcel, "from": seller, "to": buyer,
                                         "stale": stale})
@@ -233,12 +230,19 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/transfers":
                 return self._send(*transfer(body))
             if path == "/canary":
-                return self._send(*canary(self.region))
+                return self._send(*canary())
             if m := re.fullmatch(r"/parcels/([^/]{1,200})", path):
                 return self._send(*register(m.group(1), body))
         except Unavailable as exc:
             return self._send(503, {"error": str(exc)}, retry=True)
         return self._send(404, {"error": "POST /transfers, /parcels/<id> or /canary"})
+
+    def _not_found(self, what: str, stale: bool) -> None:
+        # A copy that may be behind cannot say something does not exist: only the primary can.
+        if stale:
+            return self._send(503, {"error": f"{what} on this region's copy, which may be behind; retry",
+                                    "stale": True}, retry=True)
+        return self._send(404, {"error": what, "stale": False})
 
     def _send(self, status: int, body: dict[str, Any], *, retry: bool = False) -> None:
         raw = json.dumps({**body, "region": self.region}).encode()

@@ -128,6 +128,10 @@ async def write_burst(realization: Realization, ledger: AckLedger, per_gateway: 
         await asyncio.gather(*(one(r, n) for r in realization.topology.region_names for n in range(per_gateway)))
 
 
+READ_ATTEMPTS = 3
+RETRY_SECONDS = 1.0
+
+
 async def read_back(realization: Realization, ledger: AckLedger, region: str,
                     concurrency: int = 16) -> dict[tuple[str, str], dict[str, Any] | None]:
     """Read every acknowledged document through one region's gateway; an app's record by its
@@ -141,8 +145,16 @@ async def read_back(realization: Realization, ledger: AckLedger, region: str,
         async def one(service: str, doc_id: str) -> tuple[tuple[str, str], dict[str, Any] | None]:
             async with limit:
                 if (ledger := ledgers.get(service)) is not None:
-                    failed = await run_canary(session, f"{gateway}/v1/services/{service}", ledger.read.canary(doc_id))
-                    return (service, doc_id), (None if failed else {"ledger": doc_id})
+                    # An app may answer "retry" (its region's copy is behind, its route busy): a record
+                    # is lost only when no attempt finds it, and a lost one is never found by retrying.
+                    for attempt in range(READ_ATTEMPTS):
+                        failed = await run_canary(session, f"{gateway}/v1/services/{service}",
+                                                  ledger.read.canary(doc_id))
+                        if not failed:
+                            return (service, doc_id), {"ledger": doc_id}
+                        if attempt + 1 < READ_ATTEMPTS:
+                            await asyncio.sleep(RETRY_SECONDS)
+                    return (service, doc_id), None
                 reply = await client.get(service, doc_id)
             return (service, doc_id), (reply.body if reply.ok else None)
 

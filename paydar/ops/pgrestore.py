@@ -44,7 +44,7 @@ from paydar.model.errors import BadInput
 from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
 from paydar.ops.restore import RestoreFailed, RestoreReport, Steps, choose_backup, rebuild_node, refuse_primary
-from paydar.postgres.backup import Proof, prove_backup, wal_range
+from paydar.postgres.backup import WAL_NAME, Proof, generation, prove_backup, wal_range
 from paydar.postgres.replication import lsn
 from paydar.postgres.server import JAIL_DATA, PgServer
 from paydar.vault.manifest import BackupManifest
@@ -77,7 +77,11 @@ def restore_postgres(realization: Realization, service: str, region: str, *, at:
         refuse_primary(realization, service, region)
     elif into.exists() and any(into.iterdir()):
         raise BadInput(f"{into} is not empty; recover into an empty directory (nothing is overwritten)")
-    client, trust, manifest = choose_backup(realization, service, region, at=at, position=position, steps=steps)
+    # A backup consistent exactly at the LSN cannot stop before it: only one that ends earlier.
+    before = position - 1 if position is not None else None
+    client, trust, manifest = choose_backup(realization, service, region, at=at, position=before, steps=steps)
+    if manifest.generation is None:
+        raise RestoreRefused(f"the base backup {manifest.key} names no generation; it is not a PostgreSQL backup")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     staging = realization.layout.restores / f"{node}-{stamp}" / "verified"
     (staging / "pg").mkdir(parents=True)
@@ -87,7 +91,7 @@ def restore_postgres(realization: Realization, service: str, region: str, *, at:
                    steps.downloaded)
     (staging / "base-backup.tar").unlink()
     steps.phase("downloading and verifying the archived WAL")
-    wal, passed_over = _fetch_wal(client, trust, manifest, staging / "pg" / RESTORE_WAL, steps)
+    wal, passed_over = _fetch_wal(client, trust, manifest, staging / "pg" / RESTORE_WAL, steps, until=position)
     verify_seconds = time.monotonic() - started
     detail = f"{wal} WAL file(s) verified" + (f"; passed over {passed_over}" if passed_over else "")
     if into is not None:
@@ -120,20 +124,26 @@ def _unpack(bundle: Path, staging: Path) -> Proof:
     return prove_backup(db)
 
 
-def _fetch_wal(client: S3Client, trust: TrustRoot, base: BackupManifest, into: Path,
-               steps: Steps) -> tuple[int, str]:
-    """Download every archived WAL file recovery may ask for after ``base`` began, each proved."""
+def _fetch_wal(client: S3Client, trust: TrustRoot, base: BackupManifest, into: Path, steps: Steps, *,
+               until: int | None = None) -> tuple[int, str]:
+    """Download every archived WAL file of ``base``'s generation that recovery may ask for after
+    ``base`` began (and, with ``until``, up to that LSN's segment), each proved."""
     into.mkdir(parents=True)
     first = wal_range(into.parent / "db")[0] >> 24  # the backup's first segment (16 MiB each), on any timeline
+    last = until >> 24 if until is not None else None
 
     def wanted(name: str) -> bool:
+        if not WAL_NAME.fullmatch(name):  # a plant under a name no server writes: never parsed
+            return False
         if name.endswith(".history"):
             return True
         if len(name) != 24:  # partial segments and backup histories: recovery never asks for them
             return False
-        return (int(name[8:16], 16) << 8) + int(name[16:24], 16) >= first
+        segment = (int(name[8:16], 16) << 8) + int(name[16:24], 16)
+        return segment >= first and (last is None or segment <= last)
 
-    listed = list_wal(client, trust, base.service, base.region, wanted)
+    assert base.generation is not None
+    listed = list_wal(client, trust, base.service, base.region, base.generation, wanted)
     bad = [entry for entry in listed if entry.verified is None]
     for entry in listed:
         manifest = entry.verified
@@ -172,8 +182,9 @@ def _own(path: Path, uid: int) -> None:
 
 def _as_standby(staging: Path, *, uid: int) -> None:
     """Make the verified data a standby that replays the archived WAL first; the agent points it
-    at the current primary (``follow``) once it runs."""
+    at the current primary (``follow``) once it runs. It is a new life of the data."""
     db = staging / "pg" / "db"
+    generation(staging, new=True)
     (db / "standby.signal").touch()
     _settings(db, {"restore_command": f"cp {JAIL_DATA}/{RESTORE_WAL}/%f %p", "primary_conninfo": ""})
     _own(staging / "pg", uid)
@@ -201,10 +212,14 @@ def _recover(realization: Realization, staging: Path, into: Path, *, at: datetim
         else {"recovery_target_time": at.isoformat()} if at is not None else {}
     (db / "recovery.signal").touch()
     (db / "standby.signal").unlink(missing_ok=True)
-    _settings(db, {"restore_command": f"cp {JAIL_DATA}/{RESTORE_WAL}/%f %p", "primary_conninfo": "",
-                   "synchronous_standby_names": "", "recovery_target_action": "promote", **target})
+    # On the command line, over whatever the backed-up server's own files say (their commands
+    # would run here): no TCP at all, no commands but the restore's, nothing archived.
+    settings = {"listen_addresses": "", "hot_standby": "on", "archive_mode": "off", "recovery_end_command": "",
+                "archive_cleanup_command": "", "restore_command": f"cp {JAIL_DATA}/{RESTORE_WAL}/%f %p",
+                "primary_conninfo": "", "primary_slot_name": "", "synchronous_standby_names": "",
+                "recovery_target_timeline": "latest", "recovery_target_action": "promote", **target}
     into.mkdir(parents=True, exist_ok=True)
-    (staging / "pg").rename(into / "pg")
+    shutil.move(staging / "pg", into / "pg")  # --into may be on another filesystem
     _own(into / "pg", RECOVERY_UID)
     ports = PortAllocator()
     server = PgServer(data_dir=into / "pg", conf_dir=into / "conf", port=ports.take(), uid=RECOVERY_UID,
@@ -212,7 +227,7 @@ def _recover(realization: Realization, staging: Path, into: Path, *, at: datetim
     log_path = into / "recovery.log"
     steps.phase("replaying the archived WAL up to the target")
     with log_path.open("ab") as out:
-        process = subprocess.Popen(server.command(), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(server.command(settings), stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + RECOVERY_SECONDS
         while time.monotonic() < deadline:
@@ -227,6 +242,7 @@ def _recover(realization: Realization, staging: Path, into: Path, *, at: datetim
             row = connection.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     finally:
         terminate(process, 20.0, signal.SIGINT)  # PostgreSQL's fast shutdown
+        _own(into / "pg", 0)  # root's from here: the recovery uid, shared by every recovery, keeps nothing
     stopped = next((line.split("LOG:", 1)[1].strip() for line in reversed(log_path.read_text().splitlines())
                     if "recovery stopping" in line or "redo done at" in line), "recovery ended")
     return f"{stopped}; the recovered database is at LSN {row[0] if row else '?'} in {into / 'pg' / 'db'}"

@@ -32,14 +32,14 @@ from pathlib import Path
 
 import aiohttp
 import psycopg
-from prometheus_client import CollectorRegistry, Counter, Enum
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge
 from psycopg import sql
 
 from paydar.infra.local.processes import terminate
 from paydar.model.errors import PaydarError, TableRejected
 from paydar.model.files import read_secret, write_json_atomic
 from paydar.model.routing import ServiceRoute, SignedTable, TableGuard
-from paydar.postgres.backup import BackupUnavailable, PgBackups
+from paydar.postgres.backup import BackupUnavailable, PgBackups, generation
 from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action, Decision, Disk, held, impostors, instance_state, next_action
 from paydar.postgres.integrity import DATABASES, Finding, install, scan
@@ -104,7 +104,9 @@ class PgAgent:
                                  staging=config.data_dir / "backup-staging", db_port=config.db_port,
                                  password_file=config.replicator_password_file, signer=foundation.signer,
                                  vault=vault, epoch=lambda: self.enacted, compromised=lambda: self.compromised,
-                                 uid=config.uid)
+                                 uid=config.uid, generation=lambda: generation(config.data_dir))
+        self._acting = asyncio.Lock()
+        """Held by a tick and by a rebuild: one changes the server and its data at a time."""
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.registry = CollectorRegistry()
@@ -113,6 +115,8 @@ class PgAgent:
         self.actions = Counter("paydar_pg_actions", "Actions the agent took", ["action"], registry=self.registry)
         self.scans = Counter("paydar_pg_integrity_scans", "Integrity scans, by outcome", ["outcome"],
                              registry=self.registry)
+        self.unchecked = Gauge("paydar_pg_integrity_unchecked_relations", "Relations the last integrity scan "
+                               "could not check (locked, timed out): not proven sound", registry=self.registry)
         outcomes = Counter("paydar_pg_route_connections", "Connections offered to a route, by outcome",
                            ["route", "outcome"], registry=self.registry)
         self.routes = (Route(name="primary", port=config.route_port, target=self._primary_port,
@@ -258,6 +262,8 @@ class PgAgent:
                 except BackupUnavailable as exc:
                     log.warning("scheduled base backup skipped service=%s region=%s: %s", self.service,
                                 self.region, exc)
+                except Exception:  # a surprise (a full disk) must not end the schedule
+                    log.exception("scheduled base backup failed service=%s region=%s", self.service, self.region)
 
     # -- integrity -----------------------------------------------------------------------
 
@@ -270,11 +276,23 @@ class PgAgent:
                     await self.scan()
                 except (psycopg.Error, OSError) as exc:  # the server went away meanwhile: the next round
                     log.info("integrity scan not finished service=%s region=%s: %s", self.service, self.region, exc)
+                except Exception:  # a surprise must not end the scans for the agent's life
+                    log.exception("integrity scan failed unexpectedly service=%s region=%s", self.service,
+                                  self.region)
 
     async def scan(self) -> list[Finding]:
-        """One integrity scan of the running server; what it finds marks the data compromised."""
-        findings = await asyncio.to_thread(scan, self.server)
-        self.scans.labels(outcome="found" if findings else "clean").inc()
+        """One integrity scan of the running server; what it finds marks the data compromised
+        (unless the data was replaced meanwhile: a rebuild's clone is not what was scanned)."""
+        scanned = generation(self.config.data_dir)
+        result = await asyncio.to_thread(scan, self.server)
+        if generation(self.config.data_dir) != scanned:
+            return []
+        findings = result.findings
+        self.scans.labels(outcome="found" if findings else "unchecked" if result.unchecked else "clean").inc()
+        self.unchecked.set(len(result.unchecked))
+        if result.unchecked:
+            log.warning("integrity scan left relations unchecked service=%s region=%s count=%d first=%s",
+                        self.service, self.region, len(result.unchecked), "; ".join(result.unchecked[:3]))
         if findings:
             self._mark_compromised("; ".join(str(f) for f in findings[:3]))
         return findings
@@ -316,6 +334,10 @@ class PgAgent:
 
     async def tick(self) -> Decision:
         """Read the server, decide, act; returns the decision."""
+        async with self._acting:
+            return await self._tick()
+
+    async def _tick(self) -> Decision:
         route = self.route
         seen = await asyncio.to_thread(self._read)
         self.seen = seen
@@ -394,6 +416,7 @@ class PgAgent:
             await asyncio.to_thread(self._first_primary)
 
     def _prepare(self, route: ServiceRoute, primary: bool) -> None:
+        generation(self.config.data_dir, new=True)  # a new life of the data: its WAL is kept apart
         if primary:
             self.server.init()
             return
@@ -451,6 +474,10 @@ class PgAgent:
         """The operator's ``paydar rebuild``: set this instance's data aside and clone it afresh
         from the table's primary (the way back for compromised data, or one that will not rejoin).
         Refused for the table's writable primary and while there is none to clone from."""
+        async with self._acting:
+            return await self._rebuild()
+
+    async def _rebuild(self) -> str:
         route = self.route
         if route.writable and route.primary == self.region:
             raise RebuildRefused(f"{self.region} is the primary of {self.service} in epoch {route.epoch}: fail over "
@@ -502,7 +529,13 @@ class PgAgent:
         for database in DATABASES:
             with self.server.connect(dbname=database) as connection:
                 connection.execute("SET synchronous_commit = local")
-                if install(connection):
+                try:
+                    changed = install(connection)
+                except psycopg.errors.LockNotAvailable:
+                    log.warning("integrity checks' schema not made in database %s: a relation is held locked; "
+                                "tried again later", database)
+                    continue
+                if changed:
                     done.append(f"made the integrity checks' schema in database {database}")
         return done
 

@@ -11,10 +11,12 @@ that manifest by the restore's own proof.
 
 **WAL.** Every server, a standby too (``archive_mode = always``: after a failover no region's
 copy has a gap), copies each WAL file it completes, as its own uid, into a spool in its data
-directory, bounded at :data:`SPOOL_FILES`. The agent reads each one without following a link
-and only if it is the uid's own regular file, uploads it with a signed manifest, and only
-then removes it from the spool. A WAL file's manifest pins its bytes (SHA-256 and version),
-so PostgreSQL's own record checksums are not the only proof a restore has.
+directory, bounded at :data:`SPOOL_FILES`. The agent reads each one without following a link,
+only if it is the uid's own regular file of a WAL file's size, and no more than that size;
+uploads it under the data's generation (``paydar.vault.manifest``) with a signed manifest, and
+only then removes it from the spool. Anything else in the spool is dropped. A WAL file's
+manifest pins its bytes (SHA-256 and version), so PostgreSQL's own record checksums are not the
+only proof a restore has.
 
 Uploads go through ``python -m paydar.vault.upload``, as a registry node's do.
 """
@@ -28,6 +30,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -39,31 +42,65 @@ from pathlib import Path
 
 from paydar.model.buckets import bucket_name
 from paydar.model.errors import PaydarError
-from paydar.model.files import read_secret
+from paydar.model.files import read_secret, write_text_atomic
 from paydar.model.signing import Signer
 from paydar.postgres.replication import conninfo, copy_name, lsn
 from paydar.postgres.server import BINARIES, SPOOL, SPOOL_FILES
-from paydar.vault.manifest import PG_BASE_FORMAT, SignedManifest
+from paydar.vault.manifest import GENERATION, PG_BASE_FORMAT, SignedManifest
 from paydar.vault.s3 import VaultError
 from paydar.vault.snapshot import Snapshot, sha256_file, upload_backup, upload_wal
 from paydar.vault.upload import put_through_process
 
-__all__ = ["BackupUnavailable", "PgBackups", "Proof", "prove_backup", "wal_range", "wal_start"]
+__all__ = ["BackupUnavailable", "PgBackups", "Proof", "expected_size", "generation", "prove_backup", "wal_range",
+           "wal_start"]
 
 log = logging.getLogger(__name__)
 
-WAL_NAME = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial)?|[0-9A-F]{24}\.[0-9A-F]{8}\.backup|[0-9A-F]{8}\.history)$")
-MAX_WAL_BYTES = 1024 * 1024 * 1024
-"""The largest WAL segment initdb allows; anything larger in the spool is not a WAL file."""
+WAL_NAME = re.compile(r"[0-9A-F]{24}(?:\.partial)?|[0-9A-F]{24}\.[0-9A-F]{8}\.backup|[0-9A-F]{8}\.history")
+"""Used with ``fullmatch`` only (``match`` with ``$`` would let a trailing newline through)."""
 SEGMENT_BYTES = 16 * 1024 * 1024
+"""initdb's WAL segment size, which the servers keep."""
+SMALL_FILE_BYTES = 64 * 1024
+"""A timeline's history or a backup's history file: a few lines."""
+ROUND_FILES = 16
+"""WAL files uploaded per round (every ``ARCHIVE_SECONDS``): what a compromised server, filling its
+spool with files named like WAL, can put in its region's vault at most (about 128 MB/s)."""
+GENERATION_FILE = "generation"
 BACKUP_TIMEOUT = 3600.0
 ARCHIVE_SECONDS = 2.0
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+"""PostgreSQL's backup manifest is a line per file; one larger than this is not a server's."""
 BACKUP_FILES = frozenset({"base.tar", "backup_manifest"})
 """What ``pg_basebackup -F tar -X fetch`` writes (the WAL it needs is inside base.tar)."""
 
 
 class BackupUnavailable(PaydarError):
     """No base backup can be taken now; the message says why and what to do."""
+
+
+def expected_size(name: str) -> tuple[int, int]:
+    """The sizes a spooled WAL file of this name may have (min, max): a whole segment is exactly
+    one, a partial one at most one, a history file small."""
+    if name.endswith((".history", ".backup")):
+        return 1, SMALL_FILE_BYTES
+    return (1 if name.endswith(".partial") else SEGMENT_BYTES), SEGMENT_BYTES
+
+
+def generation(data_dir: Path, *, new: bool = False) -> str:
+    """The generation of the server's data kept in ``data_dir`` (root's, beside the data): made
+    afresh with ``new`` (an initialisation, a clone or a restore), and when there is none."""
+    path = data_dir / GENERATION_FILE
+    if not new:
+        try:
+            text = path.read_text().strip()
+            if re.fullmatch(GENERATION, text):
+                return text
+        except OSError:
+            pass
+    made = secrets.token_hex(6)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_text_atomic(path, made + "\n")
+    return made
 
 
 def wal_start(name: str) -> int:
@@ -94,6 +131,8 @@ def prove_backup(directory: Path, *, timeout: float = BACKUP_TIMEOUT) -> Proof:
     In tar format every file is checked against its checksum, but not the WAL inside
     (``pg_waldump`` cannot read a tar): the restore parses it too, once extracted."""
     try:
+        if (directory / "backup_manifest").stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"it is larger than {MAX_MANIFEST_BYTES} bytes")
         raw = (directory / "backup_manifest").read_bytes()
         start, end = wal_range(directory)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -123,11 +162,11 @@ class PgBackups:
 
     def __init__(self, *, service: str, region: str, data_dir: Path, staging: Path, db_port: int,
                  password_file: Path, signer: Signer, vault: tuple[str, Path] | None, epoch: Callable[[], int],
-                 compromised: Callable[[], str | None], uid: int) -> None:
+                 compromised: Callable[[], str | None], uid: int, generation: Callable[[], str]) -> None:
         self.service, self.region = service, region
         self.data_dir, self.staging, self.db_port, self.uid = data_dir, staging, db_port, uid
         self.password_file, self.signer, self.vault = password_file, signer, vault
-        self._epoch, self._compromised = epoch, compromised
+        self._epoch, self._compromised, self._generation = epoch, compromised, generation
         self._lock = asyncio.Lock()
         self.last: SignedManifest | None = None
         self.archived = 0
@@ -183,7 +222,8 @@ class PgBackups:
                     archive.add(work / name, arcname=name)
             snapshot = Snapshot(path=bundle, position=proof.checked, chain_head=proof.head_hash,
                                 size=bundle.stat().st_size, sha256=sha256_file(bundle),
-                                content_type="application/x-tar", format=PG_BASE_FORMAT)
+                                content_type="application/x-tar", format=PG_BASE_FORMAT,
+                                generation=self._generation())
             signed = upload_backup(self._put(), snapshot, bucket=bucket_name(self.service), service=self.service,
                                    region=self.region, epoch=self._epoch(), signer=self.signer,
                                    created_ms=int(time.time() * 1000))
@@ -192,6 +232,8 @@ class PgBackups:
             return signed
         except VaultError as exc:
             raise BackupUnavailable(f"base backup not stored: {exc}") from None
+        except (OSError, tarfile.TarError) as exc:  # the disk, mostly: said, never a 500
+            raise BackupUnavailable(f"base backup not taken: {exc}") from None
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
 
@@ -207,6 +249,8 @@ class PgBackups:
                 await asyncio.to_thread(self.archive_spooled)
             except (VaultError, OSError) as exc:  # the vault or the disk: the spool waits, bounded
                 log.warning("WAL not archived service=%s region=%s: %s", self.service, self.region, exc)
+            except Exception:  # a surprise must not end archiving for the agent's life
+                log.exception("WAL archiving failed unexpectedly service=%s region=%s", self.service, self.region)
 
     def archive_spooled(self) -> int:
         """Upload every complete WAL file in the spool, oldest name first; returns how many."""
@@ -218,33 +262,48 @@ class PgBackups:
         try:
             if os.fstat(spool).st_uid != self.uid:
                 raise VaultError(f"the WAL spool {self.data_dir / SPOOL} is not the server's own: not read")
-            for name in sorted(n for n in os.listdir(spool) if WAL_NAME.match(n))[:SPOOL_FILES]:
-                self._archive(spool, name)
-                done += 1
+            names = sorted(os.listdir(spool))[:SPOOL_FILES * 2]  # bounded: the uid may have made many
+            for name in [n for n in names if WAL_NAME.fullmatch(n)][:ROUND_FILES]:
+                done += self._archive(spool, name)
         finally:
             os.close(spool)
         self.archived += done
         return done
 
-    def _archive(self, spool: int, name: str) -> None:
+    def _archive(self, spool: int, name: str) -> int:
+        """Upload one spooled file (1) or drop one that is not a WAL file of the server's (0)."""
         copy = self.staging.with_name(f"{self.staging.name}-wal")
         copy.mkdir(mode=0o700, parents=True, exist_ok=True)
         staged = copy / name
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=spool)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=spool)
+        except OSError as exc:  # a link planted under a WAL name (ELOOP), gone meanwhile...: never followed
+            log.warning("dropped from the WAL spool service=%s region=%s file=%s: %s", self.service, self.region,
+                        name, exc.strerror)
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=spool)
+            return 0
         try:
             seen = os.fstat(fd)
-            if not stat.S_ISREG(seen.st_mode) or seen.st_uid != self.uid or seen.st_size > MAX_WAL_BYTES:
-                raise VaultError(f"{name} in the WAL spool is not a WAL file of the server's: not archived")
+            low, high = expected_size(name)
+            if not stat.S_ISREG(seen.st_mode) or seen.st_uid != self.uid or not low <= seen.st_size <= high:
+                log.warning("dropped from the WAL spool service=%s region=%s file=%s: not a WAL file of the "
+                            "server's (%d bytes)", self.service, self.region, name, seen.st_size)
+                os.unlink(name, dir_fd=spool)
+                return 0
             digest = hashlib.sha256()
             with os.fdopen(os.dup(fd), "rb") as source, staged.open("wb") as out:  # root's copy: it cannot change
-                while chunk := source.read(1024 * 1024):
+                left = seen.st_size  # what was checked, and not a byte more however the file grows
+                while left > 0 and (chunk := source.read(min(left, 1024 * 1024))):
                     digest.update(chunk)
                     out.write(chunk)
+                    left -= len(chunk)
         finally:
             os.close(fd)
         try:
             upload_wal(self._put(), Snapshot(path=staged, position=wal_start(name), chain_head=digest.hexdigest(),
-                                             size=staged.stat().st_size, sha256=digest.hexdigest()),
+                                             size=staged.stat().st_size, sha256=digest.hexdigest(),
+                                             generation=self._generation()),
                        name, bucket=bucket_name(self.service), service=self.service, region=self.region,
                        epoch=self._epoch(), signer=self.signer, created_ms=int(time.time() * 1000))
         finally:
@@ -252,3 +311,4 @@ class PgBackups:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=spool)  # only now: a file the vault does not hold stays spooled
         log.info("WAL archived service=%s region=%s file=%s", self.service, self.region, name)
+        return 1

@@ -16,7 +16,7 @@ of its own. A schema of that name the superuser does not own is dropped and made
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import Connection, sql
@@ -25,14 +25,17 @@ from paydar.postgres.roles import SUPERUSER
 from paydar.postgres.server import PgServer
 from paydar.workload.database import APP_DATABASE
 
-__all__ = ["DATABASES", "SCHEMA", "Finding", "install", "scan"]
+__all__ = ["DATABASES", "SCHEMA", "Finding", "Scan", "install", "scan"]
 
 SCHEMA = "paydar_integrity"
 EXTENSIONS = ("amcheck", "pg_buffercache")
 DATABASES = (APP_DATABASE, "postgres")
 """The databases scanned: the agency's, and the one the superuser keeps."""
 STATEMENT_TIMEOUT = "120s"
-"""The longest one relation's check may take; a check that times out is a finding of nothing."""
+"""The longest one relation's check may take."""
+LOCK_TIMEOUT = "2s"
+"""How long a check waits for a relation someone holds locked (the app, which owns its database,
+may): the relation is then left unchecked this round, and counted so."""
 MAX_FINDINGS = 20
 
 _RELATIONS = (
@@ -57,9 +60,20 @@ class Finding:
         return f"{self.database}.{self.relation}: {self.problem}"
 
 
+def _as_ourselves(connection: Connection[tuple[object, ...]]) -> None:
+    """The superuser, whatever the app's database settings say (a ``role`` or ``search_path`` set on
+    the database it owns reaches every session there), bounded in how long it waits."""
+    connection.execute("SET ROLE NONE")
+    connection.execute("SET search_path = pg_catalog")
+    connection.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(STATEMENT_TIMEOUT)))
+    connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+
+
 def install(connection: Connection[tuple[object, ...]]) -> bool:
     """On a primary, in the database ``connection`` is to: make the superuser's schema with both
-    extensions, unless it is there already as it should be. Returns whether it changed anything."""
+    extensions, unless it is there already as it should be. Returns whether it changed anything
+    (it waits at most ``LOCK_TIMEOUT`` for a lock: a relation held locked delays it to the next try)."""
+    _as_ourselves(connection)
     row = connection.execute(
         "SELECT pg_get_userbyid(n.nspowner), (SELECT count(*) FROM pg_extension e WHERE e.extnamespace = n.oid "
         "AND e.extname = ANY(%s)) FROM pg_namespace n WHERE n.nspname = %s", (list(EXTENSIONS), SCHEMA)).fetchone()
@@ -86,27 +100,37 @@ def _installed(connection: Connection[tuple[object, ...]]) -> bool:
     return row is not None and row[0] == len(EXTENSIONS)
 
 
-def scan(server: PgServer, databases: tuple[str, ...] = DATABASES) -> list[Finding]:
-    """Check every relation of ``databases`` on ``server`` as read from disk. Returns what it
-    found wrong (empty: nothing)."""
-    findings: list[Finding] = []
+@dataclass
+class Scan:
+    """What one scan found wrong, and the relations it could not check this time (locked, timed
+    out, dropped meanwhile, or the checks not installed yet): those are not proven sound."""
+
+    findings: list[Finding] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+
+def scan(server: PgServer, databases: tuple[str, ...] = DATABASES) -> Scan:
+    """Check every relation of ``databases`` on ``server`` as read from disk."""
+    result = Scan()
     for database in databases:
         try:
             connection = server.connect(dbname=database)
         except psycopg.OperationalError:
             continue  # a database that does not exist yet (a first start half-way) holds nothing
         with connection:
-            findings += _scan_database(connection, database)
-        if len(findings) >= MAX_FINDINGS:
+            _scan_database(connection, database, result)
+        if len(result.findings) >= MAX_FINDINGS:
             break
-    return findings[:MAX_FINDINGS]
+    result.findings = result.findings[:MAX_FINDINGS]
+    return result
 
 
-def _scan_database(connection: Connection[tuple[object, ...]], database: str) -> list[Finding]:
-    connection.execute("SET search_path = pg_catalog")
-    connection.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(STATEMENT_TIMEOUT)))
-    findings: list[Finding] = []
-    if _installed(connection):
+def _scan_database(connection: Connection[tuple[object, ...]], database: str, result: Scan) -> None:
+    _as_ourselves(connection)
+    findings = result.findings
+    if not _installed(connection):
+        result.unchecked.append(f"{database}.* (the checks are not installed yet)")
+    else:
         schema = sql.Identifier(SCHEMA)
         evict = sql.SQL("SELECT {}.pg_buffercache_evict_relation(%s)").format(schema)
         heap = sql.SQL("SELECT blkno, offnum, msg FROM {}.verify_heapam(%s, on_error_stop => true)").format(schema)
@@ -122,14 +146,13 @@ def _scan_database(connection: Connection[tuple[object, ...]], database: str) ->
                                  for b, o, m in connection.execute(heap, (oid,)).fetchall()]
             except (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted) as exc:
                 findings.append(Finding(database, relation, str(exc.diag.message_primary or exc)[:300]))
-            except psycopg.Error:
-                continue  # dropped meanwhile, locked, timed out: nothing found wrong with it
+            except psycopg.Error as exc:  # locked, timed out, dropped meanwhile: not proven sound
+                result.unchecked.append(f"{database}.{relation} ({type(exc).__name__})")
             if len(findings) >= MAX_FINDINGS:
-                return findings
+                return
     row = connection.execute("SELECT checksum_failures FROM pg_stat_database WHERE datname = current_database()"
                              ).fetchone()
     failures = int(str(row[0])) if row and row[0] is not None else 0
     if failures:
         findings.append(Finding(database, "*", f"{failures} page checksum failure(s) met since its statistics "
                                                "began (pg_stat_database.checksum_failures)"))
-    return findings

@@ -142,9 +142,11 @@ class PgServer:
             raise PgFailed(f"{Path(argv[0]).name} failed (exit {done.returncode}): "
                            f"{(done.stderr or done.stdout).strip()[-1500:]}")
 
-    def command(self) -> list[str]:
-        """The jailed ``postgres`` command (the process started *is* the server, killed if its starter dies)."""
+    def command(self, settings: dict[str, str] | None = None) -> list[str]:
+        """The jailed ``postgres`` command (the process started *is* the server, killed if its starter
+        dies). ``settings`` come last on its command line, over every file's (and the defaults here)."""
         self.write_access()
+        extra = [arg for name, value in (settings or {}).items() for arg in ("-c", f"{name}={value}")]
         return self.jailed([f"{JAIL_BINARIES}/bin/postgres", "-D", f"{JAIL_DATA}/db",
                             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
                             "-c", f"unix_socket_directories={JAIL_DATA}", "-c", "unix_socket_permissions=0700",
@@ -157,7 +159,7 @@ class PgServer:
                             "-c", "max_standby_streaming_delay=5s",
                             "-c", f"wal_keep_size={WAL_KEPT}",
                             # Every server archives what it writes or receives (paydar.postgres.backup).
-                            "-c", "archive_mode=always", "-c", f"archive_command={ARCHIVE_COMMAND}"],
+                            "-c", "archive_mode=always", "-c", f"archive_command={ARCHIVE_COMMAND}", *extra],
                            die_with_parent=True)
 
     def connect(self, *, timeout: float = 5.0, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:

@@ -12,12 +12,16 @@ Vault layout, per service bucket (``paydar-<service>``)::
     <region>/snapshots/<created_ms>-<position>.sqlite3   a registry node's store
     <region>/snapshots/<created_ms>-<position>.tar       a PostgreSQL base backup (position: its end LSN)
     <region>/manifests/<created_ms>-<position>.json
-    <region>/wal/<file>                                  a PostgreSQL server's archived WAL file
-    <region>/wal-manifests/<file>.json
+    <region>/wal/<generation>/<file>                     a PostgreSQL server's archived WAL file
+    <region>/wal-manifests/<generation>/<file>.json
 
-Keys sort by time, so the newest backups are found by listing one prefix. A WAL file's
-manifest takes the same form: its ``position`` is the LSN the file starts at (0 for a
-timeline's history), and its ``chain_head`` the file's own SHA-256 (WAL has no chain of ours).
+Keys sort by time, so the newest backups are found by listing one prefix. A *generation* is
+one life of a server's data (from its initialisation, clone or restore to the next): WAL is
+kept per generation, so files a compromised server archived under names that were still to
+come can never stand in for the honest files of a later life, and a restore replays only the
+generation of its base backup. A WAL file's manifest takes the same form: its ``position`` is
+the LSN the file starts at (0 for a timeline's history), and its ``chain_head`` the file's own
+SHA-256 (WAL has no chain of ours).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from paydar.model.identity import TrustRoot
 from paydar.model.ids import node_id
 from paydar.model.signing import Signature, Signer, verify
 
-__all__ = ["MAX_MANIFEST_BYTES", "PG_BASE_FORMAT", "PG_WAL_FORMAT", "SNAPSHOT_FORMAT", "BackupManifest",
+__all__ = ["GENERATION", "MAX_MANIFEST_BYTES", "PG_BASE_FORMAT", "PG_WAL_FORMAT", "SNAPSHOT_FORMAT", "BackupManifest",
            "ManifestRejected", "SignedManifest", "manifest_key", "manifests_prefix", "own_manifest_key",
            "snapshot_key", "wal_key", "wal_manifest_key", "wal_manifests_prefix"]
 
@@ -41,6 +45,7 @@ MAX_MANIFEST_BYTES = 16 * 1024
 SNAPSHOT_FORMAT = "sqlite3"
 PG_BASE_FORMAT = "pg-base"
 PG_WAL_FORMAT = "pg-wal"
+GENERATION = r"^[0-9a-f]{12}$"
 _SUFFIXES = {SNAPSHOT_FORMAT: "sqlite3", PG_BASE_FORMAT: "tar"}
 
 
@@ -64,22 +69,23 @@ def manifest_key(region: str, created_ms: int, position: int) -> str:
     return f"{manifests_prefix(region)}{_stem(created_ms, position)}.json"
 
 
-def wal_manifests_prefix(region: str) -> str:
-    return f"{region}/wal-manifests/"
+def wal_manifests_prefix(region: str, generation: str | None = None) -> str:
+    return f"{region}/wal-manifests/" + (f"{generation}/" if generation else "")
 
 
-def wal_key(region: str, name: str) -> str:
-    return f"{region}/wal/{name}"
+def wal_key(region: str, generation: str, name: str) -> str:
+    return f"{region}/wal/{generation}/{name}"
 
 
-def wal_manifest_key(region: str, name: str) -> str:
-    return f"{wal_manifests_prefix(region)}{name}.json"
+def wal_manifest_key(region: str, generation: str, name: str) -> str:
+    return f"{wal_manifests_prefix(region, generation)}{name}.json"
 
 
 def own_manifest_key(manifest: BackupManifest) -> str:
     """The one key a manifest may be stored under: a copy elsewhere passes one file off as another."""
     if manifest.format == PG_WAL_FORMAT:
-        return wal_manifest_key(manifest.region, manifest.key.rsplit("/", 1)[-1])
+        generation, name = manifest.key.rsplit("/", 2)[-2:]
+        return wal_manifest_key(manifest.region, generation, name)
     return manifest_key(manifest.region, manifest.created_ms, manifest.position)
 
 
@@ -101,6 +107,8 @@ class BackupManifest(BaseModel):
     key: str
     version_id: str = Field(min_length=1)
     format: str = Field(default=SNAPSHOT_FORMAT, pattern=f"^({SNAPSHOT_FORMAT}|{PG_BASE_FORMAT}|{PG_WAL_FORMAT})$")
+    generation: str | None = Field(default=None, pattern=GENERATION)
+    """A PostgreSQL backup's or WAL file's generation (see the module doc); None for a registry's."""
 
     @property
     def created(self) -> datetime:
@@ -143,9 +151,11 @@ class SignedManifest(BaseModel):
             raise ManifestRejected(
                 f"manifest is for service {m.service} (node {m.node}, bucket {m.bucket}), not service {service}: "
                 "a backup of another service can't restore this one")
-        home = f"{m.region}/wal/" if m.format == PG_WAL_FORMAT else f"{m.region}/snapshots/"
-        if not m.key.startswith(home) or "/" in m.key.removeprefix(home):
+        home = f"{m.region}/wal/{m.generation}/" if m.format == PG_WAL_FORMAT else f"{m.region}/snapshots/"
+        if not m.key.startswith(home) or "/" in m.key.removeprefix(home) or m.key.endswith("/"):
             raise ManifestRejected(f"manifest names object {m.key!r} outside {home}")
+        if m.format != SNAPSHOT_FORMAT and m.generation is None:
+            raise ManifestRejected(f"a PostgreSQL manifest without its generation ({m.key!r}) is not one of ours")
         try:
             kid, public_key = trust.key_of(m.node)
         except IdentityError:

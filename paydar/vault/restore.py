@@ -49,6 +49,11 @@ one its node wrote (a node writes each manifest key once); later ones can only c
 someone overwriting it, so however many are stacked on top, the node's is tried first."""
 
 
+MAX_LISTED = 200_000
+"""Manifest keys read under one prefix: a year of base backups every 15 minutes is 35,000, and a
+generation's WAL a few thousand files a day; a listing beyond this is a flood of plants."""
+
+
 FUTURE_SKEW_SECONDS = 3600.0
 """Manifest names dated further ahead than this are plants: no node's clock is that far off."""
 
@@ -95,11 +100,12 @@ def list_backups(client: S3Client, trust: TrustRoot, service: str, region: str, 
     return sorted(listed, key=_signed_order, reverse=True)
 
 
-def list_wal(client: S3Client, trust: TrustRoot, service: str, region: str,
+def list_wal(client: S3Client, trust: TrustRoot, service: str, region: str, generation: str,
              wanted: Callable[[str], bool] = lambda _name: True) -> list[Listed]:
-    """The manifests of a PostgreSQL server's archived WAL files in ``region`` whose file names
-    ``wanted`` keeps, in name order (WAL's own), each verified as :func:`list_backups` verifies."""
-    prefix = wal_manifests_prefix(region)
+    """The manifests of a PostgreSQL server's archived WAL files of one ``generation`` in
+    ``region`` whose file names ``wanted`` keeps, in name order (WAL's own), each verified as
+    :func:`list_backups` verifies (and only under its own generation's key)."""
+    prefix = wal_manifests_prefix(region, generation)
     listed = _list_verified(client, trust, service, region, prefix,
                             lambda key: wanted(key.removeprefix(prefix).removesuffix(".json")), None)
     return sorted(listed, key=lambda entry: entry.key)
@@ -113,6 +119,9 @@ def _list_verified(client: S3Client, trust: TrustRoot, service: str, region: str
         for item in page.get("Versions", []):
             if fits(item["Key"]):
                 versions.setdefault(item["Key"], []).append(item["VersionId"])
+        if len(versions) > MAX_LISTED:
+            raise RestoreRefused(f"more than {MAX_LISTED} manifests under {bucket}/{prefix}: no server writes "
+                                 "that many there; the vault holds plants. Investigate with `paydar backups list`")
     listed: list[Listed] = []
     verified = 0
     for key in sorted(versions, reverse=True):

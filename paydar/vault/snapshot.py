@@ -49,6 +49,7 @@ class Snapshot:
     sha256: str
     content_type: str = "application/octet-stream"
     format: str = SNAPSHOT_FORMAT
+    generation: str | None = None
 
 
 def sha256_file(path: Path, progress: Callable[[int], None] = lambda _: None) -> str:
@@ -99,11 +100,12 @@ def upload_backup(put: Put, snapshot: Snapshot, *, bucket: str, service: str, re
 
 def upload_wal(put: Put, wal: Snapshot, name: str, *, bucket: str, service: str, region: str, epoch: int,
                signer: Signer, created_ms: int) -> SignedManifest:
-    """Upload one archived WAL file ``name`` (``wal.position``: the LSN it starts at), then its
-    manifest pinning the stored version, as :func:`upload_backup` does."""
-    return _put_pinned(put, replace(wal, format=PG_WAL_FORMAT), wal_key(region, name), bucket=bucket,
-                       service=service, region=region, epoch=epoch, signer=signer, created_ms=created_ms,
-                       manifest_at=wal_manifest_key(region, name))
+    """Upload one archived WAL file ``name`` of ``wal.generation`` (``wal.position``: the LSN it
+    starts at), then its manifest pinning the stored version, as :func:`upload_backup` does."""
+    assert wal.generation is not None
+    return _put_pinned(put, replace(wal, format=PG_WAL_FORMAT), wal_key(region, wal.generation, name),
+                       bucket=bucket, service=service, region=region, epoch=epoch, signer=signer,
+                       created_ms=created_ms, manifest_at=wal_manifest_key(region, wal.generation, name))
 
 
 def _put_pinned(put: Put, snapshot: Snapshot, key: str, *, bucket: str, service: str, region: str, epoch: int,
@@ -112,7 +114,7 @@ def _put_pinned(put: Put, snapshot: Snapshot, key: str, *, bucket: str, service:
     manifest = BackupManifest(
         service=service, region=region, node=node_id(service, region), epoch=epoch, position=snapshot.position,
         chain_head=snapshot.chain_head, size=snapshot.size, sha256=snapshot.sha256, created_ms=created_ms,
-        bucket=bucket, key=key, version_id=version_id, format=snapshot.format)
+        bucket=bucket, key=key, version_id=version_id, format=snapshot.format, generation=snapshot.generation)
     signed = SignedManifest.seal(manifest, signer)
     manifest_file = snapshot.path.with_name(snapshot.path.name + ".manifest.json")
     manifest_file.write_bytes(signed.model_dump_json().encode())

@@ -25,6 +25,7 @@ from paydar.model.topology import load_topology
 from paydar.postgres.agent import PgAgent, RebuildRefused
 from paydar.postgres.config import AgentConfig
 from paydar.postgres.decide import Action
+from paydar.postgres.integrity import scan
 from paydar.postgres.replication import follow, lsn, positions
 from paydar.server.component import Foundation
 from paydar.workload.database import APP_DATABASE, scram_verifier
@@ -195,6 +196,13 @@ def test_a_page_changed_on_disk_is_found_and_its_instance_stopped_until_rebuilt(
     checkpointed = lsn(str(row[0]))
     wait_until(lambda: positions(standby.server).replayed >= checkpointed, 20, "the standby replaying the checkpoint")
     assert asyncio.run(standby.scan()) == [], "clean data: the scan finds nothing"
+    with primary.server.connect(dbname=APP_DATABASE) as holder:  # as the app, which owns its database, may
+        holder.autocommit = False
+        holder.execute("LOCK TABLE parcels IN ACCESS EXCLUSIVE MODE")
+        held = scan(primary.server)
+        holder.rollback()
+    assert held.findings == [] and any(u.startswith("app.parcels (") for u in held.unchecked), \
+        "a relation held locked is reported unchecked, never counted sound, and never waited on for long"
     with standby.server.connect(dbname=APP_DATABASE) as connection:
         connection.execute("CHECKPOINT")  # its restartpoint writes the replayed pages to its own disk
         row = connection.execute("SELECT pg_relation_filepath('parcels')").fetchone()

@@ -411,6 +411,10 @@ def test_a_point_in_time_is_recovered_from_the_vault_by_its_runbook(system: Real
     run_runbook(system, "postgres-restore", SERVICE=DATABASE, REGION=region, LSN=target)
     [into] = sorted((system.layout.root / "forensics").glob(f"{DATABASE}-{region}-*"))
     assert (into / "recovery.log").exists(), "a jailed server of its own recovered it"
+    assert (into / "pg" / "db").stat().st_uid == 0, "and it is root's once recovered"
+    for root, dirs, files in os.walk(into / "pg"):  # to look inside, as an operator would
+        for entry in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
+            os.chown(entry, RECOVERY_UID, RECOVERY_UID, follow_symlinks=False)
     server = PgServer(data_dir=into / "pg", conf_dir=into / "conf", port=PortAllocator().take(), uid=RECOVERY_UID,
                       state_dir=system.layout.root)
     with (into / "inspect.log").open("ab") as out:
@@ -479,17 +483,20 @@ def test_a_restore_refuses_a_wal_file_whose_bytes_are_not_the_ones_signed(system
     wait_until(lambda: segment in _archived(system, region), 30, f"{region}'s copy of {segment} in the vault")
     admin = vault_client(system.plan.vault.endpoint, system.vault_admin())
     bucket = bucket_name(DATABASE)
-    genuine = SignedManifest.parse(admin.get_object(Bucket=bucket, Key=wal_manifest_key(region, segment))
-                                   ["Body"].read(), segment).manifest
+    [key] = [item["Key"] for item in admin.list_objects_v2(Bucket=bucket, Prefix=wal_manifests_prefix(region))
+             ["Contents"] if item["Key"].endswith(f"/{segment}.json")]
+    genuine = SignedManifest.parse(admin.get_object(Bucket=bucket, Key=key)["Body"].read(), segment).manifest
+    assert genuine.generation is not None
     # A later segment, planted: zeros where WAL should be, under a manifest the stolen key signs
     # with the genuine segment's hash (a manifest verifies only under its own key: its own name).
     name = f"{segment[:16]}{int(segment[16:], 16) + 100:08X}"
     regional = vault_client(system.plan.vault.endpoint, load_identity(system.layout.vault_region(region)))
-    swapped = regional.put_object(Bucket=bucket, Key=wal_key(region, name), Body=b"\0" * genuine.size)["VersionId"]
-    forged = genuine.model_copy(update={"version_id": swapped, "key": wal_key(region, name),
+    planted_at = wal_key(region, genuine.generation, name)
+    swapped = regional.put_object(Bucket=bucket, Key=planted_at, Body=b"\0" * genuine.size)["VersionId"]
+    forged = genuine.model_copy(update={"version_id": swapped, "key": planted_at,
                                         "position": genuine.position + 100 * 16 * 1024 * 1024})
     stolen = system.keystore().signer(node_id(DATABASE, region))
-    regional.put_object(Bucket=bucket, Key=wal_manifest_key(region, name),
+    regional.put_object(Bucket=bucket, Key=wal_manifest_key(region, genuine.generation, name),
                         Body=SignedManifest.seal(forged, stolen).model_dump_json().encode())
     refused = paydar(system, "restore", "--service", DATABASE, "--region", region, "--into",
                      str(tmp_path / "never"), "--lsn", "FFFFFFFF/0")

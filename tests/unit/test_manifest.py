@@ -13,7 +13,7 @@ from paydar.model.identity import KeyStore, TrustRoot
 from paydar.model.signing import Signer
 from paydar.node.snapshot import take_snapshot
 from paydar.node.store import DocumentStore, verify_file
-from paydar.postgres.backup import WAL_NAME, wal_start
+from paydar.postgres.backup import WAL_NAME, expected_size, wal_start
 from paydar.vault.manifest import (
     PG_BASE_FORMAT,
     PG_WAL_FORMAT,
@@ -141,15 +141,20 @@ def test_verify_file_judges_unreadable_files_without_raising(tmp_path: Path) -> 
 def test_a_wal_files_manifest_lives_under_its_own_name_and_points_only_into_its_regions_wal(
         keys: tuple[KeyStore, TrustRoot]) -> None:
     store, trust = keys
-    name = "000000020000000000000003"
-    wal = manifest().model_copy(update={"format": PG_WAL_FORMAT, "key": wal_key("tehran", name)})
-    assert own_manifest_key(wal) == f"tehran/wal-manifests/{name}.json"
+    name, life = "000000020000000000000003", "0123456789ab"
+    wal = manifest().model_copy(update={"format": PG_WAL_FORMAT, "key": wal_key("tehran", life, name),
+                                        "generation": life})
+    assert own_manifest_key(wal) == f"tehran/wal-manifests/{life}/{name}.json"
     assert SignedManifest.seal(wal, store.signer(NODE)).verified(trust, service="1101", bucket="paydar-1101") == wal
-    for key in ("tehran/snapshots/x.sqlite3", "isfahan/wal/" + name, "tehran/wal/../snapshots/x"):
+    for key in ("tehran/snapshots/x.sqlite3", f"isfahan/wal/{life}/{name}", f"tehran/wal/{life}/../x",
+                f"tehran/wal/ba9876543210/{name}", f"tehran/wal/{life}/"):
         stray = wal.model_copy(update={"key": key})
-        with pytest.raises(ManifestRejected, match="outside tehran/wal/"):
+        with pytest.raises(ManifestRejected, match=f"outside tehran/wal/{life}/"):
             SignedManifest.seal(stray, store.signer(NODE)).verified(trust, service="1101", bucket="paydar-1101")
-    base = manifest().model_copy(update={"format": PG_BASE_FORMAT,
+    lifeless = wal.model_copy(update={"generation": None, "key": f"tehran/wal/None/{name}"})
+    with pytest.raises(ManifestRejected, match="without its generation"):
+        SignedManifest.seal(lifeless, store.signer(NODE)).verified(trust, service="1101", bucket="paydar-1101")
+    base = manifest().model_copy(update={"format": PG_BASE_FORMAT, "generation": life,
                                          "key": snapshot_key("tehran", 1, 10, PG_BASE_FORMAT)})
     assert base.key.endswith(".tar") and own_manifest_key(base) == manifest_key("tehran", base.created_ms, 10)
     with pytest.raises(ValueError, match="format"):
@@ -162,10 +167,18 @@ def test_a_wal_files_manifest_lives_under_its_own_name_and_points_only_into_its_
     ("00000004.history", 0),
 ])
 def test_a_wal_file_starts_where_its_name_says(name: str, start: int) -> None:
-    assert WAL_NAME.match(name) and wal_start(name) == start
+    assert WAL_NAME.fullmatch(name) and wal_start(name) == start
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "00000001000000000000000", "000000010000000000000001.exe",
-                                  ".000000010000000000000001.part", "archive_status"])
+                                  ".000000010000000000000001.part", "archive_status",
+                                  "000000010000000000000001\n", "ZZZZZZZZZZZZZZZZZZZZZZZZ"])
 def test_only_wal_file_names_leave_the_spool(name: str) -> None:
-    assert not WAL_NAME.match(name)
+    assert not WAL_NAME.fullmatch(name)
+
+
+def test_a_spooled_file_must_have_a_wal_files_size() -> None:
+    segment = 16 * 1024 * 1024
+    assert expected_size("000000010000000000000001") == (segment, segment), "a whole segment, exactly"
+    assert expected_size("000000010000000000000001.partial") == (1, segment)
+    assert expected_size("00000002.history")[1] == 64 * 1024

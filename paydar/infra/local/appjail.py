@@ -38,6 +38,7 @@ import resource
 import signal
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 __all__ = ["APP_UID_BASE", "JAIL_APP_DIR", "jailed_command", "main", "python_in_jail"]
@@ -142,6 +143,9 @@ def enter(state_dir: Path, uid: int, cwd: str, binds: list[tuple[Path, str, bool
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
+LEFTOVER_SECONDS = 5.0
+
+
 def _end_leftovers(uid: int) -> None:
     """Kill every process of ``uid`` still alive from an earlier run (one that left its process
     group behind): the uid is this instance's alone, so nothing else is touched."""
@@ -155,6 +159,26 @@ def _end_leftovers(uid: int) -> None:
             pass
         os._exit(0)
     os.waitpid(child, 0)
+    # SIGKILL is delivered, not yet done: wait (bounded) until none of them runs any more, so a
+    # database server's orphaned backends are gone before a new server takes its data directory.
+    deadline = time.monotonic() + LEFTOVER_SECONDS
+    while _running_as(uid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _running_as(uid: int) -> bool:
+    """Whether any process of ``uid`` is alive (zombies, which run nothing, aside)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
+            return True
+    return False
 
 
 def _name_the_uid(libc: ctypes.CDLL, uid: int) -> None:
