@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -92,9 +93,9 @@ def _kill_region(realization: Realization, region: str) -> float:
 def _restart_region(realization: Realization, region: str, service: str) -> None:
     """Restart every process of ``region``; return once the system is whole and watched again.
 
-    The next kill must hit a healthy system: the node must be a standby again and the
-    region's controller must have judged every node up (a controller that just started has
-    not, and would delay the next judgement by its start-up grace).
+    The next kill must hit a healthy system: the node must be a standby again and every
+    controller must have judged every node up (a controller that just started has not, and
+    would delay the next judgement by its start-up grace).
     """
     rpc = realization.supervisor.rpc().supervisor
     for component in [c for c in realization.plan.components if c.region == region]:
@@ -102,7 +103,8 @@ def _restart_region(realization: Realization, region: str, service: str) -> None
     node = realization.plan.node(service, region).url
     _await(f"{region} to rejoin as standby",
            lambda: InstanceState.model_validate(_get(node + "/state")).role is InstanceRole.STANDBY)
-    _await_watched(realization, region)
+    for judge in realization.topology.region_names:  # every controller: one still judging it down would
+        _await_watched(realization, judge)           # fence it, were it promoted, and the kill be two faults
 
 
 def _await_watched(realization: Realization, region: str) -> None:
@@ -132,14 +134,22 @@ def _written_through(realization: Realization, service: str) -> tuple[str, dict[
 
 def bench_failover(*, config: Path, kills: int, service: str | None, console: Console) -> dict[str, float | int]:
     """Bring a fresh system up, kill primary regions ``kills`` times, report the figures."""
-    with tempfile.TemporaryDirectory(prefix="paydar-bench-") as tmp:
-        state_dir = Path(tmp)
+    state_dir = Path(tempfile.mkdtemp(prefix="paydar-bench-"))
+    kept = True
+    try:
         with console.status("up"):
             realization = up(config, state_dir)
         try:
-            return _run(realization, kills, service or realization.topology.services[0].id, console)
+            figures = _run(realization, kills, service or realization.topology.services[0].id, console)
         finally:
             down(state_dir)
+        kept = False
+        return figures
+    finally:
+        if kept:  # a failed run's logs are what explains it
+            console.print(f"the system's state and logs are kept in {state_dir}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _run(realization: Realization, kills: int, service: str, console: Console) -> dict[str, float | int]:

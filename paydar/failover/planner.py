@@ -147,10 +147,11 @@ def plan(table: RoutingTable, topology: NationalTopology, *, down: Set[str], ove
             candidates = list(spec.regions)
         if spec.workload is WorkloadKind.POSTGRES:
             service_views = standbys_prove(service_views, route.fenced)
-        # Candidates are chosen from the replicas' own answers (and operator intents), never from
-        # this controller's judgement: after fencing those answers are the same for every
-        # controller, so honest controllers pick the same candidate.
-        for candidate in (c for c in candidates if c not in overrides.drained and (sid, c) not in overrides.fenced):
+        # Candidates are ranked by the replicas' own answers (and operator intents): after fencing
+        # those answers are the same for every controller, so honest controllers pick the same one.
+        # A candidate this controller still judges down is passed over: promoted, it would be
+        # fenced again at the next round, and a second fault meanwhile leaves no primary at all.
+        for candidate in (c for c in candidates if usable(c)):
             check = check_promotion(candidate, service_views, primary=route.fenced,
                                     sync_replicas=spec.ack_replicas)
             if check.safe:

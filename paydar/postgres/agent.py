@@ -520,9 +520,10 @@ class PgAgent:
             connection.execute("SET synchronous_commit = local")
             repaired = reassert(connection, replicators=self.config.replicator_verifiers,
                                 app_role=self.config.app_role, app_verifier=self.config.app_verifier)
-        repaired += self._install_checks()
         if repaired:
             log.warning("put back service=%s region=%s: %s", self.service, self.region, "; ".join(repaired))
+        if made := self._install_checks():
+            log.warning("put back service=%s region=%s: %s", self.service, self.region, "; ".join(made))
 
     def _install_checks(self) -> list[str]:
         done = []

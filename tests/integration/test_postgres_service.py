@@ -361,7 +361,8 @@ def test_a_compromised_app_cannot_lock_out_its_database_or_drop_the_standby_wait
             return fresh.execute("SHOW synchronous_commit").fetchone() == ("on",)
 
     wait_until(repaired, 30, "the agent putting the app's role and database back")
-    assert "put back service=" in system.layout.log(node_id(DATABASE, lead)).read_text()
+    wait_until(lambda: "put back service=" in system.layout.log(node_id(DATABASE, lead)).read_text(), 10,
+               "the primary's agent saying what it put back")
     assert app(system, system.topology.region_names[0], "POST", "/canary", {})[0] == 200
 
 

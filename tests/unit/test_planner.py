@@ -59,6 +59,23 @@ def test_unprovable_promotion_stays_read_only(topology: NationalTopology) -> Non
     assert changes == [] and routes["1101"].mode is RouteMode.READ_ONLY
 
 
+def test_a_candidate_still_judged_down_is_passed_over(topology: NationalTopology) -> None:
+    """Back from a fault, a replica answers before the controllers judge it up again: promoted then,
+    it would be fenced at the next round (and a second fault meanwhile leaves no primary)."""
+    table = initial_table(topology, 0)
+    routes, _ = plan(table, topology, down={"node.1101.tehran"}, overrides=Overrides(), views={}, cap=4)
+    fenced = step(table, routes)
+    returning = {"node.1101.tehran", "node.1101.mashhad"}
+    routes, changes = plan(fenced, topology, down=returning, overrides=Overrides(),
+                           views={"1101": views(2, tehran=None, isfahan=10, mashhad=10)}, cap=4)
+    assert (routes["1101"].primary, [c.kind for c in changes]) == ("isfahan", ["promote"]), \
+        "the equally proven candidate judged up is the one promoted"
+    routes, changes = plan(fenced, topology, down=returning, overrides=Overrides(),
+                           views={"1101": views(2, tehran=None, isfahan=9, mashhad=10)}, cap=4)
+    assert changes == [] and routes["1101"].mode is RouteMode.READ_ONLY, \
+        "the only candidate holding every write is still judged down: wait for it"
+
+
 def test_cap_limits_fences_per_table(topology: NationalTopology) -> None:
     table = initial_table(topology, 0)
     down = {f"node.{s.id}.{s.home}" for s in topology.services}
