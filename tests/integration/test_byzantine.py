@@ -256,11 +256,15 @@ def test_two_certified_primaries_of_one_epoch_never_both_acknowledge(tmp_path: P
 
         camps = {"tehran": (fork("tehran", ["tehran", "isfahan", "mashhad"]), ("tehran", "isfahan")),
                  "mashhad": (fork("mashhad", ["mashhad", "shiraz", "isfahan"]), ("mashhad", "shiraz"))}
+        split = True
         for signed, regions in camps.values():
             for region in regions:
                 status, body = post(system.plan.node(SERVICE, region).url + "/v1/routing-table",
                                     signed.model_dump_json().encode(), {"Content-Type": "application/json"})
-                assert status == 200, body
+                # A node may hear the first camp's table from a peer before the second camp's push
+                # reaches it: it then refuses that push as equivocation, and the camps are 3 and 1.
+                assert status == 200 or (status == 403 and body.get("reason") == "equivocation"), body
+                split = split and status == 200
         outcomes = {}
         for primary in camps:
             status, body, _ = http("PUT", system.plan.node(SERVICE, primary).url + "/v1/documents/split",
@@ -268,10 +272,11 @@ def test_two_certified_primaries_of_one_epoch_never_both_acknowledge(tmp_path: P
             outcomes[primary] = (status, body)
         acknowledged = [p for p, (status, body) in outcomes.items() if status == 200 and body.get("acknowledged")]
         assert len(acknowledged) <= 1, f"two primaries of one epoch both acknowledged: {outcomes}"
-        assert acknowledged == [], "with camps of 2 of 4 replicas neither reaches a majority"
-        assert all(status == 503 and "NOT acknowledged" in body["error"] for status, body in outcomes.values()), \
-            outcomes
-        evidence = [p for r in ("tehran", "mashhad") for p in
+        if split:
+            assert acknowledged == [], "with camps of 2 of 4 replicas neither reaches a majority"
+            assert all(status == 503 and "NOT acknowledged" in body["error"] for status, body in outcomes.values()), \
+                outcomes
+        evidence = [p for r in system.topology.service(SERVICE).regions for p in
                     (system.layout.data(f"node.{SERVICE}.{r}") / "evidence").glob("equivocation-*.json")]
         assert evidence, "a primary that heard the other camp's table kept the evidence"
         record = json.loads(evidence[0].read_text())
