@@ -33,7 +33,7 @@ from paydar.infra.local.realizer import Realization
 from paydar.model.buckets import bucket_name
 from paydar.model.files import read_secret
 from paydar.model.identity import TrustRoot
-from paydar.model.ids import node_id
+from paydar.model.ids import gateway_id, node_id
 from paydar.model.routing import SignedTable, sign_table
 from paydar.ops.failover import current_table
 from paydar.ops.pgrestore import RECOVERY_UID
@@ -531,3 +531,21 @@ def test_a_restore_refuses_a_wal_file_whose_bytes_are_not_the_ones_signed(system
                      str(tmp_path / "never-either"))
     assert refused.returncode != 0 and "pg_verifybackup" in refused.stderr + refused.stdout, refused.stderr
     assert not (tmp_path / "never-either" / "pg").exists(), "nothing was recovered"
+
+
+def test_an_agents_admin_endpoints_open_only_to_its_own_admin_token(system: Realization) -> None:
+    """A compromised component holds its own admin token, not this agent's: neither a rebuild nor a
+    backup runs for it, and the instance is left as it was."""
+    region = system.topology.service(DATABASE).regions[-1]
+    agent = system.plan.node(DATABASE, region).url
+    before = agent_state(system, region)
+    others = [gateway_id(region), node_id(DATABASE, next(r for r in system.topology.region_names if r != region))]
+    for path in ("/v1/rebuild", "/v1/backup"):
+        for token in [None, *(system.admin_token(c) for c in others)]:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            request = urllib.request.Request(agent + path, data=b"", method="POST", headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 401, path
+    after = agent_state(system, region)
+    assert (after["role"], after["epoch"]) == (before["role"], before["epoch"]), "nothing changed"
